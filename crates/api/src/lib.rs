@@ -1,0 +1,56 @@
+//! The HTTP API of Posthorn (`/v1`, health, OpenAPI), as the contract fixes it.
+//!
+//! - [`router`] builds the axum router over an [`AppState`].
+//! - `routes/` has one file per resource: events, subscriptions, deliveries, and the service
+//!   routes (health, services, OpenAPI).
+//! - [`error`] is the one place errors become problem+json; [`extract`] reads callers and bodies.
+//!
+//! Invariants: a handler answers 202 for a publish only after the store has committed the event
+//! and its deliveries; nothing a client sends produces a 500 (database trouble is a 503); an
+//! object of another owner is a 404, never its data.
+
+pub mod error;
+pub mod extract;
+mod list;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use posthorn_dispatch::Dispatcher;
+use posthorn_store::{Store, SubscriptionCache};
+
+/// The delivery services this build has.
+pub const SERVICES: &[&str] = &["http"];
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub subscriptions: SubscriptionCache,
+    pub dispatcher: Dispatcher,
+    pub admin_token: Arc<str>,
+}
+
+/// Settings of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+pub fn router(state: AppState, config: &ApiConfig) -> Router {
+    routes::routes()
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,186 @@
+//! Delivery logs: `GET /v1/subscriptions/{id}/deliveries`, `GET /v1/deliveries/{id}` (with every
+//! attempt's request and response), `POST /v1/deliveries/{id}/retry`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use posthorn_core::time::to_rfc3339;
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Invalid};
+use posthorn_store::{DeliveryQuery, DeliveryRow, StoredAttempt};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Caller;
+use crate::list::{paginate, Page, Query};
+use crate::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub number: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    /// `{"method","url","headers","body"}`.
+    #[schema(value_type = Object)]
+    pub request: Value,
+    /// `{"status","headers","body"}` (body up to 16 KiB), or null when no response came.
+    #[schema(value_type = Option<Object>)]
+    pub response: Option<Value>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    /// When the next attempt is due; null unless pending.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>) -> DeliveryView {
+    DeliveryView {
+        next_attempt_at: (d.status == DeliveryStatus::Pending)
+            .then(|| to_rfc3339(d.next_attempt_at)),
+        id: d.id,
+        event_id: d.event_id,
+        event_name: d.event_name,
+        subscription_id: d.subscription_id,
+        status: d.status,
+        attempts: d.attempts,
+        created_at: to_rfc3339(d.created_at),
+        updated_at: to_rfc3339(d.updated_at),
+        attempt_log: log.map(|attempts| {
+            attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    number: a.number,
+                    started_at: to_rfc3339(a.started_at),
+                    duration_ms: a.duration_ms,
+                    request: serde_json::from_str(&a.request).unwrap_or(Value::Null),
+                    response: a.response.and_then(|r| serde_json::from_str(&r).ok()),
+                    error: a.error,
+                    outcome: a.outcome,
+                })
+                .collect()
+        }),
+    }
+}
+
+/// Whether the caller may see deliveries of this subscription (deleted ones included).
+async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -> ApiResult<()> {
+    match state.store.subscription_owner(subscription_id).await? {
+        Some(owner) if caller.sees(&owner) => Ok(()),
+        _ => Err(ApiError::NotFound("subscription")),
+    }
+}
+
+/// A subscription's deliveries, newest first: `?status=S&limit=&cursor=`.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
+    params(("id" = String, Path), ("status" = Option<String>, Query, description = "pending, succeeded, dead or cancelled"),
+           ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<DeliveryView>), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_for_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<DeliveryView>>> {
+    let q = Query::parse(raw.as_deref());
+    let limit = q.limit()?;
+    let status = match q.get("status") {
+        None => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            Invalid::one("status", "must be pending, succeeded, dead or cancelled")
+        })?),
+    };
+    check_owner(&state, &caller, &id).await?;
+    let rows = state
+        .store
+        .deliveries_page(&DeliveryQuery {
+            subscription_id: id,
+            status,
+            before: q.cursor().map(str::to_owned),
+            limit: limit + 1,
+        })
+        .await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |d| d.id.clone(),
+        |d| view(d, None),
+    )))
+}
+
+/// A delivery with its attempt log.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryView>> {
+    let (delivery, attempts) = state
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    check_owner(&state, &caller, &delivery.subscription_id)
+        .await
+        .map_err(|_| ApiError::NotFound("delivery"))?;
+    Ok(Json(view(delivery, Some(attempts))))
+}
+
+/// One more attempt now, whatever the delivery's status.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    params(("id" = String, Path)),
+    responses((status = 202, body = DeliveryView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    let (delivery, _) = state
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    check_owner(&state, &caller, &delivery.subscription_id)
+        .await
+        .map_err(|_| ApiError::NotFound("delivery"))?;
+    if state
+        .store
+        .subscription(&delivery.subscription_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::Conflict(
+            "the subscription of this delivery was deleted".into(),
+        ));
+    }
+    if !state.store.retry_delivery(&id).await? {
+        return Err(ApiError::Conflict(
+            "an attempt of this delivery is in progress".into(),
+        ));
+    }
+    state.dispatcher.wake();
+    let (delivery, _) = state
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
+    Ok((StatusCode::ACCEPTED, Json(view(delivery, None))))
+}

@@ -1,0 +1,299 @@
+//! `POST /v1/events` (one event or a batch), `GET /v1/events`, `GET /v1/events/{id}`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use posthorn_core::event::is_valid_token;
+use posthorn_core::id::new_id;
+use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use posthorn_core::validation::Errors;
+use posthorn_core::{EventName, Invalid};
+use posthorn_store::{EventQuery, NewEvent, Published, StoredEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{typed, Caller, JsonBody};
+use crate::list::{paginate, Page, Query};
+use crate::AppState;
+
+/// Most events in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PublishRequest {
+    /// 1–128 of `A-Za-z0-9_.:-`; `posthorn.*` is reserved.
+    pub name: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Optional client id: the event id, and an idempotency key per publisher.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// RFC 3339; the time of receipt when absent.
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    /// Only this application's subscriptions (and the admin's) receive the event.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub name: String,
+    pub occurred_at: String,
+    /// How many deliveries the event made.
+    pub deliveries: u64,
+    /// Present and true when the id had been published before: nothing new was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+impl From<Published> for Accepted {
+    fn from(p: Published) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            occurred_at: to_rfc3339(p.occurred_at),
+            deliveries: p.deliveries,
+            duplicate: p.duplicate,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliverySummary {
+    pub id: String,
+    pub subscription_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub origin: Option<String>,
+    pub tenant: Option<String>,
+    pub occurred_at: String,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliverySummary>>,
+}
+
+fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
+    EventView {
+        data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+        id: e.id,
+        name: e.name,
+        origin: e.origin,
+        tenant: e.tenant,
+        occurred_at: to_rfc3339(e.occurred_at),
+        received_at: to_rfc3339(e.received_at),
+        deliveries,
+    }
+}
+
+/// Checks one event and matches it to subscriptions.
+fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    item: &Value,
+    prefix: &str,
+) -> Result<NewEvent, Invalid> {
+    let at = |f: &str| {
+        if prefix.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{prefix}.{f}")
+        }
+    };
+    let req: PublishRequest = typed(item, prefix)?;
+    let mut errors = Errors::default();
+    match EventName::parse(&req.name) {
+        Ok(n) if n.is_reserved() => errors.add(
+            at("name"),
+            "posthorn.* events are the service's own and cannot be published",
+        ),
+        Ok(_) => {}
+        Err(msg) => errors.add(at("name"), msg),
+    }
+    if !req.data.is_object() {
+        errors.add(at("data"), "must be a JSON object");
+    }
+    if let Some(id) = &req.id {
+        if !is_valid_token(id) {
+            errors.add(
+                at("id"),
+                "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
+            );
+        }
+    }
+    let occurred_at = match &req.occurred_at {
+        None => now_ms(),
+        Some(t) => parse_rfc3339(t).unwrap_or_else(|| {
+            errors.add(at("occurred_at"), "must be an RFC 3339 time");
+            0
+        }),
+    };
+    if let Some(origin) = &req.origin {
+        if origin.chars().count() > 256 {
+            errors.add(at("origin"), "must be at most 256 characters");
+        }
+    }
+    if let Some(tenant) = &req.tenant {
+        if !is_valid_token(tenant) {
+            errors.add(at("tenant"), "must be an application id");
+        }
+    }
+    errors.finish()?;
+    let subscriptions = state
+        .subscriptions
+        .matching(&req.name, req.tenant.as_deref());
+    Ok(NewEvent {
+        id: req.id.unwrap_or_else(|| new_id("evt")),
+        publisher: caller.owner().to_owned(),
+        data: req.data.to_string(),
+        name: req.name,
+        origin: req.origin,
+        tenant: req.tenant,
+        occurred_at,
+        subscriptions,
+    })
+}
+
+/// Publish an event, or a batch of up to 1000 (a JSON array), stored atomically.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = PublishRequest, description = "An event, or an array of events (a batch)"),
+    responses(
+        (status = 202, description = "Stored with its deliveries (a batch answers {\"items\":[…]})", body = Accepted),
+        (status = 200, description = "The id was published before; the first event", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 422, description = "Invalid event", body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let (items, batch) = match body {
+        Value::Array(items) => (items, true),
+        v @ Value::Object(_) => (vec![v], false),
+        _ => return Err(Invalid::one("", "must be an event object or an array of events").into()),
+    };
+    if batch && !(1..=MAX_BATCH).contains(&items.len()) {
+        return Err(Invalid::one("", "a batch holds 1 to 1000 events").into());
+    }
+    let mut errors = Errors::default();
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let prefix = if batch {
+            format!("[{i}]")
+        } else {
+            String::new()
+        };
+        match prepare(&state, &caller, item, &prefix) {
+            Ok(e) => events.push(e),
+            Err(invalid) => errors.extend(invalid),
+        }
+    }
+    errors.finish()?;
+    let published = state.store.publish(events).await?;
+    if published.iter().any(|p| !p.duplicate && p.deliveries > 0) {
+        state.dispatcher.wake();
+    }
+    let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
+    if batch {
+        let body = serde_json::json!({ "items": accepted });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let one = accepted
+        .pop()
+        .ok_or(ApiError::BadRequest("no event".into()))?;
+    let status = if one.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(one)).into_response())
+}
+
+/// An event with its data and deliveries.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = EventView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventView>> {
+    let publisher = caller.scope();
+    let event = state
+        .store
+        .event(publisher.as_deref(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    let deliveries = state
+        .store
+        .event_deliveries(event.seq)
+        .await?
+        .into_iter()
+        .map(|(id, subscription_id, status)| DeliverySummary {
+            id,
+            subscription_id,
+            status,
+        })
+        .collect();
+    Ok(Json(view(event, Some(deliveries))))
+}
+
+/// Events, newest first: `?name=N&since=T&limit=&cursor=`.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("name" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"),
+           ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<EventView>)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<EventView>>> {
+    let q = Query::parse(raw.as_deref());
+    let limit = q.limit()?;
+    let since = match q.get("since") {
+        None => None,
+        Some(t) => Some(
+            parse_rfc3339(t).ok_or_else(|| Invalid::one("since", "must be an RFC 3339 time"))?,
+        ),
+    };
+    let before = match q.cursor() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| Invalid::one("cursor", "is not a cursor this list gave"))?,
+        ),
+    };
+    let rows = state
+        .store
+        .events_page(&EventQuery {
+            publisher: caller.scope(),
+            name: q.get("name").map(str::to_owned),
+            since,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |e| e.seq.to_string(),
+        |e| view(e, None),
+    )))
+}

@@ -1,0 +1,53 @@
+//! One module per resource; [`routes`] puts them together.
+
+pub(crate) mod deliveries;
+pub(crate) mod events;
+pub(crate) mod service;
+pub(crate) mod subscriptions;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/openapi.json", get(service::openapi))
+        .route("/v1/services", get(service::services))
+        .route("/v1/events", post(events::publish).get(events::list))
+        .route("/v1/events/{id}", get(events::show))
+        .route(
+            "/v1/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            get(subscriptions::show)
+                .put(subscriptions::replace)
+                .patch(subscriptions::patch)
+                .delete(subscriptions::delete),
+        )
+        .route("/v1/subscriptions/{id}/enable", post(subscriptions::enable))
+        .route(
+            "/v1/subscriptions/{id}/disable",
+            post(subscriptions::disable),
+        )
+        .route("/v1/subscriptions/{id}/test", post(subscriptions::test))
+        .route(
+            "/v1/subscriptions/{id}/rotate-secret",
+            post(subscriptions::rotate_secret),
+        )
+        .route(
+            "/v1/subscriptions/{id}/recover",
+            post(subscriptions::recover),
+        )
+        .route(
+            "/v1/subscriptions/{id}/deliveries",
+            get(deliveries::list_for_subscription),
+        )
+        .route("/v1/deliveries/{id}", get(deliveries::show))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .fallback(service::not_found)
+}

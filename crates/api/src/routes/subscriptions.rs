@@ -1,0 +1,438 @@
+//! `/v1/subscriptions`: create, list, read, replace (PUT), merge (PATCH, RFC 7396), delete, and
+//! the actions enable, disable, test, rotate-secret and recover.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use posthorn_core::event::is_valid_token;
+use posthorn_core::id::new_id;
+use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
+use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
+use posthorn_store::{NewEvent, SubscriptionQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{typed, Caller, JsonBody};
+use crate::list::{paginate, Page, Query};
+use crate::{AppState, SERVICES};
+
+/// How long the previous secret keeps signing after a rotation.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub owner: String,
+    #[serde(flatten)]
+    pub spec: SubscriptionSpec,
+    /// `active` or `disabled`.
+    pub status: &'static str,
+    pub disabled_reason: Option<DisabledReason>,
+    /// The signing secret: shown on create and on rotation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn view(sub: Subscription, show_secret: bool) -> SubscriptionView {
+    let active = sub.is_active();
+    SubscriptionView {
+        status: if active { "active" } else { "disabled" },
+        disabled_reason: if active {
+            None
+        } else {
+            Some(sub.disabled_reason.unwrap_or(DisabledReason::Manual))
+        },
+        secret: show_secret.then(|| sub.secret.expose()),
+        created_at: to_rfc3339(sub.created_at),
+        updated_at: to_rfc3339(sub.updated_at),
+        id: sub.id,
+        owner: sub.owner,
+        spec: sub.spec,
+    }
+}
+
+/// Reads and checks a spec; field paths are those of the request.
+fn checked_spec(body: &Value) -> Result<SubscriptionSpec, Invalid> {
+    let spec: SubscriptionSpec = typed(body, "")?;
+    spec.validate(SERVICES)?;
+    Ok(spec)
+}
+
+/// A subscription the caller may see, or 404.
+async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Subscription> {
+    match state.store.subscription(id).await? {
+        Some(sub) if caller.sees(&sub.owner) => Ok(sub),
+        _ => Err(ApiError::NotFound("subscription")),
+    }
+}
+
+/// Writes a changed subscription and brings this process's index up to date.
+async fn save(state: &AppState, mut sub: Subscription) -> ApiResult<Subscription> {
+    sub.updated_at = now_ms();
+    if sub.spec.enabled {
+        sub.disabled_reason = None;
+    }
+    if !state.store.update_subscription(&sub).await? {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    refresh(state).await;
+    Ok(sub)
+}
+
+async fn refresh(state: &AppState) {
+    // The write is committed; if this reload fails, the revision poll catches up within a second.
+    if let Err(e) = state.subscriptions.refresh().await {
+        tracing::warn!(error = %e, "reloading subscriptions after a change failed");
+    }
+}
+
+/// Create a subscription; the reply carries its signing secret.
+#[utoipa::path(post, path = "/v1/subscriptions", tag = "subscriptions",
+    request_body = SubscriptionSpec,
+    responses((status = 201, body = SubscriptionView), (status = 400, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
+    let owner = match body.get("owner") {
+        None | Some(Value::Null) => caller.owner().to_owned(),
+        Some(Value::String(o)) if caller == Caller::Admin => {
+            if o != "admin" && !is_valid_token(o) {
+                return Err(Invalid::one("owner", "must be admin or an application id").into());
+            }
+            o.clone()
+        }
+        Some(Value::String(_)) => {
+            return Err(ApiError::Forbidden("only the admin sets the owner".into()))
+        }
+        Some(_) => return Err(Invalid::one("owner", "must be a string").into()),
+    };
+    let spec = checked_spec(&body)?;
+    let now = now_ms();
+    let sub = Subscription {
+        id: new_id("sub"),
+        owner,
+        spec,
+        disabled_reason: None,
+        secret: Secret::generate(),
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.insert_subscription(&sub).await?;
+    refresh(&state).await;
+    Ok((StatusCode::CREATED, Json(view(sub, true))))
+}
+
+/// Subscriptions, newest first: `?event=N&metadata=key:value&status=S&limit=&cursor=`.
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions",
+    params(("event" = Option<String>, Query, description = "Only those that would receive this event name"),
+           ("metadata" = Option<String>, Query, description = "key:value; repeatable, all must hold"),
+           ("status" = Option<String>, Query, description = "active or disabled"),
+           ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<SubscriptionView>)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<SubscriptionView>>> {
+    let q = Query::parse(raw.as_deref());
+    let limit = q.limit()?;
+    let event = q.get("event");
+    let status = match q.get("status") {
+        None => None,
+        Some("active") => Some(true),
+        Some("disabled") => Some(false),
+        Some(_) => return Err(Invalid::one("status", "must be active or disabled").into()),
+    };
+    let mut metadata = Vec::new();
+    for m in q.all("metadata") {
+        let (k, v) = m
+            .split_once(':')
+            .ok_or_else(|| Invalid::one("metadata", "must be key:value"))?;
+        metadata.push((k, v));
+    }
+    let keep = |s: &Subscription| {
+        status.is_none_or(|active| s.is_active() == active)
+            && metadata
+                .iter()
+                .all(|(k, v)| s.spec.metadata.get(*k).map(String::as_str) == Some(*v))
+            && event.is_none_or(|name| {
+                s.spec
+                    .events
+                    .iter()
+                    .filter_map(|p| EventPattern::parse(p).ok())
+                    .any(|p| p.matches(name))
+            })
+    };
+    const CHUNK: usize = 200;
+    let mut found = Vec::new();
+    let mut before = q.cursor().map(str::to_owned);
+    'pages: loop {
+        let rows = state
+            .store
+            .subscriptions_page(&SubscriptionQuery {
+                owner: caller.scope(),
+                before: before.clone(),
+                limit: CHUNK,
+            })
+            .await?;
+        let exhausted = rows.len() < CHUNK;
+        before = rows.last().map(|s| s.id.clone());
+        for s in rows {
+            if keep(&s) {
+                found.push(s);
+                if found.len() > limit {
+                    break 'pages;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(Json(paginate(
+        found,
+        limit,
+        |s| s.id.clone(),
+        |s| view(s, false),
+    )))
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SubscriptionView>> {
+    Ok(Json(view(load(&state, &caller, &id).await?, false)))
+}
+
+/// Replace every field a user writes.
+#[utoipa::path(put, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path)), request_body = SubscriptionSpec,
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<SubscriptionView>> {
+    let mut sub = load(&state, &caller, &id).await?;
+    sub.spec = checked_spec(&body)?;
+    Ok(Json(view(save(&state, sub).await?, false)))
+}
+
+/// Merge the body into the subscription (JSON merge patch: `null` removes a key).
+#[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<SubscriptionView>> {
+    if !body.is_object() {
+        return Err(Invalid::one("", "must be a JSON object").into());
+    }
+    let mut sub = load(&state, &caller, &id).await?;
+    let mut merged = serde_json::to_value(&sub.spec).unwrap_or(Value::Null);
+    merge_patch(&mut merged, &body);
+    sub.spec = checked_spec(&merged)?;
+    Ok(Json(view(save(&state, sub).await?, false)))
+}
+
+/// RFC 7396.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// Delete: its pending deliveries are cancelled; its deliveries and logs stay readable.
+#[utoipa::path(delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    load(&state, &caller, &id).await?;
+    if !state.store.delete_subscription(&id).await? {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    refresh(&state).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/enable", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SubscriptionView>> {
+    let mut sub = load(&state, &caller, &id).await?;
+    sub.spec.enabled = true;
+    let sub = save(&state, sub).await?;
+    state.dispatcher.wake();
+    Ok(Json(view(sub, false)))
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/disable", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SubscriptionView>> {
+    let mut sub = load(&state, &caller, &id).await?;
+    sub.spec.enabled = false;
+    sub.disabled_reason = Some(DisabledReason::Manual);
+    Ok(Json(view(save(&state, sub).await?, false)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestSent {
+    pub event_id: String,
+    pub delivery_id: String,
+}
+
+/// Deliver a `posthorn.ping` event to this subscription alone.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 202, body = TestSent), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TestSent>)> {
+    let sub = load(&state, &caller, &id).await?;
+    if !sub.is_active() {
+        return Err(ApiError::Conflict(
+            "the subscription is disabled; enable it to test it".into(),
+        ));
+    }
+    let event = NewEvent {
+        id: new_id("evt"),
+        publisher: "posthorn".into(),
+        name: "posthorn.ping".into(),
+        origin: Some("posthorn".into()),
+        tenant: Some(sub.owner.clone()),
+        data: json!({"subscription_id": sub.id}).to_string(),
+        occurred_at: now_ms(),
+        subscriptions: vec![sub.id.clone()],
+    };
+    let published = state.store.publish(vec![event]).await?;
+    state.dispatcher.wake();
+    let p = published
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::BadRequest("nothing was published".into()))?;
+    let delivery_id = p.delivery_ids.into_iter().next().unwrap_or_default();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TestSent {
+            event_id: p.id,
+            delivery_id,
+        }),
+    ))
+}
+
+/// A new signing secret; the previous one keeps signing beside it for 24 hours.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/rotate-secret", tag = "subscriptions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SubscriptionView>> {
+    let mut sub = load(&state, &caller, &id).await?;
+    let old = std::mem::replace(&mut sub.secret, Secret::generate());
+    sub.previous_secret = Some((old, now_ms() + ROTATION_OVERLAP_MS));
+    Ok(Json(view(save(&state, sub).await?, true)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RecoverRequest {
+    /// RFC 3339: dead deliveries created since then are queued again.
+    pub since: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recovered {
+    pub requeued: u64,
+}
+
+/// Queue again this subscription's dead deliveries since a time.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/recover", tag = "subscriptions",
+    params(("id" = String, Path)), request_body = RecoverRequest,
+    responses((status = 200, body = Recovered), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Recovered>> {
+    let req: RecoverRequest = typed(&body, "")?;
+    let since = parse_rfc3339(&req.since)
+        .ok_or_else(|| Invalid::one("since", "must be an RFC 3339 time"))?;
+    let sub = load(&state, &caller, &id).await?;
+    let requeued = state.store.recover(&sub.id, since).await?;
+    if requeued > 0 {
+        state.dispatcher.wake();
+    }
+    Ok(Json(Recovered { requeued }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"a": [1]});
+        merge_patch(&mut t, &json!({"a": [2, 3], "n": {"x": 1}}));
+        assert_eq!(t, json!({"a": [2, 3], "n": {"x": 1}}));
+    }
+}

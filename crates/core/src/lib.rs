@@ -1,0 +1,30 @@
+//! The domain of Posthorn, with no I/O: what an event, a subscription and a delivery are, how an
+//! event name is matched by a subscription's patterns, how a webhook is signed (Standard Webhooks),
+//! how long to wait before the next attempt, and which network addresses a delivery may reach.
+//!
+//! Everything here is pure and deterministic given its inputs (randomness is passed in), so it is
+//! tested with plain unit tests. The other crates (`store`, `dispatch`, `api`) depend on this one;
+//! it depends on none of them.
+
+pub mod delivery;
+pub mod event;
+pub mod id;
+pub mod network;
+pub mod pattern;
+pub mod retry;
+pub mod signing;
+pub mod subscription;
+pub mod time;
+pub mod validation;
+
+pub use delivery::{AttemptOutcome, DeliveryStatus};
+pub use event::{Event, EventName};
+pub use network::NetworkPolicy;
+pub use pattern::EventPattern;
+pub use retry::RetryPolicy;
+pub use signing::Secret;
+pub use subscription::{HttpConfig, Subscription, SubscriptionSpec};
+pub use validation::{FieldError, Invalid};
+
+/// The `user-agent` Posthorn sends with every webhook.
+pub const USER_AGENT: &str = concat!("posthorn/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,388 @@
+//! The dispatch loop.
+//!
+//! One task claims due deliveries in batches (as many as there are free workers) and spawns an
+//! attempt for each; attempts send their outcome to the settler task, which writes them in batches
+//! (one transaction for many outcomes). A renewer task extends the lease of everything in flight.
+//! When nothing is due, the loop sleeps until the earliest pending delivery falls due (at most a
+//! second, so deliveries made due by another process are seen), or until a publish wakes it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use posthorn_core::signing::signature_header;
+use posthorn_core::subscription::Compiled;
+use posthorn_core::time::{now_ms, to_rfc3339};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, USER_AGENT};
+use posthorn_store::{AttemptRecord, Claimed, Store, StoreError, StoredAttempt, SubscriptionCache};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{build_request, HttpSender};
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Attempts in flight at once, in this process.
+    pub workers: usize,
+    /// How long a claim holds a delivery before another process may take it over; renewed every
+    /// third of it while the attempt runs.
+    pub lease: Duration,
+    /// How long shutdown waits for attempts in flight before handing them back.
+    pub grace: Duration,
+    /// Identifies this process in leases.
+    pub process_id: String,
+}
+
+/// How long a delivery of a disabled subscription is put off before it is looked at again
+/// (enabling the subscription makes its deliveries due at once).
+const HOLD_WHILE_DISABLED_MS: i64 = 3_600_000;
+/// Most outcomes written in one transaction.
+const SETTLE_BATCH: usize = 512;
+/// Longest sleep when nothing is due: bounds how late a delivery made due elsewhere is seen.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    cache: SubscriptionCache,
+    sender: HttpSender,
+    config: Arc<DispatchConfig>,
+    wake: Arc<Notify>,
+}
+
+type InFlight = Arc<Mutex<HashSet<String>>>;
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        cache: SubscriptionCache,
+        sender: HttpSender,
+        config: DispatchConfig,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            sender,
+            config: Arc::new(config),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Call after storing deliveries that are due now, so the loop does not wait for its poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `stop` is cancelled, then waits up to the grace period for attempts in flight,
+    /// writes their outcomes, and hands back whatever is left.
+    pub async fn run(self, stop: CancellationToken) {
+        let workers = Arc::new(Semaphore::new(self.config.workers));
+        let in_flight: InFlight = Arc::default();
+        let (done, outcomes) = mpsc::channel(self.config.workers * 2 + 16);
+        let settler = tokio::spawn(settle_loop(
+            self.store.clone(),
+            self.config.process_id.clone(),
+            outcomes,
+        ));
+        let renewer = tokio::spawn(renew_loop(
+            self.store.clone(),
+            self.config.clone(),
+            in_flight.clone(),
+        ));
+
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            let free = workers.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    p = workers.acquire() => drop(p),
+                }
+                continue;
+            }
+            let lease_ms = self.config.lease.as_millis() as i64;
+            let claimed = match self
+                .store
+                .claim(&self.config.process_id, free.min(256), lease_ms)
+                .await
+            {
+                Ok(c) => {
+                    failures = 0;
+                    c
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "claiming deliveries failed; retrying");
+                    let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                let wait = match self.store.next_due().await {
+                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, 1000) as u64),
+                    _ => MAX_IDLE,
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+            for c in claimed {
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    break;
+                };
+                lock(&in_flight).insert(c.delivery_id.clone());
+                let this = self.clone();
+                let done = done.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    let id = c.delivery_id.clone();
+                    let record = this.attempt(c).await;
+                    let _ = done.send(record).await;
+                    lock(&in_flight).remove(&id);
+                    drop(permit);
+                });
+            }
+        }
+
+        // Shutdown: let attempts in flight finish within the grace period.
+        let all = self.config.workers as u32;
+        if tokio::time::timeout(self.config.grace, workers.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = lock(&in_flight).len(),
+                "attempts still in flight after the grace period; handing them back"
+            );
+        }
+        drop(done);
+        let _ = settler.await;
+        renewer.abort();
+        match self.store.release(&self.config.process_id).await {
+            Ok(n) if n > 0 => tracing::info!(deliveries = n, "handed back unfinished deliveries"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "handing back deliveries failed; their leases will expire")
+            }
+        }
+    }
+
+    /// Makes one attempt of a claimed delivery and says what to record.
+    async fn attempt(&self, c: Claimed) -> AttemptRecord {
+        let entry = match self.cache.get(&c.subscription_id) {
+            Some(e) => Ok(Some((e.sub.clone(), e.compiled.clone()))),
+            None => self.load_subscription(&c.subscription_id).await,
+        };
+        let (sub, compiled) = match entry {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                // Deleted since the event was published.
+                return AttemptRecord {
+                    delivery_id: c.delivery_id,
+                    status: DeliveryStatus::Cancelled,
+                    attempts: c.attempts,
+                    next_attempt_at: now_ms(),
+                    attempt: None,
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a subscription; will try again");
+                return hold(c, now_ms() + 5_000);
+            }
+        };
+        if !sub.is_active() {
+            return hold(c, now_ms() + HOLD_WHILE_DISABLED_MS);
+        }
+
+        let number = c.attempts + 1;
+        let started_at = now_ms();
+        let timestamp = started_at / 1000;
+        let event = &c.event;
+        let body = envelope(event);
+        let mut request = build_request(
+            &compiled.http,
+            body,
+            vec![
+                ("user-agent".into(), USER_AGENT.into()),
+                ("webhook-id".into(), event.id.clone()),
+                ("webhook-timestamp".into(), timestamp.to_string()),
+                ("posthorn-event".into(), event.name.clone()),
+                ("posthorn-delivery".into(), c.delivery_id.clone()),
+                ("posthorn-attempt".into(), number.to_string()),
+            ],
+        );
+        let signature = signature_header(
+            sub.signing_secrets(started_at),
+            &event.id,
+            timestamp,
+            &request.body,
+        );
+        request
+            .headers
+            .push(("webhook-signature".into(), signature));
+
+        let exchange = self.sender.send(&request).await;
+        let succeeded = exchange
+            .response
+            .as_ref()
+            .is_some_and(|r| (200..300).contains(&r.status));
+        let (status, outcome, next_attempt_at) = if succeeded {
+            (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms())
+        } else {
+            match compiled
+                .retry
+                .delay_after(number as u32, rand::random::<f64>())
+            {
+                Some(delay) => (
+                    DeliveryStatus::Pending,
+                    AttemptOutcome::Retry,
+                    now_ms() + delay,
+                ),
+                None => (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms()),
+            }
+        };
+        let error = exchange.error.or_else(|| {
+            let r = exchange.response.as_ref()?;
+            (!succeeded).then(|| match r.status {
+                300..=399 => format!("HTTP {} (redirects are not followed)", r.status),
+                s => format!("HTTP {s}"),
+            })
+        });
+        tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
+        AttemptRecord {
+            delivery_id: c.delivery_id,
+            status,
+            attempts: number,
+            next_attempt_at,
+            attempt: Some(StoredAttempt {
+                number,
+                started_at,
+                duration_ms: exchange.duration.as_millis() as i64,
+                request: request.to_log().to_string(),
+                response: exchange.response.map(|r| r.to_log().to_string()),
+                error,
+                outcome,
+            }),
+        }
+    }
+
+    /// A subscription the cache does not know: deleted, or created through another process since
+    /// the last refresh.
+    async fn load_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Subscription, Compiled)>, StoreError> {
+        let Some(sub) = self.store.subscription(id).await? else {
+            return Ok(None);
+        };
+        match sub.spec.validate(&["http"]) {
+            Ok(compiled) => Ok(Some((sub, compiled))),
+            Err(e) => {
+                tracing::error!(subscription = %id, error = %e, "stored subscription is invalid");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Leaves a delivery pending, untouched but for when it is next looked at.
+fn hold(c: Claimed, until: i64) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: c.delivery_id,
+        status: DeliveryStatus::Pending,
+        attempts: c.attempts,
+        next_attempt_at: until,
+        attempt: None,
+    }
+}
+
+/// The default body, built from the stored `data` text without parsing it again.
+fn envelope(e: &posthorn_store::StoredEvent) -> Vec<u8> {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let origin = e.origin.as_deref().map(s).unwrap_or_else(|| "null".into());
+    format!(
+        r#"{{"id":{},"name":{},"occurred_at":{},"origin":{},"data":{}}}"#,
+        s(&e.id),
+        s(&e.name),
+        s(&to_rfc3339(e.occurred_at)),
+        origin,
+        e.data
+    )
+    .into_bytes()
+}
+
+fn lock(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn settle_loop(store: Store, owner: String, mut outcomes: mpsc::Receiver<AttemptRecord>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let mut tries = 0;
+        loop {
+            match store.settle(&owner, &batch).await {
+                Ok(_) => break,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "recording attempts failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    // The leases will expire and these deliveries will be attempted again.
+                    tracing::error!(error = %e, deliveries = batch.len(), "recording attempts failed; they will be attempted again");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: InFlight) {
+    let mut tick = tokio::time::interval(config.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ids: Vec<String> = lock(&in_flight).iter().cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        if let Err(e) = store
+            .renew(&config.process_id, &ids, config.lease.as_millis() as i64)
+            .await
+        {
+            tracing::warn!(error = %e, "renewing leases failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_is_the_contract_shape() {
+        let e = posthorn_store::StoredEvent {
+            seq: 1,
+            id: "evt_1".into(),
+            publisher: "admin".into(),
+            name: "a.b".into(),
+            origin: Some("o\"x".into()),
+            tenant: None,
+            data: r#"{"k":[1,2]}"#.into(),
+            occurred_at: 0,
+            received_at: 0,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&envelope(&e)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id":"evt_1","name":"a.b","occurred_at":"1970-01-01T00:00:00.000Z","origin":"o\"x","data":{"k":[1,2]}})
+        );
+    }
+}

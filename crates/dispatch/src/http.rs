@@ -1,0 +1,319 @@
+//! One HTTP attempt of a delivery.
+//!
+//! Targets are checked after DNS resolution: the client's resolver resolves the host, drops every
+//! address the [`NetworkPolicy`] refuses, and hands only the checked addresses to the connector,
+//! so the address connected to is the address checked (no second lookup to rebind). IP literals,
+//! which skip the resolver, are checked before sending. Redirects are not followed and proxies
+//! from the environment are ignored (either would let a request reach an unchecked address).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use posthorn_core::subscription::{CertificateCheck, HttpConfig};
+use posthorn_core::NetworkPolicy;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+
+/// Response bodies are kept in the log up to this many bytes.
+pub const MAX_LOGGED_BODY: usize = 16 * 1024;
+
+/// A request ready to send: everything but the network.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    pub tls: CertificateCheck,
+}
+
+impl Request {
+    /// The request as the attempt log shows it.
+    pub fn to_log(&self) -> Value {
+        json!({
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "body": String::from_utf8_lossy(&self.body),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn to_log(&self) -> Value {
+        json!({"status": self.status, "headers": self.headers, "body": self.body})
+    }
+}
+
+/// What one attempt got: a response, or an error before one came.
+#[derive(Debug)]
+pub struct Exchange {
+    pub response: Option<Response>,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused target {host}: {reasons}; admit it with --allow-network")]
+struct RefusedTarget {
+    host: String,
+    reasons: String,
+}
+
+fn describe_refusal(ips: &[(IpAddr, &'static str)]) -> String {
+    ips.iter()
+        .map(|(ip, range)| format!("{ip} is in a {range} range"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct CheckedResolver {
+    policy: Arc<NetworkPolicy>,
+}
+
+impl Resolve for CheckedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = Vec::new();
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(r) => {
+                        refused.push((a.ip(), r.0));
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let reasons = if refused.is_empty() {
+                    "it resolves to no address".to_owned()
+                } else {
+                    describe_refusal(&refused)
+                };
+                return Err(Box::new(RefusedTarget { host, reasons }) as _);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Sends attempts; holds the HTTP clients (one per certificate policy), which pool connections.
+#[derive(Clone)]
+pub struct HttpSender {
+    policy: Arc<NetworkPolicy>,
+    verified: Client,
+    unverified: Client,
+    with_bundle: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+impl HttpSender {
+    pub fn new(policy: NetworkPolicy) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        Ok(Self {
+            verified: client(&policy, |b| b)?,
+            unverified: client(&policy, |b| b.danger_accept_invalid_certs(true))?,
+            with_bundle: Arc::default(),
+            policy,
+        })
+    }
+
+    fn client_for(&self, tls: &CertificateCheck) -> Result<Client, String> {
+        match tls {
+            CertificateCheck::Enabled(true) => Ok(self.verified.clone()),
+            CertificateCheck::Enabled(false) => Ok(self.unverified.clone()),
+            CertificateCheck::CaBundle(path) => {
+                let mut cache = self.with_bundle.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = cache.get(path) {
+                    return Ok(c.clone());
+                }
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read the CA bundle {path}: {e}"))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("the CA bundle {path} is not PEM: {e}"))?;
+                let c = client(&self.policy, |mut b| {
+                    for cert in certs {
+                        b = b.add_root_certificate(cert);
+                    }
+                    b.tls_built_in_root_certs(false)
+                })
+                .map_err(|e| format!("cannot use the CA bundle {path}: {e}"))?;
+                cache.insert(path.clone(), c.clone());
+                Ok(c)
+            }
+        }
+    }
+
+    /// Checks an IP-literal host (a named host is checked by the resolver).
+    fn check_literal(&self, url: &reqwest::Url) -> Result<(), String> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        self.policy.check(ip).map_err(|r| {
+            RefusedTarget {
+                host: ip.to_string(),
+                reasons: describe_refusal(&[(ip, r.0)]),
+            }
+            .to_string()
+        })
+    }
+
+    pub async fn send(&self, req: &Request) -> Exchange {
+        let start = Instant::now();
+        let result = self.try_send(req).await;
+        let duration = start.elapsed();
+        match result {
+            Ok(response) => Exchange {
+                response: Some(response),
+                error: None,
+                duration,
+            },
+            Err(error) => Exchange {
+                response: None,
+                error: Some(error),
+                duration,
+            },
+        }
+    }
+
+    async fn try_send(&self, req: &Request) -> Result<Response, String> {
+        let url = reqwest::Url::parse(&req.url).map_err(|e| format!("invalid URL: {e}"))?;
+        self.check_literal(&url)?;
+        let client = self.client_for(&req.tls)?;
+        let method = Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut headers = HeaderMap::with_capacity(req.headers.len());
+        for (k, v) in &req.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("invalid header name {k:?}"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|_| format!("invalid value for header {k}"))?;
+            headers.insert(name, value);
+        }
+        let response = tokio::time::timeout(req.timeout, async {
+            let response = client
+                .request(method, url)
+                .headers(headers)
+                .body(req.body.clone())
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = read_capped(response).await;
+            Ok::<_, String>(Response {
+                status,
+                headers,
+                body,
+            })
+        })
+        .await
+        .map_err(|_| format!("timed out after {} ms", req.timeout.as_millis()))??;
+        Ok(response)
+    }
+}
+
+/// Reads at most [`MAX_LOGGED_BODY`] bytes of a response body; the rest is not read.
+async fn read_capped(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = MAX_LOGGED_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_LOGGED_BODY {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The whole chain of causes, so that "error sending request" says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+fn client(
+    policy: &Arc<NetworkPolicy>,
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<Client, reqwest::Error> {
+    let builder = Client::builder()
+        .use_rustls_tls()
+        .dns_resolver(Arc::new(CheckedResolver {
+            policy: policy.clone(),
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64);
+    tune(builder).build()
+}
+
+/// The request for one attempt of an `http` delivery: the configured URL, method and static
+/// headers, then Posthorn's own headers (which win over static ones of the same name).
+pub fn build_request(
+    config: &HttpConfig,
+    body: Vec<u8>,
+    posthorn_headers: Vec<(String, String)>,
+) -> Request {
+    let mut headers: Vec<(String, String)> = config
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| !posthorn_headers.iter().any(|(p, _)| p == k))
+        .collect();
+    let body = if config.method.has_body() {
+        body
+    } else {
+        Vec::new()
+    };
+    if config.method.has_body() && !headers.iter().any(|(k, _)| k == "content-type") {
+        headers.push(("content-type".into(), config.content_type.clone()));
+    }
+    headers.extend(posthorn_headers);
+    Request {
+        method: config.method.as_str(),
+        url: config.url.clone(),
+        headers,
+        body,
+        timeout: Duration::from_millis(config.timeout_ms.into()),
+        tls: config.verify_certificate.clone(),
+    }
+}

@@ -1,0 +1,326 @@
+//! Events and their deliveries, written together, with group commit.
+//!
+//! Every publish (one event or a batch) goes to the [`Committer`], a task that takes every publish
+//! waiting when it is free and writes them all in one transaction. While a commit is being flushed
+//! to disk, new publishes queue, and the next commit carries all of them: durability costs one
+//! flush per group, not one per request, and each caller is answered only after its group is
+//! committed.
+
+use posthorn_core::id::new_id;
+use posthorn_core::time::{now_ms, Millis};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{get, Result, Store, StoreError};
+
+/// An event to store, with the ids of the subscriptions it matched.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    /// `admin` or the publishing application: client ids are unique per publisher.
+    pub publisher: String,
+    pub name: String,
+    pub origin: Option<String>,
+    pub tenant: Option<String>,
+    /// The `data` object as JSON text.
+    pub data: String,
+    pub occurred_at: Millis,
+    pub subscriptions: Vec<String>,
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    pub name: String,
+    pub occurred_at: Millis,
+    pub deliveries: u64,
+    /// The publisher had sent an event with this id before; nothing new was stored.
+    pub duplicate: bool,
+    /// The deliveries made (empty for a duplicate), in the order of `NewEvent::subscriptions`.
+    pub delivery_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub id: String,
+    pub publisher: String,
+    pub name: String,
+    pub origin: Option<String>,
+    pub tenant: Option<String>,
+    pub data: String,
+    pub occurred_at: Millis,
+    pub received_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub publisher: Option<String>,
+    pub name: Option<String>,
+    pub since: Option<Millis>,
+    /// Events stored before this sequence number (the cursor).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// Most events one transaction carries; a larger backlog waits for the next one.
+const GROUP_LIMIT: usize = 4000;
+/// Delivery rows per INSERT statement (4 parameters each).
+const DELIVERY_CHUNK: usize = 500;
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<Published>, String>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    pub(crate) fn start(pool: AnyPool) -> Self {
+        let (jobs, rx) = mpsc::channel(4096);
+        tokio::spawn(run(pool, rx));
+        Self { jobs }
+    }
+}
+
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.events.len();
+        let mut jobs = vec![first];
+        while count < GROUP_LIMIT {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(&pool, &jobs).await {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = count, "publishing failed");
+                let msg = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Vec<Published>>> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut out = Vec::with_capacity(job.events.len());
+        for event in &job.events {
+            out.push(insert_event(&mut tx, event, now).await?);
+        }
+        results.push(out);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    e: &NewEvent,
+    now: Millis,
+) -> Result<Published> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (publisher, id) DO NOTHING \
+         RETURNING seq",
+    )
+    .bind(&e.id)
+    .bind(&e.publisher)
+    .bind(&e.name)
+    .bind(&e.origin)
+    .bind(&e.tenant)
+    .bind(&e.data)
+    .bind(e.occurred_at)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = inserted else {
+        // The same publisher sent this id before: answer with the first event.
+        let row = sqlx::query(
+            "SELECT e.name, e.occurred_at, \
+               (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = e.seq) AS deliveries \
+             FROM events e WHERE e.publisher = $1 AND e.id = $2",
+        )
+        .bind(&e.publisher)
+        .bind(&e.id)
+        .fetch_one(&mut **tx)
+        .await?;
+        return Ok(Published {
+            id: e.id.clone(),
+            name: get(&row, "name")?,
+            occurred_at: get(&row, "occurred_at")?,
+            deliveries: get::<i64>(&row, "deliveries")? as u64,
+            duplicate: true,
+            delivery_ids: Vec::new(),
+        });
+    };
+    let seq: i64 = get(&row, "seq")?;
+    let delivery_ids: Vec<String> = e.subscriptions.iter().map(|_| new_id("dlv")).collect();
+    for (subs, ids) in e
+        .subscriptions
+        .chunks(DELIVERY_CHUNK)
+        .zip(delivery_ids.chunks(DELIVERY_CHUNK))
+    {
+        let chunk = subs;
+        let values = (0..chunk.len())
+            .map(|i| {
+                let base = i * 3 + 2;
+                format!(
+                    "(${}, $1, ${}, 'pending', 0, ${}, ${}, ${})",
+                    base,
+                    base + 1,
+                    base + 2,
+                    base + 2,
+                    base + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO deliveries (id, event_seq, subscription_id, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES {values}"
+        );
+        let mut q = sqlx::query(&sql).bind(seq);
+        for (sub, id) in chunk.iter().zip(ids) {
+            q = q.bind(id).bind(sub).bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(Published {
+        id: e.id.clone(),
+        name: e.name.clone(),
+        occurred_at: e.occurred_at,
+        deliveries: e.subscriptions.len() as u64,
+        duplicate: false,
+        delivery_ids,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, id, publisher, name, origin, tenant, data, occurred_at, received_at";
+
+fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: get(row, "seq")?,
+        id: get(row, "id")?,
+        publisher: get(row, "publisher")?,
+        name: get(row, "name")?,
+        origin: get(row, "origin")?,
+        tenant: get(row, "tenant")?,
+        data: get(row, "data")?,
+        occurred_at: get(row, "occurred_at")?,
+        received_at: get(row, "received_at")?,
+    })
+}
+
+impl Store {
+    /// Stores events and their deliveries atomically; returns when they are durable, in order.
+    pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
+        let (reply, answer) = oneshot::channel();
+        self.committer
+            .jobs
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| StoreError::Shared("the store is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Shared("the store is shutting down".into()))?
+            .map_err(StoreError::Shared)
+    }
+
+    /// The event `id` as `publisher` sees it; with no publisher (the admin), the admin's own event
+    /// of that id if there is one, else the oldest of that id.
+    pub async fn event(&self, publisher: Option<&str>, id: &str) -> Result<Option<StoredEvent>> {
+        let row = match publisher {
+            Some(p) => {
+                sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE publisher = $1 AND id = $2"
+                ))
+                .bind(p)
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 \
+                     ORDER BY CASE WHEN publisher = 'admin' THEN 0 ELSE 1 END, seq LIMIT 1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?
+            }
+        };
+        row.map(|r| event_from_row(&r)).transpose()
+    }
+
+    /// `(delivery id, subscription id, status)` of an event's deliveries.
+    pub async fn event_deliveries(&self, seq: i64) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, subscription_id, status FROM deliveries WHERE event_seq = $1 ORDER BY id",
+        )
+        .bind(seq)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "id")?, get(r, "subscription_id")?, get(r, "status")?)))
+            .collect()
+    }
+
+    /// Newest first.
+    pub async fn events_page(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if q.publisher.is_some() {
+            sql.push_str(&format!(" AND publisher = ${}", next()));
+        }
+        if q.name.is_some() {
+            sql.push_str(&format!(" AND name = ${}", next()));
+        }
+        if q.since.is_some() {
+            sql.push_str(&format!(" AND occurred_at >= ${}", next()));
+        }
+        if q.before.is_some() {
+            sql.push_str(&format!(" AND seq < ${}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit));
+        let mut query = sqlx::query(&sql);
+        if let Some(p) = &q.publisher {
+            query = query.bind(p);
+        }
+        if let Some(name) = &q.name {
+            query = query.bind(name);
+        }
+        if let Some(since) = q.since {
+            query = query.bind(since);
+        }
+        if let Some(before) = q.before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}

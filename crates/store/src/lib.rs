@@ -1,0 +1,248 @@
+//! Durable storage for Posthorn: subscriptions, events, the delivery queue and the attempt log,
+//! on embedded SQLite or on PostgreSQL, selected by the database URL.
+//!
+//! One [`Store`] serves both backends through sqlx's `Any` driver: the SQL is written once, in the
+//! subset both understand (`$N` placeholders, `ON CONFLICT`, `RETURNING`, partial indexes), and the
+//! few places that differ branch on [`Backend`]. Each backend has its own migrations with the same
+//! intent (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Invariants:
+//! - An event and all of its deliveries are written in one transaction ([`Store::publish`]); when
+//!   `publish` returns, they are durable. Concurrent publishes share transactions (group commit).
+//! - A delivery is attempted only while its lease is held: claiming pushes `next_attempt_at` past
+//!   the lease and stamps `lease` with the claiming process; an attempt's outcome is recorded only
+//!   if the lease is still that process's. A process that dies simply stops renewing, and its
+//!   deliveries fall due again.
+//! - Times are stored as Unix milliseconds, JSON as text; secrets only sealed (see [`seal`]).
+
+mod cache;
+mod events;
+mod queue;
+pub mod seal;
+mod subscriptions;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use cache::{SubscriptionCache, SubscriptionEntry};
+pub use events::{EventQuery, NewEvent, Published, StoredEvent};
+pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
+pub use seal::Sealer;
+pub use subscriptions::SubscriptionQuery;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Shared(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database: a pool for reads and one for writes. On SQLite the write pool has a single
+/// connection, so writers queue in the pool instead of failing with `SQLITE_BUSY`; on PostgreSQL
+/// both are the same pool.
+#[derive(Clone)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+    sealer: Sealer,
+    committer: events::Committer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (and for SQLite creates, with its folder) the database at `url`.
+    pub async fn open(url: &str, sealer: Sealer) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let (read, write) = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&url)
+                    .await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .connect(&url)
+                    .await?;
+                (read, write)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        let committer = events::Committer::start(write.clone());
+        Ok(Self {
+            read,
+            write,
+            backend,
+            sealer,
+            committer,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so several
+    /// processes starting at once apply them once.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.write).await?;
+        Ok(())
+    }
+
+    /// Succeeds when the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// The setting `key`, unsealed.
+    pub async fn secret_setting(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.sealer.open(&row.try_get::<String, _>(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` (sealed) under `key` unless the key exists; returns the value in force and
+    /// whether it is the one given.
+    pub async fn init_secret_setting(&self, key: &str, value: &str) -> Result<(String, bool)> {
+        let inserted = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(self.sealer.seal(value))
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            return Ok((value.to_owned(), true));
+        }
+        let current = self
+            .secret_setting(key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("setting {key} vanished")))?;
+        Ok((current, false))
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::Open(
+            "the database URL must start with sqlite: or postgres://".into(),
+        ))
+    }
+}
+
+/// The path of the SQLite file named by `url`, if it names one (not `:memory:`).
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| Path::new(path))
+}
+
+/// Creates the folder of a SQLite file and asks sqlx to create the file.
+fn sqlite_url(url: &str) -> Result<String> {
+    if let Some(path) = sqlite_path(url) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(if url.contains('?') {
+        url.to_owned()
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// `$start, $start+1, …` — `n` placeholders.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_found() {
+        assert_eq!(
+            sqlite_path("sqlite://posthorn-data/posthorn.db"),
+            Some(Path::new("posthorn-data/posthorn.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/x.db?mode=rwc"),
+            Some(Path::new("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+    }
+}

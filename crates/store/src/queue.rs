@@ -1,0 +1,350 @@
+//! The durable delivery queue and the attempt log.
+//!
+//! A delivery is due when it is `pending` and its `next_attempt_at` has passed. [`Store::claim`]
+//! takes due deliveries under a lease: it moves `next_attempt_at` to the lease's end and writes the
+//! claiming process into `lease`. The process renews the lease of what it still has in flight;
+//! [`Store::settle`] writes the outcome only if the lease is still its own. A process that dies
+//! stops renewing and its deliveries fall due again, to be claimed by whoever runs next — at least
+//! once, never lost. On PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so processes claiming
+//! at once take different rows.
+
+use posthorn_core::time::{now_ms, Millis};
+use posthorn_core::{AttemptOutcome, DeliveryStatus};
+use sqlx::any::AnyRow;
+
+use crate::events::StoredEvent;
+use crate::{get, placeholders, Backend, Result, Store};
+
+/// A delivery taken for an attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub subscription_id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub event: StoredEvent,
+}
+
+/// One attempt as logged.
+#[derive(Debug, Clone)]
+pub struct StoredAttempt {
+    pub number: i64,
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    /// JSON: `{"method","url","headers","body"}`.
+    pub request: String,
+    /// JSON: `{"status","headers","body"}`, when a response came.
+    pub response: Option<String>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+/// What to write back for a claimed delivery: its new state, and the attempt made, if one was.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub attempt: Option<StoredAttempt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription_id: String,
+    pub status: Option<DeliveryStatus>,
+    /// Ids below this one (the cursor).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, e.id AS event_id, e.name AS event_name, d.subscription_id, \
+    d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at";
+
+fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
+    let status: String = get(row, "status")?;
+    Ok(DeliveryRow {
+        id: get(row, "id")?,
+        event_id: get(row, "event_id")?,
+        event_name: get(row, "event_name")?,
+        subscription_id: get(row, "subscription_id")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("delivery status {status}")))?,
+        attempts: get(row, "attempts")?,
+        next_attempt_at: get(row, "next_attempt_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Rows per statement when a list of ids is sent as parameters.
+const ID_CHUNK: usize = 500;
+
+impl Store {
+    /// Takes up to `limit` due deliveries for `owner` (a process id) until `now + lease_ms`.
+    pub async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE deliveries SET next_attempt_at = $1, lease = $2 WHERE id IN (\
+               SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+               ORDER BY next_attempt_at LIMIT {limit}{lock}) \
+             RETURNING id, event_seq, subscription_id, attempts"
+        ))
+        .bind(now + lease_ms)
+        .bind(owner)
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seqs: Vec<i64> = rows
+            .iter()
+            .map(|r| get(r, "event_seq"))
+            .collect::<Result<_>>()?;
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut events = std::collections::HashMap::with_capacity(seqs.len());
+        for chunk in seqs.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, received_at \
+                 FROM events WHERE seq IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&self.read).await? {
+                let event = StoredEvent {
+                    seq: get(&row, "seq")?,
+                    id: get(&row, "id")?,
+                    publisher: get(&row, "publisher")?,
+                    name: get(&row, "name")?,
+                    origin: get(&row, "origin")?,
+                    tenant: get(&row, "tenant")?,
+                    data: get(&row, "data")?,
+                    occurred_at: get(&row, "occurred_at")?,
+                    received_at: get(&row, "received_at")?,
+                };
+                events.insert(event.seq, event);
+            }
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = get(row, "event_seq")?;
+            let Some(event) = events.get(&seq) else {
+                // The event was purged under the delivery; nothing can be sent.
+                continue;
+            };
+            claimed.push(Claimed {
+                delivery_id: get(row, "id")?,
+                subscription_id: get(row, "subscription_id")?,
+                attempts: get(row, "attempts")?,
+                event: event.clone(),
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// Extends `owner`'s lease on the deliveries it still has in flight.
+    pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
+        let until = now_ms() + lease_ms;
+        for chunk in ids.chunks(ID_CHUNK) {
+            let sql = format!(
+                "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
+                 AND status = 'pending' AND id IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(until).bind(owner);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands back everything `owner` holds, due now (on shutdown).
+    pub async fn release(&self, owner: &str) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1, lease = NULL \
+             WHERE lease = $2 AND status = 'pending'",
+        )
+        .bind(now_ms())
+        .bind(owner)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Writes the outcome of claimed deliveries in one transaction. A record whose lease `owner`
+    /// no longer holds is dropped: another process has taken the delivery over. Returns how many
+    /// were written.
+    pub async fn settle(&self, owner: &str, records: &[AttemptRecord]) -> Result<usize> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let mut written = 0;
+        for r in records {
+            let n = sqlx::query(
+                "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
+                 lease = NULL, updated_at = $4 WHERE id = $5 AND lease = $6",
+            )
+            .bind(r.status.as_str())
+            .bind(r.attempts)
+            .bind(r.next_attempt_at)
+            .bind(now)
+            .bind(&r.delivery_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                continue;
+            }
+            written += 1;
+            if let Some(a) = &r.attempt {
+                sqlx::query(
+                    "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
+                     response, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (delivery_id, number) DO NOTHING",
+                )
+                .bind(&r.delivery_id)
+                .bind(a.number)
+                .bind(a.started_at)
+                .bind(a.duration_ms)
+                .bind(&a.request)
+                .bind(&a.response)
+                .bind(&a.error)
+                .bind(a.outcome.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// When the earliest pending delivery falls due.
+    pub async fn next_due(&self) -> Result<Option<Millis>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        get(&row, "due")
+    }
+
+    /// A delivery with its attempt log, oldest attempt first.
+    pub async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE d.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let delivery = delivery_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT number, started_at, duration_ms, request, response, error, outcome \
+             FROM attempts WHERE delivery_id = $1 ORDER BY number",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        let attempts = rows
+            .iter()
+            .map(|r| {
+                let outcome: String = get(r, "outcome")?;
+                Ok(StoredAttempt {
+                    number: get(r, "number")?,
+                    started_at: get(r, "started_at")?,
+                    duration_ms: get(r, "duration_ms")?,
+                    request: get(r, "request")?,
+                    response: get(r, "response")?,
+                    error: get(r, "error")?,
+                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                        crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
+                    })?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some((delivery, attempts)))
+    }
+
+    /// A subscription's deliveries, newest first.
+    pub async fn deliveries_page(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
+        let mut sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE d.subscription_id = $1"
+        );
+        let mut n = 1;
+        if q.status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND d.status = ${n}"));
+        }
+        if q.before.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND d.id < ${n}"));
+        }
+        sql.push_str(&format!(" ORDER BY d.id DESC LIMIT {}", q.limit));
+        let mut query = sqlx::query(&sql).bind(&q.subscription_id);
+        if let Some(status) = q.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(before) = &q.before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    /// Makes a delivery due now, whatever its status (`retry`). `Ok(false)` when an attempt of it
+    /// is in flight: the caller should let that one finish.
+    pub async fn retry_delivery(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
+             WHERE id = $2 AND (lease IS NULL OR status <> 'pending')",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Queues again a subscription's dead deliveries created since `since`; returns how many.
+    pub async fn recover(&self, subscription_id: &str, since: Millis) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
+             WHERE subscription_id = $2 AND status = 'dead' AND created_at >= $3",
+        )
+        .bind(now_ms())
+        .bind(subscription_id)
+        .bind(since)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+}

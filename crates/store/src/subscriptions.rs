@@ -1,0 +1,240 @@
+//! The `subscriptions` table. Every write bumps the `subscriptions` revision in the same
+//! transaction, which is how every process learns that its subscription index is stale.
+
+use posthorn_core::subscription::{DisabledReason, Subscription, SubscriptionSpec};
+use posthorn_core::time::now_ms;
+use posthorn_core::Secret;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use crate::{get, Result, Store, StoreError};
+
+const COLUMNS: &str = "id, owner, spec, disabled_reason, secret, previous_secret, \
+    previous_secret_until, created_at, updated_at";
+
+/// Which subscriptions a list shows. Filters that need the spec are applied by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionQuery {
+    /// Only this owner's (`None`: everyone's, for the admin).
+    pub owner: Option<String>,
+    /// Ids below this one (the cursor).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+async fn bump_revision(tx: &mut Transaction<'_, Any>) -> Result<()> {
+    sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'subscriptions'")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    fn subscription_from_row(&self, row: &AnyRow) -> Result<Subscription> {
+        let spec: String = get(row, "spec")?;
+        let spec: SubscriptionSpec = serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("subscription spec: {e}")))?;
+        let secret = self.open_secret(&get::<String>(row, "secret")?)?;
+        let previous = match get::<Option<String>>(row, "previous_secret")? {
+            Some(s) => Some((
+                self.open_secret(&s)?,
+                get::<Option<i64>>(row, "previous_secret_until")?.unwrap_or(0),
+            )),
+            None => None,
+        };
+        Ok(Subscription {
+            id: get(row, "id")?,
+            owner: get(row, "owner")?,
+            spec,
+            disabled_reason: get::<Option<String>>(row, "disabled_reason")?
+                .as_deref()
+                .and_then(DisabledReason::parse),
+            secret,
+            previous_secret: previous,
+            created_at: get(row, "created_at")?,
+            updated_at: get(row, "updated_at")?,
+        })
+    }
+
+    fn open_secret(&self, sealed: &str) -> Result<Secret> {
+        let plain = self.sealer.open(sealed)?;
+        Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.into()))
+    }
+
+    pub async fn insert_subscription(&self, sub: &Subscription) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&sub.id)
+        .bind(&sub.owner)
+        .bind(spec_json(sub))
+        .bind(sub.disabled_reason.map(|r| r.as_str()))
+        .bind(self.sealer.seal(&sub.secret.expose()))
+        .bind(
+            sub.previous_secret
+                .as_ref()
+                .map(|(s, _)| self.sealer.seal(&s.expose())),
+        )
+        .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
+        .bind(sub.created_at)
+        .bind(sub.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes every field of `sub` but its id, owner and creation time. False if it is gone.
+    pub async fn update_subscription(&self, sub: &Subscription) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
+             previous_secret = $4, previous_secret_until = $5, updated_at = $6 \
+             WHERE id = $7 AND deleted_at IS NULL",
+        )
+        .bind(spec_json(sub))
+        .bind(sub.disabled_reason.map(|r| r.as_str()))
+        .bind(self.sealer.seal(&sub.secret.expose()))
+        .bind(
+            sub.previous_secret
+                .as_ref()
+                .map(|(s, _)| self.sealer.seal(&s.expose())),
+        )
+        .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
+        .bind(sub.updated_at)
+        .bind(&sub.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            // A subscription enabled again releases the deliveries held while it was off.
+            if sub.is_active() {
+                sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
+                     AND status = 'pending' AND lease IS NULL AND next_attempt_at > $1",
+                )
+                .bind(now_ms())
+                .bind(&sub.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            bump_revision(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// A subscription that is not deleted.
+    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| self.subscription_from_row(&r)).transpose()
+    }
+
+    /// The owner of a subscription, deleted or not (delivery logs stay readable after a delete).
+    pub async fn subscription_owner(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT owner FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| get(&r, "owner")).transpose()
+    }
+
+    /// Newest first.
+    pub async fn subscriptions_page(&self, q: &SubscriptionQuery) -> Result<Vec<Subscription>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL");
+        let mut n = 0;
+        if q.owner.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND owner = ${n}"));
+        }
+        if q.before.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND id < ${n}"));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit));
+        let mut query = sqlx::query(&sql);
+        if let Some(owner) = &q.owner {
+            query = query.bind(owner);
+        }
+        if let Some(before) = &q.before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(|r| self.subscription_from_row(r)).collect()
+    }
+
+    /// Every subscription that is not deleted, for the in-memory index, with the revision it
+    /// reflects.
+    pub async fn all_subscriptions(&self) -> Result<(i64, Vec<Subscription>)> {
+        let mut tx = self.read.begin().await?;
+        let revision = sqlx::query("SELECT value FROM revisions WHERE name = 'subscriptions'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let revision: i64 = get(&revision, "value")?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let subs = rows
+            .iter()
+            .filter_map(|r| match self.subscription_from_row(r) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a subscription that cannot be read");
+                    None
+                }
+            })
+            .collect();
+        Ok((revision, subs))
+    }
+
+    pub async fn subscriptions_revision(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT value FROM revisions WHERE name = 'subscriptions'")
+            .fetch_one(&self.read)
+            .await?;
+        get(&row, "value")
+    }
+
+    /// Marks the subscription deleted and cancels its pending deliveries; its deliveries and
+    /// their logs stay readable. False if there was none.
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE subscriptions SET deleted_at = $1, updated_at = $1 \
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'cancelled', lease = NULL, updated_at = $1 \
+                 WHERE subscription_id = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            bump_revision(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+}
+
+fn spec_json(sub: &Subscription) -> String {
+    // A spec is plain data; serializing it cannot fail.
+    serde_json::to_string(&sub.spec).unwrap_or_default()
+}

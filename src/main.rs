@@ -1,0 +1,45 @@
+//! `posthorn`: the command line. `serve` runs the API and the dispatcher in one process;
+//! `migrate` applies the database migrations. All the work is in the library crates under
+//! `crates/`; this binary reads the configuration and wires them together.
+
+mod config;
+mod serve;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use config::{database_url, DatabaseArgs, FileConfig, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "posthorn", version, about = "Webhook dispatch service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, the dispatcher and ingest in one process
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit
+    Migrate(DatabaseArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::Config::resolve(args)?;
+            runtime.block_on(serve::serve(config))
+        }
+        Command::Migrate(args) => {
+            let file = FileConfig::load(args.config.as_deref())?;
+            let url = database_url(&args, &file);
+            runtime.block_on(serve::migrate(&url))
+        }
+    }
+}

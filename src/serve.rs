@@ -1,0 +1,224 @@
+//! Starting and stopping the service: opens the store, settles the secrets, starts the
+//! dispatcher and the API, and on SIGTERM/SIGINT stops taking requests, lets the dispatcher
+//! finish or hand back what is in flight, and returns within 30 seconds.
+
+use std::future::IntoFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use posthorn_api::{router, ApiConfig, AppState, SERVICES};
+use posthorn_core::id::new_id;
+use posthorn_core::NetworkPolicy;
+use posthorn_dispatch::http::HttpSender;
+use posthorn_dispatch::{DispatchConfig, Dispatcher};
+use posthorn_store::{sqlite_path, Sealer, Store, SubscriptionCache};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat};
+
+/// How long a claim holds a delivery; a process that dies loses its claims this long after.
+const LEASE: Duration = Duration::from_secs(15);
+/// How long shutdown waits for attempts in flight.
+const GRACE: Duration = Duration::from_secs(20);
+/// The whole shutdown, after which the process exits regardless.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(28);
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    // Migrations touch no secret, so any key opens the store for them.
+    let store = Store::open(
+        url,
+        Sealer::new(&Sealer::generate_key()).map_err(anyhow::Error::msg)?,
+    )
+    .await
+    .context("cannot open the database")?;
+    store.migrate().await.context("migration failed")?;
+    println!("migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+/// Where the generated master key is kept: beside the SQLite file, or in ./posthorn-data.
+fn key_file(database: &str) -> PathBuf {
+    let dir = sqlite_path(database)
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("posthorn-data"));
+    dir.join("master.key")
+}
+
+fn master_key(config: &Config) -> anyhow::Result<Sealer> {
+    if let Some(key) = &config.master_key {
+        return Sealer::new(key).map_err(|e| anyhow::anyhow!("--master-key: {e}"));
+    }
+    let path = key_file(&config.database);
+    match std::fs::read_to_string(&path) {
+        Ok(key) => Sealer::new(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if config.database.starts_with("postgres") {
+                tracing::warn!(path = %path.display(), "no master key given: generating one; every process on this database needs the same key (--master-key)");
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let key = Sealer::generate_key();
+            write_private(&path, &key)?;
+            Sealer::new(&key).map_err(anyhow::Error::msg)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(content.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn admin_token(config: &Config, store: &Store) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        if token.len() < 16 {
+            bail!("the admin token must be at least 16 characters");
+        }
+        return Ok(token.clone());
+    }
+    let fresh = format!("ph_admin_{}", hex(&rand::random::<[u8; 24]>()));
+    let (token, generated) = store.init_secret_setting("admin_token", &fresh).await?;
+    if generated {
+        println!("admin token (shown once; kept in the database): {token}");
+    } else if config.dev {
+        println!("admin token: {token}");
+    }
+    Ok(token)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(config.log_format);
+    if !config.ignored_sections.is_empty() {
+        tracing::warn!(sections = ?config.ignored_sections, "config file sections not acted on by this version");
+    }
+    let sealer = master_key(&config)?;
+    let store = Store::open(&config.database, sealer)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("migration failed")?;
+    let token = admin_token(&config, &store).await?;
+
+    let mut allowed = config.allow_networks.clone();
+    if config.dev {
+        allowed.extend(NetworkPolicy::dev_ranges());
+    }
+    let sender =
+        HttpSender::new(NetworkPolicy::new(allowed)).context("cannot build the HTTP client")?;
+    let services = SERVICES.iter().map(|s| s.to_string()).collect();
+    let cache = SubscriptionCache::load(store.clone(), services).await?;
+    let watcher = cache.watch(Duration::from_secs(1));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        cache.clone(),
+        sender,
+        DispatchConfig {
+            workers: config.workers,
+            lease: LEASE,
+            grace: GRACE,
+            process_id: new_id("proc"),
+        },
+    );
+
+    let stop = CancellationToken::new();
+    let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
+    let state = AppState {
+        store: store.clone(),
+        subscriptions: cache,
+        dispatcher,
+        admin_token: Arc::from(token.as_str()),
+    };
+    let app = router(state, &ApiConfig::default());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("posthorn listening on http://{addr}");
+    tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
+
+    let serving = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping: no new requests; finishing deliveries in flight");
+    stop.cancel();
+    let finished = tokio::time::timeout(SHUTDOWN_LIMIT, async {
+        let _ = dispatching.await;
+        let _ = serving.await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("shutdown took too long; exiting");
+    }
+    watcher.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
