@@ -1,0 +1,326 @@
+//! The API's conventions: auth, problem+json errors naming the field, lists and cursors,
+//! subscription CRUD, health and OpenAPI.
+
+use serde_json::{json, Value};
+
+use crate::util::{Backend, Receiver, Server};
+
+fn fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_token_is_required_and_must_be_right(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    for r in [
+        api.without_token().get("/v1/subscriptions").await,
+        api.with_token("wrong-token-wrong-token")
+            .get("/v1/subscriptions")
+            .await,
+        api.without_token()
+            .post("/v1/events", json!({"name": "a", "data": {}}))
+            .await,
+    ] {
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert_eq!(r.body["status"], 401);
+    }
+    assert_eq!(api.without_token().get("/healthz").await.status, 200);
+    let ready = api.without_token().get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(api.get("/v1/subscriptions").await.status, 200);
+}
+
+async fn invalid_requests_are_refused_naming_the_field(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+
+    let r = api
+        .raw(
+            "POST",
+            "/v1/subscriptions",
+            "application/json",
+            b"{\"name\": ".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "x", "service": "http",
+                   "config": {"url": "ftp://example.com", "timeout_ms": 0, "headers": {"Webhook-Id": "x"}},
+                   "events": ["ok", "not ok"]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        fields(&r.body),
+        [
+            "config.url",
+            "config.headers.Webhook-Id",
+            "config.timeout_ms",
+            "events[1]"
+        ]
+    );
+
+    let r = api
+        .post("/v1/subscriptions", json!({"name": "x", "service": "http", "config": {"url": "https://e.com", "timeout_ms": "soon"}, "events": ["a"]}))
+        .await;
+    assert_eq!(
+        (r.status, fields(&r.body)),
+        (422, vec!["config.timeout_ms".to_owned()])
+    );
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"service": "http", "config": {"url": "https://e.com"}, "events": ["a"]}),
+        )
+        .await;
+    assert_eq!((r.status, fields(&r.body)), (422, vec!["name".to_owned()]));
+    let r = api
+        .post("/v1/subscriptions", json!({"name": "x", "service": "pigeon", "config": {"url": "https://e.com"}, "events": []}))
+        .await;
+    assert_eq!(fields(&r.body), ["service", "events"]);
+
+    let r = api
+        .post("/v1/events", json!({"name": "bad name", "data": []}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(fields(&r.body), ["name", "data"]);
+    let r = api
+        .post("/v1/events", json!({"name": "posthorn.ping", "data": {}}))
+        .await;
+    assert_eq!((r.status, fields(&r.body)), (422, vec!["name".to_owned()]));
+    let r = api
+        .post(
+            "/v1/events",
+            json!([{"name": "a", "data": {}}, {"name": "b", "data": {}, "occurred_at": "later"}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, fields(&r.body)),
+        (422, vec!["[1].occurred_at".to_owned()])
+    );
+    let r = api.post("/v1/events", json!([])).await;
+    assert_eq!(r.status, 422);
+    // A rejected batch stored nothing.
+    assert_eq!(api.get("/v1/events").await.body["items"], json!([]));
+
+    let r = api
+        .raw("POST", "/v1/events", "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!(r.status, 415);
+    let big = format!(
+        "{{\"name\":\"a\",\"data\":{{\"x\":\"{}\"}}}}",
+        "y".repeat(1_100_000)
+    );
+    let r = api
+        .raw("POST", "/v1/events", "application/json", big.into_bytes())
+        .await;
+    assert_eq!(r.status, 413);
+
+    assert_eq!(api.get("/v1/subscriptions/sub_nope").await.status, 404);
+    assert_eq!(api.get("/v1/events/nope").await.status, 404);
+    assert_eq!(api.get("/v1/deliveries/dlv_nope").await.status, 404);
+    let r = api.get("/v1/subscriptions?limit=0").await;
+    assert_eq!((r.status, fields(&r.body)), (422, vec!["limit".to_owned()]));
+}
+
+async fn subscriptions_are_read_replaced_patched_disabled_and_deleted(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let sub = api
+        .subscribe(&receiver.url, &["a"], json!({"metadata": {"survey": "1"}, "config": {"url": receiver.url, "headers": {"ftrack-secret": "s3cr3t"}}}))
+        .await;
+    let id = sub["id"].as_str().unwrap();
+    let path = format!("/v1/subscriptions/{id}");
+
+    let got = api.get(&path).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["config"]["headers"]["ftrack-secret"], "s3cr3t");
+    assert_eq!(got.body["owner"], "admin");
+    assert!(
+        got.body.get("secret").is_none(),
+        "the secret is shown on create only"
+    );
+
+    let patched = api
+        .send(
+            "PATCH",
+            &path,
+            Some(&json!({"name": "renamed", "config": {"timeout_ms": 2000}})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["name"], "renamed");
+    assert_eq!(patched.body["config"]["timeout_ms"], 2000);
+    assert_eq!(patched.body["config"]["url"], receiver.url.as_str());
+    let bad = api.send("PATCH", &path, Some(&json!({"events": []}))).await;
+    assert_eq!(
+        (bad.status, fields(&bad.body)),
+        (422, vec!["events".to_owned()])
+    );
+
+    let replaced = api
+        .send("PUT", &path, Some(&json!({"name": "r", "service": "http", "config": {"url": receiver.url}, "events": ["b"]})))
+        .await;
+    assert_eq!(replaced.status, 200);
+    assert_eq!(replaced.body["events"], json!(["b"]));
+    assert_eq!(replaced.body["metadata"], json!({}));
+    assert_eq!(replaced.body["created_at"], sub["created_at"]);
+
+    let off = api.post(&format!("{path}/disable"), json!({})).await;
+    assert_eq!(
+        (
+            off.body["status"].clone(),
+            off.body["disabled_reason"].clone()
+        ),
+        (json!("disabled"), json!("manual"))
+    );
+    // A disabled subscription receives no new events.
+    let e = api.publish(json!({"name": "b", "data": {}})).await;
+    assert_eq!(e["deliveries"], 0);
+    let on = api.post(&format!("{path}/enable"), json!({})).await;
+    assert_eq!(
+        (
+            on.body["status"].clone(),
+            on.body["disabled_reason"].clone()
+        ),
+        (json!("active"), Value::Null)
+    );
+
+    assert_eq!(api.send("DELETE", &path, None).await.status, 204);
+    assert_eq!(api.get(&path).await.status, 404);
+    assert_eq!(api.send("DELETE", &path, None).await.status, 404);
+    let e = api.publish(json!({"name": "b", "data": {}})).await;
+    assert_eq!(e["deliveries"], 0);
+}
+
+async fn lists_page_newest_first_and_filter(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let s = api
+            .subscribe("https://example.com/h", &["a", "rec.*"], json!({"metadata": {"n": i.to_string(), "team": if i % 2 == 0 {"even"} else {"odd"}}}))
+            .await;
+        ids.push(s["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let first = api.get("/v1/subscriptions?limit=2").await.body;
+    let page: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, ids[..2]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = api
+        .get(&format!("/v1/subscriptions?limit=2&cursor={cursor}"))
+        .await
+        .body;
+    let page: Vec<&str> = second["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, ids[2..4]);
+    let last = api
+        .get(&format!(
+            "/v1/subscriptions?limit=2&cursor={}",
+            second["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(last["items"].as_array().unwrap().len(), 1);
+    assert_eq!(last["next_cursor"], Value::Null);
+
+    let even = api.get("/v1/subscriptions?metadata=team:even").await.body;
+    assert_eq!(even["items"].as_array().unwrap().len(), 3);
+    let one = api
+        .get("/v1/subscriptions?metadata=team:even&metadata=n:2")
+        .await
+        .body;
+    assert_eq!(one["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get("/v1/subscriptions?event=rec.x").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        api.get("/v1/subscriptions?event=other").await.body["items"],
+        json!([])
+    );
+
+    for i in 0..3 {
+        api.publish(json!({"name": format!("n{i}"), "data": {}}))
+            .await;
+    }
+    let events = api.get("/v1/events?limit=2").await.body;
+    assert_eq!(events["items"][0]["name"], "n2");
+    let more = api
+        .get(&format!(
+            "/v1/events?limit=2&cursor={}",
+            events["next_cursor"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(more["items"][0]["name"], "n0");
+    assert_eq!(
+        api.get("/v1/events?name=n1").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn services_and_openapi_describe_the_api(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let services = api.get("/v1/services").await.body;
+    assert_eq!(services["items"][0]["name"], "http");
+    assert_eq!(
+        services["items"][0]["config_schema"]["required"],
+        json!(["url"])
+    );
+    let doc = api.without_token().get("/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/events",
+        "/v1/subscriptions/{id}",
+        "/v1/deliveries/{id}/retry",
+        "/v1/services",
+    ] {
+        assert!(
+            doc.body["paths"].get(path).is_some(),
+            "{path} is documented"
+        );
+    }
+}
+
+both_backends!(
+    a_token_is_required_and_must_be_right,
+    invalid_requests_are_refused_naming_the_field,
+    subscriptions_are_read_replaced_patched_disabled_and_deleted,
+    lists_page_newest_first_and_filter,
+    services_and_openapi_describe_the_api,
+);

@@ -1,0 +1,163 @@
+//! Nothing accepted is lost: a process killed with SIGKILL mid-delivery, or stopped with SIGTERM,
+//! is followed by one on the same database that delivers every accepted event. And `--dev` on an
+//! empty folder works with no setup.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::{wait_for, Answer, Backend, Receiver, Server, ServerOptions};
+
+/// Two workers: most deliveries are still queued when the process dies, two are in flight.
+fn two_workers(backend: Backend) -> ServerOptions {
+    ServerOptions {
+        extra: vec!["--workers".into(), "2".into()],
+        ..ServerOptions::on(backend)
+    }
+}
+
+const EVENTS: usize = 40;
+
+async fn publish_many(server: &Server, receiver: &Receiver) -> HashSet<String> {
+    let api = server.api();
+    api.subscribe(&receiver.url, &["tick"], json!({"max_in_flight": 10}))
+        .await;
+    let mut ids = HashSet::new();
+    for i in 0..EVENTS {
+        let e = api.publish(json!({"name": "tick", "data": {"i": i}})).await;
+        ids.insert(e["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn received(receiver: &Receiver) -> HashSet<String> {
+    receiver
+        .hits()
+        .iter()
+        .map(|h| h.header("webhook-id").to_owned())
+        .collect()
+}
+
+async fn every_accepted_event_arrives_after_a_sigkill(backend: Backend) {
+    let mut server = Server::start_with(two_workers(backend)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::status(204).after(Duration::from_millis(150)));
+    let ids = publish_many(&server, &receiver).await;
+    receiver.wait_hits(3, Duration::from_secs(20)).await;
+    server.kill().await;
+    let before = received(&receiver);
+    assert!(
+        before.len() < EVENTS,
+        "killed while deliveries were in flight"
+    );
+
+    server.restart().await;
+    // The two deliveries the dead process held come back when their lease expires.
+    wait_for(
+        Duration::from_secs(60),
+        "every accepted event at the receiver",
+        || async { (received(&receiver) == ids).then_some(()) },
+    )
+    .await;
+    // And the log says so: the deliveries the dead process held were taken over and settled.
+    let api = server.api();
+    let sub = api.get("/v1/subscriptions").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(
+        Duration::from_secs(60),
+        "every delivery succeeded",
+        || async {
+            let all = api.deliveries(&sub).await;
+            (all.len() == EVENTS && all.iter().all(|d| d["status"] == "succeeded")).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn sigterm_exits_zero_in_time_and_loses_nothing(backend: Backend) {
+    let mut server = Server::start_with(two_workers(backend)).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::status(204).after(Duration::from_millis(300)));
+    let ids = publish_many(&server, &receiver).await;
+    receiver.wait_hits(2, Duration::from_secs(20)).await;
+    let (code, took) = server.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{}", server.log());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(server.log().contains("stopped"));
+
+    server.restart().await;
+    wait_for(
+        Duration::from_secs(30),
+        "every accepted event at the receiver",
+        || async { (received(&receiver) == ids).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dev_mode_works_in_an_empty_folder_with_no_setup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["serve", "--dev", "--listen", "127.0.0.1:0"]
+        .map(String::from)
+        .into();
+    let server = Server::spawn(tmp.path(), &args, tmp.path()).await;
+    assert!(tmp.path().join("posthorn-data/posthorn.db").exists());
+    assert!(tmp.path().join("posthorn-data/master.key").exists());
+    let token = {
+        let lines = server.stdout.lock().unwrap().clone();
+        lines
+            .iter()
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("ph_admin_"))
+                    .map(str::to_owned)
+            })
+            .expect("the admin token is printed")
+    };
+    let receiver = Receiver::start().await;
+    let api = crate::util::Api::new(&server.base, &token);
+    // --dev admits loopback targets.
+    api.subscribe(&receiver.url, &["hello"], json!({})).await;
+    api.publish(json!({"name": "hello", "data": {"who": "world"}}))
+        .await;
+    let hit = receiver
+        .wait_hits(1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    assert_eq!(hit.json()["data"]["who"], "world");
+}
+
+#[tokio::test]
+async fn secrets_are_not_in_the_database_file() {
+    let mut server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let sub = api
+        .subscribe("https://example.com/h", &["a"], json!({}))
+        .await;
+    let secret = sub["secret"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("whsec_")
+        .to_owned();
+    server.terminate().await;
+    for entry in std::fs::read_dir(&server.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("posthorn.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(&secret),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+}
+
+both_backends!(
+    every_accepted_event_arrives_after_a_sigkill,
+    sigterm_exits_zero_in_time_and_loses_nothing,
+);

@@ -1,0 +1,29 @@
+//! Integration tests: each starts the real `posthorn` binary on a free port with its own
+//! database, a real HTTP receiver, and speaks HTTP to both.
+//!
+//! Tests written as `async fn name(backend: Backend)` and listed in [`both_backends!`] run twice:
+//! on SQLite, and on PostgreSQL when `POSTHORN_TEST_POSTGRES_URL` is set (skipped with a notice
+//! otherwise).
+
+/// Declares `sqlite::NAME` and `postgres::NAME` tests for each backend-parameterised test `NAME`
+/// of the calling module.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(crate::util::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() {
+                if crate::util::postgres_available() {
+                    super::$name(crate::util::Backend::Postgres).await
+                }
+            } )*
+        }
+    };
+}
+
+mod api;
+mod delivery;
+mod durability;
+mod network;
+mod util;

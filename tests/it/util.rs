@@ -1,0 +1,541 @@
+//! Test helpers: the server process, an HTTP receiver that records what it gets and answers as
+//! scripted, an API client, and waiting on a condition with a deadline.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Waits until `check` yields `Some`, polling every 20 ms; panics with `what` after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `posthorn serve`.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    pub database: String,
+    _tmp: Option<tempfile::TempDir>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    options: ServerOptions,
+}
+
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub backend: Backend,
+    /// Admit loopback as a target (tests' receivers listen there).
+    pub allow_loopback: bool,
+    pub extra: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            allow_loopback: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl ServerOptions {
+    pub fn on(backend: Backend) -> Self {
+        Self {
+            backend,
+            ..Self::default()
+        }
+    }
+}
+
+/// The database a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A file in the test's temporary folder.
+    Sqlite,
+    /// A new database on the server named by `POSTHORN_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+const POSTGRES_VAR: &str = "POSTHORN_TEST_POSTGRES_URL";
+
+/// Whether the PostgreSQL half of the suite runs. Says once, on the terminal (past the test
+/// harness's capture), when it does not.
+pub fn postgres_available() -> bool {
+    static NOTICE: std::sync::Once = std::sync::Once::new();
+    let set = std::env::var(POSTGRES_VAR).is_ok_and(|v| !v.is_empty());
+    if !set {
+        NOTICE.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {POSTGRES_VAR} is not set: the PostgreSQL half of the integration suite is skipped"
+            );
+        });
+    }
+    set
+}
+
+impl Backend {
+    async fn database_url(self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("sqlite://{}/posthorn.db", dir.display()),
+            Backend::Postgres => fresh_postgres_database().await,
+        }
+    }
+}
+
+/// Creates an empty database for one test and returns its URL. A missing server is a failure.
+async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let url = std::env::var(POSTGRES_VAR).expect("POSTHORN_TEST_POSTGRES_URL");
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={url}: cannot connect: {e}"));
+    CLEANED
+        .get_or_init(|| async {
+            // Databases left by earlier runs; one still in use by another run is left alone.
+            let old: Vec<(String,)> =
+                sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'posthorn_t_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+            for (name,) in old {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                    .execute(&mut conn)
+                    .await;
+            }
+        })
+        .await;
+    let name = format!("posthorn_t_{}_{}", std::process::id(), rand_suffix());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let mut u = url::Url::parse(&url).expect("a PostgreSQL URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{t}_{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(ServerOptions::on(backend)).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let database = options.backend.database_url(&dir).await;
+        let mut s = Self::spawn_in(&dir, &database, &options).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts another process on the same database as `self` (after `self` stopped).
+    pub async fn restart(&mut self) {
+        let dir = self.dir.clone();
+        let tmp = self._tmp.take();
+        let mut next = Self::spawn_in(&dir, &self.database, &self.options).await;
+        next._tmp = tmp;
+        *self = next;
+    }
+
+    async fn spawn_in(dir: &Path, database: &str, options: &ServerOptions) -> Self {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--database".into(),
+            database.to_owned(),
+            "--admin-token".into(),
+            TOKEN.into(),
+            "--log-format".into(),
+            "text".into(),
+        ];
+        if options.allow_loopback {
+            args.extend(["--allow-network".into(), "127.0.0.0/8".into()]);
+        }
+        args.extend(options.extra.iter().cloned());
+        let mut s = Self::spawn(dir, &args, dir).await;
+        s.options = options.clone();
+        s.database = database.to_owned();
+        s
+    }
+
+    /// Runs `posthorn ARGS` in `cwd` and waits for it to say where it listens.
+    pub async fn spawn(dir: &Path, args: &[String], cwd: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_posthorn"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("POSTHORN_DATABASE_URL")
+            .env("RUST_LOG", "info,posthorn_dispatch=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start posthorn");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let seen = lines.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(addr) = line.strip_prefix("posthorn listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+                seen.lock().unwrap().push(line);
+            }
+        });
+        let base = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", read_log(dir)))
+            .unwrap_or_else(|_| panic!("server exited at start; log:\n{}", read_log(dir)));
+        Self {
+            child,
+            base,
+            dir: dir.to_path_buf(),
+            database: String::new(),
+            _tmp: None,
+            stdout: lines,
+            options: ServerOptions::default(),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.base, TOKEN)
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.dir)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code and how long it took.
+    pub async fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let pid = self.child.id().expect("pid");
+        let start = Instant::now();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        let status = tokio::time::timeout(Duration::from_secs(40), self.child.wait())
+            .await
+            .expect("server did not exit within 40 s of SIGTERM")
+            .expect("wait");
+        (status.code(), start.elapsed())
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
+/// A JSON API client.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: Some(token.to_owned()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn without_token(&self) -> Self {
+        Self {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let mut req = self.http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{}", self.base, path),
+        );
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.finish(req).await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let mut req = self
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{}", self.base, path),
+            )
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.finish(req).await
+    }
+
+    async fn finish(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request to posthorn");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(&body)).await
+    }
+
+    /// Creates a subscription to `url` for `events`, with more fields merged in; returns it.
+    pub async fn subscribe(&self, url: &str, events: &[&str], more: Value) -> Value {
+        let mut body =
+            json!({"name": "test", "service": "http", "config": {"url": url}, "events": events});
+        if let (Some(b), Value::Object(m)) = (body.as_object_mut(), more) {
+            b.extend(m);
+        }
+        let r = self.post("/v1/subscriptions", body).await;
+        assert_eq!(r.status, 201, "create subscription: {}", r.body);
+        r.body
+    }
+
+    pub async fn publish(&self, event: Value) -> Value {
+        let r = self.post("/v1/events", event).await;
+        assert_eq!(r.status, 202, "publish: {}", r.body);
+        r.body
+    }
+
+    /// The deliveries of a subscription (first page, newest first).
+    pub async fn deliveries(&self, subscription_id: &str) -> Vec<Value> {
+        let r = self
+            .get(&format!(
+                "/v1/subscriptions/{subscription_id}/deliveries?limit=1000"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the delivery has `status` and returns it with its log.
+    pub async fn delivery_with_status(&self, id: &str, status: &str, limit: Duration) -> Value {
+        wait_for(limit, &format!("delivery {id} to be {status}"), || async {
+            let d = self.get(&format!("/v1/deliveries/{id}")).await.body;
+            (d["status"] == status).then_some(d)
+        })
+        .await
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub delay: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// A request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Hit {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    hits: Mutex<Vec<Hit>>,
+    script: Mutex<VecDeque<Answer>>,
+    default: Mutex<Option<Answer>>,
+}
+
+/// An HTTP server on loopback that records every request and answers from a script (then with
+/// the default answer, 204 unless set).
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(ReceiverState::default());
+        let s = state.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let s = s.clone();
+                async move {
+                    let answer = s
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .or_else(|| s.default.lock().unwrap().clone())
+                        .unwrap_or_else(|| Answer::status(204));
+                    s.hits.lock().unwrap().push(Hit {
+                        method,
+                        path: uri.path().to_owned(),
+                        headers,
+                        body,
+                    });
+                    if !answer.delay.is_zero() {
+                        tokio::time::sleep(answer.delay).await;
+                    }
+                    let mut resp = StatusCode::from_u16(answer.status).unwrap().into_response();
+                    for (k, v) in answer.headers {
+                        resp.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    resp
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    pub fn answer_by_default(&self, answer: Answer) {
+        *self.state.default.lock().unwrap() = Some(answer);
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them all.
+    pub async fn wait_hits(&self, n: usize, limit: Duration) -> Vec<Hit> {
+        wait_for(limit, &format!("{n} webhooks at the receiver"), || async {
+            let hits = self.hits();
+            (hits.len() >= n).then_some(hits)
+        })
+        .await
+    }
+}
