@@ -91,6 +91,15 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&url)
                     .await?;
+                // WAL lets readers run beside the writer; it is a property of the file, so setting
+                // it once here holds for every connection. `synchronous` stays at SQLite's FULL:
+                // a commit is on disk when it returns.
+                let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                    .fetch_one(&write)
+                    .await?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    tracing::warn!(%mode, "SQLite would not switch to WAL; readers will wait for writers");
+                }
                 let read = AnyPoolOptions::new()
                     .max_connections(8)
                     .connect(&url)
