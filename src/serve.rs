@@ -13,7 +13,7 @@ use posthorn_core::id::new_id;
 use posthorn_core::NetworkPolicy;
 use posthorn_dispatch::http::HttpSender;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
-use posthorn_store::{sqlite_path, Sealer, Store, SubscriptionCache};
+use posthorn_store::{sqlite_path, EventTypeCache, Sealer, Store, SubscriptionCache};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogFormat};
@@ -162,6 +162,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let services = SERVICES.iter().map(|s| s.to_string()).collect();
     let cache = SubscriptionCache::load(store.clone(), services).await?;
     let watcher = cache.watch(Duration::from_secs(1));
+    let event_types = EventTypeCache::load(store.clone()).await?;
+    let types_watcher = event_types.watch(Duration::from_secs(1));
     let dispatcher = Dispatcher::new(
         store.clone(),
         cache.clone(),
@@ -179,6 +181,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         subscriptions: cache,
+        event_types,
         dispatcher,
         admin_token: Arc::from(token.as_str()),
     };
@@ -207,6 +210,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("shutdown took too long; exiting");
     }
     watcher.abort();
+    types_watcher.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -26,4 +26,5 @@ mod api;
 mod delivery;
 mod durability;
 mod network;
+mod shaping;
 mod util;

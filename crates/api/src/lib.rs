@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use posthorn_dispatch::Dispatcher;
-use posthorn_store::{Store, SubscriptionCache};
+use posthorn_store::{EventTypeCache, Store, SubscriptionCache};
 
 /// The delivery services this build has.
 pub const SERVICES: &[&str] = &["http"];
@@ -30,6 +30,7 @@ pub const SERVICES: &[&str] = &["http"];
 pub struct AppState {
     pub store: Store,
     pub subscriptions: SubscriptionCache,
+    pub event_types: EventTypeCache,
     pub dispatcher: Dispatcher,
     pub admin_token: Arc<str>,
 }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{deliveries, events, service, subscriptions};
+use crate::routes::{deliveries, event_types, events, filters, service, subscriptions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,10 +11,11 @@ use crate::routes::{deliveries, events, service, subscriptions};
     paths(
         service::healthz, service::readyz, service::services,
         events::publish, events::list, events::show,
+        event_types::put, event_types::show, event_types::list, event_types::delete,
         subscriptions::create, subscriptions::list, subscriptions::show, subscriptions::replace,
         subscriptions::patch, subscriptions::delete, subscriptions::enable, subscriptions::disable,
         subscriptions::test, subscriptions::rotate_secret, subscriptions::recover,
-        deliveries::list_for_subscription, deliveries::show, deliveries::retry,
+        filters::evaluate, deliveries::list_for_subscription, deliveries::show, deliveries::retry,
     ),
     components(schemas(crate::error::Problem, posthorn_core::FieldError)),
     modifiers(&Bearer),

@@ -8,10 +8,13 @@
 
 pub mod delivery;
 pub mod event;
+pub mod filter;
 pub mod id;
+pub mod index;
 pub mod network;
 pub mod pattern;
 pub mod retry;
+pub mod shape;
 pub mod signing;
 pub mod subscription;
 pub mod time;
@@ -19,6 +22,8 @@ pub mod validation;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{Event, EventName};
+pub use filter::{EventView, Filter};
+pub use index::SubscriptionIndex;
 pub use network::NetworkPolicy;
 pub use pattern::EventPattern;
 pub use retry::RetryPolicy;

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::filter::Filter;
 use crate::pattern::EventPattern;
 use crate::retry::RetryPolicy;
+use crate::shape::{is_template, Templates};
 use crate::signing::Secret;
 use crate::time::Millis;
 use crate::validation::{Errors, Invalid};
@@ -61,7 +63,10 @@ pub struct RetrySpec {
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub patterns: Vec<EventPattern>,
+    pub filter: Option<Filter>,
     pub http: HttpConfig,
+    /// The templated URL and body of `http`, parsed.
+    pub templates: Option<Templates>,
     pub retry: RetryPolicy,
 }
 
@@ -99,12 +104,14 @@ impl SubscriptionSpec {
                 Err(msg) => errors.add(format!("events[{i}]"), msg),
             }
         }
-        if self.filter.is_some() {
-            errors.add(
-                "filter",
-                "filter expressions are not supported by this version yet",
-            );
-        }
+        let filter = match self.filter.as_deref().map(Filter::parse) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                errors.add("filter", e.to_string());
+                None
+            }
+        };
         if let Some(retry) = &self.retry {
             if retry.schedule_s.len() > MAX_SCHEDULE_STEPS {
                 errors.add(
@@ -128,10 +135,13 @@ impl SubscriptionSpec {
             errors.add("max_in_flight", "must be 1 to 10000");
         }
         errors.finish()?;
+        // `http` is Some whenever no error was recorded.
+        let (http, templates) = http.unwrap_or_default();
         Ok(Compiled {
             patterns,
-            // `http` is Some whenever no error was recorded.
-            http: http.unwrap_or_default(),
+            filter,
+            http,
+            templates,
             retry: self
                 .retry
                 .as_ref()
@@ -246,6 +256,7 @@ impl Default for CertificateCheck {
 }
 
 pub const JSON: &str = "application/json";
+pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
 pub const MAX_TIMEOUT_MS: u32 = 30_000;
 
@@ -304,8 +315,9 @@ fn is_header_name(name: &str) -> bool {
 }
 
 impl HttpConfig {
-    /// Parses and checks the `config` of an `http` subscription; field paths are relative to it.
-    pub fn from_value(value: &Value) -> Result<Self, Invalid> {
+    /// Parses and checks the `config` of an `http` subscription, with its templates parsed;
+    /// field paths are relative to it.
+    pub fn from_value(value: &Value) -> Result<(Self, Option<Templates>), Invalid> {
         let Some(obj) = value.as_object() else {
             return Err(Invalid::one("", "must be an object"));
         };
@@ -318,7 +330,9 @@ impl HttpConfig {
             Invalid::one(field, e.into_inner().to_string())
         })?;
         let mut errors = Errors::default();
+        let url_template = is_template(&config.url);
         match url::Url::parse(&config.url) {
+            _ if url_template => {}
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
                 errors.add("url", "must be an http or https URL")
             }
@@ -326,18 +340,32 @@ impl HttpConfig {
             Ok(_) => {}
             Err(e) => errors.add("url", format!("is not a valid URL: {e}")),
         }
-        if config.content_type != JSON {
+        let media = config
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if config.body.is_none() && media != JSON && media != FORM {
             errors.add(
                 "content_type",
-                "only application/json is supported by this version",
+                "without a body template, must be application/json or application/x-www-form-urlencoded",
             );
+        } else if media.is_empty() || !media.contains('/') {
+            errors.add("content_type", "must be a media type such as text/plain");
         }
-        if config.body.is_some() {
-            errors.add(
-                "body",
-                "body templates are not supported by this version yet",
-            );
-        }
+        let templates = if url_template || config.body.is_some() {
+            let url = url_template.then_some(config.url.as_str());
+            match Templates::parse(url, config.body.as_deref()) {
+                Ok(t) => Some(t),
+                Err((field, why)) => {
+                    errors.add(field, format!("the template does not parse: {why}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         for (name, value) in &config.headers {
             let field = format!("headers.{name}");
             if !is_header_name(name) {
@@ -363,7 +391,7 @@ impl HttpConfig {
             }
         }
         errors.finish()?;
-        Ok(config)
+        Ok((config, templates))
     }
 }
 
@@ -388,6 +416,7 @@ mod tests {
         assert!(s.enabled);
         assert_eq!(s.max_in_flight, 10);
         let c = s.validate(&["http"]).unwrap();
+        assert!(c.templates.is_none());
         assert_eq!(c.http.timeout_ms, 15000);
         assert_eq!(c.http.method, HttpMethod::Post);
         assert_eq!(c.retry, RetryPolicy::default());
@@ -428,6 +457,30 @@ mod tests {
         assert_eq!(fields(e), ["url"]);
         let e = HttpConfig::from_value(&json!("x")).unwrap_err();
         assert_eq!(fields(e), [""]);
+    }
+
+    #[test]
+    fn templates_and_form_encoding_are_checked() {
+        let ok = HttpConfig::from_value(
+            &json!({"url": "https://h/{{ event.data.id }}", "method": "put",
+            "body": "{{ event | tojson }}", "content_type": "text/plain"}),
+        )
+        .unwrap();
+        assert!(ok.1.as_ref().unwrap().has_url() && ok.1.as_ref().unwrap().has_body());
+        assert!(
+            HttpConfig::from_value(&json!({"url": "https://h", "content_type": FORM}))
+                .unwrap()
+                .1
+                .is_none()
+        );
+        let e =
+            HttpConfig::from_value(&json!({"url": "https://h", "body": "{% if %}"})).unwrap_err();
+        assert_eq!(fields(e.clone()), ["body"]);
+        assert!(e.0[0].message.contains("line 1"), "{e}");
+        let e =
+            HttpConfig::from_value(&json!({"url": "https://h/{{", "content_type": "text/plain"}))
+                .unwrap_err();
+        assert_eq!(fields(e), ["content_type", "url"]);
     }
 
     #[test]

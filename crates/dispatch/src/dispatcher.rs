@@ -10,11 +10,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use posthorn_core::shape::form_encode;
 use posthorn_core::signing::signature_header;
-use posthorn_core::subscription::Compiled;
+use posthorn_core::subscription::{Compiled, FORM};
 use posthorn_core::time::{now_ms, to_rfc3339};
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, USER_AGENT};
-use posthorn_store::{AttemptRecord, Claimed, Store, StoreError, StoredAttempt, SubscriptionCache};
+use posthorn_store::{
+    AttemptRecord, Claimed, Store, StoreError, StoredAttempt, StoredEvent, SubscriptionCache,
+};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -204,9 +207,36 @@ impl Dispatcher {
         let started_at = now_ms();
         let timestamp = started_at / 1000;
         let event = &c.event;
-        let body = envelope(event);
+        let (url, body) = match shape(&compiled, event) {
+            Ok(shaped) => shaped,
+            Err(error) => {
+                // A template that fails now will fail every time: the delivery is dead.
+                let request = build_request(
+                    &compiled.http,
+                    compiled.http.url.clone(),
+                    Vec::new(),
+                    Vec::new(),
+                );
+                return AttemptRecord {
+                    delivery_id: c.delivery_id,
+                    status: DeliveryStatus::Dead,
+                    attempts: number,
+                    next_attempt_at: now_ms(),
+                    attempt: Some(StoredAttempt {
+                        number,
+                        started_at,
+                        duration_ms: 0,
+                        request: request.to_log().to_string(),
+                        response: None,
+                        error: Some(error),
+                        outcome: AttemptOutcome::Final,
+                    }),
+                };
+            }
+        };
         let mut request = build_request(
             &compiled.http,
+            url,
             body,
             vec![
                 ("user-agent".into(), USER_AGENT.into()),
@@ -217,6 +247,7 @@ impl Dispatcher {
                 ("posthorn-attempt".into(), number.to_string()),
             ],
         );
+        // Signed last, over the exact bytes that go out.
         let signature = signature_header(
             sub.signing_secrets(started_at),
             &event.id,
@@ -302,8 +333,47 @@ fn hold(c: Claimed, until: i64) -> AttemptRecord {
     }
 }
 
+/// The URL and body of an attempt: the JSON envelope by default (built without parsing the
+/// stored data again), the data as form fields, or the rendered templates.
+fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(String, Vec<u8>), String> {
+    let config = &compiled.http;
+    let envelope_bytes = envelope(event);
+    let templates = compiled.templates.as_ref();
+    let needs_value = templates.is_some() || is_form(&config.content_type);
+    let envelope_value: serde_json::Value = if needs_value {
+        serde_json::from_slice(&envelope_bytes)
+            .map_err(|e| format!("stored event is not JSON: {e}"))?
+    } else {
+        serde_json::Value::Null
+    };
+    let url = match templates.filter(|t| t.has_url()) {
+        Some(t) => {
+            let url = t.render_url(&envelope_value)?;
+            match url::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => url,
+                _ => {
+                    return Err(format!(
+                        "the url template gave {url:?}, which is not an http or https URL"
+                    ))
+                }
+            }
+        }
+        None => config.url.clone(),
+    };
+    let body = match templates.filter(|t| t.has_body()) {
+        Some(t) => t.render_body(&envelope_value)?.into_bytes(),
+        None if is_form(&config.content_type) => form_encode(&envelope_value["data"]).into_bytes(),
+        None => envelope_bytes,
+    };
+    Ok((url, body))
+}
+
+fn is_form(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or_default().trim() == FORM
+}
+
 /// The default body, built from the stored `data` text without parsing it again.
-fn envelope(e: &posthorn_store::StoredEvent) -> Vec<u8> {
+fn envelope(e: &StoredEvent) -> Vec<u8> {
     let s = |v: &str| serde_json::Value::from(v).to_string();
     let origin = e.origin.as_deref().map(s).unwrap_or_else(|| "null".into());
     format!(

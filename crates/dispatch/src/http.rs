@@ -290,6 +290,7 @@ fn client(
 /// headers, then Posthorn's own headers (which win over static ones of the same name).
 pub fn build_request(
     config: &HttpConfig,
+    url: String,
     body: Vec<u8>,
     posthorn_headers: Vec<(String, String)>,
 ) -> Request {
@@ -310,7 +311,7 @@ pub fn build_request(
     headers.extend(posthorn_headers);
     Request {
         method: config.method.as_str(),
-        url: config.url.clone(),
+        url,
         headers,
         body,
         timeout: Duration::from_millis(config.timeout_ms.into()),

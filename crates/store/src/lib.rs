@@ -16,6 +16,7 @@
 //! - Times are stored as Unix milliseconds, JSON as text; secrets only sealed (see [`seal`]).
 
 mod cache;
+mod event_types;
 mod events;
 mod queue;
 pub mod seal;
@@ -27,7 +28,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use cache::{SubscriptionCache, SubscriptionEntry};
+pub use cache::SubscriptionCache;
+pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
 pub use events::{EventQuery, NewEvent, Published, StoredEvent};
 pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
 pub use seal::Sealer;
@@ -219,6 +221,39 @@ fn sqlite_url(url: &str) -> Result<String> {
         url.to_owned()
     } else {
         format!("{url}?mode=rwc")
+    })
+}
+
+/// Polls the revision counter `counter` every `every` and calls `reload` when it differs from
+/// `known()`: how an in-memory view learns that another process changed what it reflects. Runs
+/// until the returned task is aborted.
+pub(crate) fn watch_revision<K, R, Fut>(
+    store: Store,
+    counter: &'static str,
+    every: Duration,
+    known: K,
+    reload: R,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Fn() -> i64 + Send + 'static,
+    R: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.revision(counter).await {
+                Ok(r) if r != known() => {
+                    if let Err(e) = reload().await {
+                        tracing::warn!(error = %e, counter, "reloading after a change failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, counter, "checking for changes failed"),
+            }
+        }
     })
 }
 

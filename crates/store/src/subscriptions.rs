@@ -197,13 +197,6 @@ impl Store {
         Ok((revision, subs))
     }
 
-    pub async fn subscriptions_revision(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT value FROM revisions WHERE name = 'subscriptions'")
-            .fetch_one(&self.read)
-            .await?;
-        get(&row, "value")
-    }
-
     /// Marks the subscription deleted and cancels its pending deliveries; its deliveries and
     /// their logs stay readable. False if there was none.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool> {

@@ -9,7 +9,7 @@ use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use posthorn_core::validation::Errors;
 use posthorn_core::{EventName, Invalid};
-use posthorn_store::{EventQuery, NewEvent, Published, StoredEvent};
+use posthorn_store::{schema_errors, EventQuery, NewEvent, Published, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -126,6 +126,10 @@ fn prepare(
     }
     if !req.data.is_object() {
         errors.add(at("data"), "must be a JSON object");
+    } else if let Some(validator) = state.event_types.validator(&req.name) {
+        for (field, message) in schema_errors(&validator, &req.data, &at("data")) {
+            errors.add(field, message);
+        }
     }
     if let Some(id) = &req.id {
         if !is_valid_token(id) {
@@ -153,13 +157,18 @@ fn prepare(
         }
     }
     errors.finish()?;
-    let subscriptions = state
-        .subscriptions
-        .matching(&req.name, req.tenant.as_deref());
+    let id = req.id.unwrap_or_else(|| new_id("evt"));
+    let view = posthorn_core::EventView {
+        name: &req.name,
+        id: &id,
+        origin: req.origin.as_deref(),
+        data: &req.data,
+    };
+    let subscriptions = state.subscriptions.matching(&view, req.tenant.as_deref());
     Ok(NewEvent {
-        id: req.id.unwrap_or_else(|| new_id("evt")),
         publisher: caller.owner().to_owned(),
         data: req.data.to_string(),
+        id,
         name: req.name,
         origin: req.origin,
         tenant: req.tenant,

@@ -1,7 +1,9 @@
 //! One module per resource; [`routes`] puts them together.
 
 pub(crate) mod deliveries;
+pub(crate) mod event_types;
 pub(crate) mod events;
+pub(crate) mod filters;
 pub(crate) mod service;
 pub(crate) mod subscriptions;
 
@@ -18,6 +20,13 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/services", get(service::services))
         .route("/v1/events", post(events::publish).get(events::list))
         .route("/v1/events/{id}", get(events::show))
+        .route("/v1/event-types", get(event_types::list))
+        .route(
+            "/v1/event-types/{name}",
+            get(event_types::show)
+                .put(event_types::put)
+                .delete(event_types::delete),
+        )
         .route(
             "/v1/subscriptions",
             post(subscriptions::create).get(subscriptions::list),
@@ -47,6 +56,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/subscriptions/{id}/deliveries",
             get(deliveries::list_for_subscription),
         )
+        .route("/v1/filters/evaluate", post(filters::evaluate))
         .route("/v1/deliveries/{id}", get(deliveries::show))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .fallback(service::not_found)

@@ -1,0 +1,169 @@
+//! `/v1/event-types`: the optional catalogue of event names, with a JSON Schema (2020-12) that
+//! published events must satisfy. The admin writes; every caller reads.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use posthorn_core::time::to_rfc3339;
+use posthorn_core::validation::Errors;
+use posthorn_core::{EventName, Invalid};
+use posthorn_store::{compile_schema, schema_errors, EventType};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{typed, Caller, JsonBody};
+use crate::list::{paginate, Page, Query};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EventTypeRequest {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema 2020-12 for the event's `data`, or null for none.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub examples: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeView {
+    pub name: String,
+    pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub examples: Vec<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn view(t: EventType) -> EventTypeView {
+    EventTypeView {
+        name: t.name,
+        description: t.description,
+        schema: t.schema,
+        examples: t.examples,
+        created_at: to_rfc3339(t.created_at),
+        updated_at: to_rfc3339(t.updated_at),
+    }
+}
+
+fn admin_only(caller: &Caller) -> ApiResult<()> {
+    match caller {
+        Caller::Admin => Ok(()),
+    }
+}
+
+/// Create or replace an event type.
+#[utoipa::path(put, path = "/v1/event-types/{name}", tag = "event types",
+    params(("name" = String, Path)), request_body = EventTypeRequest,
+    responses((status = 200, body = EventTypeView), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<EventTypeView>> {
+    admin_only(&caller)?;
+    let req: EventTypeRequest = typed(&body, "")?;
+    let mut errors = Errors::default();
+    if let Err(msg) = EventName::parse(&name) {
+        errors.add("name", msg);
+    }
+    let schema = req.schema.filter(|s| !s.is_null());
+    if let Some(schema) = &schema {
+        match compile_schema(schema) {
+            Ok(validator) => {
+                for (i, example) in req.examples.iter().enumerate() {
+                    for (field, message) in
+                        schema_errors(&validator, example, &format!("examples[{i}]"))
+                    {
+                        errors.add(field, message);
+                    }
+                }
+            }
+            Err(why) => errors.add("schema", format!("is not a JSON Schema (2020-12): {why}")),
+        }
+    }
+    errors.finish()?;
+    let stored = state
+        .store
+        .put_event_type(
+            &name,
+            req.description.as_deref(),
+            schema.as_ref(),
+            &req.examples,
+        )
+        .await?;
+    if let Err(e) = state.event_types.refresh().await {
+        tracing::warn!(error = %e, "reloading event types after a change failed");
+    }
+    Ok(Json(view(stored)))
+}
+
+#[utoipa::path(get, path = "/v1/event-types/{name}", tag = "event types",
+    params(("name" = String, Path)),
+    responses((status = 200, body = EventTypeView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EventTypeView>> {
+    let t = state
+        .store
+        .event_type(&name)
+        .await?
+        .ok_or(ApiError::NotFound("event type"))?;
+    Ok(Json(view(t)))
+}
+
+/// Event types, newest first.
+#[utoipa::path(get, path = "/v1/event-types", tag = "event types",
+    params(("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<EventTypeView>)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<EventTypeView>>> {
+    let q = Query::parse(raw.as_deref());
+    let limit = q.limit()?;
+    // The catalogue is small: page it in memory, the cursor being the last name shown.
+    let mut all = state.store.event_types().await?;
+    if let Some(cursor) = q.cursor() {
+        let at = all
+            .iter()
+            .position(|t| t.name == cursor)
+            .ok_or_else(|| Invalid::one("cursor", "is not a cursor this list gave"))?;
+        all.drain(..=at);
+    }
+    all.truncate(limit + 1);
+    Ok(Json(paginate(all, limit, |t| t.name.clone(), view)))
+}
+
+#[utoipa::path(delete, path = "/v1/event-types/{name}", tag = "event types",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin_only(&caller)?;
+    if !state.store.delete_event_type(&name).await? {
+        return Err(ApiError::NotFound("event type"));
+    }
+    if let Err(e) = state.event_types.refresh().await {
+        tracing::warn!(error = %e, "reloading event types after a change failed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,52 @@
+//! `POST /v1/filters/evaluate`: try a filter on an event without subscribing.
+
+use axum::Json;
+use posthorn_core::{EventView, Filter, Invalid};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{typed, Caller, JsonBody};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SampleEvent {
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EvaluateRequest {
+    pub filter: String,
+    pub event: SampleEvent,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Evaluated {
+    pub matches: bool,
+}
+
+/// Whether `filter` lets `event` through; a filter that does not parse is a 422 naming the column.
+#[utoipa::path(post, path = "/v1/filters/evaluate", tag = "subscriptions",
+    request_body = EvaluateRequest,
+    responses((status = 200, body = Evaluated), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn evaluate(
+    _caller: Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Evaluated>> {
+    let req: EvaluateRequest = typed(&body, "")?;
+    let filter = Filter::parse(&req.filter).map_err(|e| Invalid::one("filter", e.to_string()))?;
+    let matches = filter.matches(&EventView {
+        name: &req.event.name,
+        id: req.event.id.as_deref().unwrap_or_default(),
+        origin: req.event.origin.as_deref(),
+        data: &req.event.data,
+    });
+    Ok(Json(Evaluated { matches }))
+}

@@ -1,0 +1,180 @@
+//! The subscription index: which active subscriptions want an event, found without scanning
+//! every subscription.
+//!
+//! Active subscriptions are indexed by exact event name, by prefix (`prefix.*`, looked up once per
+//! `.` in the event's name) and `*`. The candidates found are checked against their patterns
+//! (`*` never takes `posthorn.*`), the tenant, then their filter. Everything a subscription needs
+//! per event (patterns, filter, HTTP config, retry policy) is compiled once, when the index is
+//! built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::filter::EventView;
+use crate::pattern::EventPattern;
+use crate::subscription::{Compiled, Subscription};
+
+/// A subscription with what validation compiled out of it.
+#[derive(Debug)]
+pub struct IndexedSubscription {
+    pub sub: Subscription,
+    pub compiled: Compiled,
+}
+
+#[derive(Debug, Default)]
+pub struct SubscriptionIndex {
+    by_id: HashMap<String, Arc<IndexedSubscription>>,
+    exact: HashMap<String, Vec<Arc<IndexedSubscription>>>,
+    prefixes: HashMap<String, Vec<Arc<IndexedSubscription>>>,
+    all: Vec<Arc<IndexedSubscription>>,
+}
+
+impl SubscriptionIndex {
+    /// Indexes `subs`; one that no longer validates (against `services`) is left out and
+    /// returned in the second list with why.
+    pub fn build(subs: Vec<Subscription>, services: &[&str]) -> (Self, Vec<(String, String)>) {
+        let mut index = Self::default();
+        let mut rejected = Vec::new();
+        for sub in subs {
+            let compiled = match sub.spec.validate(services) {
+                Ok(c) => c,
+                Err(e) => {
+                    rejected.push((sub.id.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let entry = Arc::new(IndexedSubscription { sub, compiled });
+            if entry.sub.is_active() {
+                for p in &entry.compiled.patterns {
+                    let list = match p {
+                        EventPattern::Exact(name) => index.exact.entry(name.clone()).or_default(),
+                        EventPattern::Prefix(prefix) => {
+                            index.prefixes.entry(prefix.clone()).or_default()
+                        }
+                        EventPattern::All => &mut index.all,
+                    };
+                    list.push(entry.clone());
+                }
+            }
+            index.by_id.insert(entry.sub.id.clone(), entry);
+        }
+        (index, rejected)
+    }
+
+    /// A subscription that is not deleted, active or not.
+    pub fn get(&self, id: &str) -> Option<&Arc<IndexedSubscription>> {
+        self.by_id.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The ids of the active subscriptions that want `event`, sorted. With a `tenant`, only that
+    /// owner's subscriptions and the admin's.
+    pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
+        let name = event.name;
+        let by_prefix = name
+            .match_indices('.')
+            .filter_map(|(i, _)| self.prefixes.get(&name[..=i]))
+            .flatten();
+        let mut ids: Vec<String> = self
+            .exact
+            .get(name)
+            .into_iter()
+            .flatten()
+            .chain(by_prefix)
+            .chain(self.all.iter())
+            .filter(|e| e.compiled.patterns.iter().any(|p| p.matches(name)))
+            .filter(|e| tenant.is_none_or(|t| e.sub.owner == t || e.sub.owner == "admin"))
+            .filter(|e| e.compiled.filter.as_ref().is_none_or(|f| f.matches(event)))
+            .map(|e| e.sub.id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::Secret;
+    use serde_json::{json, Value};
+
+    fn sub(id: &str, owner: &str, events: &[&str], filter: Option<&str>) -> Subscription {
+        Subscription {
+            id: id.into(),
+            owner: owner.into(),
+            spec: serde_json::from_value(json!({"name": "n", "service": "http",
+                "config": {"url": "https://e.com"}, "events": events, "filter": filter}))
+            .unwrap(),
+            disabled_reason: None,
+            secret: Secret::generate(),
+            previous_secret: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn ids(
+        index: &SubscriptionIndex,
+        name: &str,
+        data: &Value,
+        tenant: Option<&str>,
+    ) -> Vec<String> {
+        index.matching(
+            &EventView {
+                name,
+                id: "e",
+                origin: None,
+                data,
+            },
+            tenant,
+        )
+    }
+
+    #[test]
+    fn matches_by_name_prefix_star_tenant_and_filter() {
+        let mut off = sub("s_off", "admin", &["a.b"], None);
+        off.spec.enabled = false;
+        let (index, rejected) = SubscriptionIndex::build(
+            vec![
+                sub("s_exact", "admin", &["a.b"], None),
+                sub("s_prefix", "app_1", &["a.*"], None),
+                sub("s_deep", "admin", &["a.b.*"], None),
+                sub("s_star", "app_2", &["*"], None),
+                sub("s_twice", "admin", &["a.b", "a.*", "*"], None),
+                sub("s_filter", "admin", &["a.b"], Some("n > 1")),
+                off,
+            ],
+            &["http"],
+        );
+        assert!(rejected.is_empty());
+        assert_eq!(index.len(), 7);
+        assert!(index.get("s_off").is_some());
+        let d = json!({"n": 1});
+        assert_eq!(
+            ids(&index, "a.b", &d, None),
+            ["s_exact", "s_prefix", "s_star", "s_twice"]
+        );
+        assert_eq!(
+            ids(&index, "a.b", &json!({"n": 2}), None),
+            ["s_exact", "s_filter", "s_prefix", "s_star", "s_twice"]
+        );
+        assert_eq!(
+            ids(&index, "a.b.c", &d, None),
+            ["s_deep", "s_prefix", "s_star", "s_twice"]
+        );
+        assert_eq!(
+            ids(&index, "a.b", &d, Some("app_1")),
+            ["s_exact", "s_prefix", "s_twice"]
+        );
+        assert_eq!(ids(&index, "posthorn.ping", &d, None), Vec::<String>::new());
+        assert_eq!(ids(&index, "ab", &d, None), ["s_star", "s_twice"]);
+    }
+}
