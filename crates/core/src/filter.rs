@@ -624,35 +624,53 @@ impl Filter {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
-enum Resolved<'a> {
-    Borrowed(&'a Value),
+/// A value an operand resolved to, borrowed: evaluation allocates nothing.
+#[derive(Clone, Copy)]
+enum V<'a> {
+    Json(&'a Value),
     Str(&'a str),
     Null,
 }
 
-impl Resolved<'_> {
-    fn to_value(&self) -> std::borrow::Cow<'_, Value> {
+impl<'a> V<'a> {
+    fn str(self) -> Option<&'a str> {
         match self {
-            Resolved::Borrowed(v) => std::borrow::Cow::Borrowed(v),
-            Resolved::Str(s) => std::borrow::Cow::Owned(Value::String((*s).to_owned())),
-            Resolved::Null => std::borrow::Cow::Owned(Value::Null),
+            V::Str(s) => Some(s),
+            V::Json(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn is_number(self) -> bool {
+        matches!(self, V::Json(Value::Number(_)))
+    }
+
+    fn is_null(self) -> bool {
+        matches!(self, V::Null | V::Json(Value::Null))
+    }
+
+    /// A number, or a string that is a decimal number.
+    fn number(self) -> Option<f64> {
+        match self {
+            V::Json(Value::Number(n)) => n.as_f64(),
+            other => decimal(other.str()?),
         }
     }
 }
 
-fn resolve<'a>(operand: &'a Operand, event: &EventView<'a>) -> Option<Resolved<'a>> {
+fn resolve<'a>(operand: &'a Operand, event: &EventView<'a>) -> Option<V<'a>> {
     match operand {
-        Operand::Literal(v) => Some(Resolved::Borrowed(v)),
+        Operand::Literal(v) => Some(V::Json(v)),
         Operand::Path(p) => resolve_path(p, event),
     }
 }
 
-fn resolve_path<'a>(path: &'a Path, event: &EventView<'a>) -> Option<Resolved<'a>> {
+fn resolve_path<'a>(path: &'a Path, event: &EventView<'a>) -> Option<V<'a>> {
     match path {
         Path::Event(f) => Some(match f {
-            EventField::Name => Resolved::Str(event.name),
-            EventField::Id => Resolved::Str(event.id),
-            EventField::Origin => event.origin.map_or(Resolved::Null, Resolved::Str),
+            EventField::Name => V::Str(event.name),
+            EventField::Id => V::Str(event.id),
+            EventField::Origin => event.origin.map_or(V::Null, V::Str),
         }),
         Path::Data(segments) => {
             let mut v = event.data;
@@ -663,58 +681,50 @@ fn resolve_path<'a>(path: &'a Path, event: &EventView<'a>) -> Option<Resolved<'a
                     _ => return None,
                 };
             }
-            Some(Resolved::Borrowed(v))
+            Some(V::Json(v))
         }
     }
 }
 
-/// A number, or a string that is a decimal number.
-fn as_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let t = s.trim();
-            let decimal = !t.is_empty()
-                && t.trim_start_matches(['-', '+'])
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '.')
-                && t.chars().filter(|c| *c == '.').count() <= 1
-                && t.chars().any(|c| c.is_ascii_digit());
-            if decimal {
-                t.parse().ok()
-            } else {
-                None
-            }
-        }
-        _ => None,
+fn decimal(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let ok = !digits.is_empty()
+        && digits.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        && digits.bytes().filter(|c| *c == b'.').count() <= 1
+        && digits.bytes().any(|c| c.is_ascii_digit());
+    if ok {
+        t.parse().ok()
+    } else {
+        None
     }
 }
 
 /// Equality with the number/string rule.
-fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(_), Value::String(_))
-        | (Value::String(_), Value::Number(_))
-        | (Value::Number(_), Value::Number(_)) => match (as_number(a), as_number(b)) {
+fn equal(a: V<'_>, b: V<'_>) -> bool {
+    if a.is_number() || b.is_number() {
+        return match (a.number(), b.number()) {
             (Some(x), Some(y)) => x == y,
             _ => false,
-        },
-        _ => a == b,
+        };
     }
-}
-
-fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    let numeric = matches!(a, Value::Number(_)) || matches!(b, Value::Number(_));
-    if numeric {
-        return as_number(a)?.partial_cmp(&as_number(b)?);
+    if let (Some(x), Some(y)) = (a.str(), b.str()) {
+        return x == y;
     }
     match (a, b) {
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
+        (V::Json(x), V::Json(y)) => x == y,
+        _ => a.is_null() && b.is_null(),
     }
 }
 
-fn compare(a: &Value, op: Op, b: &Value) -> bool {
+fn order(a: V<'_>, b: V<'_>) -> Option<std::cmp::Ordering> {
+    if a.is_number() || b.is_number() {
+        return a.number()?.partial_cmp(&b.number()?);
+    }
+    Some(a.str()?.cmp(b.str()?))
+}
+
+fn compare(a: V<'_>, op: Op, b: V<'_>) -> bool {
     use std::cmp::Ordering::*;
     match op {
         Op::Eq => equal(a, b),
@@ -723,13 +733,13 @@ fn compare(a: &Value, op: Op, b: &Value) -> bool {
         Op::Le => matches!(order(a, b), Some(Less | Equal)),
         Op::Gt => order(a, b) == Some(Greater),
         Op::Ge => matches!(order(a, b), Some(Greater | Equal)),
-        Op::Contains => match (a, b) {
-            (Value::String(h), Value::String(n)) => h.contains(n.as_str()),
-            (Value::Array(items), needle) => items.iter().any(|i| equal(i, needle)),
+        Op::Contains => match (a, b.str()) {
+            (V::Json(Value::Array(items)), _) => items.iter().any(|i| equal(V::Json(i), b)),
+            (h, Some(n)) => h.str().is_some_and(|h| h.contains(n)),
             _ => false,
         },
-        Op::StartsWith => match (a, b) {
-            (Value::String(h), Value::String(n)) => h.starts_with(n.as_str()),
+        Op::StartsWith => match (a.str(), b.str()) {
+            (Some(h), Some(n)) => h.starts_with(n),
             _ => false,
         },
     }
@@ -745,7 +755,7 @@ fn eval(expr: &Expr, event: &EventView<'_>) -> bool {
             let (Some(a), Some(b)) = (resolve(l, event), resolve(r, event)) else {
                 return false;
             };
-            compare(&a.to_value(), *op, &b.to_value())
+            compare(a, *op, b)
         }
         Expr::In {
             operand,
@@ -755,8 +765,7 @@ fn eval(expr: &Expr, event: &EventView<'_>) -> bool {
             let Some(v) = resolve(operand, event) else {
                 return false;
             };
-            let v = v.to_value();
-            list.iter().any(|item| equal(&v, item)) != *negated
+            list.iter().any(|item| equal(v, V::Json(item))) != *negated
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::filter::EventView;
+use crate::filter::{EventView, Filter};
 use crate::pattern::EventPattern;
 use crate::subscription::{Compiled, Subscription};
 
@@ -19,6 +19,8 @@ use crate::subscription::{Compiled, Subscription};
 pub struct IndexedSubscription {
     pub sub: Subscription,
     pub compiled: Compiled,
+    /// Its filter's slot among the index's distinct filters.
+    filter_slot: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +29,11 @@ pub struct SubscriptionIndex {
     exact: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     prefixes: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     all: Vec<Arc<IndexedSubscription>>,
+    /// Whether some active subscription has several patterns, and so may be found twice.
+    overlapping: bool,
+    /// Distinct filters (by text): each is evaluated at most once per event, however many
+    /// subscriptions share it.
+    filters: Vec<Filter>,
 }
 
 impl SubscriptionIndex {
@@ -35,6 +42,7 @@ impl SubscriptionIndex {
     pub fn build(subs: Vec<Subscription>, services: &[&str]) -> (Self, Vec<(String, String)>) {
         let mut index = Self::default();
         let mut rejected = Vec::new();
+        let mut slots: HashMap<String, usize> = HashMap::new();
         for sub in subs {
             let compiled = match sub.spec.validate(services) {
                 Ok(c) => c,
@@ -43,8 +51,22 @@ impl SubscriptionIndex {
                     continue;
                 }
             };
-            let entry = Arc::new(IndexedSubscription { sub, compiled });
+            let filter_slot = match (&sub.spec.filter, &compiled.filter) {
+                (Some(text), Some(filter)) => {
+                    Some(*slots.entry(text.clone()).or_insert_with(|| {
+                        index.filters.push(filter.clone());
+                        index.filters.len() - 1
+                    }))
+                }
+                _ => None,
+            };
+            let entry = Arc::new(IndexedSubscription {
+                sub,
+                compiled,
+                filter_slot,
+            });
             if entry.sub.is_active() {
+                index.overlapping |= entry.compiled.patterns.len() > 1;
                 for p in &entry.compiled.patterns {
                     let list = match p {
                         EventPattern::Exact(name) => index.exact.entry(name.clone()).or_default(),
@@ -74,10 +96,11 @@ impl SubscriptionIndex {
         self.by_id.is_empty()
     }
 
-    /// The ids of the active subscriptions that want `event`, sorted. With a `tenant`, only that
-    /// owner's subscriptions and the admin's.
+    /// The ids of the active subscriptions that want `event`, each once. With a `tenant`, only
+    /// that owner's subscriptions and the admin's.
     pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
         let name = event.name;
+        let mut verdicts: Vec<Option<bool>> = vec![None; self.filters.len()];
         let by_prefix = name
             .match_indices('.')
             .filter_map(|(i, _)| self.prefixes.get(&name[..=i]))
@@ -91,11 +114,18 @@ impl SubscriptionIndex {
             .chain(self.all.iter())
             .filter(|e| e.compiled.patterns.iter().any(|p| p.matches(name)))
             .filter(|e| tenant.is_none_or(|t| e.sub.owner == t || e.sub.owner == "admin"))
-            .filter(|e| e.compiled.filter.as_ref().is_none_or(|f| f.matches(event)))
+            .filter(|e| match e.filter_slot {
+                None => true,
+                Some(slot) => {
+                    *verdicts[slot].get_or_insert_with(|| self.filters[slot].matches(event))
+                }
+            })
             .map(|e| e.sub.id.clone())
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        if self.overlapping {
+            ids.sort_unstable();
+            ids.dedup();
+        }
         ids
     }
 }
