@@ -176,6 +176,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    let listener_task = store.listen(dispatcher.waker());
     let stop = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
     let state = AppState {
@@ -210,6 +211,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("shutdown took too long; exiting");
     }
     watcher.abort();
+    if let Some(t) = listener_task {
+        t.abort();
+    }
     types_watcher.abort();
     store.close().await;
     tracing::info!("stopped");

@@ -26,5 +26,6 @@ mod api;
 mod delivery;
 mod durability;
 mod network;
+mod scale;
 mod shaping;
 mod util;

@@ -168,6 +168,34 @@ impl Server {
         s
     }
 
+    /// Starts `n` processes on one new database (each with its own folder), at once, sharing the
+    /// master key as a deployment must.
+    pub async fn start_many(n: usize, options: ServerOptions) -> Vec<Server> {
+        let first = tempfile::tempdir().expect("temp dir");
+        let database = options.backend.database_url(first.path()).await;
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+        let mut options = options;
+        options.extra.extend(["--master-key".into(), key]);
+        // Spawned together, so that they migrate the empty database at the same moment.
+        let starts: Vec<_> = (0..n)
+            .map(|_| {
+                let options = options.clone();
+                let database = database.clone();
+                tokio::spawn(async move {
+                    let tmp = tempfile::tempdir().expect("temp dir");
+                    let mut s = Self::spawn_in(tmp.path(), &database, &options).await;
+                    s._tmp = Some(tmp);
+                    s
+                })
+            })
+            .collect();
+        let mut servers = Vec::with_capacity(n);
+        for s in starts {
+            servers.push(s.await.expect("server start"));
+        }
+        servers
+    }
+
     /// Starts another process on the same database as `self` (after `self` stopped).
     pub async fn restart(&mut self) {
         let dir = self.dir.clone();

@@ -76,6 +76,12 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
+    /// A handle that wakes the loop, for wake-ups from outside (PostgreSQL `NOTIFY`).
+    pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
+        let wake = self.wake.clone();
+        move || wake.notify_one()
+    }
+
     /// Runs until `stop` is cancelled, then waits up to the grace period for attempts in flight,
     /// writes their outcomes, and hands back whatever is left.
     pub async fn run(self, stop: CancellationToken) {

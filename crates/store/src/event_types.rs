@@ -75,6 +75,7 @@ impl Store {
         sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
             .execute(&mut *tx)
             .await?;
+        Store::notify_changed(self.backend, &mut *tx).await?;
         tx.commit().await?;
         from_row(&row)
     }
@@ -109,6 +110,7 @@ impl Store {
         sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
             .execute(&mut *tx)
             .await?;
+        Store::notify_changed(self.backend, &mut *tx).await?;
         tx.commit().await?;
         Ok(n == 1)
     }

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{get, Result, Store, StoreError};
+use crate::{get, Backend, Result, Store, StoreError};
 
 /// An event to store, with the ids of the subscriptions it matched.
 #[derive(Debug, Clone)]
@@ -81,14 +81,14 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, backend, rx));
         Self { jobs }
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut count = first.events.len();
         let mut jobs = vec![first];
@@ -101,7 +101,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit(&pool, &jobs).await {
+        match commit(&pool, backend, &jobs).await {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(result));
@@ -118,16 +118,23 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn commit(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Vec<Published>>> {
+async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Vec<Published>>> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(jobs.len());
+    let mut due = false;
     for job in jobs {
         let mut out = Vec::with_capacity(job.events.len());
         for event in &job.events {
-            out.push(insert_event(&mut tx, event, now).await?);
+            let published = insert_event(&mut tx, event, now).await?;
+            due |= !published.delivery_ids.is_empty();
+            out.push(published);
         }
         results.push(out);
+    }
+    if due {
+        // Delivered to listeners when the transaction commits.
+        Store::notify_due(backend, &mut *tx).await?;
     }
     tx.commit().await?;
     Ok(results)

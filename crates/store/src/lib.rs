@@ -23,6 +23,7 @@ pub mod seal;
 mod subscriptions;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -57,6 +58,23 @@ pub enum Backend {
     Postgres,
 }
 
+/// The PostgreSQL channels on which processes announce deliveries due now, and changes to what
+/// every process keeps in memory.
+const DUE_CHANNEL: &str = "posthorn_due";
+const CHANGED_CHANNEL: &str = "posthorn_changed";
+
+async fn notify<'c, E>(backend: Backend, channel: &str, executor: E) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if backend == Backend::Postgres {
+        sqlx::query(&format!("SELECT pg_notify('{channel}', '')"))
+            .execute(executor)
+            .await?;
+    }
+    Ok(())
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -70,6 +88,10 @@ pub struct Store {
     backend: Backend,
     sealer: Sealer,
     committer: events::Committer,
+    /// The PostgreSQL URL, for the LISTEN connection.
+    listen_url: Option<String>,
+    /// Signalled when another process announces a change of subscriptions or event types.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,13 +139,15 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let committer = events::Committer::start(write.clone());
+        let committer = events::Committer::start(write.clone(), backend);
         Ok(Self {
             read,
             write,
             backend,
             sealer,
             committer,
+            listen_url: (backend == Backend::Postgres).then(|| url.to_owned()),
+            changed: Arc::default(),
         })
     }
 
@@ -146,6 +170,56 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    /// On PostgreSQL, listens for what other processes announce (`NOTIFY`): deliveries due now
+    /// (calls `wake`, so every dispatcher claims at once instead of at its next poll) and changed
+    /// subscriptions or event types (the in-memory views reload at once). Notifications lost while
+    /// the connection is re-established are covered by the polls. `None` on SQLite, where only
+    /// this process writes.
+    pub fn listen(&self, wake: impl Fn() + Send + 'static) -> Option<tokio::task::JoinHandle<()>> {
+        let url = self.listen_url.clone()?;
+        let changed = self.changed.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => {
+                        if let Err(e) = listener.listen_all([DUE_CHANNEL, CHANGED_CHANNEL]).await {
+                            tracing::warn!(error = %e, "LISTEN failed; retrying");
+                        } else {
+                            // `recv` re-establishes a lost connection itself.
+                            while let Ok(n) = listener.recv().await {
+                                if n.channel() == DUE_CHANNEL {
+                                    wake();
+                                } else {
+                                    changed.notify_waiters();
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the LISTEN connection; retrying")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    }
+
+    /// Tells every process that deliveries are due (PostgreSQL; nothing on SQLite).
+    pub(crate) async fn notify_due<'c, E>(backend: Backend, executor: E) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        notify(backend, DUE_CHANNEL, executor).await
+    }
+
+    /// Tells every process that subscriptions or event types changed (PostgreSQL).
+    pub(crate) async fn notify_changed<'c, E>(backend: Backend, executor: E) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        notify(backend, CHANGED_CHANNEL, executor).await
     }
 
     pub async fn close(&self) {
@@ -224,8 +298,8 @@ fn sqlite_url(url: &str) -> Result<String> {
     })
 }
 
-/// Polls the revision counter `counter` every `every` and calls `reload` when it differs from
-/// `known()`: how an in-memory view learns that another process changed what it reflects. Runs
+/// Checks the revision counter `counter` every `every`, and when another process announces a
+/// change, and calls `reload` when it differs from `known()`: how an in-memory view learns that another process changed what it reflects. Runs
 /// until the returned task is aborted.
 pub(crate) fn watch_revision<K, R, Fut>(
     store: Store,
@@ -242,8 +316,12 @@ where
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let changed = store.changed.clone();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = changed.notified() => {}
+            }
             match store.revision(counter).await {
                 Ok(r) if r != known() => {
                     if let Err(e) = reload().await {

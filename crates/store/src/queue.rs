@@ -193,6 +193,9 @@ impl Store {
         .execute(&self.write)
         .await?
         .rows_affected();
+        if n > 0 {
+            Store::notify_due(self.backend, &self.write).await?;
+        }
         Ok(n)
     }
 
@@ -330,6 +333,9 @@ impl Store {
         .execute(&self.write)
         .await?
         .rows_affected();
+        if n == 1 {
+            Store::notify_due(self.backend, &self.write).await?;
+        }
         Ok(n == 1)
     }
 
@@ -345,6 +351,9 @@ impl Store {
         .execute(&self.write)
         .await?
         .rows_affected();
+        if n > 0 {
+            Store::notify_due(self.backend, &self.write).await?;
+        }
         Ok(n)
     }
 }

@@ -22,11 +22,11 @@ pub struct SubscriptionQuery {
     pub limit: usize,
 }
 
-async fn bump_revision(tx: &mut Transaction<'_, Any>) -> Result<()> {
+async fn bump_revision(backend: crate::Backend, tx: &mut Transaction<'_, Any>) -> Result<()> {
     sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'subscriptions'")
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Store::notify_changed(backend, &mut **tx).await
 }
 
 impl Store {
@@ -81,7 +81,7 @@ impl Store {
         .bind(sub.updated_at)
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(self.backend, &mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -120,7 +120,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            bump_revision(&mut tx).await?;
+            bump_revision(self.backend, &mut tx).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -220,7 +220,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            bump_revision(&mut tx).await?;
+            bump_revision(self.backend, &mut tx).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
