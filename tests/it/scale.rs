@@ -50,7 +50,7 @@ async fn three_processes_deliver_everything_when_one_is_killed() {
         accepted.push(id);
     }
 
-    let mut alive = vec![true, true, true];
+    let mut alive = [true, true, true];
     for i in 0..300 {
         if i == 150 {
             servers[1].kill().await;
