@@ -23,7 +23,7 @@ pub struct IndexedSubscription {
     filter_slot: Option<usize>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
     by_id: HashMap<String, Arc<IndexedSubscription>>,
     exact: HashMap<String, Vec<Arc<IndexedSubscription>>>,
@@ -34,6 +34,7 @@ pub struct SubscriptionIndex {
     /// Distinct filters (by text): each is evaluated at most once per event, however many
     /// subscriptions share it.
     filters: Vec<Filter>,
+    filter_slots: HashMap<String, usize>,
 }
 
 impl SubscriptionIndex {
@@ -42,45 +43,86 @@ impl SubscriptionIndex {
     pub fn build(subs: Vec<Subscription>, services: &[&str]) -> (Self, Vec<(String, String)>) {
         let mut index = Self::default();
         let mut rejected = Vec::new();
-        let mut slots: HashMap<String, usize> = HashMap::new();
         for sub in subs {
-            let compiled = match sub.spec.validate(services) {
-                Ok(c) => c,
-                Err(e) => {
-                    rejected.push((sub.id.clone(), e.to_string()));
-                    continue;
-                }
-            };
-            let filter_slot = match (&sub.spec.filter, &compiled.filter) {
-                (Some(text), Some(filter)) => {
-                    Some(*slots.entry(text.clone()).or_insert_with(|| {
-                        index.filters.push(filter.clone());
-                        index.filters.len() - 1
-                    }))
-                }
-                _ => None,
-            };
-            let entry = Arc::new(IndexedSubscription {
-                sub,
-                compiled,
-                filter_slot,
-            });
-            if entry.sub.is_active() {
-                index.overlapping |= entry.compiled.patterns.len() > 1;
-                for p in &entry.compiled.patterns {
-                    let list = match p {
-                        EventPattern::Exact(name) => index.exact.entry(name.clone()).or_default(),
-                        EventPattern::Prefix(prefix) => {
-                            index.prefixes.entry(prefix.clone()).or_default()
-                        }
-                        EventPattern::All => &mut index.all,
-                    };
-                    list.push(entry.clone());
-                }
+            if let Err(e) = index.insert(sub.clone(), services) {
+                rejected.push((sub.id, e));
             }
-            index.by_id.insert(entry.sub.id.clone(), entry);
         }
         (index, rejected)
+    }
+
+    /// Adds or replaces one subscription (compiling only it).
+    pub fn upsert(&mut self, sub: Subscription, services: &[&str]) -> Result<(), String> {
+        self.remove(&sub.id);
+        self.insert(sub, services)
+    }
+
+    /// Takes a subscription out.
+    pub fn remove(&mut self, id: &str) {
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
+        if !old.sub.is_active() {
+            return;
+        }
+        let keep = |e: &Arc<IndexedSubscription>| e.sub.id != id;
+        for p in &old.compiled.patterns {
+            match p {
+                EventPattern::Exact(name) => {
+                    if let Some(list) = self.exact.get_mut(name) {
+                        list.retain(keep);
+                        if list.is_empty() {
+                            self.exact.remove(name);
+                        }
+                    }
+                }
+                EventPattern::Prefix(prefix) => {
+                    if let Some(list) = self.prefixes.get_mut(prefix) {
+                        list.retain(keep);
+                        if list.is_empty() {
+                            self.prefixes.remove(prefix);
+                        }
+                    }
+                }
+                EventPattern::All => self.all.retain(keep),
+            }
+        }
+    }
+
+    fn insert(&mut self, sub: Subscription, services: &[&str]) -> Result<(), String> {
+        let compiled = sub.spec.validate(services).map_err(|e| e.to_string())?;
+        let filter_slot = match (&sub.spec.filter, &compiled.filter) {
+            (Some(text), Some(filter)) => Some(match self.filter_slots.get(text) {
+                Some(slot) => *slot,
+                None => {
+                    self.filters.push(filter.clone());
+                    self.filter_slots
+                        .insert(text.clone(), self.filters.len() - 1);
+                    self.filters.len() - 1
+                }
+            }),
+            _ => None,
+        };
+        let entry = Arc::new(IndexedSubscription {
+            sub,
+            compiled,
+            filter_slot,
+        });
+        if entry.sub.is_active() {
+            self.overlapping |= entry.compiled.patterns.len() > 1;
+            for p in &entry.compiled.patterns {
+                let list = match p {
+                    EventPattern::Exact(name) => self.exact.entry(name.clone()).or_default(),
+                    EventPattern::Prefix(prefix) => {
+                        self.prefixes.entry(prefix.clone()).or_default()
+                    }
+                    EventPattern::All => &mut self.all,
+                };
+                list.push(entry.clone());
+            }
+        }
+        self.by_id.insert(entry.sub.id.clone(), entry);
+        Ok(())
     }
 
     /// A subscription that is not deleted, active or not.
@@ -206,5 +248,39 @@ mod tests {
         );
         assert_eq!(ids(&index, "posthorn.ping", &d, None), Vec::<String>::new());
         assert_eq!(ids(&index, "ab", &d, None), ["s_star", "s_twice"]);
+    }
+
+    #[test]
+    fn upsert_and_remove_change_only_one_subscription() {
+        let (mut index, _) = SubscriptionIndex::build(
+            vec![
+                sub("s1", "admin", &["a"], None),
+                sub("s2", "admin", &["a", "b.*"], Some("n = 1")),
+            ],
+            &["http"],
+        );
+        let d = json!({"n": 1});
+        assert_eq!(ids(&index, "a", &d, None), ["s1", "s2"]);
+        index
+            .upsert(sub("s2", "admin", &["c"], Some("n = 2")), &["http"])
+            .unwrap();
+        assert_eq!(ids(&index, "a", &d, None), ["s1"]);
+        assert_eq!(ids(&index, "b.x", &d, None), Vec::<String>::new());
+        assert_eq!(ids(&index, "c", &json!({"n": 2}), None), ["s2"]);
+        let mut off = sub("s1", "admin", &["a"], None);
+        off.spec.enabled = false;
+        index.upsert(off, &["http"]).unwrap();
+        assert_eq!(ids(&index, "a", &d, None), Vec::<String>::new());
+        assert!(index.get("s1").is_some());
+        index.remove("s1");
+        index.remove("s2");
+        assert!(index.is_empty());
+        assert_eq!(
+            ids(&index, "c", &json!({"n": 2}), None),
+            Vec::<String>::new()
+        );
+        assert!(index
+            .upsert(sub("s3", "admin", &["bad name"], None), &["http"])
+            .is_err());
     }
 }

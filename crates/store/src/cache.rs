@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use posthorn_core::index::IndexedSubscription;
-use posthorn_core::{EventView, SubscriptionIndex};
+use posthorn_core::{EventView, Subscription, SubscriptionIndex};
 
 use crate::{Result, Store};
 
@@ -54,6 +54,34 @@ impl SubscriptionCache {
             *current = next;
         }
         Ok(())
+    }
+
+    /// Applies a write made through this process: `upsert` (or, with `None`, removal of
+    /// `id`) that moved the revision to `revision`. When no other change came in between, only
+    /// that subscription is compiled; otherwise everything is reloaded.
+    pub async fn apply(&self, id: &str, upsert: Option<Subscription>, revision: i64) -> Result<()> {
+        {
+            let mut current = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+            if current.revision + 1 == revision {
+                let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
+                let mut index = current.index.clone();
+                let applied = match upsert {
+                    Some(sub) => index.upsert(sub, &services),
+                    None => {
+                        index.remove(id);
+                        Ok(())
+                    }
+                };
+                if applied.is_ok() {
+                    *current = Arc::new(Snapshot { revision, index });
+                    return Ok(());
+                }
+            } else if current.revision >= revision {
+                // Already reflected (a reload ran in between).
+                return Ok(());
+            }
+        }
+        self.refresh().await
     }
 
     fn current(&self) -> Arc<Snapshot> {

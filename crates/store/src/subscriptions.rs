@@ -22,11 +22,15 @@ pub struct SubscriptionQuery {
     pub limit: usize,
 }
 
-async fn bump_revision(backend: crate::Backend, tx: &mut Transaction<'_, Any>) -> Result<()> {
-    sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'subscriptions'")
-        .execute(&mut **tx)
-        .await?;
-    Store::notify_changed(backend, &mut **tx).await
+/// Bumps the `subscriptions` revision, announces the change, and returns the new revision.
+async fn bump_revision(backend: crate::Backend, tx: &mut Transaction<'_, Any>) -> Result<i64> {
+    let row = sqlx::query(
+        "UPDATE revisions SET value = value + 1 WHERE name = 'subscriptions' RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Store::notify_changed(backend, &mut **tx).await?;
+    get(&row, "value")
 }
 
 impl Store {
@@ -61,7 +65,8 @@ impl Store {
         Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.into()))
     }
 
-    pub async fn insert_subscription(&self, sub: &Subscription) -> Result<()> {
+    /// Returns the `subscriptions` revision this write made.
+    pub async fn insert_subscription(&self, sub: &Subscription) -> Result<i64> {
         let mut tx = self.write.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -81,13 +86,14 @@ impl Store {
         .bind(sub.updated_at)
         .execute(&mut *tx)
         .await?;
-        bump_revision(self.backend, &mut tx).await?;
+        let revision = bump_revision(self.backend, &mut tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(revision)
     }
 
-    /// Writes every field of `sub` but its id, owner and creation time. False if it is gone.
-    pub async fn update_subscription(&self, sub: &Subscription) -> Result<bool> {
+    /// Writes every field of `sub` but its id, owner and creation time. Returns the revision
+    /// this write made, or `None` if the subscription is gone.
+    pub async fn update_subscription(&self, sub: &Subscription) -> Result<Option<i64>> {
         let mut tx = self.write.begin().await?;
         let n = sqlx::query(
             "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
@@ -108,6 +114,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        let mut revision = None;
         if n == 1 {
             // A subscription enabled again releases the deliveries held while it was off.
             if sub.is_active() {
@@ -120,10 +127,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            bump_revision(self.backend, &mut tx).await?;
+            revision = Some(bump_revision(self.backend, &mut tx).await?);
         }
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(revision)
     }
 
     /// A subscription that is not deleted.
@@ -198,8 +205,9 @@ impl Store {
     }
 
     /// Marks the subscription deleted and cancels its pending deliveries; its deliveries and
-    /// their logs stay readable. False if there was none.
-    pub async fn delete_subscription(&self, id: &str) -> Result<bool> {
+    /// their logs stay readable. Returns the revision this write made, or `None` if there was
+    /// no such subscription.
+    pub async fn delete_subscription(&self, id: &str) -> Result<Option<i64>> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         let n = sqlx::query(
@@ -211,6 +219,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        let mut revision = None;
         if n == 1 {
             sqlx::query(
                 "UPDATE deliveries SET status = 'cancelled', lease = NULL, updated_at = $1 \
@@ -220,10 +229,10 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            bump_revision(self.backend, &mut tx).await?;
+            revision = Some(bump_revision(self.backend, &mut tx).await?);
         }
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(revision)
     }
 }
 

@@ -77,17 +77,20 @@ async fn save(state: &AppState, mut sub: Subscription) -> ApiResult<Subscription
     if sub.spec.enabled {
         sub.disabled_reason = None;
     }
-    if !state.store.update_subscription(&sub).await? {
-        return Err(ApiError::NotFound("subscription"));
-    }
-    refresh(state).await;
+    let revision = state
+        .store
+        .update_subscription(&sub)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    apply(state, &sub.id, Some(sub.clone()), revision).await;
     Ok(sub)
 }
 
-async fn refresh(state: &AppState) {
-    // The write is committed; if this reload fails, the revision poll catches up within a second.
-    if let Err(e) = state.subscriptions.refresh().await {
-        tracing::warn!(error = %e, "reloading subscriptions after a change failed");
+/// Brings this process's index up to date with a write it made.
+async fn apply(state: &AppState, id: &str, sub: Option<Subscription>, revision: i64) {
+    // The write is committed; if this fails, the revision poll catches up within a second.
+    if let Err(e) = state.subscriptions.apply(id, sub, revision).await {
+        tracing::warn!(error = %e, "updating the subscription index after a change failed");
     }
 }
 
@@ -126,8 +129,8 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    state.store.insert_subscription(&sub).await?;
-    refresh(&state).await;
+    let revision = state.store.insert_subscription(&sub).await?;
+    apply(&state, &sub.id, Some(sub.clone()), revision).await;
     Ok((StatusCode::CREATED, Json(view(sub, true))))
 }
 
@@ -287,10 +290,12 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     load(&state, &caller, &id).await?;
-    if !state.store.delete_subscription(&id).await? {
-        return Err(ApiError::NotFound("subscription"));
-    }
-    refresh(&state).await;
+    let revision = state
+        .store
+        .delete_subscription(&id)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    apply(&state, &id, None, revision).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
