@@ -1,0 +1,538 @@
+//! Posthorn's benchmark harness. It starts everything itself on loopback — a minimal HTTP sink,
+//! the `posthorn` binary on SQLite (and PostgreSQL when a URL is given), a load generator — and
+//! measures, in one run:
+//!
+//! 1. baseline: the same POSTs straight to the sink (the machine's HTTP limit here);
+//! 2. ingest: single-event publishes and 1000-event batches, no subscriptions;
+//! 3. end to end: events through one subscription to the sink;
+//! 4. fan-out: one event to 1,000 (and 10,000) subscriptions, until all are delivered;
+//! 5. latency: publish-to-arrival at fixed rates;
+//! 6. failure storm: 1,000 subscriptions whose endpoint hangs, and 10 healthy ones;
+//! 7. memory: the server's resident set idle, and with 100,000 pending deliveries.
+//!
+//! Run: `cargo build --release && target/release/posthorn-bench [--quick] [--postgres URL]`.
+//! It prints each figure and its ratio to the baseline, and a markdown table.
+
+mod server;
+mod sink;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{json, Value};
+
+use server::Server;
+use sink::Sink;
+
+#[derive(Debug, Parser)]
+#[command(about = "Posthorn's benchmark harness")]
+struct Args {
+    /// Short runs (the whole harness in under two minutes)
+    #[arg(long)]
+    quick: bool,
+    /// Also run against PostgreSQL, in a fresh database on this server
+    #[arg(long, env = "POSTHORN_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Write the markdown table here too
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Concurrent connections of the load generator
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+/// A ~300-byte event, as platforms send.
+fn event(name: &str, id: Option<String>) -> Value {
+    let mut e = json!({"name": name, "data": {
+        "entity": {"entity_type": "AssetVersion", "operation": "update", "id": "c7f0a1b2",
+                   "new": {"status_id": "a0b1-pending-approval", "version": 3},
+                   "old": {"status_id": "f00d-in-progress", "version": 3}},
+        "metadata": {"date": "2026-05-02T10:15:00Z", "server_url": "https://studio.example.com"}}});
+    if let Some(id) = id {
+        e["id"] = json!(id);
+    }
+    e
+}
+
+struct Row {
+    scenario: String,
+    backend: &'static str,
+    figure: String,
+    ratio: Option<f64>,
+}
+
+struct Bench {
+    args: Args,
+    rows: Vec<Row>,
+    baseline: f64,
+    client: reqwest::Client,
+}
+
+/// Runs `concurrency` loops of `request` until `duration` has passed; returns how many succeeded
+/// per second and how many failed.
+async fn load<F, Fut>(concurrency: usize, duration: Duration, request: F) -> (f64, u64)
+where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (ok, failed, seq, request) =
+                (ok.clone(), failed.clone(), seq.clone(), request.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let n = seq.fetch_add(1, Ordering::Relaxed);
+                    if request(n).await {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (
+        ok.load(Ordering::Relaxed) as f64 / secs,
+        failed.load(Ordering::Relaxed),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl Bench {
+    fn seconds(&self) -> Duration {
+        Duration::from_secs(if self.args.quick { 3 } else { 15 })
+    }
+
+    fn record(
+        &mut self,
+        scenario: &str,
+        backend: &'static str,
+        figure: String,
+        per_s: Option<f64>,
+    ) {
+        let ratio = per_s.map(|v| v / self.baseline);
+        match ratio {
+            Some(r) => println!(
+                "{scenario:<44} {backend:<10} {figure:>22}   {:>5.1} % of baseline",
+                r * 100.0
+            ),
+            None => println!("{scenario:<44} {backend:<10} {figure:>22}"),
+        }
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            backend,
+            figure,
+            ratio,
+        });
+    }
+
+    async fn baseline(&mut self, sink: &Sink) {
+        let body = serde_json::to_vec(&event("baseline", None)).unwrap_or_default();
+        let (client, url) = (self.client.clone(), sink.url("/baseline"));
+        let (rate, _) = load(self.args.concurrency, self.seconds(), move |_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        self.baseline = rate;
+        self.record(
+            "1. baseline: POST to a 204 sink",
+            "-",
+            format!("{rate:.0} req/s"),
+            Some(rate),
+        );
+    }
+
+    async fn ingest(&mut self, server: &Server) {
+        let (client, url, token) = (
+            self.client.clone(),
+            server.url("/v1/events"),
+            server.token.clone(),
+        );
+        let (rate, failed) = load(self.args.concurrency, self.seconds(), move |_| {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            async move {
+                client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&event("bench.ingest", None))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202)
+            }
+        })
+        .await;
+        self.record(
+            "2a. ingest: single events",
+            server.backend,
+            format!("{rate:.0} events/s{}", fails(failed)),
+            Some(rate),
+        );
+
+        let batch: Vec<Value> = (0..1000).map(|_| event("bench.batch", None)).collect();
+        let body = serde_json::to_vec(&batch).unwrap_or_default();
+        let (client, url, token) = (
+            self.client.clone(),
+            server.url("/v1/events"),
+            server.token.clone(),
+        );
+        let (rate, failed) = load(4, self.seconds(), move |_| {
+            let (client, url, token, body) =
+                (client.clone(), url.clone(), token.clone(), body.clone());
+            async move {
+                client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202)
+            }
+        })
+        .await;
+        let events = rate * 1000.0;
+        self.record(
+            "2b. ingest: batches of 1000",
+            server.backend,
+            format!("{events:.0} events/s{}", fails(failed)),
+            None,
+        );
+    }
+
+    async fn end_to_end(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        server
+            .subscribe(&sink.url("/e2e"), &["bench.e2e"], json!({}))
+            .await?;
+        let before = sink.count("/e2e");
+        let start = Instant::now();
+        let (client, url, token) = (
+            self.client.clone(),
+            server.url("/v1/events"),
+            server.token.clone(),
+        );
+        let published = Arc::new(AtomicU64::new(0));
+        let p = published.clone();
+        load(self.args.concurrency, self.seconds(), move |_| {
+            let (client, url, token, p) = (client.clone(), url.clone(), token.clone(), p.clone());
+            async move {
+                let ok = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&event("bench.e2e", None))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                if ok {
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
+                ok
+            }
+        })
+        .await;
+        let total = published.load(Ordering::Relaxed);
+        let drained = sink
+            .wait_count("/e2e", before + total, Duration::from_secs(300))
+            .await;
+        let secs = start.elapsed().as_secs_f64();
+        let rate = (drained - before) as f64 / secs;
+        let note = if drained < before + total {
+            format!(" ({} of {total} by the deadline)", drained - before)
+        } else {
+            String::new()
+        };
+        self.record(
+            "3. end to end: one subscription",
+            server.backend,
+            format!("{rate:.0} deliveries/s{note}"),
+            Some(rate),
+        );
+        Ok(())
+    }
+
+    async fn fan_out(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        let sizes: &[usize] = if self.args.quick {
+            &[1000]
+        } else {
+            &[1000, 10_000]
+        };
+        let mut created = 0;
+        for &n in sizes {
+            let path = format!("/fan{n}");
+            let name = format!("bench.fan{n}");
+            let create_start = Instant::now();
+            server.subscribe_many(&sink.url(&path), &name, n).await?;
+            created += n;
+            let create_secs = create_start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            server.publish(&event(&name, None)).await?;
+            let got = sink
+                .wait_count(&path, n as u64, Duration::from_secs(120))
+                .await;
+            let took = start.elapsed();
+            let note = if got < n as u64 {
+                format!(" ({got} of {n})")
+            } else {
+                String::new()
+            };
+            self.record(
+                &format!("4. fan-out to {n} subscriptions"),
+                server.backend,
+                format!("{}{note}", ms(took)),
+                None,
+            );
+            println!("   ({n} subscriptions created through the API in {create_secs:.1} s)");
+        }
+        // Leave the later scenarios a server without thousands of subscriptions to match.
+        let _ = created;
+        Ok(())
+    }
+
+    async fn latency(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        server
+            .subscribe(&sink.url("/latency"), &["bench.latency"], json!({}))
+            .await?;
+        for rate in [100u64, 1000] {
+            let n = rate * self.seconds().as_secs();
+            sink.start_recording();
+            let sent = Arc::new(std::sync::Mutex::new(
+                std::collections::HashMap::with_capacity(n as usize),
+            ));
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let start = Instant::now();
+            let mut tasks = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let due = start + interval * i as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let id = format!("lat-{rate}-{i}-{}", server.run);
+                sent.lock()
+                    .map_err(|_| anyhow::anyhow!("lock"))?
+                    .insert(id.clone(), Instant::now());
+                let (client, url, token) = (
+                    self.client.clone(),
+                    server.url("/v1/events"),
+                    server.token.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let _ = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&event("bench.latency", Some(id)))
+                        .send()
+                        .await;
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            sink.wait_count("/latency", n, Duration::from_secs(60))
+                .await;
+            let arrivals = sink.take_recording();
+            let sent = sent.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            let mut latencies: Vec<Duration> = arrivals
+                .iter()
+                .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
+                .collect();
+            latencies.sort();
+            self.record(
+                &format!("5. latency at {rate} events/s (p50 / p99 / p99.9)"),
+                server.backend,
+                format!(
+                    "{} / {} / {}",
+                    ms(percentile(&latencies, 0.5)),
+                    ms(percentile(&latencies, 0.99)),
+                    ms(percentile(&latencies, 0.999))
+                ),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    async fn storm(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        server
+            .subscribe_many_with(
+                &sink.url("/hang"),
+                "bench.storm",
+                1000,
+                json!({"timeout_ms": 2000}),
+            )
+            .await?;
+        server
+            .subscribe_many(&sink.url("/healthy"), "bench.storm", 10)
+            .await?;
+        sink.start_recording();
+        let n = if self.args.quick { 20 } else { 60 };
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..n {
+            let id = format!("storm-{i}-{}", server.run);
+            sent.insert(id.clone(), Instant::now());
+            server.publish(&event("bench.storm", Some(id))).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let limit = Duration::from_secs(if self.args.quick { 15 } else { 120 });
+        sink.wait_count("/healthy", n * 10, limit).await;
+        let arrivals = sink.take_recording_for("/healthy");
+        let mut latencies: Vec<Duration> = arrivals
+            .iter()
+            .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
+            .collect();
+        latencies.sort();
+        let got = latencies.len();
+        let note = if got < (n * 10) as usize {
+            format!(" ({got} of {} arrived)", n * 10)
+        } else {
+            String::new()
+        };
+        self.record(
+            "6. failure storm: healthy p50 / p99",
+            server.backend,
+            format!(
+                "{} / {}{note}",
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99))
+            ),
+            None,
+        );
+        Ok(())
+    }
+
+    async fn memory(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        let idle = server.rss_mb();
+        self.record(
+            "7a. memory idle (fresh process)",
+            server.backend,
+            format!("{idle:.1} MB"),
+            None,
+        );
+        // A backlog: 100,000 deliveries to an endpoint that answers slowly.
+        server
+            .subscribe(
+                &sink.url("/slow"),
+                &["bench.backlog"],
+                json!({"config": {"url": sink.url("/slow"), "timeout_ms": 30000}}),
+            )
+            .await?;
+        let batch: Vec<Value> = (0..1000).map(|_| event("bench.backlog", None)).collect();
+        for _ in 0..100 {
+            server.publish(&Value::Array(batch.clone())).await?;
+        }
+        let mut peak = 0.0f64;
+        for _ in 0..if self.args.quick { 4 } else { 10 } {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            peak = peak.max(server.rss_mb());
+        }
+        self.record(
+            "7b. memory with 100,000 pending deliveries",
+            server.backend,
+            format!("{peak:.1} MB"),
+            None,
+        );
+        Ok(())
+    }
+}
+
+fn fails(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} failed)")
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sink = Sink::start().await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .context("HTTP client")?;
+    let mut bench = Bench {
+        args,
+        rows: Vec::new(),
+        baseline: 1.0,
+        client,
+    };
+    println!(
+        "machine: {} cores; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if bench.args.quick {
+            "quick run"
+        } else {
+            "full run"
+        }
+    );
+    bench.baseline(&sink).await;
+
+    let mut backends = vec![None];
+    if let Some(url) = bench.args.postgres.clone() {
+        backends.push(Some(url));
+    }
+    for pg in backends {
+        // Each group of scenarios on a fresh server, so one's leftovers do not weigh on the next.
+        let s = Server::start(pg.as_deref()).await?;
+        bench.ingest(&s).await;
+        bench.end_to_end(&s, &sink).await?;
+        bench.latency(&s, &sink).await?;
+        s.stop().await;
+        let s = Server::start(pg.as_deref()).await?;
+        bench.fan_out(&s, &sink).await?;
+        s.stop().await;
+        let s = Server::start(pg.as_deref()).await?;
+        bench.storm(&s, &sink).await?;
+        s.stop().await;
+        let s = Server::start(pg.as_deref()).await?;
+        bench.memory(&s, &sink).await?;
+        s.stop().await;
+    }
+
+    let mut table =
+        String::from("| scenario | backend | figure | of baseline |\n| --- | --- | --- | --- |\n");
+    for r in &bench.rows {
+        let ratio = r
+            .ratio
+            .map(|x| format!("{:.1} %", x * 100.0))
+            .unwrap_or_default();
+        table.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r.scenario, r.backend, r.figure, ratio
+        ));
+    }
+    println!("\n{table}");
+    if let Some(out) = &bench.args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! A `posthorn serve` process for the benchmark, on SQLite in a temporary folder or on a fresh
+//! PostgreSQL database, with loopback admitted as a target.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct Server {
+    child: Child,
+    base: String,
+    pub token: String,
+    pub backend: &'static str,
+    /// Distinguishes this process's client ids from another run's.
+    pub run: u128,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn posthorn_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("POSTHORN_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("posthorn");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let name = format!(
+        "posthorn_bench_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await?;
+    let mut u = url::Url::parse(url)?;
+    u.set_path(&format!("/{name}"));
+    Ok(u.to_string())
+}
+
+impl Server {
+    pub async fn start(postgres: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (database, backend) = match postgres {
+            Some(url) => (fresh_postgres(url).await?, "PostgreSQL"),
+            None => (
+                format!("sqlite://{}/posthorn.db", dir.path().display()),
+                "SQLite",
+            ),
+        };
+        let token = "bench-admin-token-0123456789".to_owned();
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let mut child = Command::new(posthorn_binary()?)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &database,
+                "--admin-token",
+                &token,
+                "--allow-network",
+                "127.0.0.0/8",
+                "--log-format",
+                "json",
+            ])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting posthorn")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("posthorn listening on ") {
+                    return Some(addr.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .context("posthorn did not start")?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            base,
+            token,
+            backend,
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos(),
+            client: reqwest::Client::new(),
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn publish(&self, body: &Value) -> anyhow::Result<()> {
+        let r = self
+            .client
+            .post(self.url("/v1/events"))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "publish: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn subscribe(&self, url: &str, events: &[&str], more: Value) -> anyhow::Result<()> {
+        let mut body =
+            json!({"name": "bench", "service": "http", "config": {"url": url}, "events": events});
+        if let (Some(b), Value::Object(m)) = (body.as_object_mut(), more) {
+            b.extend(m);
+        }
+        let r = self
+            .client
+            .post(self.url("/v1/subscriptions"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!(
+                "subscribe: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn subscribe_many(&self, url: &str, event: &str, n: usize) -> anyhow::Result<()> {
+        self.subscribe_many_with(url, event, n, json!({})).await
+    }
+
+    /// `n` subscriptions to `url` for `event`, created through the API 16 at a time; `config`
+    /// is merged into each one's config.
+    pub async fn subscribe_many_with(
+        &self,
+        url: &str,
+        event: &str,
+        n: usize,
+        config: Value,
+    ) -> anyhow::Result<()> {
+        let mut cfg = json!({"url": url});
+        if let (Some(c), Value::Object(m)) = (cfg.as_object_mut(), config) {
+            c.extend(m);
+        }
+        let mut pending = Vec::new();
+        for i in 0..n {
+            let body = json!({"name": format!("bench {i}"), "service": "http", "config": cfg, "events": [event]});
+            let req = self
+                .client
+                .post(self.url("/v1/subscriptions"))
+                .bearer_auth(&self.token)
+                .json(&body);
+            pending.push(tokio::spawn(async move {
+                req.send().await.map(|r| r.status().as_u16())
+            }));
+            if pending.len() == 16 || i + 1 == n {
+                for p in pending.drain(..) {
+                    let status = p.await??;
+                    if status != 201 {
+                        bail!("subscribe: HTTP {status}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resident memory of the server process, in MB.
+    pub fn rss_mb(&self) -> f64 {
+        let Some(pid) = self.child.id() else {
+            return 0.0;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// SIGTERM, and waits for the exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(35), self.child.wait()).await;
+    }
+}
