@@ -60,6 +60,15 @@ pub struct ServeArgs {
     /// Log format [default: json; text with --dev]
     #[arg(long, env = "POSTHORN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Events, deliveries and attempt logs older than this are purged [default: 30]
+    #[arg(long, env = "POSTHORN_RETENTION_DAYS")]
+    pub retention_days: Option<f64>,
+    /// A subscription whose deliveries have all failed for this long is disabled [default: 5]
+    #[arg(long, env = "POSTHORN_DISABLE_AFTER_DAYS")]
+    pub disable_after_days: Option<f64>,
+    /// How often the retention purge runs, in seconds [default: 300]
+    #[arg(long, env = "POSTHORN_PURGE_EVERY_S")]
+    pub purge_every_s: Option<u64>,
 }
 
 /// The config file. Sections of the contract that this version does not act on yet are read (so
@@ -74,7 +83,9 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub master_key: Option<String>,
     pub log_format: Option<LogFormat>,
-    pub retention_days: Option<u32>,
+    pub retention_days: Option<f64>,
+    pub disable_after_days: Option<f64>,
+    pub purge_every_s: Option<u64>,
     pub smtp: Option<toml::Value>,
     pub sources: Option<toml::Value>,
     pub services: Option<toml::Value>,
@@ -110,6 +121,9 @@ pub struct Config {
     pub master_key: Option<String>,
     pub dev: bool,
     pub log_format: LogFormat,
+    pub retention: std::time::Duration,
+    pub disable_after: std::time::Duration,
+    pub purge_every: std::time::Duration,
     /// Sections of the file this version does not act on yet.
     pub ignored_sections: Vec<&'static str>,
 }
@@ -156,13 +170,37 @@ impl Config {
             ("smtp", file.smtp.is_some()),
             ("sources", file.sources.is_some()),
             ("services", file.services.is_some()),
-            ("retention_days", file.retention_days.is_some()),
         ] {
             if present {
                 ignored_sections.push(name);
             }
         }
+        let days = |name: &str, v: f64| -> anyhow::Result<std::time::Duration> {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{name} must be a positive number of days");
+            }
+            Ok(std::time::Duration::from_secs_f64(v * 86_400.0))
+        };
+        let retention = days(
+            "--retention-days",
+            args.retention_days.or(file.retention_days).unwrap_or(30.0),
+        )?;
+        let disable_after = days(
+            "--disable-after-days",
+            args.disable_after_days
+                .or(file.disable_after_days)
+                .unwrap_or(5.0),
+        )?;
+        let purge_every = std::time::Duration::from_secs(
+            args.purge_every_s
+                .or(file.purge_every_s)
+                .unwrap_or(300)
+                .max(1),
+        );
         Ok(Self {
+            retention,
+            disable_after,
+            purge_every,
             listen,
             database: database_url(&args.db, &file),
             admin_token: args.admin_token.or(file.admin_token),

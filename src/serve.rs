@@ -173,10 +173,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             lease: LEASE,
             grace: GRACE,
             process_id: new_id("proc"),
+            disable_after: config.disable_after,
         },
     );
 
     let listener_task = store.listen(dispatcher.waker());
+    let purger = tokio::spawn(purge_loop(
+        store.clone(),
+        config.retention,
+        config.purge_every,
+    ));
     let stop = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
     let state = AppState {
@@ -211,6 +217,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("shutdown took too long; exiting");
     }
     watcher.abort();
+    purger.abort();
     if let Some(t) = listener_task {
         t.abort();
     }
@@ -218,6 +225,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes what is older than the retention, a small batch at a time so that delivery never
+/// waits long on it.
+async fn purge_loop(store: Store, retention: Duration, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cutoff = posthorn_core::time::now_ms() - retention.as_millis() as i64;
+        let mut purged = 0;
+        loop {
+            match store.purge(cutoff, 500).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    purged += n;
+                    // Let other writers in between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging old events failed; will try again");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(events = purged, "purged events past the retention");
+        }
+    }
 }
 
 /// The database URL without its password, for logs.

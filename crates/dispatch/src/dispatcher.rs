@@ -10,17 +10,21 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use posthorn_core::id::new_id;
 use posthorn_core::shape::form_encode;
 use posthorn_core::signing::signature_header;
-use posthorn_core::subscription::{Compiled, FORM};
+use posthorn_core::subscription::{Compiled, DisabledReason, FORM};
 use posthorn_core::time::{now_ms, to_rfc3339};
-use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, USER_AGENT};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription, USER_AGENT};
 use posthorn_store::{
-    AttemptRecord, Claimed, Store, StoreError, StoredAttempt, StoredEvent, SubscriptionCache,
+    AttemptRecord, Claimed, NewEvent, Store, StoreError, StoredAttempt, StoredEvent,
+    SubscriptionCache,
 };
+use serde_json::json;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::fairness::{Admit, Fairness};
 use crate::http::{build_request, HttpSender};
 
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub struct DispatchConfig {
     pub grace: Duration,
     /// Identifies this process in leases.
     pub process_id: String,
+    /// A subscription whose deliveries have all failed for this long is disabled.
+    pub disable_after: Duration,
 }
 
 /// How long a delivery of a disabled subscription is put off before it is looked at again
@@ -41,6 +47,8 @@ pub struct DispatchConfig {
 const HOLD_WHILE_DISABLED_MS: i64 = 3_600_000;
 /// Most outcomes written in one transaction.
 const SETTLE_BATCH: usize = 512;
+/// The longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// Longest sleep when nothing is due: bounds how late a delivery made due elsewhere is seen.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
@@ -51,6 +59,47 @@ pub struct Dispatcher {
     sender: HttpSender,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
+    fairness: Arc<Fairness>,
+}
+
+/// What an attempt leads to beyond its own record, done once that record is committed.
+#[derive(Debug)]
+enum Effect {
+    /// The receiver answered 410: delete the subscription.
+    Gone(Subscription),
+    /// The delivery is dead.
+    Dead {
+        delivery_id: String,
+        event_name: String,
+        sub: Subscription,
+    },
+    /// The circuit opened: move the backlog out of the queue until then.
+    Postpone {
+        sub_id: String,
+        until: i64,
+    },
+    /// The circuit closed: the backlog is due.
+    Release {
+        sub_id: String,
+    },
+    Failing(Subscription),
+    Healthy {
+        sub_id: String,
+    },
+}
+
+struct Outcome {
+    record: AttemptRecord,
+    effects: Vec<Effect>,
+}
+
+impl From<AttemptRecord> for Outcome {
+    fn from(record: AttemptRecord) -> Self {
+        Self {
+            record,
+            effects: Vec::new(),
+        }
+    }
 }
 
 type InFlight = Arc<Mutex<HashSet<String>>>;
@@ -68,6 +117,7 @@ impl Dispatcher {
             sender,
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
+            fairness: Arc::default(),
         }
     }
 
@@ -87,12 +137,8 @@ impl Dispatcher {
     pub async fn run(self, stop: CancellationToken) {
         let workers = Arc::new(Semaphore::new(self.config.workers));
         let in_flight: InFlight = Arc::default();
-        let (done, outcomes) = mpsc::channel(self.config.workers * 2 + 16);
-        let settler = tokio::spawn(settle_loop(
-            self.store.clone(),
-            self.config.process_id.clone(),
-            outcomes,
-        ));
+        let (done, outcomes) = mpsc::channel::<Outcome>(self.config.workers * 2 + 16);
+        let settler = tokio::spawn(self.clone().settle_loop(outcomes));
         let renewer = tokio::spawn(renew_loop(
             self.store.clone(),
             self.config.clone(),
@@ -151,8 +197,8 @@ impl Dispatcher {
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
                     let id = c.delivery_id.clone();
-                    let record = this.attempt(c).await;
-                    let _ = done.send(record).await;
+                    let outcome = this.attempt(c).await;
+                    let _ = done.send(outcome).await;
                     lock(&in_flight).remove(&id);
                     drop(permit);
                 });
@@ -182,8 +228,8 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt of a claimed delivery and says what to record.
-    async fn attempt(&self, c: Claimed) -> AttemptRecord {
+    /// Makes one attempt of a claimed delivery (or holds it) and says what to record.
+    async fn attempt(&self, c: Claimed) -> Outcome {
         let entry = match self.cache.get(&c.subscription_id) {
             Some(e) => Ok(Some((e.sub.clone(), e.compiled.clone()))),
             None => self.load_subscription(&c.subscription_id).await,
@@ -198,32 +244,61 @@ impl Dispatcher {
                     attempts: c.attempts,
                     next_attempt_at: now_ms(),
                     attempt: None,
-                };
+                }
+                .into();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a subscription; will try again");
-                return hold(c, now_ms() + 5_000);
+                return hold(c, now_ms() + 5_000).into();
             }
         };
         if !sub.is_active() {
-            return hold(c, now_ms() + HOLD_WHILE_DISABLED_MS);
+            return hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into();
         }
+        if sub.spec.ordered {
+            // Deliveries of earlier events go first, retries included.
+            match self.store.pending_before(&sub.id, c.event.seq).await {
+                Ok(None) => {}
+                Ok(Some(due)) => return hold(c, due.max(now_ms() + 50)).into(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the order of deliveries; will try again");
+                    return hold(c, now_ms() + 1_000).into();
+                }
+            }
+        }
+        if let Admit::HoldUntil(until) = self.fairness.admit(&sub) {
+            return hold(c, until).into();
+        }
+        self.attempt_admitted(c, &sub, &compiled).await
+    }
 
+    async fn attempt_admitted(
+        &self,
+        c: Claimed,
+        sub: &Subscription,
+        compiled: &Compiled,
+    ) -> Outcome {
         let number = c.attempts + 1;
         let started_at = now_ms();
         let timestamp = started_at / 1000;
         let event = &c.event;
-        let (url, body) = match shape(&compiled, event) {
+        let (url, body) = match shape(compiled, event) {
             Ok(shaped) => shaped,
             Err(error) => {
                 // A template that fails now will fail every time: the delivery is dead.
+                self.fairness.finished(&sub.id, false);
                 let request = build_request(
                     &compiled.http,
                     compiled.http.url.clone(),
                     Vec::new(),
                     Vec::new(),
                 );
-                return AttemptRecord {
+                let effects = vec![Effect::Dead {
+                    delivery_id: c.delivery_id.clone(),
+                    event_name: event.name.clone(),
+                    sub: sub.clone(),
+                }];
+                let record = AttemptRecord {
                     delivery_id: c.delivery_id,
                     status: DeliveryStatus::Dead,
                     attempts: number,
@@ -238,6 +313,7 @@ impl Dispatcher {
                         outcome: AttemptOutcome::Final,
                     }),
                 };
+                return Outcome { record, effects };
             }
         };
         let mut request = build_request(
@@ -265,36 +341,76 @@ impl Dispatcher {
             .push(("webhook-signature".into(), signature));
 
         let exchange = self.sender.send(&request).await;
-        let succeeded = exchange
-            .response
-            .as_ref()
-            .is_some_and(|r| (200..300).contains(&r.status));
-        let (status, outcome, next_attempt_at) = if succeeded {
+        let status = exchange.response.as_ref().map(|r| r.status);
+        let succeeded = status.is_some_and(|s| (200..300).contains(&s));
+        let change = self.fairness.finished(&sub.id, succeeded);
+        let mut effects = Vec::new();
+        if let Some(until) = change.opened_until {
+            effects.push(Effect::Postpone {
+                sub_id: sub.id.clone(),
+                until,
+            });
+        }
+        if change.closed {
+            effects.push(Effect::Release {
+                sub_id: sub.id.clone(),
+            });
+        }
+        match change.failing {
+            Some(true) => effects.push(Effect::Failing(sub.clone())),
+            Some(false) => effects.push(Effect::Healthy {
+                sub_id: sub.id.clone(),
+            }),
+            None if !succeeded => effects.push(Effect::Failing(sub.clone())),
+            None => {}
+        }
+        let (status_after, outcome, next_attempt_at) = if succeeded {
             (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms())
+        } else if status == Some(410) {
+            effects.push(Effect::Gone(sub.clone()));
+            (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
         } else {
-            match compiled
+            let scheduled = compiled
                 .retry
-                .delay_after(number as u32, rand::random::<f64>())
-            {
-                Some(delay) => (
-                    DeliveryStatus::Pending,
-                    AttemptOutcome::Retry,
-                    now_ms() + delay,
-                ),
-                None => (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms()),
+                .delay_after(number as u32, rand::random::<f64>());
+            let asked = match status {
+                Some(429 | 503) => exchange
+                    .response
+                    .as_ref()
+                    .and_then(|r| retry_after(&r.headers)),
+                _ => None,
+            };
+            match scheduled {
+                Some(delay) => {
+                    let delay = asked.map_or(delay, |a| a.min(MAX_RETRY_AFTER_MS));
+                    (
+                        DeliveryStatus::Pending,
+                        AttemptOutcome::Retry,
+                        now_ms() + delay,
+                    )
+                }
+                None => {
+                    effects.push(Effect::Dead {
+                        delivery_id: c.delivery_id.clone(),
+                        event_name: event.name.clone(),
+                        sub: sub.clone(),
+                    });
+                    (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
+                }
             }
         };
         let error = exchange.error.or_else(|| {
             let r = exchange.response.as_ref()?;
             (!succeeded).then(|| match r.status {
                 300..=399 => format!("HTTP {} (redirects are not followed)", r.status),
+                410 => "HTTP 410 Gone: the subscription is deleted".to_owned(),
                 s => format!("HTTP {s}"),
             })
         });
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
-        AttemptRecord {
+        let record = AttemptRecord {
             delivery_id: c.delivery_id,
-            status,
+            status: status_after,
             attempts: number,
             next_attempt_at,
             attempt: Some(StoredAttempt {
@@ -306,7 +422,8 @@ impl Dispatcher {
                 error,
                 outcome,
             }),
-        }
+        };
+        Outcome { record, effects }
     }
 
     /// A subscription the cache does not know: deleted, or created through another process since
@@ -397,27 +514,159 @@ fn lock(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<String>> {
     set.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn settle_loop(store: Store, owner: String, mut outcomes: mpsc::Receiver<AttemptRecord>) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
-    while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        let mut tries = 0;
-        loop {
-            match store.settle(&owner, &batch).await {
-                Ok(_) => break,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, "recording attempts failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+impl Dispatcher {
+    async fn settle_loop(self, mut outcomes: mpsc::Receiver<Outcome>) {
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+            let records: Vec<AttemptRecord> = batch.iter().map(|o| o.record.clone()).collect();
+            let mut tries = 0;
+            let settled = loop {
+                match self.store.settle(&self.config.process_id, &records).await {
+                    Ok(_) => break true,
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        tracing::warn!(error = %e, "recording attempts failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                    }
+                    Err(e) => {
+                        // The leases will expire and these deliveries will be attempted again.
+                        tracing::error!(error = %e, deliveries = batch.len(), "recording attempts failed; they will be attempted again");
+                        break false;
+                    }
                 }
-                Err(e) => {
-                    // The leases will expire and these deliveries will be attempted again.
-                    tracing::error!(error = %e, deliveries = batch.len(), "recording attempts failed; they will be attempted again");
-                    break;
+            };
+            if settled {
+                for outcome in batch.drain(..) {
+                    for effect in outcome.effects {
+                        if let Err(e) = self.apply(effect).await {
+                            tracing::warn!(error = %e, "a consequence of an attempt could not be written");
+                        }
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Carries out what an attempt led to, once its record is committed.
+    async fn apply(&self, effect: Effect) -> Result<(), StoreError> {
+        match effect {
+            Effect::Postpone { sub_id, until } => {
+                let n = self.store.postpone_backlog(&sub_id, until).await?;
+                tracing::info!(subscription = %sub_id, postponed = n, "circuit open: backlog postponed");
+            }
+            Effect::Release { sub_id } => {
+                self.store.release_backlog(&sub_id).await?;
+                self.wake();
+                tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
+            }
+            Effect::Healthy { sub_id } => self.store.mark_healthy(&sub_id).await?,
+            Effect::Failing(sub) => {
+                let since = self.store.mark_failing(&sub.id).await?;
+                let limit = self.config.disable_after.as_millis() as i64;
+                if since.is_some_and(|t| now_ms() - t >= limit) {
+                    self.disable_failing(sub).await?;
+                }
+            }
+            Effect::Gone(sub) => {
+                if let Some(revision) = self.store.delete_subscription(&sub.id).await? {
+                    self.fairness.forget(&sub.id);
+                    self.cache.apply(&sub.id, None, revision).await?;
+                    tracing::info!(subscription = %sub.id, "the receiver answered 410: subscription deleted");
+                    self.emit(
+                        "posthorn.subscription.deleted",
+                        &sub.owner,
+                        json!({"subscription_id": sub.id, "reason": "gone"}),
+                    )
+                    .await?;
+                }
+            }
+            Effect::Dead {
+                delivery_id,
+                event_name,
+                sub,
+            } => {
+                // Never about the service's own events, so that their deaths do not chain.
+                if !event_name.starts_with("posthorn.") {
+                    self.emit("posthorn.delivery.dead", &sub.owner,
+                        json!({"subscription_id": sub.id, "delivery_id": delivery_id, "event_name": event_name})).await?;
                 }
             }
         }
-        batch.clear();
+        Ok(())
     }
+
+    async fn disable_failing(&self, sub: Subscription) -> Result<(), StoreError> {
+        let Some(mut current) = self.store.subscription(&sub.id).await? else {
+            return Ok(());
+        };
+        if !current.is_active() {
+            return Ok(());
+        }
+        current.spec.enabled = false;
+        current.disabled_reason = Some(DisabledReason::Failing);
+        current.updated_at = now_ms();
+        if let Some(revision) = self.store.update_subscription(&current).await? {
+            self.cache
+                .apply(&current.id, Some(current.clone()), revision)
+                .await?;
+            tracing::warn!(subscription = %current.id, "deliveries have failed for too long: subscription disabled");
+            self.emit(
+                "posthorn.subscription.disabled",
+                &current.owner,
+                json!({"subscription_id": current.id, "reason": "failing"}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes one of the service's own events to the owner's subscriptions that name it.
+    async fn emit(
+        &self,
+        name: &str,
+        owner: &str,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let id = new_id("evt");
+        let view = EventView {
+            name,
+            id: &id,
+            origin: Some("posthorn"),
+            data: &data,
+        };
+        let subscriptions = self.cache.matching(&view, Some(owner));
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .publish(vec![NewEvent {
+                id,
+                publisher: "posthorn".into(),
+                name: name.into(),
+                origin: Some("posthorn".into()),
+                tenant: Some(owner.into()),
+                data: data.to_string(),
+                occurred_at: now_ms(),
+                subscriptions,
+            }])
+            .await?;
+        self.wake();
+        Ok(())
+    }
+}
+
+/// `Retry-After` as milliseconds from now: seconds, or an HTTP date.
+fn retry_after(headers: &std::collections::BTreeMap<String, String>) -> Option<i64> {
+    let value = headers.get("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.saturating_mul(1000).min(i64::MAX as u64) as i64);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let ms = when
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_millis() as i64);
+    Some(ms)
 }
 
 async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: InFlight) {

@@ -11,6 +11,7 @@
 //! outcome goes through `Store::settle`, which checks that.
 
 mod dispatcher;
+pub mod fairness;
 pub mod http;
 
 pub use dispatcher::{DispatchConfig, Dispatcher};

@@ -18,6 +18,7 @@
 mod cache;
 mod event_types;
 mod events;
+mod health;
 mod queue;
 pub mod seal;
 mod subscriptions;
