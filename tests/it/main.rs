@@ -26,6 +26,7 @@ mod api;
 mod delivery;
 mod durability;
 mod network;
+mod resilience;
 mod scale;
 mod shaping;
 mod util;

@@ -475,6 +475,7 @@ pub struct Hit {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: Instant,
 }
 
 impl Hit {
@@ -495,6 +496,10 @@ struct ReceiverState {
     hits: Mutex<Vec<Hit>>,
     script: Mutex<VecDeque<Answer>>,
     default: Mutex<Option<Answer>>,
+    /// Answers by path, before the script and the default.
+    by_path: Mutex<std::collections::HashMap<String, Answer>>,
+    in_progress: std::sync::atomic::AtomicUsize,
+    most_in_progress: std::sync::atomic::AtomicUsize,
 }
 
 /// An HTTP server on loopback that records every request and answers from a script (then with
@@ -513,11 +518,10 @@ impl Receiver {
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let s = s.clone();
                 async move {
-                    let answer = s
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let by_path = s.by_path.lock().unwrap().get(uri.path()).cloned();
+                    let answer = by_path
+                        .or_else(|| s.script.lock().unwrap().pop_front())
                         .or_else(|| s.default.lock().unwrap().clone())
                         .unwrap_or_else(|| Answer::status(204));
                     s.hits.lock().unwrap().push(Hit {
@@ -525,10 +529,14 @@ impl Receiver {
                         path: uri.path().to_owned(),
                         headers,
                         body,
+                        at: Instant::now(),
                     });
+                    let now = s.in_progress.fetch_add(1, SeqCst) + 1;
+                    s.most_in_progress.fetch_max(now, SeqCst);
                     if !answer.delay.is_zero() {
                         tokio::time::sleep(answer.delay).await;
                     }
+                    s.in_progress.fetch_sub(1, SeqCst);
                     let mut resp = StatusCode::from_u16(answer.status).unwrap().into_response();
                     for (k, v) in answer.headers {
                         resp.headers_mut().insert(
@@ -548,6 +556,31 @@ impl Receiver {
 
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Answers every request to `path` with `answer`.
+    pub fn answer_at(&self, path: &str, answer: Answer) {
+        self.state
+            .by_path
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), answer);
+    }
+
+    /// The URL of another path on this receiver.
+    pub fn at(&self, path: &str) -> String {
+        self.url.replace("/hook", path)
+    }
+
+    /// The most requests that were in progress at once.
+    pub fn most_in_progress(&self) -> usize {
+        self.state
+            .most_in_progress
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn hits_at(&self, path: &str) -> Vec<Hit> {
+        self.hits().into_iter().filter(|h| h.path == path).collect()
     }
 
     pub fn answer_by_default(&self, answer: Answer) {

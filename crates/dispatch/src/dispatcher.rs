@@ -259,7 +259,12 @@ impl Dispatcher {
             // Deliveries of earlier events go first, retries included.
             match self.store.pending_before(&sub.id, c.event.seq).await {
                 Ok(None) => {}
-                Ok(Some(due)) => return hold(c, due.max(now_ms() + 50)).into(),
+                // Look again when the head is due, or within a second (while the head is in
+                // flight its due time is the end of its lease).
+                Ok(Some(due)) => {
+                    let now = now_ms();
+                    return hold(c, due.clamp(now + 50, now + 1_000)).into();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot check the order of deliveries; will try again");
                     return hold(c, now_ms() + 1_000).into();
