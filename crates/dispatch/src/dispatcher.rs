@@ -47,6 +47,8 @@ pub struct DispatchConfig {
 const HOLD_WHILE_DISABLED_MS: i64 = 3_600_000;
 /// Most outcomes written in one transaction.
 const SETTLE_BATCH: usize = 512;
+/// Most subscriptions a claim skips by name (the rest are claimed and held).
+const MAX_SKIPPED: usize = 200;
 /// The longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// Longest sleep when nothing is due: bounds how late a delivery made due elsewhere is seen.
@@ -156,9 +158,10 @@ impl Dispatcher {
                 continue;
             }
             let lease_ms = self.config.lease.as_millis() as i64;
+            let skip = self.fairness.blocked(MAX_SKIPPED);
             let claimed = match self
                 .store
-                .claim(&self.config.process_id, free.min(256), lease_ms)
+                .claim(&self.config.process_id, free.min(256), lease_ms, &skip)
                 .await
             {
                 Ok(c) => {

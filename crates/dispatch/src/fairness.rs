@@ -36,6 +36,9 @@ struct State {
     pause: Duration,
     probing: bool,
     limiter: Option<(u32, DefaultDirectRateLimiter)>,
+    /// The in-flight cap at the last admission, and when the rate limit next allows one.
+    cap: u32,
+    not_before: Option<Instant>,
     /// What this process last wrote of the subscription's failing streak (None: unknown).
     failing: Option<bool>,
 }
@@ -88,6 +91,7 @@ impl Fairness {
         } else {
             sub.spec.max_in_flight
         };
+        s.cap = cap;
         if s.in_flight >= cap {
             // A slot frees when an attempt ends; look again shortly.
             let jitter = rand::random::<u64>() % 200;
@@ -103,6 +107,7 @@ impl Fairness {
             if let Some((_, limiter)) = &s.limiter {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    s.not_before = Some(now + wait);
                     return Admit::HoldUntil(millis_from_now(wait.max(Duration::from_millis(1))));
                 }
             }
@@ -147,6 +152,23 @@ impl Fairness {
         change
     }
 
+    /// The subscriptions this process cannot admit an attempt of right now (at their in-flight
+    /// cap, or waiting on their rate limit): claiming skips their deliveries, which would only be
+    /// held again. At most `most` of them.
+    pub fn blocked(&self, most: usize) -> Vec<String> {
+        let now = Instant::now();
+        self.subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, s)| {
+                (s.cap > 0 && s.in_flight >= s.cap) || s.not_before.is_some_and(|t| t > now)
+            })
+            .take(most)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Forgets a subscription (deleted).
     pub fn forget(&self, sub_id: &str) {
         self.subs
@@ -185,7 +207,9 @@ mod tests {
         assert_eq!(f.admit(&s), Admit::Go);
         assert_eq!(f.admit(&s), Admit::Go);
         assert!(matches!(f.admit(&s), Admit::HoldUntil(_)));
+        assert_eq!(f.blocked(10), ["sub_1"]);
         f.finished("sub_1", true);
+        assert!(f.blocked(10).is_empty());
         assert_eq!(f.admit(&s), Admit::Go);
     }
 

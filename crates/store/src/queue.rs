@@ -94,24 +94,39 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
 const ID_CHUNK: usize = 500;
 
 impl Store {
-    /// Takes up to `limit` due deliveries for `owner` (a process id) until `now + lease_ms`.
-    pub async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>> {
+    /// Takes up to `limit` due deliveries for `owner` (a process id) until `now + lease_ms`,
+    /// skipping those of the subscriptions in `skip` (which the caller could not attempt now).
+    pub async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease_ms: i64,
+        skip: &[String],
+    ) -> Result<Vec<Claimed>> {
         let now = now_ms();
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let rows = sqlx::query(&format!(
+        let skipping = if skip.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND subscription_id NOT IN ({})",
+                placeholders(4, skip.len())
+            )
+        };
+        let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1, lease = $2 WHERE id IN (\
-               SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-               ORDER BY next_attempt_at LIMIT {limit}{lock}) \
+               SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3\
+               {skipping} ORDER BY next_attempt_at LIMIT {limit}{lock}) \
              RETURNING id, event_seq, subscription_id, attempts"
-        ))
-        .bind(now + lease_ms)
-        .bind(owner)
-        .bind(now)
-        .fetch_all(&self.write)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql).bind(now + lease_ms).bind(owner).bind(now);
+        for id in skip {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.write).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
