@@ -351,6 +351,10 @@ impl Dispatcher {
         let exchange = self.sender.send(&request).await;
         let status = exchange.response.as_ref().map(|r| r.status);
         let succeeded = status.is_some_and(|s| (200..300).contains(&s));
+        if status == Some(410) {
+            // Before the slot frees: nothing more goes to a receiver that said Gone.
+            self.fairness.gone(&sub.id);
+        }
         let change = self.fairness.finished(&sub.id, succeeded);
         let mut effects = Vec::new();
         if let Some(until) = change.opened_until {

@@ -39,6 +39,8 @@ struct State {
     /// The in-flight cap at the last admission, and when the rate limit next allows one.
     cap: u32,
     not_before: Option<Instant>,
+    /// The receiver answered 410: nothing more goes while the subscription is being deleted.
+    gone: bool,
     /// What this process last wrote of the subscription's failing streak (None: unknown).
     failing: Option<bool>,
 }
@@ -77,6 +79,9 @@ impl Fairness {
         let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
         let s = subs.entry(sub.id.clone()).or_default();
         let now = Instant::now();
+        if s.gone {
+            return Admit::HoldUntil(millis_from_now(Duration::from_secs(5)));
+        }
         if let Some(until) = s.open_until {
             if now < until || s.probing || s.in_flight > 0 {
                 let wait = until
@@ -162,11 +167,23 @@ impl Fairness {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(_, s)| {
-                (s.cap > 0 && s.in_flight >= s.cap) || s.not_before.is_some_and(|t| t > now)
+                s.gone
+                    || (s.cap > 0 && s.in_flight >= s.cap)
+                    || s.not_before.is_some_and(|t| t > now)
             })
             .take(most)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// The receiver answered 410 Gone: admit nothing more of this subscription.
+    pub fn gone(&self, sub_id: &str) {
+        self.subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(sub_id.to_owned())
+            .or_default()
+            .gone = true;
     }
 
     /// Forgets a subscription (deleted).
