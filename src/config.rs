@@ -48,7 +48,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allow_network: Vec<IpNet>,
-    /// Deliveries attempted at once [default: 64 per core]
+    /// Deliveries attempted at once; attempts wait on the network, not the CPU, so the pool is
+    /// large enough that slow endpoints do not use it up [default: 512 per core]
     #[arg(long, env = "POSTHORN_WORKERS")]
     pub workers: Option<usize>,
     /// Key that encrypts secrets at rest: 32 bytes, base64 [default: generated, kept beside the database]
@@ -161,7 +162,7 @@ impl Config {
         let workers = args
             .workers
             .or(file.workers)
-            .unwrap_or_else(|| 64 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .unwrap_or_else(|| 512 * std::thread::available_parallelism().map_or(2, |n| n.get()));
         if workers == 0 {
             bail!("--workers must be at least 1");
         }

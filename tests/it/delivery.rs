@@ -218,6 +218,33 @@ async fn a_duplicate_event_id_is_stored_and_delivered_once(backend: Backend) {
     let stored = api.get("/v1/events/order-42").await;
     assert_eq!(stored.body["data"]["total"], 10, "the first event is kept");
     assert_eq!(stored.body["deliveries"].as_array().unwrap().len(), 1);
+
+    // Within one batch too: the second use of an id is a duplicate of the first.
+    let batch = api
+        .post(
+            "/v1/events",
+            json!([
+                {"name": "order.paid", "id": "order-44", "data": {"n": 1}},
+                {"name": "order.paid", "id": "order-44", "data": {"n": 2}},
+                {"name": "order.paid", "id": "order-42", "data": {}}
+            ]),
+        )
+        .await;
+    assert_eq!(batch.status, 202, "{}", batch.body);
+    let items = batch.body["items"].as_array().unwrap();
+    assert_eq!(items[0].get("duplicate"), None);
+    assert_eq!(items[0]["deliveries"], 1);
+    assert_eq!(items[1]["duplicate"], true);
+    assert_eq!(items[1]["deliveries"], 1);
+    assert_eq!(items[2]["duplicate"], true);
+    let hits = receiver.wait_hits(3, WAIT).await;
+    assert_eq!(
+        hits.iter()
+            .filter(|h| h.header("webhook-id") == "order-44")
+            .count(),
+        1
+    );
+    assert_eq!(api.get("/v1/events/order-44").await.body["data"]["n"], 1);
 }
 
 async fn patterns_choose_events_and_star_never_takes_posthorn_events(backend: Backend) {

@@ -1,10 +1,13 @@
 //! The dispatch loop.
 //!
-//! One task claims due deliveries in batches (as many as there are free workers) and spawns an
-//! attempt for each; attempts send their outcome to the settler task, which writes them in batches
-//! (one transaction for many outcomes). A renewer task extends the lease of everything in flight.
-//! When nothing is due, the loop sleeps until the earliest pending delivery falls due (at most a
-//! second, so deliveries made due by another process are seen), or until a publish wakes it.
+//! One task claims due deliveries in batches and spawns an attempt for each (a worker permit
+//! each); attempts send their outcome to the settler task, which writes them in batches (one
+//! transaction for many outcomes). A claimed delivery whose subscription is at its in-flight cap
+//! waits in memory, still leased, and the task that frees a slot of that subscription attempts it
+//! next ([`Fairness`]); claims skip the subscriptions that cannot take more. A renewer task extends
+//! the lease of everything claimed and not yet settled. When nothing is due, the loop sleeps until
+//! the earliest pending delivery falls due (at most a second, so deliveries made due by another
+//! process are seen), or until a publish or a freed slot wakes it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::fairness::{Admit, Fairness};
+use crate::fairness::{Admit, Change, Fairness};
 use crate::http::{build_request, HttpSender};
 
 #[derive(Debug, Clone)]
@@ -48,7 +51,12 @@ const HOLD_WHILE_DISABLED_MS: i64 = 3_600_000;
 /// Most outcomes written in one transaction.
 const SETTLE_BATCH: usize = 512;
 /// Most subscriptions a claim skips by name (the rest are claimed and held).
-const MAX_SKIPPED: usize = 200;
+const MAX_SKIPPED: usize = 1000;
+/// Most deliveries one claim takes.
+const CLAIM_BATCH: usize = 256;
+/// How long the loop sleeps when due deliveries exist but all belong to subscriptions it skips
+/// (a freed slot wakes it sooner).
+const SKIPPED_IDLE: Duration = Duration::from_millis(20);
 /// The longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// Longest sleep when nothing is due: bounds how late a delivery made due elsewhere is seen.
@@ -61,7 +69,9 @@ pub struct Dispatcher {
     sender: HttpSender,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
-    fairness: Arc<Fairness>,
+    fairness: Arc<Fairness<Claimed>>,
+    /// Claimed and not yet settled (in flight or waiting in memory): their leases are renewed.
+    claimed: ClaimedIds,
 }
 
 /// What an attempt leads to beyond its own record, done once that record is committed.
@@ -90,21 +100,22 @@ enum Effect {
     },
 }
 
+/// What to write after an attempt: its record, and those of deliveries it sent back to the queue.
 struct Outcome {
-    record: AttemptRecord,
+    records: Vec<AttemptRecord>,
     effects: Vec<Effect>,
 }
 
 impl From<AttemptRecord> for Outcome {
     fn from(record: AttemptRecord) -> Self {
         Self {
-            record,
+            records: vec![record],
             effects: Vec::new(),
         }
     }
 }
 
-type InFlight = Arc<Mutex<HashSet<String>>>;
+type ClaimedIds = Arc<Mutex<HashSet<String>>>;
 
 impl Dispatcher {
     pub fn new(
@@ -117,9 +128,10 @@ impl Dispatcher {
             store,
             cache,
             sender,
-            config: Arc::new(config),
             wake: Arc::new(Notify::new()),
-            fairness: Arc::default(),
+            fairness: Arc::new(Fairness::new(config.workers)),
+            claimed: Arc::default(),
+            config: Arc::new(config),
         }
     }
 
@@ -138,19 +150,17 @@ impl Dispatcher {
     /// writes their outcomes, and hands back whatever is left.
     pub async fn run(self, stop: CancellationToken) {
         let workers = Arc::new(Semaphore::new(self.config.workers));
-        let in_flight: InFlight = Arc::default();
         let (done, outcomes) = mpsc::channel::<Outcome>(self.config.workers * 2 + 16);
         let settler = tokio::spawn(self.clone().settle_loop(outcomes));
         let renewer = tokio::spawn(renew_loop(
             self.store.clone(),
             self.config.clone(),
-            in_flight.clone(),
+            self.claimed.clone(),
         ));
 
         let mut failures = 0u32;
         while !stop.is_cancelled() {
-            let free = workers.available_permits();
-            if free == 0 {
+            if workers.available_permits() == 0 {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     p = workers.acquire() => drop(p),
@@ -161,7 +171,7 @@ impl Dispatcher {
             let skip = self.fairness.blocked(MAX_SKIPPED);
             let claimed = match self
                 .store
-                .claim(&self.config.process_id, free.min(256), lease_ms, &skip)
+                .claim(&self.config.process_id, CLAIM_BATCH, lease_ms, &skip)
                 .await
             {
                 Ok(c) => {
@@ -180,6 +190,8 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 let wait = match self.store.next_due().await {
+                    // Due, but only deliveries of subscriptions skipped: a freed slot wakes us.
+                    Ok(Some(due)) if due <= now_ms() && !skip.is_empty() => SKIPPED_IDLE,
                     Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, 1000) as u64),
                     _ => MAX_IDLE,
                 };
@@ -190,20 +202,38 @@ impl Dispatcher {
                 }
                 continue;
             }
+            lock(&self.claimed).extend(claimed.iter().map(|c| c.delivery_id.clone()));
             for c in claimed {
                 let Ok(permit) = workers.clone().acquire_owned().await else {
                     break;
                 };
-                lock(&in_flight).insert(c.delivery_id.clone());
                 let this = self.clone();
                 let done = done.clone();
-                let in_flight = in_flight.clone();
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    let id = c.delivery_id.clone();
-                    let outcome = this.attempt(c).await;
-                    let _ = done.send(outcome).await;
-                    lock(&in_flight).remove(&id);
+                    // This delivery, then those of the same subscription that waited for the slot.
+                    let sub_id = c.subscription_id.clone();
+                    let mut next = Some(c);
+                    while let Some(c) = next.take() {
+                        if let Some(outcome) = this.attempt(c).await {
+                            let ids: Vec<String> = outcome
+                                .records
+                                .iter()
+                                .map(|r| r.delivery_id.clone())
+                                .collect();
+                            let _ = done.send(outcome).await;
+                            let mut claimed = lock(&this.claimed);
+                            for id in &ids {
+                                claimed.remove(id);
+                            }
+                        }
+                        if !stop.is_cancelled() {
+                            next = this.fairness.next_waiting(&sub_id);
+                        }
+                    }
                     drop(permit);
+                    // The subscription may take more now: claim again.
+                    this.wake();
                 });
             }
         }
@@ -215,7 +245,7 @@ impl Dispatcher {
             .is_err()
         {
             tracing::warn!(
-                in_flight = lock(&in_flight).len(),
+                in_flight = self.config.workers - workers.available_permits(),
                 "attempts still in flight after the grace period; handing them back"
             );
         }
@@ -231,8 +261,9 @@ impl Dispatcher {
         }
     }
 
-    /// Makes one attempt of a claimed delivery (or holds it) and says what to record.
-    async fn attempt(&self, c: Claimed) -> Outcome {
+    /// Makes one attempt of a claimed delivery (or holds it) and says what to record; `None` when
+    /// it waits in memory for a slot of its subscription.
+    async fn attempt(&self, c: Claimed) -> Option<Outcome> {
         let entry = match self.cache.get(&c.subscription_id) {
             Some(e) => Ok(Some((e.sub.clone(), e.compiled.clone()))),
             None => self.load_subscription(&c.subscription_id).await,
@@ -241,22 +272,24 @@ impl Dispatcher {
             Ok(Some(found)) => found,
             Ok(None) => {
                 // Deleted since the event was published.
-                return AttemptRecord {
-                    delivery_id: c.delivery_id,
-                    status: DeliveryStatus::Cancelled,
-                    attempts: c.attempts,
-                    next_attempt_at: now_ms(),
-                    attempt: None,
-                }
-                .into();
+                return Some(
+                    AttemptRecord {
+                        delivery_id: c.delivery_id,
+                        status: DeliveryStatus::Cancelled,
+                        attempts: c.attempts,
+                        next_attempt_at: now_ms(),
+                        attempt: None,
+                    }
+                    .into(),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a subscription; will try again");
-                return hold(c, now_ms() + 5_000).into();
+                return Some(hold(c, now_ms() + 5_000).into());
             }
         };
         if !sub.is_active() {
-            return hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into();
+            return Some(hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into());
         }
         if sub.spec.ordered {
             // Deliveries of earlier events go first, retries included.
@@ -266,18 +299,19 @@ impl Dispatcher {
                 // flight its due time is the end of its lease).
                 Ok(Some(due)) => {
                     let now = now_ms();
-                    return hold(c, due.clamp(now + 50, now + 1_000)).into();
+                    return Some(hold(c, due.clamp(now + 50, now + 1_000)).into());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot check the order of deliveries; will try again");
-                    return hold(c, now_ms() + 1_000).into();
+                    return Some(hold(c, now_ms() + 1_000).into());
                 }
             }
         }
-        if let Admit::HoldUntil(until) = self.fairness.admit(&sub) {
-            return hold(c, until).into();
+        match self.fairness.admit(&sub, c) {
+            Admit::Go(c) => Some(self.attempt_admitted(c, &sub, &compiled).await),
+            Admit::Waiting => None,
+            Admit::HoldUntil(c, until) => Some(hold(c, until).into()),
         }
-        self.attempt_admitted(c, &sub, &compiled).await
     }
 
     async fn attempt_admitted(
@@ -294,18 +328,20 @@ impl Dispatcher {
             Ok(shaped) => shaped,
             Err(error) => {
                 // A template that fails now will fail every time: the delivery is dead.
-                self.fairness.finished(&sub.id, false);
+                let change = self.fairness.finished(&sub.id, false);
                 let request = build_request(
                     &compiled.http,
                     compiled.http.url.clone(),
                     Vec::new(),
                     Vec::new(),
                 );
-                let effects = vec![Effect::Dead {
+                let mut effects = vec![Effect::Dead {
                     delivery_id: c.delivery_id.clone(),
                     event_name: event.name.clone(),
                     sub: sub.clone(),
                 }];
+                let mut records = Vec::new();
+                consequences(sub, change, false, &mut records, &mut effects);
                 let record = AttemptRecord {
                     delivery_id: c.delivery_id,
                     status: DeliveryStatus::Dead,
@@ -321,7 +357,8 @@ impl Dispatcher {
                         outcome: AttemptOutcome::Final,
                     }),
                 };
-                return Outcome { record, effects };
+                records.insert(0, record);
+                return Outcome { records, effects };
             }
         };
         let mut request = build_request(
@@ -351,31 +388,21 @@ impl Dispatcher {
         let exchange = self.sender.send(&request).await;
         let status = exchange.response.as_ref().map(|r| r.status);
         let succeeded = status.is_some_and(|s| (200..300).contains(&s));
+        let mut records = Vec::new();
         if status == Some(410) {
-            // Before the slot frees: nothing more goes to a receiver that said Gone.
-            self.fairness.gone(&sub.id);
+            // Before the slot frees: nothing more goes to a receiver that said Gone; what waits
+            // goes back, to be cancelled with the subscription.
+            let until = now_ms() + 5_000;
+            records.extend(
+                self.fairness
+                    .gone(&sub.id)
+                    .into_iter()
+                    .map(|w| hold(w, until)),
+            );
         }
         let change = self.fairness.finished(&sub.id, succeeded);
         let mut effects = Vec::new();
-        if let Some(until) = change.opened_until {
-            effects.push(Effect::Postpone {
-                sub_id: sub.id.clone(),
-                until,
-            });
-        }
-        if change.closed {
-            effects.push(Effect::Release {
-                sub_id: sub.id.clone(),
-            });
-        }
-        match change.failing {
-            Some(true) => effects.push(Effect::Failing(sub.clone())),
-            Some(false) => effects.push(Effect::Healthy {
-                sub_id: sub.id.clone(),
-            }),
-            None if !succeeded => effects.push(Effect::Failing(sub.clone())),
-            None => {}
-        }
+        consequences(sub, change, succeeded, &mut records, &mut effects);
         let (status_after, outcome, next_attempt_at) = if succeeded {
             (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms())
         } else if status == Some(410) {
@@ -420,22 +447,25 @@ impl Dispatcher {
             })
         });
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
-        let record = AttemptRecord {
-            delivery_id: c.delivery_id,
-            status: status_after,
-            attempts: number,
-            next_attempt_at,
-            attempt: Some(StoredAttempt {
-                number,
-                started_at,
-                duration_ms: exchange.duration.as_millis() as i64,
-                request: request.to_log().to_string(),
-                response: exchange.response.map(|r| r.to_log().to_string()),
-                error,
-                outcome,
-            }),
-        };
-        Outcome { record, effects }
+        records.insert(
+            0,
+            AttemptRecord {
+                delivery_id: c.delivery_id,
+                status: status_after,
+                attempts: number,
+                next_attempt_at,
+                attempt: Some(StoredAttempt {
+                    number,
+                    started_at,
+                    duration_ms: exchange.duration.as_millis() as i64,
+                    request: request.to_log().to_string(),
+                    response: exchange.response.map(|r| r.to_log().to_string()),
+                    error,
+                    outcome,
+                }),
+            },
+        );
+        Outcome { records, effects }
     }
 
     /// A subscription the cache does not know: deleted, or created through another process since
@@ -454,6 +484,37 @@ impl Dispatcher {
                 Ok(None)
             }
         }
+    }
+}
+
+/// What the end of an attempt changed of its subscription's health: effects to write, and the
+/// deliveries that waited in memory to send back to the queue.
+fn consequences(
+    sub: &Subscription,
+    change: Change<Claimed>,
+    succeeded: bool,
+    records: &mut Vec<AttemptRecord>,
+    effects: &mut Vec<Effect>,
+) {
+    records.extend(change.hold.into_iter().map(|(c, until)| hold(c, until)));
+    if let Some(until) = change.opened_until {
+        effects.push(Effect::Postpone {
+            sub_id: sub.id.clone(),
+            until,
+        });
+    }
+    if change.closed {
+        effects.push(Effect::Release {
+            sub_id: sub.id.clone(),
+        });
+    }
+    match change.failing {
+        Some(true) => effects.push(Effect::Failing(sub.clone())),
+        Some(false) => effects.push(Effect::Healthy {
+            sub_id: sub.id.clone(),
+        }),
+        None if !succeeded => effects.push(Effect::Failing(sub.clone())),
+        None => {}
     }
 }
 
@@ -522,7 +583,7 @@ fn envelope(e: &StoredEvent) -> Vec<u8> {
     .into_bytes()
 }
 
-fn lock(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<String>> {
+fn lock(set: &ClaimedIds) -> std::sync::MutexGuard<'_, HashSet<String>> {
     set.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -530,7 +591,10 @@ impl Dispatcher {
     async fn settle_loop(self, mut outcomes: mpsc::Receiver<Outcome>) {
         let mut batch = Vec::with_capacity(SETTLE_BATCH);
         while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-            let records: Vec<AttemptRecord> = batch.iter().map(|o| o.record.clone()).collect();
+            let records: Vec<AttemptRecord> = batch
+                .iter()
+                .flat_map(|o| o.records.iter().cloned())
+                .collect();
             let mut tries = 0;
             let settled = loop {
                 match self.store.settle(&self.config.process_id, &records).await {
@@ -582,7 +646,14 @@ impl Dispatcher {
             }
             Effect::Gone(sub) => {
                 if let Some(revision) = self.store.delete_subscription(&sub.id).await? {
-                    self.fairness.forget(&sub.id);
+                    // Whatever still waited in memory was cancelled with the subscription.
+                    let left = self.fairness.forget(&sub.id);
+                    {
+                        let mut claimed = lock(&self.claimed);
+                        for c in left {
+                            claimed.remove(&c.delivery_id);
+                        }
+                    }
                     self.cache.apply(&sub.id, None, revision).await?;
                     tracing::info!(subscription = %sub.id, "the receiver answered 410: subscription deleted");
                     self.emit(
@@ -681,7 +752,7 @@ fn retry_after(headers: &std::collections::BTreeMap<String, String>) -> Option<i
     Some(ms)
 }
 
-async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: InFlight) {
+async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: ClaimedIds) {
     let mut tick = tokio::time::interval(config.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,20 +1,35 @@
 //! Keeping one subscription from costing the others: per-subscription limits on attempts in
-//! flight and on rate, and a circuit breaker for subscriptions that keep failing.
+//! flight and on rate, a slow start, a share of the workers for failing subscriptions, and a
+//! circuit breaker for subscriptions that keep failing.
 //!
-//! Before an attempt, [`Fairness::admit`] says go, or hold the delivery until a given time (it is
-//! then left pending, without counting an attempt). After it, [`Fairness::finished`] updates the
-//! breaker: after [`TRIP_AFTER`] failures in a row the circuit opens for a pause that doubles on
-//! every failed probe (from 5 s up to 10 min); while it is open the subscription's backlog is moved
-//! out of the queue (the caller postpones it in the database), so it costs no worker time; when the
-//! pause ends, one delivery goes as a probe; its success closes the circuit and releases the
-//! backlog.
+//! Before an attempt, [`Fairness::admit`] says go, wait in memory for a slot of the same
+//! subscription (the claimed delivery stays leased; no database write), or hold the delivery until
+//! a given time (it is then left pending, without counting an attempt). After it,
+//! [`Fairness::finished`] updates the breaker, and [`Fairness::next_waiting`] hands the caller the
+//! next waiting delivery of that subscription, admitted, to attempt in the freed slot.
+//!
+//! - **In flight.** A subscription has at most `max_in_flight` attempts in flight (1 when
+//!   ordered) — but only 1 until an attempt of it has succeeded in this process, and 1 again while
+//!   it is failing (slow start): an endpoint that hangs holds one worker, not ten.
+//! - **Failing share.** Subscriptions whose last attempt failed hold at most `suspect_limit`
+//!   attempts in flight together, so that however many endpoints hang, the rest of the workers
+//!   serve the healthy ones.
+//! - **Circuit breaker.** After [`TRIP_AFTER`] failures in a row the circuit opens for a pause
+//!   that doubles on every failed probe (from 5 s up to 10 min); while it is open the
+//!   subscription's backlog is moved out of the queue (the caller postpones it in the database,
+//!   and the deliveries waiting in memory are handed back to it), so it costs no worker time; when
+//!   the pause ends, one delivery goes as a probe; its success closes the circuit and releases the
+//!   backlog.
+//!
+//! Invariant: a subscription has deliveries waiting in memory only while it has an attempt in
+//! flight, whose end calls `next_waiting`; so nothing waits forever.
 //!
 //! This state is per process. The postponed backlog is in the database, so while one process has a
 //! subscription's circuit open, the others do not attempt its deliveries either.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -26,11 +41,16 @@ use posthorn_core::Subscription;
 pub const TRIP_AFTER: u32 = 3;
 const FIRST_PAUSE: Duration = Duration::from_secs(5);
 const LONGEST_PAUSE: Duration = Duration::from_secs(600);
+/// How long a delivery refused by the failing share is put off.
+const SHARE_HOLD: Duration = Duration::from_millis(500);
 
-#[derive(Default)]
-struct State {
+struct State<T> {
     in_flight: u32,
+    /// Of `in_flight`, how many count against the failing share.
+    suspect_in_flight: u32,
     failures: u32,
+    /// An attempt has succeeded in this process: the full `max_in_flight` applies.
+    proven: bool,
     /// While open: until when; a probe may go after it.
     open_until: Option<Instant>,
     pause: Duration,
@@ -43,19 +63,52 @@ struct State {
     gone: bool,
     /// What this process last wrote of the subscription's failing streak (None: unknown).
     failing: Option<bool>,
+    /// Claimed deliveries waiting for a slot, oldest first.
+    waiting: VecDeque<T>,
+    limits: Limits,
+}
+
+impl<T> Default for State<T> {
+    fn default() -> Self {
+        Self {
+            in_flight: 0,
+            suspect_in_flight: 0,
+            failures: 0,
+            proven: false,
+            open_until: None,
+            pause: Duration::ZERO,
+            probing: false,
+            limiter: None,
+            cap: 0,
+            not_before: None,
+            gone: false,
+            failing: None,
+            waiting: VecDeque::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl<T> State<T> {
+    fn suspect(&self) -> bool {
+        self.failures > 0 || self.open_until.is_some()
+    }
 }
 
 /// What to do with a claimed delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    Go,
+#[derive(Debug)]
+pub enum Admit<T> {
+    /// Attempt it now (a slot is taken: call [`Fairness::finished`] after).
+    Go(T),
+    /// It waits in memory for a slot of its subscription.
+    Waiting,
     /// Leave it pending until this time (Unix ms).
-    HoldUntil(i64),
+    HoldUntil(T, i64),
 }
 
 /// What an attempt's outcome changed, for the caller to write down.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Change {
+#[derive(Debug)]
+pub struct Change<T> {
     /// The circuit opened (or reopened) until this time (Unix ms): postpone the backlog.
     pub opened_until: Option<i64>,
     /// The circuit closed after a successful probe: release the backlog.
@@ -63,46 +116,117 @@ pub struct Change {
     /// The failing streak started (`Some(true)`) or ended (`Some(false)`) as far as this process
     /// knows.
     pub failing: Option<bool>,
+    /// Deliveries that were waiting in memory and must be left pending until the given time
+    /// (the circuit opened).
+    pub hold: Vec<(T, i64)>,
 }
 
-#[derive(Default)]
-pub struct Fairness {
-    subs: Mutex<HashMap<String, State>>,
+impl<T> Default for Change<T> {
+    fn default() -> Self {
+        Self {
+            opened_until: None,
+            closed: false,
+            failing: None,
+            hold: Vec::new(),
+        }
+    }
+}
+
+struct Inner<T> {
+    subs: HashMap<String, State<T>>,
+    suspect_in_flight: u32,
+    waiting: usize,
+}
+
+pub struct Fairness<T> {
+    inner: Mutex<Inner<T>>,
+    /// Most attempts in flight at once for subscriptions whose last attempt failed.
+    suspect_limit: u32,
+    /// Most deliveries waiting in memory, all subscriptions together; beyond it they are held.
+    waiting_limit: usize,
 }
 
 fn millis_from_now(d: Duration) -> i64 {
     now_ms() + d.as_millis() as i64
 }
 
-impl Fairness {
-    pub fn admit(&self, sub: &Subscription) -> Admit {
-        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
-        let s = subs.entry(sub.id.clone()).or_default();
+/// What admission needs of a subscription, kept to admit its waiting deliveries.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    max_in_flight: u32,
+    ordered: bool,
+    rate: Option<u32>,
+}
+
+impl<T> State<T> {
+    /// In-flight cap now: 1 when ordered, and until the subscription has proven itself (slow
+    /// start), and while it fails.
+    fn cap(&self) -> u32 {
+        if self.limits.ordered || !self.proven || self.failures > 0 {
+            1
+        } else {
+            self.limits.max_in_flight.max(1)
+        }
+    }
+}
+
+impl<T> Fairness<T> {
+    /// Limits for a process with `workers` attempts in flight at most.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                subs: HashMap::new(),
+                suspect_in_flight: 0,
+                waiting: 0,
+            }),
+            suspect_limit: (workers / 2).max(1) as u32,
+            waiting_limit: workers.saturating_mul(8).max(64),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn admit(&self, sub: &Subscription, item: T) -> Admit<T> {
+        let limits = Limits {
+            max_in_flight: sub.spec.max_in_flight,
+            ordered: sub.spec.ordered,
+            rate: sub.spec.rate_limit_per_s,
+        };
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let s = inner.subs.entry(sub.id.clone()).or_default();
+        s.limits = limits;
         let now = Instant::now();
         if s.gone {
-            return Admit::HoldUntil(millis_from_now(Duration::from_secs(5)));
+            return Admit::HoldUntil(item, millis_from_now(Duration::from_secs(5)));
         }
         if let Some(until) = s.open_until {
             if now < until || s.probing || s.in_flight > 0 {
                 let wait = until
                     .saturating_duration_since(now)
                     .max(Duration::from_millis(500));
-                return Admit::HoldUntil(millis_from_now(wait));
+                return Admit::HoldUntil(item, millis_from_now(wait));
             }
-            s.probing = true;
         }
-        let cap = if sub.spec.ordered {
-            1
-        } else {
-            sub.spec.max_in_flight
-        };
+        let cap = s.cap();
         s.cap = cap;
         if s.in_flight >= cap {
-            // A slot frees when an attempt ends; look again shortly.
+            if inner.waiting < self.waiting_limit {
+                s.waiting.push_back(item);
+                inner.waiting += 1;
+                return Admit::Waiting;
+            }
+            // Too much waits already: look again shortly.
             let jitter = rand::random::<u64>() % 200;
-            return Admit::HoldUntil(millis_from_now(Duration::from_millis(150 + jitter)));
+            return Admit::HoldUntil(item, millis_from_now(Duration::from_millis(150 + jitter)));
         }
-        if let Some(rate) = sub.spec.rate_limit_per_s.and_then(NonZeroU32::new) {
+        let suspect = s.suspect();
+        if suspect && inner.suspect_in_flight >= self.suspect_limit {
+            return Admit::HoldUntil(item, millis_from_now(SHARE_HOLD));
+        }
+        if let Some(rate) = limits.rate.and_then(NonZeroU32::new) {
             if s.limiter.as_ref().is_none_or(|(r, _)| *r != rate.get()) {
                 // A burst of one: deliveries are spaced evenly, so no one-second window holds
                 // more than the rate (a burst of `rate` would let twice that into the first).
@@ -113,23 +237,39 @@ impl Fairness {
                 if let Err(not_until) = limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
                     s.not_before = Some(now + wait);
-                    return Admit::HoldUntil(millis_from_now(wait.max(Duration::from_millis(1))));
+                    return Admit::HoldUntil(
+                        item,
+                        millis_from_now(wait.max(Duration::from_millis(1))),
+                    );
                 }
             }
         }
+        if s.open_until.is_some() {
+            s.probing = true;
+        }
         s.in_flight += 1;
-        Admit::Go
+        if suspect {
+            s.suspect_in_flight += 1;
+            inner.suspect_in_flight += 1;
+        }
+        Admit::Go(item)
     }
 
     /// Records the end of an admitted attempt.
-    pub fn finished(&self, sub_id: &str, succeeded: bool) -> Change {
-        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
-        let s = subs.entry(sub_id.to_owned()).or_default();
+    pub fn finished(&self, sub_id: &str, succeeded: bool) -> Change<T> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let s = inner.subs.entry(sub_id.to_owned()).or_default();
         s.in_flight = s.in_flight.saturating_sub(1);
+        if s.suspect_in_flight > 0 {
+            s.suspect_in_flight -= 1;
+            inner.suspect_in_flight = inner.suspect_in_flight.saturating_sub(1);
+        }
         let mut change = Change::default();
         let was_probe = std::mem::take(&mut s.probing);
         if succeeded {
             s.failures = 0;
+            s.proven = true;
             if s.open_until.take().is_some() {
                 change.closed = true;
             }
@@ -151,20 +291,38 @@ impl Fairness {
                     (s.pause * 2).min(LONGEST_PAUSE)
                 };
                 s.open_until = Some(Instant::now() + s.pause);
-                change.opened_until = Some(millis_from_now(s.pause));
+                let until = millis_from_now(s.pause);
+                change.opened_until = Some(until);
+                // What waits in memory goes back to the queue, postponed with the backlog.
+                inner.waiting -= s.waiting.len();
+                change.hold = s.waiting.drain(..).map(|item| (item, until)).collect();
             }
         }
         change
     }
 
+    /// The next delivery waiting in memory for a slot of this subscription, if a slot is free:
+    /// the caller passes it to [`Fairness::admit`] again. Call after every delivery of the
+    /// subscription is dealt with (attempted, held or queued), so that nothing waits forever.
+    pub fn next_waiting(&self, sub_id: &str) -> Option<T> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let s = inner.subs.get_mut(sub_id)?;
+        if s.in_flight >= s.cap() {
+            return None;
+        }
+        let item = s.waiting.pop_front()?;
+        inner.waiting -= 1;
+        Some(item)
+    }
+
     /// The subscriptions this process cannot admit an attempt of right now (at their in-flight
-    /// cap, or waiting on their rate limit): claiming skips their deliveries, which would only be
-    /// held again. At most `most` of them.
+    /// cap, or waiting on their rate limit): claiming skips their deliveries, which would only
+    /// wait. At most `most` of them.
     pub fn blocked(&self, most: usize) -> Vec<String> {
         let now = Instant::now();
-        self.subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.lock()
+            .subs
             .iter()
             .filter(|(_, s)| {
                 s.gone
@@ -176,22 +334,32 @@ impl Fairness {
             .collect()
     }
 
-    /// The receiver answered 410 Gone: admit nothing more of this subscription.
-    pub fn gone(&self, sub_id: &str) {
-        self.subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(sub_id.to_owned())
-            .or_default()
-            .gone = true;
+    /// How many deliveries wait in memory, all subscriptions together.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting
     }
 
-    /// Forgets a subscription (deleted).
-    pub fn forget(&self, sub_id: &str) {
-        self.subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(sub_id);
+    /// The receiver answered 410 Gone: admit nothing more of this subscription. Returns what
+    /// waited in memory, to leave pending (the deletion cancels it).
+    pub fn gone(&self, sub_id: &str) -> Vec<T> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let s = inner.subs.entry(sub_id.to_owned()).or_default();
+        s.gone = true;
+        inner.waiting -= s.waiting.len();
+        s.waiting.drain(..).collect()
+    }
+
+    /// Forgets a subscription (deleted). Returns what waited in memory.
+    pub fn forget(&self, sub_id: &str) -> Vec<T> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(s) = inner.subs.remove(sub_id) else {
+            return Vec::new();
+        };
+        inner.waiting -= s.waiting.len();
+        inner.suspect_in_flight = inner.suspect_in_flight.saturating_sub(s.suspect_in_flight);
+        s.waiting.into_iter().collect()
     }
 }
 
@@ -217,59 +385,141 @@ mod tests {
         }
     }
 
+    fn go<T>(a: Admit<T>) -> bool {
+        matches!(a, Admit::Go(_))
+    }
+
+    /// Admits one delivery and lets it succeed, so that the full cap applies.
+    fn prove(f: &Fairness<u32>, s: &Subscription) {
+        assert!(go(f.admit(s, 0)));
+        f.finished(&s.id, true);
+    }
+
     #[test]
-    fn in_flight_is_capped() {
-        let f = Fairness::default();
+    fn in_flight_is_capped_and_the_rest_waits_in_memory() {
+        let f = Fairness::new(100);
         let s = sub(json!({"max_in_flight": 2}));
-        assert_eq!(f.admit(&s), Admit::Go);
-        assert_eq!(f.admit(&s), Admit::Go);
-        assert!(matches!(f.admit(&s), Admit::HoldUntil(_)));
+        prove(&f, &s);
+        assert!(go(f.admit(&s, 1)));
+        assert!(go(f.admit(&s, 2)));
+        assert!(matches!(f.admit(&s, 3), Admit::Waiting));
         assert_eq!(f.blocked(10), ["sub_1"]);
+        assert_eq!(f.next_waiting("sub_1"), None, "no slot is free");
         f.finished("sub_1", true);
-        assert!(f.blocked(10).is_empty());
-        assert_eq!(f.admit(&s), Admit::Go);
+        assert_eq!(f.next_waiting("sub_1"), Some(3));
+        assert_eq!(f.waiting(), 0);
+        assert!(go(f.admit(&s, 3)));
+    }
+
+    #[test]
+    fn slow_start_one_in_flight_until_a_success() {
+        let f = Fairness::new(100);
+        let s = sub(json!({}));
+        assert!(go(f.admit(&s, 1)));
+        assert!(matches!(f.admit(&s, 2), Admit::Waiting));
+        f.finished("sub_1", true);
+        assert_eq!(f.next_waiting("sub_1"), Some(2));
+        for i in 0..10 {
+            assert!(go(f.admit(&s, i)), "the full cap of 10 once proven");
+        }
+        assert!(matches!(f.admit(&s, 10), Admit::Waiting));
     }
 
     #[test]
     fn ordered_means_one_at_a_time() {
-        let f = Fairness::default();
+        let f = Fairness::new(100);
         let s = sub(json!({"ordered": true}));
-        assert_eq!(f.admit(&s), Admit::Go);
-        assert!(matches!(f.admit(&s), Admit::HoldUntil(_)));
+        prove(&f, &s);
+        assert!(go(f.admit(&s, 1)));
+        assert!(matches!(f.admit(&s, 2), Admit::Waiting));
     }
 
     #[test]
     fn the_rate_is_limited() {
-        let f = Fairness::default();
+        let f = Fairness::new(100);
         let s = sub(json!({"rate_limit_per_s": 5, "max_in_flight": 100}));
-        let admitted = (0..20).filter(|_| f.admit(&s) == Admit::Go).count();
+        let admitted = (0..20)
+            .filter(|i| {
+                let admitted = go(f.admit(&s, *i));
+                if admitted {
+                    f.finished("sub_1", true);
+                }
+                admitted
+            })
+            .count();
         assert_eq!(admitted, 1, "evenly spaced: one now, the next in 200 ms");
     }
 
     #[test]
+    fn failing_subscriptions_share_half_the_workers() {
+        let f = Fairness::new(4);
+        let subs: Vec<Subscription> = (0..4)
+            .map(|i| {
+                let mut s = sub(json!({}));
+                s.id = format!("sub_{i}");
+                s
+            })
+            .collect();
+        for s in &subs {
+            assert!(go(f.admit(s, 0)));
+            f.finished(&s.id, false);
+        }
+        assert!(go(f.admit(&subs[0], 1)));
+        assert!(go(f.admit(&subs[1], 1)));
+        assert!(
+            matches!(f.admit(&subs[2], 1), Admit::HoldUntil(1, _)),
+            "two of four workers are the failing share"
+        );
+        f.finished("sub_0", true);
+        assert!(go(f.admit(&subs[2], 1)));
+    }
+
+    #[test]
     fn the_circuit_opens_after_failures_probes_and_closes() {
-        let f = Fairness::default();
+        let f = Fairness::new(100);
         let s = sub(json!({}));
         let mut change = Change::default();
+        assert!(go(f.admit(&s, 0)));
+        assert!(matches!(f.admit(&s, 99), Admit::Waiting));
         for i in 0..TRIP_AFTER {
-            assert_eq!(f.admit(&s), Admit::Go);
+            if i > 0 {
+                assert!(go(f.admit(&s, i)));
+            }
             change = f.finished("sub_1", false);
             if i == 0 {
                 assert_eq!(change.failing, Some(true));
+                assert_eq!(f.next_waiting("sub_1"), Some(99));
             }
         }
         assert!(change.opened_until.is_some());
-        assert!(matches!(f.admit(&s), Admit::HoldUntil(_)));
+        assert!(matches!(f.admit(&s, 5), Admit::HoldUntil(5, _)));
         // The pause over, one probe goes; its success closes the circuit.
-        f.subs.lock().unwrap().get_mut("sub_1").unwrap().open_until = Some(Instant::now());
-        assert_eq!(f.admit(&s), Admit::Go);
+        f.lock().subs.get_mut("sub_1").unwrap().open_until = Some(Instant::now());
+        assert!(go(f.admit(&s, 6)));
         assert!(
-            matches!(f.admit(&s), Admit::HoldUntil(_)),
+            matches!(f.admit(&s, 7), Admit::HoldUntil(7, _)),
             "one probe at a time"
         );
         let change = f.finished("sub_1", true);
         assert!(change.closed);
         assert_eq!(change.failing, Some(false));
-        assert_eq!(f.admit(&s), Admit::Go);
+        assert!(go(f.admit(&s, 8)));
+    }
+
+    #[test]
+    fn what_waits_goes_back_when_the_circuit_opens() {
+        let f = Fairness::new(100);
+        let s = sub(json!({}));
+        for _ in 0..TRIP_AFTER - 1 {
+            assert!(go(f.admit(&s, 0)));
+            f.finished("sub_1", false);
+        }
+        assert!(go(f.admit(&s, 1)));
+        assert!(matches!(f.admit(&s, 2), Admit::Waiting));
+        assert!(matches!(f.admit(&s, 3), Admit::Waiting));
+        let change = f.finished("sub_1", false);
+        let until = change.opened_until.unwrap();
+        assert_eq!(change.hold, [(2, until), (3, until)]);
+        assert_eq!(f.waiting(), 0);
     }
 }

@@ -6,6 +6,8 @@
 //! flush per group, not one per request, and each caller is answered only after its group is
 //! committed.
 
+use std::collections::HashMap;
+
 use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, Millis};
 use sqlx::any::AnyRow;
@@ -67,8 +69,10 @@ pub struct EventQuery {
 
 /// Most events one transaction carries; a larger backlog waits for the next one.
 const GROUP_LIMIT: usize = 4000;
-/// Delivery rows per INSERT statement (4 parameters each).
-const DELIVERY_CHUNK: usize = 500;
+/// Event rows per INSERT statement (7 parameters each).
+const EVENT_CHUNK: usize = 500;
+/// Delivery rows per INSERT statement (3 parameters each).
+const DELIVERY_CHUNK: usize = 1000;
 
 struct Job {
     events: Vec<NewEvent>,
@@ -121,84 +125,108 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
 async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Vec<Published>>> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut due = false;
-    for job in jobs {
-        let mut out = Vec::with_capacity(job.events.len());
-        for event in &job.events {
-            let published = insert_event(&mut tx, event, now).await?;
-            due |= !published.delivery_ids.is_empty();
-            out.push(published);
-        }
-        results.push(out);
-    }
-    if due {
+    let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| &j.events).collect();
+    let published = insert_events(&mut tx, &events, now).await?;
+    if published.iter().any(|p| !p.delivery_ids.is_empty()) {
         // Delivered to listeners when the transaction commits.
         Store::notify_due(backend, &mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(results)
+    let mut published = published.into_iter();
+    Ok(jobs
+        .iter()
+        .map(|j| published.by_ref().take(j.events.len()).collect())
+        .collect())
 }
 
-async fn insert_event(
+/// Inserts events and their deliveries with a few multi-row statements (not one per row): the
+/// events in chunks, taking back the sequence numbers of those that were new, then every
+/// delivery of the group in chunks. An id its publisher used before (in an earlier group or
+/// earlier in this one) is a duplicate, answered with the first event.
+async fn insert_events(
     tx: &mut Transaction<'_, Any>,
-    e: &NewEvent,
+    events: &[&NewEvent],
     now: Millis,
-) -> Result<Published> {
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (publisher, id) DO NOTHING \
-         RETURNING seq",
-    )
-    .bind(&e.id)
-    .bind(&e.publisher)
-    .bind(&e.name)
-    .bind(&e.origin)
-    .bind(&e.tenant)
-    .bind(&e.data)
-    .bind(e.occurred_at)
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = inserted else {
-        // The same publisher sent this id before: answer with the first event.
-        let row = sqlx::query(
-            "SELECT e.name, e.occurred_at, \
-               (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = e.seq) AS deliveries \
-             FROM events e WHERE e.publisher = $1 AND e.id = $2",
-        )
-        .bind(&e.publisher)
-        .bind(&e.id)
-        .fetch_one(&mut **tx)
-        .await?;
-        return Ok(Published {
-            id: e.id.clone(),
-            name: get(&row, "name")?,
-            occurred_at: get(&row, "occurred_at")?,
-            deliveries: get::<i64>(&row, "deliveries")? as u64,
-            duplicate: true,
-            delivery_ids: Vec::new(),
-        });
-    };
-    let seq: i64 = get(&row, "seq")?;
-    let delivery_ids: Vec<String> = e.subscriptions.iter().map(|_| new_id("dlv")).collect();
-    for (subs, ids) in e
-        .subscriptions
-        .chunks(DELIVERY_CHUNK)
-        .zip(delivery_ids.chunks(DELIVERY_CHUNK))
-    {
-        let chunk = subs;
+) -> Result<Vec<Published>> {
+    let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(EVENT_CHUNK) {
         let values = (0..chunk.len())
             .map(|i| {
-                let base = i * 3 + 2;
+                let b = i * 7 + 2;
                 format!(
-                    "(${}, $1, ${}, 'pending', 0, ${}, ${}, ${})",
-                    base,
-                    base + 1,
-                    base + 2,
-                    base + 2,
-                    base + 2
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
                 )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
+             received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING \
+             RETURNING seq, publisher, id"
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.publisher)
+                .bind(&e.name)
+                .bind(&e.origin)
+                .bind(&e.tenant)
+                .bind(&e.data)
+                .bind(e.occurred_at);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            seqs.insert(
+                (get(&row, "publisher")?, get(&row, "id")?),
+                get(&row, "seq")?,
+            );
+        }
+    }
+
+    // Each new event's deliveries; `None` marks a duplicate, answered below.
+    let mut out: Vec<Option<Published>> = Vec::with_capacity(events.len());
+    let mut rows: Vec<(i64, &str, &str)> = Vec::new();
+    for e in events {
+        // Taken once: a second event with the same id in this group is a duplicate.
+        let Some(seq) = seqs.remove(&(e.publisher.clone(), e.id.clone())) else {
+            out.push(None);
+            continue;
+        };
+        let delivery_ids: Vec<String> = e.subscriptions.iter().map(|_| new_id("dlv")).collect();
+        out.push(Some(Published {
+            id: e.id.clone(),
+            name: e.name.clone(),
+            occurred_at: e.occurred_at,
+            deliveries: e.subscriptions.len() as u64,
+            duplicate: false,
+            delivery_ids,
+        }));
+        rows.reserve(e.subscriptions.len());
+        for sub in &e.subscriptions {
+            rows.push((seq, sub.as_str(), ""));
+        }
+    }
+    // Pair the rows with their delivery ids, in the same order.
+    let ids: Vec<&str> = out
+        .iter()
+        .flatten()
+        .flat_map(|p| p.delivery_ids.iter().map(String::as_str))
+        .collect();
+    for (row, id) in rows.iter_mut().zip(&ids) {
+        row.2 = id;
+    }
+    for chunk in rows.chunks(DELIVERY_CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = i * 3 + 2;
+                format!("(${}, ${}, ${}, 'pending', 0, $1, $1, $1)", b, b + 1, b + 2)
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -206,19 +234,41 @@ async fn insert_event(
             "INSERT INTO deliveries (id, event_seq, subscription_id, status, attempts, \
              next_attempt_at, created_at, updated_at) VALUES {values}"
         );
-        let mut q = sqlx::query(&sql).bind(seq);
-        for (sub, id) in chunk.iter().zip(ids) {
-            q = q.bind(id).bind(sub).bind(now);
+        let mut q = sqlx::query(&sql).bind(now);
+        for (seq, sub, id) in chunk {
+            q = q.bind(*id).bind(*seq).bind(*sub);
         }
         q.execute(&mut **tx).await?;
     }
+
+    let mut published = Vec::with_capacity(events.len());
+    for (e, p) in events.iter().zip(out) {
+        match p {
+            Some(p) => published.push(p),
+            None => published.push(duplicate(tx, e).await?),
+        }
+    }
+    Ok(published)
+}
+
+/// The answer for an event id its publisher used before: the first event.
+async fn duplicate(tx: &mut Transaction<'_, Any>, e: &NewEvent) -> Result<Published> {
+    let row = sqlx::query(
+        "SELECT e.name, e.occurred_at, \
+           (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = e.seq) AS deliveries \
+         FROM events e WHERE e.publisher = $1 AND e.id = $2",
+    )
+    .bind(&e.publisher)
+    .bind(&e.id)
+    .fetch_one(&mut **tx)
+    .await?;
     Ok(Published {
         id: e.id.clone(),
-        name: e.name.clone(),
-        occurred_at: e.occurred_at,
-        deliveries: e.subscriptions.len() as u64,
-        duplicate: false,
-        delivery_ids,
+        name: get(&row, "name")?,
+        occurred_at: get(&row, "occurred_at")?,
+        deliveries: get::<i64>(&row, "deliveries")? as u64,
+        duplicate: true,
+        delivery_ids: Vec::new(),
     })
 }
 

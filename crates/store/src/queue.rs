@@ -22,7 +22,8 @@ pub struct Claimed {
     pub subscription_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
-    pub event: StoredEvent,
+    /// Shared by the deliveries of one event claimed together.
+    pub event: std::sync::Arc<StoredEvent>,
 }
 
 /// One attempt as logged.
@@ -92,6 +93,10 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
 
 /// Rows per statement when a list of ids is sent as parameters.
 const ID_CHUNK: usize = 500;
+/// Outcomes per UPDATE when settling (4 parameters each).
+const SETTLE_CHUNK: usize = 500;
+/// Attempt log rows per INSERT (8 parameters each).
+const ATTEMPT_CHUNK: usize = 250;
 
 impl Store {
     /// Takes up to `limit` due deliveries for `owner` (a process id) until `now + lease_ms`,
@@ -159,7 +164,7 @@ impl Store {
                     occurred_at: get(&row, "occurred_at")?,
                     received_at: get(&row, "received_at")?,
                 };
-                events.insert(event.seq, event);
+                events.insert(event.seq, std::sync::Arc::new(event));
             }
         }
         let mut claimed = Vec::with_capacity(rows.len());
@@ -220,45 +225,80 @@ impl Store {
     pub async fn settle(&self, owner: &str, records: &[AttemptRecord]) -> Result<usize> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        let mut written = 0;
-        for r in records {
-            let n = sqlx::query(
-                "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
-                 lease = NULL, updated_at = $4 WHERE id = $5 AND lease = $6",
-            )
-            .bind(r.status.as_str())
-            .bind(r.attempts)
-            .bind(r.next_attempt_at)
-            .bind(now)
-            .bind(&r.delivery_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                continue;
+        let mut written = std::collections::HashSet::with_capacity(records.len());
+        // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
+        for chunk in records.chunks(SETTLE_CHUNK) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 4 + 3;
+                    format!("(${}, ${}, ${}, ${})", b, b + 1, b + 2, b + 3)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+                 next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
+                 FROM (VALUES {values}) AS v \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease = $2 \
+                 RETURNING deliveries.id"
+            );
+            let mut q = sqlx::query(&sql).bind(now).bind(owner);
+            for r in chunk {
+                q = q
+                    .bind(&r.delivery_id)
+                    .bind(r.status.as_str())
+                    .bind(r.attempts)
+                    .bind(r.next_attempt_at);
             }
-            written += 1;
-            if let Some(a) = &r.attempt {
-                sqlx::query(
-                    "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
-                     response, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (delivery_id, number) DO NOTHING",
-                )
-                .bind(&r.delivery_id)
-                .bind(a.number)
-                .bind(a.started_at)
-                .bind(a.duration_ms)
-                .bind(&a.request)
-                .bind(&a.response)
-                .bind(&a.error)
-                .bind(a.outcome.as_str())
-                .execute(&mut *tx)
-                .await?;
+            for row in q.fetch_all(&mut *tx).await? {
+                written.insert(get::<String>(&row, "id")?);
             }
         }
+        // The attempts made, for the deliveries written.
+        let attempts: Vec<(&str, &StoredAttempt)> = records
+            .iter()
+            .filter(|r| written.contains(&r.delivery_id))
+            .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
+            .collect();
+        for chunk in attempts.chunks(ATTEMPT_CHUNK) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 8 + 1;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b,
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
+                 response, error, outcome) VALUES {values} \
+                 ON CONFLICT (delivery_id, number) DO NOTHING"
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, a) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(a.number)
+                    .bind(a.started_at)
+                    .bind(a.duration_ms)
+                    .bind(&a.request)
+                    .bind(&a.response)
+                    .bind(&a.error)
+                    .bind(a.outcome.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(written)
+        Ok(written.len())
     }
 
     /// When the earliest pending delivery falls due.
