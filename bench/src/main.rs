@@ -42,6 +42,18 @@ struct Args {
     /// Concurrent connections of the load generator
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, memory)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Keep each server's log in this directory
+    #[arg(long)]
+    logs: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 /// A ~300-byte event, as platforms send.
@@ -289,7 +301,8 @@ impl Bench {
         };
         let mut created = 0;
         for &n in sizes {
-            let path = format!("/fan{n}");
+            // Paths are per server: the sink counts for the whole run.
+            let path = format!("/fan{n}-{}", server.run);
             let name = format!("bench.fan{n}");
             let create_start = Instant::now();
             server.subscribe_many(&sink.url(&path), &name, n).await?;
@@ -320,12 +333,14 @@ impl Bench {
     }
 
     async fn latency(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        let latency = format!("/latency-{}", server.run);
         server
-            .subscribe(&sink.url("/latency"), &["bench.latency"], json!({}))
+            .subscribe(&sink.url(&latency), &["bench.latency"], json!({}))
             .await?;
         for rate in [100u64, 1000] {
             let n = rate * self.seconds().as_secs();
             sink.start_recording();
+            let before = sink.count(&latency);
             let sent = Arc::new(std::sync::Mutex::new(
                 std::collections::HashMap::with_capacity(n as usize),
             ));
@@ -356,7 +371,7 @@ impl Bench {
             for t in tasks {
                 let _ = t.await;
             }
-            sink.wait_count("/latency", n, Duration::from_secs(60))
+            sink.wait_count(&latency, before + n, Duration::from_secs(60))
                 .await;
             let arrivals = sink.take_recording();
             let sent = sent.lock().map_err(|_| anyhow::anyhow!("lock"))?;
@@ -381,16 +396,17 @@ impl Bench {
     }
 
     async fn storm(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        let healthy = format!("/healthy-{}", server.run);
         server
             .subscribe_many_with(
-                &sink.url("/hang"),
+                &sink.url(&format!("/hang-{}", server.run)),
                 "bench.storm",
                 1000,
                 json!({"timeout_ms": 2000}),
             )
             .await?;
         server
-            .subscribe_many(&sink.url("/healthy"), "bench.storm", 10)
+            .subscribe_many(&sink.url(&healthy), "bench.storm", 10)
             .await?;
         sink.start_recording();
         let n = if self.args.quick { 20 } else { 60 };
@@ -402,8 +418,19 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let limit = Duration::from_secs(if self.args.quick { 15 } else { 120 });
-        sink.wait_count("/healthy", n * 10, limit).await;
-        let arrivals = sink.take_recording_for("/healthy");
+        sink.wait_count(&healthy, n * 10, limit).await;
+        let arrivals = sink.take_recording_for(&healthy);
+        if std::env::var_os("POSTHORN_BENCH_VERBOSE").is_some() {
+            for i in 0..n {
+                let id = format!("storm-{i}-{}", server.run);
+                let worst = arrivals
+                    .iter()
+                    .filter(|(a, _)| *a == id)
+                    .map(|(_, at)| at.saturating_duration_since(sent[&id]))
+                    .max();
+                eprintln!("storm event {i}: slowest healthy arrival {worst:?}");
+            }
+        }
         let mut latencies: Vec<Duration> = arrivals
             .iter()
             .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
@@ -502,20 +529,41 @@ async fn main() -> anyhow::Result<()> {
     }
     for pg in backends {
         // Each group of scenarios on a fresh server, so one's leftovers do not weigh on the next.
-        let s = Server::start(pg.as_deref()).await?;
-        bench.ingest(&s).await;
-        bench.end_to_end(&s, &sink).await?;
-        bench.latency(&s, &sink).await?;
-        s.stop().await;
-        let s = Server::start(pg.as_deref()).await?;
-        bench.fan_out(&s, &sink).await?;
-        s.stop().await;
-        let s = Server::start(pg.as_deref()).await?;
-        bench.storm(&s, &sink).await?;
-        s.stop().await;
-        let s = Server::start(pg.as_deref()).await?;
-        bench.memory(&s, &sink).await?;
-        s.stop().await;
+        let logs = bench.args.logs.clone();
+        let start = |group: &'static str| {
+            let pg = pg.clone();
+            let logs = logs.clone();
+            async move { Server::start(pg.as_deref(), logs.map(|d| d.join(group))).await }
+        };
+        let a = &bench.args;
+        if a.runs("ingest") || a.runs("e2e") || a.runs("latency") {
+            let s = start("throughput").await?;
+            if bench.args.runs("ingest") {
+                bench.ingest(&s).await;
+            }
+            if bench.args.runs("e2e") {
+                bench.end_to_end(&s, &sink).await?;
+            }
+            if bench.args.runs("latency") {
+                bench.latency(&s, &sink).await?;
+            }
+            s.stop().await;
+        }
+        if bench.args.runs("fanout") {
+            let s = start("fanout").await?;
+            bench.fan_out(&s, &sink).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("storm") {
+            let s = start("storm").await?;
+            bench.storm(&s, &sink).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("memory") {
+            let s = start("memory").await?;
+            bench.memory(&s, &sink).await?;
+            s.stop().await;
+        }
     }
 
     let mut table =

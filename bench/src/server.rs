@@ -1,6 +1,7 @@
 //! A `posthorn serve` process for the benchmark, on SQLite in a temporary folder or on a fresh
 //! PostgreSQL database, with loopback admitted as a target.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub struct Server {
     pub run: u128,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
+    keep_log: Option<PathBuf>,
 }
 
 fn posthorn_binary() -> anyhow::Result<std::path::PathBuf> {
@@ -55,7 +57,8 @@ async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
 }
 
 impl Server {
-    pub async fn start(postgres: Option<&str>) -> anyhow::Result<Self> {
+    /// Starts `posthorn serve`; with `keep_log`, its log is copied there when it stops.
+    pub async fn start(postgres: Option<&str>, keep_log: Option<PathBuf>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (database, backend) = match postgres {
             Some(url) => (fresh_postgres(url).await?, "PostgreSQL"),
@@ -81,7 +84,10 @@ impl Server {
                 "json",
             ])
             .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("POSTHORN_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
@@ -112,6 +118,13 @@ impl Server {
                 .as_nanos(),
             client: reqwest::Client::new(),
             _dir: dir,
+            keep_log: keep_log.map(|p| {
+                p.with_extension(if postgres.is_some() {
+                    "postgres.log"
+                } else {
+                    "sqlite.log"
+                })
+            }),
         })
     }
 
@@ -222,5 +235,11 @@ impl Server {
                 .status();
         }
         let _ = tokio::time::timeout(Duration::from_secs(35), self.child.wait()).await;
+        if let Some(to) = &self.keep_log {
+            if let Some(dir) = to.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::copy(self._dir.path().join("server.log"), to);
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! the earliest pending delivery falls due (at most a second, so deliveries made due by another
 //! process are seen), or until a publish or a freed slot wakes it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -328,7 +328,7 @@ impl Dispatcher {
             Ok(shaped) => shaped,
             Err(error) => {
                 // A template that fails now will fail every time: the delivery is dead.
-                let change = self.fairness.finished(&sub.id, false);
+                let change = self.fairness.finished(&sub.id, false, true);
                 let request = build_request(
                     &compiled.http,
                     compiled.http.url.clone(),
@@ -400,7 +400,7 @@ impl Dispatcher {
                     .map(|w| hold(w, until)),
             );
         }
-        let change = self.fairness.finished(&sub.id, succeeded);
+        let change = self.fairness.finished(&sub.id, succeeded, status.is_some());
         let mut effects = Vec::new();
         consequences(sub, change, succeeded, &mut records, &mut effects);
         let (status_after, outcome, next_attempt_at) = if succeeded {
@@ -612,35 +612,107 @@ impl Dispatcher {
                 }
             };
             if settled {
-                for outcome in batch.drain(..) {
-                    for effect in outcome.effects {
-                        if let Err(e) = self.apply(effect).await {
-                            tracing::warn!(error = %e, "a consequence of an attempt could not be written");
-                        }
-                    }
-                }
+                let effects = batch.drain(..).flat_map(|o| o.effects).collect();
+                self.apply_all(effects).await;
             }
             batch.clear();
         }
     }
 
-    /// Carries out what an attempt led to, once its record is committed.
+    /// Carries out what a batch of attempts led to, once their records are committed: the
+    /// frequent effects (backlogs postponed, failing streaks) with one statement for the whole
+    /// batch, so that a storm of failures costs a few writes, not one per failure; the rest one
+    /// by one, in order.
+    async fn apply_all(&self, effects: Vec<Effect>) {
+        let mut postpone = Vec::new();
+        // The last word on each subscription's streak: failing (with the subscription) or not.
+        let mut streak: HashMap<String, Option<Subscription>> = HashMap::new();
+        let mut rest = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Postpone { sub_id, until } => postpone.push((sub_id, until)),
+                Effect::Failing(sub) => {
+                    streak.insert(sub.id.clone(), Some(sub));
+                }
+                Effect::Healthy { sub_id } => {
+                    streak.insert(sub_id, None);
+                }
+                other => rest.push(other),
+            }
+        }
+        let warn = |e: StoreError| {
+            tracing::warn!(error = %e, "a consequence of an attempt could not be written");
+        };
+        if !postpone.is_empty() {
+            match self.store.postpone_backlogs(&postpone).await {
+                Ok(n) => tracing::info!(
+                    subscriptions = postpone.len(),
+                    postponed = n,
+                    "circuit open: backlog postponed"
+                ),
+                Err(e) => warn(e),
+            }
+        }
+        let healthy: Vec<String> = streak
+            .iter()
+            .filter(|(_, s)| s.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !healthy.is_empty() {
+            if let Err(e) = self.store.mark_healthy(&healthy).await {
+                warn(e);
+            }
+        }
+        let failing: Vec<String> = streak
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !failing.is_empty() {
+            match self.store.mark_failing(&failing).await {
+                Ok(since) => {
+                    let limit = self.config.disable_after.as_millis() as i64;
+                    let now = now_ms();
+                    for (id, since) in since {
+                        if now - since < limit {
+                            continue;
+                        }
+                        if let Some(Some(sub)) = streak.remove(&id) {
+                            if let Err(e) = self.disable_failing(sub).await {
+                                warn(e);
+                            }
+                        }
+                    }
+                }
+                Err(e) => warn(e),
+            }
+        }
+        for effect in rest {
+            if let Err(e) = self.apply(effect).await {
+                warn(e);
+            }
+        }
+    }
+
+    /// Carries out one of the rarer things an attempt led to, once its record is committed.
     async fn apply(&self, effect: Effect) -> Result<(), StoreError> {
         match effect {
             Effect::Postpone { sub_id, until } => {
-                let n = self.store.postpone_backlog(&sub_id, until).await?;
-                tracing::info!(subscription = %sub_id, postponed = n, "circuit open: backlog postponed");
+                self.store.postpone_backlogs(&[(sub_id, until)]).await?;
             }
             Effect::Release { sub_id } => {
                 self.store.release_backlog(&sub_id).await?;
                 self.wake();
                 tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
             }
-            Effect::Healthy { sub_id } => self.store.mark_healthy(&sub_id).await?,
+            Effect::Healthy { sub_id } => self.store.mark_healthy(&[sub_id]).await?,
             Effect::Failing(sub) => {
-                let since = self.store.mark_failing(&sub.id).await?;
+                let since = self
+                    .store
+                    .mark_failing(std::slice::from_ref(&sub.id))
+                    .await?;
                 let limit = self.config.disable_after.as_millis() as i64;
-                if since.is_some_and(|t| now_ms() - t >= limit) {
+                if since.first().is_some_and(|(_, t)| now_ms() - t >= limit) {
                     self.disable_failing(sub).await?;
                 }
             }

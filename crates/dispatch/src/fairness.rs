@@ -255,8 +255,10 @@ impl<T> Fairness<T> {
         Admit::Go(item)
     }
 
-    /// Records the end of an admitted attempt.
-    pub fn finished(&self, sub_id: &str, succeeded: bool) -> Change<T> {
+    /// Records the end of an admitted attempt: `succeeded`, or failed with an answer from the
+    /// receiver (`answered`), or failed without one (a timeout, a refused connection), which
+    /// opens the circuit at once: an endpoint that does not answer holds a worker per attempt.
+    pub fn finished(&self, sub_id: &str, succeeded: bool, answered: bool) -> Change<T> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let s = inner.subs.entry(sub_id.to_owned()).or_default();
@@ -284,7 +286,8 @@ impl<T> Fairness<T> {
                 s.failing = Some(true);
                 change.failing = Some(true);
             }
-            if was_probe || (s.open_until.is_none() && s.failures >= TRIP_AFTER) {
+            let trip = s.failures >= TRIP_AFTER || !answered;
+            if was_probe || (s.open_until.is_none() && trip) {
                 s.pause = if s.pause.is_zero() {
                     FIRST_PAUSE
                 } else {
@@ -317,8 +320,8 @@ impl<T> Fairness<T> {
     }
 
     /// The subscriptions this process cannot admit an attempt of right now (at their in-flight
-    /// cap, or waiting on their rate limit): claiming skips their deliveries, which would only
-    /// wait. At most `most` of them.
+    /// cap with as many waiting in memory, with their circuit open, or waiting on their rate
+    /// limit): claiming skips their deliveries, which would only wait. At most `most` of them.
     pub fn blocked(&self, most: usize) -> Vec<String> {
         let now = Instant::now();
         self.lock()
@@ -326,7 +329,9 @@ impl<T> Fairness<T> {
             .iter()
             .filter(|(_, s)| {
                 s.gone
-                    || (s.cap > 0 && s.in_flight >= s.cap)
+                    || (s.cap > 0 && s.in_flight >= s.cap && s.waiting.len() >= s.cap as usize)
+                    || s.open_until.is_some_and(|t| t > now)
+                    || s.probing
                     || s.not_before.is_some_and(|t| t > now)
             })
             .take(most)
@@ -392,7 +397,7 @@ mod tests {
     /// Admits one delivery and lets it succeed, so that the full cap applies.
     fn prove(f: &Fairness<u32>, s: &Subscription) {
         assert!(go(f.admit(s, 0)));
-        f.finished(&s.id, true);
+        f.finished(&s.id, true, true);
     }
 
     #[test]
@@ -403,11 +408,16 @@ mod tests {
         assert!(go(f.admit(&s, 1)));
         assert!(go(f.admit(&s, 2)));
         assert!(matches!(f.admit(&s, 3), Admit::Waiting));
+        assert!(
+            f.blocked(10).is_empty(),
+            "claims go on until as many wait as fly"
+        );
+        assert!(matches!(f.admit(&s, 4), Admit::Waiting));
         assert_eq!(f.blocked(10), ["sub_1"]);
         assert_eq!(f.next_waiting("sub_1"), None, "no slot is free");
-        f.finished("sub_1", true);
+        f.finished("sub_1", true, true);
         assert_eq!(f.next_waiting("sub_1"), Some(3));
-        assert_eq!(f.waiting(), 0);
+        assert_eq!(f.waiting(), 1);
         assert!(go(f.admit(&s, 3)));
     }
 
@@ -417,7 +427,7 @@ mod tests {
         let s = sub(json!({}));
         assert!(go(f.admit(&s, 1)));
         assert!(matches!(f.admit(&s, 2), Admit::Waiting));
-        f.finished("sub_1", true);
+        f.finished("sub_1", true, true);
         assert_eq!(f.next_waiting("sub_1"), Some(2));
         for i in 0..10 {
             assert!(go(f.admit(&s, i)), "the full cap of 10 once proven");
@@ -442,7 +452,7 @@ mod tests {
             .filter(|i| {
                 let admitted = go(f.admit(&s, *i));
                 if admitted {
-                    f.finished("sub_1", true);
+                    f.finished("sub_1", true, true);
                 }
                 admitted
             })
@@ -462,7 +472,7 @@ mod tests {
             .collect();
         for s in &subs {
             assert!(go(f.admit(s, 0)));
-            f.finished(&s.id, false);
+            f.finished(&s.id, false, true);
         }
         assert!(go(f.admit(&subs[0], 1)));
         assert!(go(f.admit(&subs[1], 1)));
@@ -470,7 +480,7 @@ mod tests {
             matches!(f.admit(&subs[2], 1), Admit::HoldUntil(1, _)),
             "two of four workers are the failing share"
         );
-        f.finished("sub_0", true);
+        f.finished("sub_0", true, true);
         assert!(go(f.admit(&subs[2], 1)));
     }
 
@@ -485,7 +495,7 @@ mod tests {
             if i > 0 {
                 assert!(go(f.admit(&s, i)));
             }
-            change = f.finished("sub_1", false);
+            change = f.finished("sub_1", false, true);
             if i == 0 {
                 assert_eq!(change.failing, Some(true));
                 assert_eq!(f.next_waiting("sub_1"), Some(99));
@@ -500,10 +510,25 @@ mod tests {
             matches!(f.admit(&s, 7), Admit::HoldUntil(7, _)),
             "one probe at a time"
         );
-        let change = f.finished("sub_1", true);
+        let change = f.finished("sub_1", true, true);
         assert!(change.closed);
         assert_eq!(change.failing, Some(false));
         assert!(go(f.admit(&s, 8)));
+    }
+
+    #[test]
+    fn no_answer_opens_the_circuit_at_once() {
+        let f = Fairness::new(100);
+        let s = sub(json!({}));
+        assert!(go(f.admit(&s, 0)));
+        let change = f.finished("sub_1", false, false);
+        assert!(change.opened_until.is_some());
+        assert_eq!(
+            f.blocked(10),
+            ["sub_1"],
+            "claims skip it while the circuit is open"
+        );
+        assert!(matches!(f.admit(&s, 1), Admit::HoldUntil(1, _)));
     }
 
     #[test]
@@ -512,12 +537,12 @@ mod tests {
         let s = sub(json!({}));
         for _ in 0..TRIP_AFTER - 1 {
             assert!(go(f.admit(&s, 0)));
-            f.finished("sub_1", false);
+            f.finished("sub_1", false, true);
         }
         assert!(go(f.admit(&s, 1)));
         assert!(matches!(f.admit(&s, 2), Admit::Waiting));
         assert!(matches!(f.admit(&s, 3), Admit::Waiting));
-        let change = f.finished("sub_1", false);
+        let change = f.finished("sub_1", false, true);
         let until = change.opened_until.unwrap();
         assert_eq!(change.hold, [(2, until), (3, until)]);
         assert_eq!(f.waiting(), 0);

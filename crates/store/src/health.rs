@@ -2,21 +2,38 @@
 
 use posthorn_core::time::{now_ms, Millis};
 
-use crate::{get, Result, Store};
+use crate::{get, placeholders, Result, Store};
+
+/// Subscriptions per statement.
+const CHUNK: usize = 500;
+
+/// `($1, $2), ($3, $4), …` for `n` pairs.
+fn pairs(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl Store {
-    /// Moves a subscription's waiting deliveries (not in flight) to `until`: while its circuit is
-    /// open they are not claimed. Returns how many moved.
-    pub async fn postpone_backlog(&self, subscription_id: &str, until: Millis) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
-             AND status = 'pending' AND lease IS NULL AND next_attempt_at < $1",
-        )
-        .bind(until)
-        .bind(subscription_id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
+    /// Moves each subscription's waiting deliveries (not in flight) to its time: while its
+    /// circuit is open they are not claimed. One statement for many subscriptions. Returns how
+    /// many deliveries moved.
+    pub async fn postpone_backlogs(&self, backlogs: &[(String, Millis)]) -> Result<u64> {
+        let mut n = 0;
+        for chunk in backlogs.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE deliveries SET next_attempt_at = v.column2 FROM (VALUES {}) AS v \
+                 WHERE deliveries.subscription_id = v.column1 AND deliveries.status = 'pending' \
+                 AND deliveries.lease IS NULL AND deliveries.next_attempt_at < v.column2",
+                pairs(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, until) in chunk {
+                q = q.bind(id).bind(*until);
+            }
+            n += q.execute(&self.write).await?.rows_affected();
+        }
         Ok(n)
     }
 
@@ -56,31 +73,42 @@ impl Store {
         get(&row, "due")
     }
 
-    /// Notes that a subscription's deliveries fail, from now if they did not already; returns
-    /// since when they have been failing.
-    pub async fn mark_failing(&self, subscription_id: &str) -> Result<Option<Millis>> {
-        let row = sqlx::query(
-            "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
-             WHERE id = $2 RETURNING failing_since",
-        )
-        .bind(now_ms())
-        .bind(subscription_id)
-        .fetch_optional(&self.write)
-        .await?;
-        match row {
-            Some(r) => get(&r, "failing_since"),
-            None => Ok(None),
+    /// Notes that these subscriptions' deliveries fail, from now for those that did not already;
+    /// returns since when each has been failing.
+    pub async fn mark_failing(&self, ids: &[String]) -> Result<Vec<(String, Millis)>> {
+        let now = now_ms();
+        let mut since = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
+                 WHERE id IN ({}) RETURNING id, failing_since",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.write).await? {
+                since.push((get(&row, "id")?, get(&row, "failing_since")?));
+            }
         }
+        Ok(since)
     }
 
-    /// Notes that a subscription's last delivery succeeded.
-    pub async fn mark_healthy(&self, subscription_id: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
-        )
-        .bind(subscription_id)
-        .execute(&self.write)
-        .await?;
+    /// Notes that these subscriptions' last deliveries succeeded.
+    pub async fn mark_healthy(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE subscriptions SET failing_since = NULL \
+                 WHERE failing_since IS NOT NULL AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.write).await?;
+        }
         Ok(())
     }
 
