@@ -69,10 +69,6 @@ pub struct EventQuery {
 
 /// Most events one transaction carries; a larger backlog waits for the next one.
 const GROUP_LIMIT: usize = 4000;
-/// Event rows per INSERT statement (7 parameters each).
-const EVENT_CHUNK: usize = 500;
-/// Delivery rows per INSERT statement (3 parameters each).
-const DELIVERY_CHUNK: usize = 1000;
 
 struct Job {
     events: Vec<NewEvent>,
@@ -126,7 +122,7 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Ve
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| &j.events).collect();
-    let published = insert_events(&mut tx, &events, now).await?;
+    let published = insert_events(&mut tx, backend, &events, now).await?;
     if published.iter().any(|p| !p.delivery_ids.is_empty()) {
         // Delivered to listeners when the transaction commits.
         Store::notify_due(backend, &mut *tx).await?;
@@ -145,11 +141,12 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Ve
 /// earlier in this one) is a duplicate, answered with the first event.
 async fn insert_events(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     events: &[&NewEvent],
     now: Millis,
 ) -> Result<Vec<Published>> {
     let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
-    for chunk in events.chunks(EVENT_CHUNK) {
+    for chunk in events.chunks(backend.rows_per_statement(7)) {
         let values = (0..chunk.len())
             .map(|i| {
                 let b = i * 7 + 2;
@@ -222,7 +219,7 @@ async fn insert_events(
     for (row, id) in rows.iter_mut().zip(&ids) {
         row.2 = id;
     }
-    for chunk in rows.chunks(DELIVERY_CHUNK) {
+    for chunk in rows.chunks(backend.rows_per_statement(3)) {
         let values = (0..chunk.len())
             .map(|i| {
                 let b = i * 3 + 2;

@@ -4,9 +4,6 @@ use posthorn_core::time::{now_ms, Millis};
 
 use crate::{get, placeholders, Result, Store};
 
-/// Subscriptions per statement.
-const CHUNK: usize = 500;
-
 /// `($1, $2), ($3, $4), …` for `n` pairs.
 fn pairs(n: usize) -> String {
     (0..n)
@@ -21,7 +18,7 @@ impl Store {
     /// many deliveries moved.
     pub async fn postpone_backlogs(&self, backlogs: &[(String, Millis)]) -> Result<u64> {
         let mut n = 0;
-        for chunk in backlogs.chunks(CHUNK) {
+        for chunk in backlogs.chunks(self.backend.rows_per_statement(2)) {
             let sql = format!(
                 "UPDATE deliveries SET next_attempt_at = v.column2 FROM (VALUES {}) AS v \
                  WHERE deliveries.subscription_id = v.column1 AND deliveries.status = 'pending' \
@@ -78,7 +75,7 @@ impl Store {
     pub async fn mark_failing(&self, ids: &[String]) -> Result<Vec<(String, Millis)>> {
         let now = now_ms();
         let mut since = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
             let sql = format!(
                 "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
                  WHERE id IN ({}) RETURNING id, failing_since",
@@ -97,7 +94,7 @@ impl Store {
 
     /// Notes that these subscriptions' last deliveries succeeded.
     pub async fn mark_healthy(&self, ids: &[String]) -> Result<()> {
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
             let sql = format!(
                 "UPDATE subscriptions SET failing_since = NULL \
                  WHERE failing_since IS NOT NULL AND id IN ({})",

@@ -91,13 +91,6 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
     })
 }
 
-/// Rows per statement when a list of ids is sent as parameters.
-const ID_CHUNK: usize = 500;
-/// Outcomes per UPDATE when settling (4 parameters each).
-const SETTLE_CHUNK: usize = 500;
-/// Attempt log rows per INSERT (8 parameters each).
-const ATTEMPT_CHUNK: usize = 250;
-
 impl Store {
     /// Takes up to `limit` due deliveries for `owner` (a process id) until `now + lease_ms`,
     /// skipping those of the subscriptions in `skip` (which the caller could not attempt now).
@@ -113,13 +106,15 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let skipping = if skip.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " AND subscription_id NOT IN ({})",
-                placeholders(4, skip.len())
-            )
+        // The skipped ids go as one JSON array: one parameter, however many there are.
+        let skipping = match (skip.is_empty(), self.backend) {
+            (true, _) => "",
+            (false, Backend::Sqlite) => {
+                " AND subscription_id NOT IN (SELECT value FROM json_each($4))"
+            }
+            (false, Backend::Postgres) => {
+                " AND subscription_id NOT IN (SELECT json_array_elements_text($4::json))"
+            }
         };
         let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1, lease = $2 WHERE id IN (\
@@ -128,8 +123,10 @@ impl Store {
              RETURNING id, event_seq, subscription_id, attempts"
         );
         let mut query = sqlx::query(&sql).bind(now + lease_ms).bind(owner).bind(now);
-        for id in skip {
-            query = query.bind(id);
+        if !skip.is_empty() {
+            query = query.bind(serde_json::to_string(skip).map_err(|e| {
+                crate::StoreError::Corrupt(format!("subscription ids as JSON: {e}"))
+            })?);
         }
         let rows = query.fetch_all(&self.write).await?;
         if rows.is_empty() {
@@ -142,7 +139,7 @@ impl Store {
         seqs.sort_unstable();
         seqs.dedup();
         let mut events = std::collections::HashMap::with_capacity(seqs.len());
-        for chunk in seqs.chunks(ID_CHUNK) {
+        for chunk in seqs.chunks(self.backend.rows_per_statement(1)) {
             let sql = format!(
                 "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, received_at \
                  FROM events WHERE seq IN ({})",
@@ -187,7 +184,7 @@ impl Store {
     /// Extends `owner`'s lease on the deliveries it still has in flight.
     pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
         let until = now_ms() + lease_ms;
-        for chunk in ids.chunks(ID_CHUNK) {
+        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
             let sql = format!(
                 "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
                  AND status = 'pending' AND id IN ({})",
@@ -227,7 +224,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let mut written = std::collections::HashSet::with_capacity(records.len());
         // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
-        for chunk in records.chunks(SETTLE_CHUNK) {
+        for chunk in records.chunks(self.backend.rows_per_statement(4)) {
             let values = (0..chunk.len())
                 .map(|i| {
                     let b = i * 4 + 3;
@@ -260,7 +257,7 @@ impl Store {
             .filter(|r| written.contains(&r.delivery_id))
             .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
             .collect();
-        for chunk in attempts.chunks(ATTEMPT_CHUNK) {
+        for chunk in attempts.chunks(self.backend.rows_per_statement(8)) {
             let values = (0..chunk.len())
                 .map(|i| {
                     let b = i * 8 + 1;
