@@ -57,33 +57,27 @@ impl SubscriptionCache {
     }
 
     /// Applies a write made through this process: `upsert` (or, with `None`, removal of
-    /// `id`) that moved the revision to `revision`. Only that subscription is compiled. When other
-    /// changes came in between (another process's, or concurrent writes committed out of order),
-    /// the snapshot keeps its older revision, so that the watcher reloads it within its period;
-    /// this process sees its own write at once either way.
+    /// `id`) that moved the revision to `revision`. When no other change came in between, only
+    /// that subscription is compiled; otherwise everything is reloaded.
     pub async fn apply(&self, id: &str, upsert: Option<Subscription>, revision: i64) -> Result<()> {
         {
             let mut current = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-            if current.revision >= revision {
-                // Already reflected (a reload ran in between).
-                return Ok(());
-            }
-            let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
-            let mut index = current.index.clone();
-            let applied = match upsert {
-                Some(sub) => index.upsert(sub, &services),
-                None => {
-                    index.remove(id);
-                    Ok(())
-                }
-            };
-            if applied.is_ok() {
-                let revision = if current.revision + 1 == revision {
-                    revision
-                } else {
-                    current.revision
+            if current.revision + 1 == revision {
+                let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
+                let mut index = current.index.clone();
+                let applied = match upsert {
+                    Some(sub) => index.upsert(sub, &services),
+                    None => {
+                        index.remove(id);
+                        Ok(())
+                    }
                 };
-                *current = Arc::new(Snapshot { revision, index });
+                if applied.is_ok() {
+                    *current = Arc::new(Snapshot { revision, index });
+                    return Ok(());
+                }
+            } else if current.revision >= revision {
+                // Already reflected (a reload ran in between).
                 return Ok(());
             }
         }
