@@ -75,8 +75,23 @@ pub struct Dispatcher {
 }
 
 /// What an attempt leads to beyond its own record, done once that record is committed.
+/// Frequent ones are written for a whole settle batch at once; the rest ([`Once`]) one by one.
 #[derive(Debug)]
 enum Effect {
+    /// The circuit opened: move the backlog out of the queue until then.
+    Postpone {
+        sub_id: String,
+        until: i64,
+    },
+    Failing(Subscription),
+    Healthy {
+        sub_id: String,
+    },
+    Once(Once),
+}
+
+#[derive(Debug)]
+enum Once {
     /// The receiver answered 410: delete the subscription.
     Gone(Subscription),
     /// The delivery is dead.
@@ -85,19 +100,8 @@ enum Effect {
         event_name: String,
         sub: Subscription,
     },
-    /// The circuit opened: move the backlog out of the queue until then.
-    Postpone {
-        sub_id: String,
-        until: i64,
-    },
     /// The circuit closed: the backlog is due.
-    Release {
-        sub_id: String,
-    },
-    Failing(Subscription),
-    Healthy {
-        sub_id: String,
-    },
+    Release { sub_id: String },
 }
 
 /// What to write after an attempt: its record, and those of deliveries it sent back to the queue.
@@ -335,11 +339,11 @@ impl Dispatcher {
                     Vec::new(),
                     Vec::new(),
                 );
-                let mut effects = vec![Effect::Dead {
+                let mut effects = vec![Effect::Once(Once::Dead {
                     delivery_id: c.delivery_id.clone(),
                     event_name: event.name.clone(),
                     sub: sub.clone(),
-                }];
+                })];
                 let mut records = Vec::new();
                 consequences(sub, change, false, &mut records, &mut effects);
                 let record = AttemptRecord {
@@ -406,7 +410,7 @@ impl Dispatcher {
         let (status_after, outcome, next_attempt_at) = if succeeded {
             (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms())
         } else if status == Some(410) {
-            effects.push(Effect::Gone(sub.clone()));
+            effects.push(Effect::Once(Once::Gone(sub.clone())));
             (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
         } else {
             let scheduled = compiled
@@ -429,11 +433,11 @@ impl Dispatcher {
                     )
                 }
                 None => {
-                    effects.push(Effect::Dead {
+                    effects.push(Effect::Once(Once::Dead {
                         delivery_id: c.delivery_id.clone(),
                         event_name: event.name.clone(),
                         sub: sub.clone(),
-                    });
+                    }));
                     (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
                 }
             }
@@ -504,9 +508,9 @@ fn consequences(
         });
     }
     if change.closed {
-        effects.push(Effect::Release {
+        effects.push(Effect::Once(Once::Release {
             sub_id: sub.id.clone(),
-        });
+        }));
     }
     match change.failing {
         Some(true) => effects.push(Effect::Failing(sub.clone())),
@@ -637,7 +641,7 @@ impl Dispatcher {
                 Effect::Healthy { sub_id } => {
                     streak.insert(sub_id, None);
                 }
-                other => rest.push(other),
+                Effect::Once(once) => rest.push(once),
             }
         }
         let warn = |e: StoreError| {
@@ -653,21 +657,13 @@ impl Dispatcher {
                 Err(e) => warn(e),
             }
         }
-        let healthy: Vec<String> = streak
-            .iter()
-            .filter(|(_, s)| s.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let (failing, healthy): (Vec<String>, Vec<String>) =
+            streak.keys().cloned().partition(|id| streak[id].is_some());
         if !healthy.is_empty() {
             if let Err(e) = self.store.mark_healthy(&healthy).await {
                 warn(e);
             }
         }
-        let failing: Vec<String> = streak
-            .iter()
-            .filter(|(_, s)| s.is_some())
-            .map(|(id, _)| id.clone())
-            .collect();
         if !failing.is_empty() {
             match self.store.mark_failing(&failing).await {
                 Ok(since) => {
@@ -695,28 +691,14 @@ impl Dispatcher {
     }
 
     /// Carries out one of the rarer things an attempt led to, once its record is committed.
-    async fn apply(&self, effect: Effect) -> Result<(), StoreError> {
+    async fn apply(&self, effect: Once) -> Result<(), StoreError> {
         match effect {
-            Effect::Postpone { sub_id, until } => {
-                self.store.postpone_backlogs(&[(sub_id, until)]).await?;
-            }
-            Effect::Release { sub_id } => {
+            Once::Release { sub_id } => {
                 self.store.release_backlog(&sub_id).await?;
                 self.wake();
                 tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
             }
-            Effect::Healthy { sub_id } => self.store.mark_healthy(&[sub_id]).await?,
-            Effect::Failing(sub) => {
-                let since = self
-                    .store
-                    .mark_failing(std::slice::from_ref(&sub.id))
-                    .await?;
-                let limit = self.config.disable_after.as_millis() as i64;
-                if since.first().is_some_and(|(_, t)| now_ms() - t >= limit) {
-                    self.disable_failing(sub).await?;
-                }
-            }
-            Effect::Gone(sub) => {
+            Once::Gone(sub) => {
                 if let Some(revision) = self.store.delete_subscription(&sub.id).await? {
                     // Whatever still waited in memory was cancelled with the subscription.
                     let left = self.fairness.forget(&sub.id);
@@ -736,7 +718,7 @@ impl Dispatcher {
                     .await?;
                 }
             }
-            Effect::Dead {
+            Once::Dead {
                 delivery_id,
                 event_name,
                 sub,

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{get, Backend, Result, Store, StoreError};
+use crate::{get, value_rows, Backend, Result, Store, StoreError};
 
 /// An event to store, with the ids of the subscriptions it matched.
 #[derive(Debug, Clone)]
@@ -147,22 +147,7 @@ async fn insert_events(
 ) -> Result<Vec<Published>> {
     let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
     for chunk in events.chunks(backend.rows_per_statement(7)) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let b = i * 7 + 2;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(chunk.len(), 7, 2, ", $1");
         let sql = format!(
             "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
              received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING \
@@ -220,13 +205,7 @@ async fn insert_events(
         row.2 = id;
     }
     for chunk in rows.chunks(backend.rows_per_statement(3)) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let b = i * 3 + 2;
-                format!("(${}, ${}, ${}, 'pending', 0, $1, $1, $1)", b, b + 1, b + 2)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = value_rows(chunk.len(), 3, 2, ", 'pending', 0, $1, $1, $1");
         let sql = format!(
             "INSERT INTO deliveries (id, event_seq, subscription_id, status, attempts, \
              next_attempt_at, created_at, updated_at) VALUES {values}"

@@ -2,15 +2,7 @@
 
 use posthorn_core::time::{now_ms, Millis};
 
-use crate::{get, placeholders, Result, Store};
-
-/// `($1, $2), ($3, $4), …` for `n` pairs.
-fn pairs(n: usize) -> String {
-    (0..n)
-        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use crate::{get, placeholders, value_rows, Result, Store};
 
 impl Store {
     /// Moves each subscription's waiting deliveries (not in flight) to its time: while its
@@ -23,7 +15,7 @@ impl Store {
                 "UPDATE deliveries SET next_attempt_at = v.column2 FROM (VALUES {}) AS v \
                  WHERE deliveries.subscription_id = v.column1 AND deliveries.status = 'pending' \
                  AND deliveries.lease IS NULL AND deliveries.next_attempt_at < v.column2",
-                pairs(chunk.len())
+                value_rows(chunk.len(), 2, 1, "")
             );
             let mut q = sqlx::query(&sql);
             for (id, until) in chunk {

@@ -351,6 +351,18 @@ where
     })
 }
 
+/// `($first, …), (…), …` — `rows` tuples of `per_row` consecutive placeholders each, every tuple
+/// ending with `tail` (constants or shared placeholders, e.g. `, $1`), for multi-row statements.
+fn value_rows(rows: usize, per_row: usize, first: usize, tail: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let start = first + r * per_row;
+            format!("({}{tail})", placeholders(start, per_row))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `$start, $start+1, …` — `n` placeholders.
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)

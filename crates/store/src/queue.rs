@@ -13,7 +13,7 @@ use posthorn_core::{AttemptOutcome, DeliveryStatus};
 use sqlx::any::AnyRow;
 
 use crate::events::StoredEvent;
-use crate::{get, placeholders, Backend, Result, Store};
+use crate::{get, placeholders, value_rows, Backend, Result, Store};
 
 /// A delivery taken for an attempt.
 #[derive(Debug, Clone)]
@@ -225,13 +225,7 @@ impl Store {
         let mut written = std::collections::HashSet::with_capacity(records.len());
         // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
         for chunk in records.chunks(self.backend.rows_per_statement(4)) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 4 + 3;
-                    format!("(${}, ${}, ${}, ${})", b, b + 1, b + 2, b + 3)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = value_rows(chunk.len(), 4, 3, "");
             let sql = format!(
                 "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
                  next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
@@ -258,23 +252,7 @@ impl Store {
             .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
             .collect();
         for chunk in attempts.chunks(self.backend.rows_per_statement(8)) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8 + 1;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b,
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = value_rows(chunk.len(), 8, 1, "");
             let sql = format!(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
                  response, error, outcome) VALUES {values} \
