@@ -274,16 +274,21 @@ impl Bench {
         })
         .await;
         let total = published.load(Ordering::Relaxed);
+        let (at_end, end) = (sink.count("/e2e"), Instant::now());
         let drained = sink
             .wait_count("/e2e", before + total, Duration::from_secs(300))
             .await;
         let secs = start.elapsed().as_secs_f64();
         let rate = (drained - before) as f64 / secs;
-        let note = if drained < before + total {
-            format!(" ({} of {total} by the deadline)", drained - before)
-        } else {
-            String::new()
-        };
+        // While publishing stopped: what delivery alone does, without the load generator.
+        let drain_rate = (drained - at_end) as f64 / end.elapsed().as_secs_f64().max(1e-3);
+        let mut note = format!(
+            " ({:.0}/s while publishing, {drain_rate:.0}/s draining after)",
+            (at_end - before) as f64 / (end - start).as_secs_f64()
+        );
+        if drained < before + total {
+            note += &format!(" ({} of {total} by the deadline)", drained - before);
+        }
         self.record(
             "3. end to end: one subscription",
             server.backend,

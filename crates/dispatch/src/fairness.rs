@@ -41,6 +41,8 @@ use posthorn_core::Subscription;
 pub const TRIP_AFTER: u32 = 3;
 const FIRST_PAUSE: Duration = Duration::from_secs(5);
 const LONGEST_PAUSE: Duration = Duration::from_secs(600);
+/// How many times its in-flight cap a healthy subscription may have waiting in memory.
+const DEPTH: usize = 16;
 /// How long a delivery refused by the failing share is put off.
 const SHARE_HOLD: Duration = Duration::from_millis(500);
 
@@ -166,6 +168,21 @@ impl<T> State<T> {
             1
         } else {
             self.limits.max_in_flight.max(1)
+        }
+    }
+}
+
+impl<T> State<T> {
+    /// How many deliveries may wait in memory before claims skip the subscription: as many as
+    /// fly while it is unproven or failing (an endpoint that hangs holds little), [`DEPTH`] times
+    /// its cap once it succeeds, so that a busy healthy subscription's slots never idle waiting
+    /// for the next claim.
+    fn depth(&self) -> usize {
+        let cap = self.cap as usize;
+        if self.proven && self.failures == 0 {
+            cap * DEPTH
+        } else {
+            cap
         }
     }
 }
@@ -329,7 +346,7 @@ impl<T> Fairness<T> {
             .iter()
             .filter(|(_, s)| {
                 s.gone
-                    || (s.cap > 0 && s.in_flight >= s.cap && s.waiting.len() >= s.cap as usize)
+                    || (s.cap > 0 && s.in_flight >= s.cap && s.waiting.len() >= s.depth())
                     || s.open_until.is_some_and(|t| t > now)
                     || s.probing
                     || s.not_before.is_some_and(|t| t > now)
@@ -407,18 +424,34 @@ mod tests {
         prove(&f, &s);
         assert!(go(f.admit(&s, 1)));
         assert!(go(f.admit(&s, 2)));
-        assert!(matches!(f.admit(&s, 3), Admit::Waiting));
+        for i in 3..2 + 2 * DEPTH as u32 {
+            assert!(matches!(f.admit(&s, i), Admit::Waiting));
+        }
         assert!(
             f.blocked(10).is_empty(),
-            "claims go on until as many wait as fly"
+            "a healthy subscription is claimed for until DEPTH times its cap wait"
         );
-        assert!(matches!(f.admit(&s, 4), Admit::Waiting));
+        assert!(matches!(f.admit(&s, 99), Admit::Waiting));
         assert_eq!(f.blocked(10), ["sub_1"]);
         assert_eq!(f.next_waiting("sub_1"), None, "no slot is free");
         f.finished("sub_1", true, true);
         assert_eq!(f.next_waiting("sub_1"), Some(3));
-        assert_eq!(f.waiting(), 1);
+        assert_eq!(f.waiting(), 2 * DEPTH - 1);
         assert!(go(f.admit(&s, 3)));
+    }
+
+    #[test]
+    fn an_unproven_subscription_is_skipped_once_one_waits() {
+        let f = Fairness::new(100);
+        let s = sub(json!({}));
+        assert!(go(f.admit(&s, 1)));
+        assert!(f.blocked(10).is_empty());
+        assert!(matches!(f.admit(&s, 2), Admit::Waiting));
+        assert_eq!(
+            f.blocked(10),
+            ["sub_1"],
+            "an endpoint that may hang holds one delivery in memory, not a claim's worth"
+        );
     }
 
     #[test]
