@@ -173,16 +173,15 @@ impl<T> State<T> {
 }
 
 impl<T> State<T> {
-    /// How many deliveries may wait in memory before claims skip the subscription: as many as
-    /// fly while it is unproven or failing (an endpoint that hangs holds little), [`DEPTH`] times
-    /// its cap once it succeeds, so that a busy healthy subscription's slots never idle waiting
-    /// for the next claim.
+    /// How many deliveries may wait in memory before claims skip the subscription: none while
+    /// it is unproven or failing (an endpoint that hangs costs no claimed row beyond its one
+    /// attempt), [`DEPTH`] times its cap once it succeeds, so that a busy healthy subscription's
+    /// slots never idle waiting for the next claim.
     fn depth(&self) -> usize {
-        let cap = self.cap as usize;
         if self.proven && self.failures == 0 {
-            cap * DEPTH
+            self.cap as usize * DEPTH
         } else {
-            cap
+            0
         }
     }
 }
@@ -337,8 +336,9 @@ impl<T> Fairness<T> {
     }
 
     /// The subscriptions this process cannot admit an attempt of right now (at their in-flight
-    /// cap with as many waiting in memory, with their circuit open, or waiting on their rate
-    /// limit): claiming skips their deliveries, which would only wait. At most `most` of them.
+    /// cap with enough waiting in memory, see `State::depth`; with their circuit open; or waiting
+    /// on their rate limit): claiming skips their deliveries, which would only wait. At most
+    /// `most` of them.
     pub fn blocked(&self, most: usize) -> Vec<String> {
         let now = Instant::now();
         self.lock()
@@ -441,17 +441,22 @@ mod tests {
     }
 
     #[test]
-    fn an_unproven_subscription_is_skipped_once_one_waits() {
+    fn an_unproven_subscription_is_skipped_while_its_attempt_flies() {
         let f = Fairness::new(100);
         let s = sub(json!({}));
-        assert!(go(f.admit(&s, 1)));
         assert!(f.blocked(10).is_empty());
-        assert!(matches!(f.admit(&s, 2), Admit::Waiting));
+        assert!(go(f.admit(&s, 1)));
         assert_eq!(
             f.blocked(10),
             ["sub_1"],
-            "an endpoint that may hang holds one delivery in memory, not a claim's worth"
+            "while its one attempt flies, claims leave an endpoint that may hang alone"
         );
+        assert!(
+            matches!(f.admit(&s, 2), Admit::Waiting),
+            "what a claim took before waits for the slot"
+        );
+        f.finished("sub_1", true, true);
+        assert!(f.blocked(10).is_empty());
     }
 
     #[test]
