@@ -72,6 +72,50 @@ async fn an_ftrack_status_filter_lets_only_the_status_change_through(backend: Ba
     );
 }
 
+/// Published data reaches the receiver as the publisher wrote it, less the spacing: numbers keep
+/// their digits, and filters still see the data.
+async fn data_is_delivered_as_written_and_filters_still_read_it(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    api.subscribe(
+        &receiver.url,
+        &["order.paid"],
+        json!({"filter": "total > 100 and customer.tier = 'gold'"}),
+    )
+    .await;
+    let body = |total: &str| {
+        format!(
+            "{{ \"name\": \"order.paid\",\n  \"data\": {{\n    \"total\": {total},\n    \
+             \"customer\": {{ \"tier\" : \"gold\", \"note\": \"a  b\\\" c\" }},\n    \
+             \"ref\": 123456789012345678901234567890 }} }}"
+        )
+        .into_bytes()
+    };
+    let cheap = api
+        .raw("POST", "/v1/events", "application/json", body("99"))
+        .await;
+    assert_eq!(cheap.status, 202, "{}", cheap.body);
+    assert_eq!(cheap.body["deliveries"], 0, "the filter read the data");
+    let paid = api
+        .raw("POST", "/v1/events", "application/json", body("150"))
+        .await;
+    assert_eq!(paid.status, 202, "{}", paid.body);
+    assert_eq!(paid.body["deliveries"], 1);
+    let hit = receiver.wait_hits(1, WAIT).await.remove(0);
+    let text = String::from_utf8(hit.body.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#""data":{"total":150,"customer":{"tier":"gold","note":"a  b\" c"},"ref":123456789012345678901234567890}"#
+        ),
+        "{text}"
+    );
+    let event = api
+        .get(&format!("/v1/events/{}", paid.body["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(event.body["data"]["customer"]["note"], "a  b\" c");
+}
+
 async fn a_fluidsurveys_response_is_delivered_form_encoded(backend: Backend) {
     let server = Server::start(backend).await;
     let receiver = Receiver::start().await;
@@ -362,6 +406,7 @@ async fn broken_filters_and_templates_are_refused_at_create(backend: Backend) {
 
 both_backends!(
     an_ftrack_status_filter_lets_only_the_status_change_through,
+    data_is_delivered_as_written_and_filters_still_read_it,
     a_fluidsurveys_response_is_delivered_form_encoded,
     a_wazo_style_template_shapes_url_body_and_method,
     a_template_failing_at_delivery_makes_the_delivery_dead,

@@ -126,3 +126,60 @@ mod tests {
         );
     }
 }
+
+/// Well-formed JSON text without the whitespace between its tokens, borrowed when it has none:
+/// published `data` is stored and delivered as the publisher wrote it, less the spacing, without
+/// being parsed into a tree and printed again.
+pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        let keep = if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            true
+        } else {
+            if b == b'"' {
+                in_string = true;
+            }
+            !matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+        };
+        match (&mut out, keep) {
+            (Some(o), true) => o.push(b),
+            (None, false) => out = Some(bytes[..i].to_vec()),
+            _ => {}
+        }
+    }
+    match out {
+        // Only ASCII whitespace between tokens was dropped: still UTF-8.
+        Some(o) => {
+            std::borrow::Cow::Owned(String::from_utf8(o).unwrap_or_else(|_| text.to_owned()))
+        }
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+#[cfg(test)]
+mod compact_tests {
+    use super::compact_json;
+
+    #[test]
+    fn drops_spacing_between_tokens_only() {
+        let text = "{ \"a b\" : [1, 2 ,\n\t{\"q\\\" x\": \"é \\\\\" }], \"n\": null }";
+        let compact = compact_json(text);
+        assert_eq!(compact, r#"{"a b":[1,2,{"q\" x":"é \\"}],"n":null}"#);
+        let a: serde_json::Value = serde_json::from_str(text).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&compact).unwrap();
+        assert_eq!(a, b);
+        assert!(matches!(
+            compact_json(r#"{"a":"x y"}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

@@ -7,6 +7,7 @@
 //! per event (patterns, filter, HTTP config, retry policy) is compiled once, when the index is
 //! built.
 
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -141,7 +142,20 @@ impl SubscriptionIndex {
     /// The ids of the active subscriptions that want `event`, each once. With a `tenant`, only
     /// that owner's subscriptions and the admin's.
     pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
-        let name = event.name;
+        self.matching_with(event.name, event.id, event.origin, tenant, || event.data)
+    }
+
+    /// As [`SubscriptionIndex::matching`], with the event's `data` asked for only if a filter
+    /// needs it, at most once: building it (parsing the published text) costs more than matching
+    /// by name, and most events match no filtered subscription.
+    pub fn matching_with<'d>(
+        &self,
+        name: &str,
+        id: &str,
+        origin: Option<&str>,
+        tenant: Option<&str>,
+        data: impl Fn() -> &'d Value,
+    ) -> Vec<String> {
         let mut verdicts: Vec<Option<bool>> = vec![None; self.filters.len()];
         let by_prefix = name
             .match_indices('.')
@@ -158,9 +172,14 @@ impl SubscriptionIndex {
             .filter(|e| tenant.is_none_or(|t| e.sub.owner == t || e.sub.owner == "admin"))
             .filter(|e| match e.filter_slot {
                 None => true,
-                Some(slot) => {
-                    *verdicts[slot].get_or_insert_with(|| self.filters[slot].matches(event))
-                }
+                Some(slot) => *verdicts[slot].get_or_insert_with(|| {
+                    self.filters[slot].matches(&EventView {
+                        name,
+                        id,
+                        origin,
+                        data: data(),
+                    })
+                }),
             })
             .map(|e| e.sub.id.clone())
             .collect();

@@ -101,6 +101,20 @@ impl SubscriptionCache {
         self.current().index.matching(event, tenant)
     }
 
+    /// See [`SubscriptionIndex::matching_with`]: `data` is built only if a filter needs it.
+    pub fn matching_with<'d>(
+        &self,
+        name: &str,
+        id: &str,
+        origin: Option<&str>,
+        tenant: Option<&str>,
+        data: impl Fn() -> &'d serde_json::Value,
+    ) -> Vec<String> {
+        self.current()
+            .index
+            .matching_with(name, id, origin, tenant, data)
+    }
+
     /// Reloads whenever another process changes a subscription (polled every `every`).
     pub fn watch(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let (known, reload) = (self.clone(), self.clone());

@@ -4,18 +4,19 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use posthorn_core::event::is_valid_token;
+use posthorn_core::event::{compact_json, is_valid_token};
 use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use posthorn_core::validation::Errors;
 use posthorn_core::{EventName, Invalid};
 use posthorn_store::{schema_errors, EventQuery, NewEvent, Published, StoredEvent};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{typed, Caller, JsonBody};
+use crate::extract::{typed_text, Caller, RawJson};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
@@ -28,7 +29,7 @@ pub struct PublishRequest {
     pub name: String,
     /// A JSON object.
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<RawValue>,
     /// Optional client id: the event id, and an idempotency key per publisher.
     #[serde(default)]
     pub id: Option<String>,
@@ -104,7 +105,7 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
 fn prepare(
     state: &AppState,
     caller: &Caller,
-    item: &Value,
+    item: &str,
     prefix: &str,
 ) -> Result<NewEvent, Invalid> {
     let at = |f: &str| {
@@ -114,7 +115,7 @@ fn prepare(
             format!("{prefix}.{f}")
         }
     };
-    let req: PublishRequest = typed(item, prefix)?;
+    let req: PublishRequest = typed_text(item, prefix)?;
     let mut errors = Errors::default();
     match EventName::parse(&req.name) {
         Ok(n) if n.is_reserved() => errors.add(
@@ -124,10 +125,15 @@ fn prepare(
         Ok(_) => {}
         Err(msg) => errors.add(at("name"), msg),
     }
-    if !req.data.is_object() {
+    // The data as a tree, built only if a schema or a filter looks into it.
+    let tree = std::cell::OnceCell::new();
+    let data = || {
+        tree.get_or_init(|| serde_json::from_str::<Value>(req.data.get()).unwrap_or(Value::Null))
+    };
+    if !req.data.get().starts_with('{') {
         errors.add(at("data"), "must be a JSON object");
     } else if let Some(validator) = state.event_types.validator(&req.name) {
-        for (field, message) in schema_errors(&validator, &req.data, &at("data")) {
+        for (field, message) in schema_errors(&validator, data(), &at("data")) {
             errors.add(field, message);
         }
     }
@@ -158,16 +164,16 @@ fn prepare(
     }
     errors.finish()?;
     let id = req.id.unwrap_or_else(|| new_id("evt"));
-    let view = posthorn_core::EventView {
-        name: &req.name,
-        id: &id,
-        origin: req.origin.as_deref(),
-        data: &req.data,
-    };
-    let subscriptions = state.subscriptions.matching(&view, req.tenant.as_deref());
+    let subscriptions = state.subscriptions.matching_with(
+        &req.name,
+        &id,
+        req.origin.as_deref(),
+        req.tenant.as_deref(),
+        data,
+    );
     Ok(NewEvent {
         publisher: caller.owner().to_owned(),
-        data: req.data.to_string(),
+        data: compact_json(req.data.get()).into_owned(),
         id,
         name: req.name,
         origin: req.origin,
@@ -189,11 +195,16 @@ fn prepare(
 pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    RawJson(body): RawJson,
 ) -> ApiResult<Response> {
-    let (items, batch) = match body {
-        Value::Array(items) => (items, true),
-        v @ Value::Object(_) => (vec![v], false),
+    // Each event is read from its own text straight into its typed form: no `Value` tree of the
+    // whole body is built, copied and dropped on the way.
+    let (items, batch): (Vec<&RawValue>, bool) = match body.trim_ascii_start().first() {
+        Some(b'[') => (serde_json::from_slice(&body).map_err(malformed)?, true),
+        Some(b'{') => (
+            vec![serde_json::from_slice(&body).map_err(malformed)?],
+            false,
+        ),
         _ => return Err(Invalid::one("", "must be an event object or an array of events").into()),
     };
     if batch && !(1..=MAX_BATCH).contains(&items.len()) {
@@ -207,7 +218,7 @@ pub(crate) async fn publish(
         } else {
             String::new()
         };
-        match prepare(&state, &caller, item, &prefix) {
+        match prepare(&state, &caller, item.get(), &prefix) {
             Ok(e) => events.push(e),
             Err(invalid) => errors.extend(invalid),
         }
@@ -231,6 +242,10 @@ pub(crate) async fn publish(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(one)).into_response())
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::Malformed(e.to_string())
 }
 
 /// An event with its data and deliveries.
