@@ -441,6 +441,15 @@ impl Bench {
             .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
             .collect();
         latencies.sort();
+        // The first event goes out while all 1,010 subscriptions are new to the server (a cold
+        // fan-out, before any endpoint has answered or hung): shown apart.
+        let first = format!("storm-0-{}", server.run);
+        let mut warm: Vec<Duration> = arrivals
+            .iter()
+            .filter(|(id, _)| *id != first)
+            .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
+            .collect();
+        warm.sort();
         let got = latencies.len();
         let note = if got < (n * 10) as usize {
             format!(" ({got} of {} arrived)", n * 10)
@@ -451,9 +460,10 @@ impl Bench {
             "6. failure storm: healthy p50 / p99",
             server.backend,
             format!(
-                "{} / {}{note}",
+                "{} / {}{note} (p99 after the first event: {})",
                 ms(percentile(&latencies, 0.5)),
-                ms(percentile(&latencies, 0.99))
+                ms(percentile(&latencies, 0.99)),
+                ms(percentile(&warm, 0.99))
             ),
             None,
         );
