@@ -146,14 +146,14 @@ async fn insert_events(
     now: Millis,
 ) -> Result<Vec<Published>> {
     let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
-    for chunk in events.chunks(backend.rows_per_statement(7)) {
-        let values = value_rows(chunk.len(), 7, 2, ", $1");
-        let sql = format!(
+    for chunk in events.chunks(backend.rows_per_statement(8)) {
+        let values = value_rows(chunk.len(), 8, 1, "");
+        let sql = backend.sql(format!(
             "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
              received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING \
              RETURNING seq, publisher, id"
-        );
-        let mut q = sqlx::query(&sql).bind(now);
+        ));
+        let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q
                 .bind(&e.id)
@@ -162,7 +162,8 @@ async fn insert_events(
                 .bind(&e.origin)
                 .bind(&e.tenant)
                 .bind(&e.data)
-                .bind(e.occurred_at);
+                .bind(e.occurred_at)
+                .bind(now);
         }
         for row in q.fetch_all(&mut **tx).await? {
             seqs.insert(
@@ -204,15 +205,21 @@ async fn insert_events(
     for (row, id) in rows.iter_mut().zip(&ids) {
         row.2 = id;
     }
-    for chunk in rows.chunks(backend.rows_per_statement(3)) {
-        let values = value_rows(chunk.len(), 3, 2, ", 'pending', 0, $1, $1, $1");
-        let sql = format!(
-            "INSERT INTO deliveries (id, event_seq, subscription_id, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES {values}"
-        );
-        let mut q = sqlx::query(&sql).bind(now);
+    for chunk in rows.chunks(backend.rows_per_statement(6)) {
+        let values = value_rows(chunk.len(), 6, 1, ", 'pending', 0");
+        let sql = backend.sql(format!(
+            "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, \
+             created_at, updated_at, status, attempts) VALUES {values}"
+        ));
+        let mut q = sqlx::query(&sql);
         for (seq, sub, id) in chunk {
-            q = q.bind(*id).bind(*seq).bind(*sub);
+            q = q
+                .bind(*id)
+                .bind(*seq)
+                .bind(*sub)
+                .bind(now)
+                .bind(now)
+                .bind(now);
         }
         q.execute(&mut **tx).await?;
     }

@@ -140,11 +140,11 @@ impl Store {
         seqs.dedup();
         let mut events = std::collections::HashMap::with_capacity(seqs.len());
         for chunk in seqs.chunks(self.backend.rows_per_statement(1)) {
-            let sql = format!(
+            let sql = self.backend.sql(format!(
                 "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, received_at \
                  FROM events WHERE seq IN ({})",
                 placeholders(1, chunk.len())
-            );
+            ));
             let mut q = sqlx::query(&sql);
             for seq in chunk {
                 q = q.bind(*seq);
@@ -185,11 +185,11 @@ impl Store {
     pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
         let until = now_ms() + lease_ms;
         for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
-            let sql = format!(
+            let sql = self.backend.sql(format!(
                 "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
                  AND status = 'pending' AND id IN ({})",
                 placeholders(3, chunk.len())
-            );
+            ));
             let mut q = sqlx::query(&sql).bind(until).bind(owner);
             for id in chunk {
                 q = q.bind(id);
@@ -225,15 +225,16 @@ impl Store {
         let mut written = std::collections::HashSet::with_capacity(records.len());
         // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
         for chunk in records.chunks(self.backend.rows_per_statement(4)) {
-            let values = value_rows(chunk.len(), 4, 3, "");
-            let sql = format!(
+            let values = value_rows(chunk.len(), 4, 2, "");
+            let owner_at = 2 + 4 * chunk.len();
+            let sql = self.backend.sql(format!(
                 "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
                  next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
                  FROM (VALUES {values}) AS v \
-                 WHERE deliveries.id = v.column1 AND deliveries.lease = $2 \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
                  RETURNING deliveries.id"
-            );
-            let mut q = sqlx::query(&sql).bind(now).bind(owner);
+            ));
+            let mut q = sqlx::query(&sql).bind(now);
             for r in chunk {
                 q = q
                     .bind(&r.delivery_id)
@@ -241,6 +242,7 @@ impl Store {
                     .bind(r.attempts)
                     .bind(r.next_attempt_at);
             }
+            q = q.bind(owner);
             for row in q.fetch_all(&mut *tx).await? {
                 written.insert(get::<String>(&row, "id")?);
             }
@@ -253,11 +255,11 @@ impl Store {
             .collect();
         for chunk in attempts.chunks(self.backend.rows_per_statement(8)) {
             let values = value_rows(chunk.len(), 8, 1, "");
-            let sql = format!(
+            let sql = self.backend.sql(format!(
                 "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
                  response, error, outcome) VALUES {values} \
                  ON CONFLICT (delivery_id, number) DO NOTHING"
-            );
+            ));
             let mut q = sqlx::query(&sql);
             for (id, a) in chunk {
                 q = q
