@@ -243,26 +243,54 @@ impl Bench {
         );
     }
 
-    async fn end_to_end(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+    /// Events through one subscription allowed `max_in_flight` attempts at once (`None`: the
+    /// default, 10), each event to its own path and event name.
+    async fn end_to_end(
+        &mut self,
+        server: &Server,
+        sink: &Sink,
+        max_in_flight: Option<usize>,
+    ) -> anyhow::Result<()> {
+        let (path, name, spec, label) = match max_in_flight {
+            Some(n) => (
+                format!("/e2e-{n}"),
+                format!("bench.e2e{n}"),
+                json!({ "max_in_flight": n }),
+                format!("3. end to end: one subscription, max_in_flight {n}"),
+            ),
+            None => (
+                "/e2e".to_owned(),
+                "bench.e2e".to_owned(),
+                json!({}),
+                "3. end to end: one subscription, default max_in_flight (10)".to_owned(),
+            ),
+        };
         server
-            .subscribe(&sink.url("/e2e"), &["bench.e2e"], json!({}))
+            .subscribe(&sink.url(&path), &[name.as_str()], spec)
             .await?;
-        let before = sink.count("/e2e");
+        let before = sink.count(&path);
         let start = Instant::now();
-        let (client, url, token) = (
+        let (client, url, token, name) = (
             self.client.clone(),
             server.url("/v1/events"),
             server.token.clone(),
+            Arc::new(name),
         );
         let published = Arc::new(AtomicU64::new(0));
         let p = published.clone();
         load(self.args.concurrency, self.seconds(), move |_| {
-            let (client, url, token, p) = (client.clone(), url.clone(), token.clone(), p.clone());
+            let (client, url, token, p, name) = (
+                client.clone(),
+                url.clone(),
+                token.clone(),
+                p.clone(),
+                name.clone(),
+            );
             async move {
                 let ok = client
                     .post(&url)
                     .bearer_auth(&token)
-                    .json(&event("bench.e2e", None))
+                    .json(&event(&name, None))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().as_u16() == 202);
@@ -274,9 +302,9 @@ impl Bench {
         })
         .await;
         let total = published.load(Ordering::Relaxed);
-        let (at_end, end) = (sink.count("/e2e"), Instant::now());
+        let (at_end, end) = (sink.count(&path), Instant::now());
         let drained = sink
-            .wait_count("/e2e", before + total, Duration::from_secs(300))
+            .wait_count(&path, before + total, Duration::from_secs(300))
             .await;
         let secs = start.elapsed().as_secs_f64();
         let rate = (drained - before) as f64 / secs;
@@ -290,7 +318,7 @@ impl Bench {
             note += &format!(" ({} of {total} by the deadline)", drained - before);
         }
         self.record(
-            "3. end to end: one subscription",
+            &label,
             server.backend,
             format!("{rate:.0} deliveries/s{note}"),
             Some(rate),
@@ -557,7 +585,10 @@ async fn main() -> anyhow::Result<()> {
                 bench.ingest(&s).await;
             }
             if bench.args.runs("e2e") {
-                bench.end_to_end(&s, &sink).await?;
+                // With the load generator's concurrency (the baseline's), then the default.
+                let concurrency = bench.args.concurrency;
+                bench.end_to_end(&s, &sink, Some(concurrency)).await?;
+                bench.end_to_end(&s, &sink, None).await?;
             }
             if bench.args.runs("latency") {
                 bench.latency(&s, &sink).await?;

@@ -10,6 +10,7 @@
 //! process are seen), or until a publish or a freed slot wakes it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,11 +21,11 @@ use posthorn_core::subscription::{Compiled, DisabledReason, FORM};
 use posthorn_core::time::{now_ms, to_rfc3339};
 use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription, USER_AGENT};
 use posthorn_store::{
-    AttemptRecord, Claimed, NewEvent, Store, StoreError, StoredAttempt, StoredEvent,
+    AttemptRecord, Claimed, Handoff, NewEvent, Store, StoreError, StoredAttempt, StoredEvent,
     SubscriptionCache,
 };
 use serde_json::json;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::fairness::{Admit, Change, Fairness};
@@ -72,6 +73,78 @@ pub struct Dispatcher {
     fairness: Arc<Fairness<Claimed>>,
     /// Claimed and not yet settled (in flight or waiting in memory): their leases are renewed.
     claimed: ClaimedIds,
+    direct: Arc<Direct>,
+    /// The last claim left due deliveries of subscriptions it skipped: a freed slot claims again.
+    skipped_due: Arc<AtomicBool>,
+}
+
+/// Deliveries handed over by the publishes of this process, already leased to it ([`Handoff`]).
+#[derive(Default)]
+struct Direct {
+    /// While the loop runs: its workers and where attempts report.
+    running: Mutex<Option<Running>>,
+    /// Handed over and not started yet (a large fan-out, or no worker was free): the loop
+    /// starts them before it claims.
+    handed: Mutex<Vec<Claimed>>,
+}
+
+#[derive(Clone)]
+struct Running {
+    workers: Arc<Semaphore>,
+    done: mpsc::Sender<Outcome>,
+    stop: CancellationToken,
+}
+
+/// Publishes through this process hand over the deliveries that workers are free for and that
+/// claims would not skip: inserted leased to this process, they start as soon as the commit is
+/// durable, with no claim and no read of the event back.
+impl Handoff for Dispatcher {
+    fn lease(&self) -> (&str, i64) {
+        (
+            &self.config.process_id,
+            self.config.lease.as_millis() as i64,
+        )
+    }
+
+    fn room(&self) -> usize {
+        let free = match &*lock(&self.direct.running) {
+            Some(r) => r.workers.available_permits(),
+            None => return 0,
+        };
+        free.saturating_sub(lock(&self.direct.handed).len())
+    }
+
+    fn takes(&self, subscription_id: &str) -> bool {
+        self.fairness.takes(subscription_id)
+    }
+
+    fn take(&self, deliveries: Vec<Claimed>, queued: bool) {
+        let running = lock(&self.direct.running).clone();
+        // Not running (shutting down): what is leased is handed back when the loop ends.
+        if let (Some(running), false) = (running, deliveries.is_empty()) {
+            lock(&self.claimed).extend(deliveries.iter().map(|c| c.delivery_id.clone()));
+            let mut rest = Vec::new();
+            if deliveries.len() <= CLAIM_BATCH {
+                // Started here, at once: the common case of a few deliveries per commit.
+                for c in deliveries {
+                    match running.workers.clone().try_acquire_owned() {
+                        Ok(permit) => self.start(c, permit, &running),
+                        Err(_) => rest.push(c),
+                    }
+                }
+            } else {
+                // A large fan-out is started by the loop, so this commit's task goes on.
+                rest = deliveries;
+            }
+            if !rest.is_empty() {
+                lock(&self.direct.handed).extend(rest);
+                self.wake();
+            }
+        }
+        if queued {
+            self.wake();
+        }
+    }
 }
 
 /// What an attempt leads to beyond its own record, done once that record is committed.
@@ -128,15 +201,20 @@ impl Dispatcher {
         sender: HttpSender,
         config: DispatchConfig,
     ) -> Self {
-        Self {
+        let this = Self {
             store,
             cache,
             sender,
             wake: Arc::new(Notify::new()),
             fairness: Arc::new(Fairness::new(config.workers)),
             claimed: Arc::default(),
+            direct: Arc::default(),
+            skipped_due: Arc::default(),
             config: Arc::new(config),
-        }
+        };
+        // Publishes through this process hand their deliveries straight over (once it runs).
+        this.store.set_handoff(Arc::new(this.clone()));
+        this
     }
 
     /// Call after storing deliveries that are due now, so the loop does not wait for its poll.
@@ -162,8 +240,28 @@ impl Dispatcher {
             self.claimed.clone(),
         ));
 
+        let running = Running {
+            workers: workers.clone(),
+            done: done.clone(),
+            stop: stop.clone(),
+        };
+        *lock(&self.direct.running) = Some(running.clone());
+
         let mut failures = 0u32;
         while !stop.is_cancelled() {
+            // Handed over by publishes: these go before anything claimed.
+            let handed = std::mem::take(&mut *lock(&self.direct.handed));
+            if !handed.is_empty() {
+                for c in handed {
+                    let permit = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        p = workers.clone().acquire_owned() => p,
+                    };
+                    let Ok(permit) = permit else { break };
+                    self.start(c, permit, &running);
+                }
+                continue;
+            }
             if workers.available_permits() == 0 {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -173,6 +271,7 @@ impl Dispatcher {
             }
             let lease_ms = self.config.lease.as_millis() as i64;
             let skip = self.fairness.blocked(MAX_SKIPPED);
+            self.skipped_due.store(false, Ordering::Relaxed);
             let claimed = match self
                 .store
                 .claim(&self.config.process_id, CLAIM_BATCH, lease_ms, &skip)
@@ -195,7 +294,10 @@ impl Dispatcher {
             if claimed.is_empty() {
                 let wait = match self.store.next_due().await {
                     // Due, but only deliveries of subscriptions skipped: a freed slot wakes us.
-                    Ok(Some(due)) if due <= now_ms() && !skip.is_empty() => SKIPPED_IDLE,
+                    Ok(Some(due)) if due <= now_ms() && !skip.is_empty() => {
+                        self.skipped_due.store(true, Ordering::Relaxed);
+                        SKIPPED_IDLE
+                    }
                     Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, 1000) as u64),
                     _ => MAX_IDLE,
                 };
@@ -211,38 +313,14 @@ impl Dispatcher {
                 let Ok(permit) = workers.clone().acquire_owned().await else {
                     break;
                 };
-                let this = self.clone();
-                let done = done.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    // This delivery, then those of the same subscription that waited for the slot.
-                    let sub_id = c.subscription_id.clone();
-                    let mut next = Some(c);
-                    while let Some(c) = next.take() {
-                        if let Some(outcome) = this.attempt(c).await {
-                            let ids: Vec<String> = outcome
-                                .records
-                                .iter()
-                                .map(|r| r.delivery_id.clone())
-                                .collect();
-                            let _ = done.send(outcome).await;
-                            let mut claimed = lock(&this.claimed);
-                            for id in &ids {
-                                claimed.remove(id);
-                            }
-                        }
-                        if !stop.is_cancelled() {
-                            next = this.fairness.next_waiting(&sub_id);
-                        }
-                    }
-                    drop(permit);
-                    // The subscription may take more now: claim again.
-                    this.wake();
-                });
+                self.start(c, permit, &running);
             }
         }
 
-        // Shutdown: let attempts in flight finish within the grace period.
+        // Shutdown: publishes hand nothing more over (what is leased and not started is handed
+        // back below); let attempts in flight finish within the grace period.
+        *lock(&self.direct.running) = None;
+        drop(running);
         let all = self.config.workers as u32;
         if tokio::time::timeout(self.config.grace, workers.acquire_many(all))
             .await
@@ -263,6 +341,41 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "handing back deliveries failed; their leases will expire")
             }
         }
+    }
+
+    /// Attempts a claimed delivery on a worker of its own, then those of the same subscription
+    /// that waited in memory for the slot it frees.
+    fn start(&self, c: Claimed, permit: OwnedSemaphorePermit, running: &Running) {
+        let this = self.clone();
+        let done = running.done.clone();
+        let stop = running.stop.clone();
+        tokio::spawn(async move {
+            let sub_id = c.subscription_id.clone();
+            let mut next = Some(c);
+            while let Some(c) = next.take() {
+                if let Some(outcome) = this.attempt(c).await {
+                    let ids: Vec<String> = outcome
+                        .records
+                        .iter()
+                        .map(|r| r.delivery_id.clone())
+                        .collect();
+                    let _ = done.send(outcome).await;
+                    let mut claimed = lock(&this.claimed);
+                    for id in &ids {
+                        claimed.remove(id);
+                    }
+                }
+                if !stop.is_cancelled() {
+                    next = this.fairness.next_waiting(&sub_id);
+                }
+            }
+            drop(permit);
+            // A subscription the last claim skipped may take more now: claim again. (Otherwise
+            // nothing due was left behind, and a claim would find nothing.)
+            if this.skipped_due.load(Ordering::Relaxed) {
+                this.wake();
+            }
+        });
     }
 
     /// Makes one attempt of a claimed delivery (or holds it) and says what to record; `None` when
@@ -587,8 +700,8 @@ fn envelope(e: &StoredEvent) -> Vec<u8> {
     .into_bytes()
 }
 
-fn lock(set: &ClaimedIds) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    set.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Dispatcher {
@@ -788,7 +901,6 @@ impl Dispatcher {
                 subscriptions,
             }])
             .await?;
-        self.wake();
         Ok(())
     }
 }

@@ -177,6 +177,15 @@ impl<T> State<T> {
     /// it is unproven or failing (an endpoint that hangs costs no claimed row beyond its one
     /// attempt), [`DEPTH`] times its cap once it succeeds, so that a busy healthy subscription's
     /// slots never idle waiting for the next claim.
+    /// Claims skip it: it cannot take another delivery now.
+    fn blocked(&self, now: Instant) -> bool {
+        self.gone
+            || (self.cap > 0 && self.in_flight >= self.cap && self.waiting.len() >= self.depth())
+            || self.open_until.is_some_and(|t| t > now)
+            || self.probing
+            || self.not_before.is_some_and(|t| t > now)
+    }
+
     fn depth(&self) -> usize {
         if self.proven && self.failures == 0 {
             self.cap as usize * DEPTH
@@ -344,16 +353,18 @@ impl<T> Fairness<T> {
         self.lock()
             .subs
             .iter()
-            .filter(|(_, s)| {
-                s.gone
-                    || (s.cap > 0 && s.in_flight >= s.cap && s.waiting.len() >= s.depth())
-                    || s.open_until.is_some_and(|t| t > now)
-                    || s.probing
-                    || s.not_before.is_some_and(|t| t > now)
-            })
+            .filter(|(_, s)| s.blocked(now))
             .take(most)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Whether a delivery of this subscription would be taken now: claims would not skip it.
+    pub fn takes(&self, sub_id: &str) -> bool {
+        self.lock()
+            .subs
+            .get(sub_id)
+            .is_none_or(|s| !s.blocked(Instant::now()))
     }
 
     /// How many deliveries wait in memory, all subscriptions together.

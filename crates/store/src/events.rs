@@ -5,8 +5,14 @@
 //! to disk, new publishes queue, and the next commit carries all of them: durability costs one
 //! flush per group, not one per request, and each caller is answered only after its group is
 //! committed.
+//!
+//! A delivery made by a publish can go straight to this process's dispatcher (a [`Handoff`]): it is
+//! inserted already leased to this process, and handed over once the commit is durable, so it is
+//! never claimed back from the database. Only what the dispatcher has room for and would attempt
+//! now goes that way; the rest is inserted due, for the claims.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, Millis};
@@ -14,7 +20,23 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{get, value_rows, Backend, Result, Store, StoreError};
+use crate::{get, value_rows, Backend, Claimed, Result, Store, StoreError};
+
+/// Takes the deliveries of a publish straight from the commit that makes them, leased to this
+/// process, so that they need no claim. Implemented by the dispatcher.
+pub trait Handoff: Send + Sync + 'static {
+    /// The process id written into the leases, and how long they run (ms).
+    fn lease(&self) -> (&str, i64);
+    /// How many deliveries it can start now (0: none; the publish leaves them to the claims).
+    fn room(&self) -> usize;
+    /// Whether a delivery of this subscription would be attempted now (claims would not skip it).
+    fn takes(&self, subscription_id: &str) -> bool;
+    /// Deliveries now committed under this process's lease, to attempt. `queued`: others of the
+    /// same commit were left due in the queue, for the claims.
+    fn take(&self, deliveries: Vec<Claimed>, queued: bool);
+}
+
+type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
 
 /// An event to store, with the ids of the subscriptions it matched.
 #[derive(Debug, Clone)]
@@ -78,17 +100,19 @@ struct Job {
 #[derive(Clone)]
 pub(crate) struct Committer {
     jobs: mpsc::Sender<Job>,
+    handoff: HandoffCell,
 }
 
 impl Committer {
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(run(pool, backend, rx));
-        Self { jobs }
+        let handoff = HandoffCell::default();
+        tokio::spawn(run(pool, backend, rx, handoff.clone()));
+        Self { jobs, handoff }
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, handoff: HandoffCell) {
     while let Some(first) = rx.recv().await {
         let mut count = first.events.len();
         let mut jobs = vec![first];
@@ -101,7 +125,7 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit(&pool, backend, &jobs).await {
+        match commit(&pool, backend, &jobs, handoff.get().map(|h| &**h)).await {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(result));
@@ -118,16 +142,27 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Vec<Published>>> {
+async fn commit(
+    pool: &AnyPool,
+    backend: Backend,
+    jobs: &[Job],
+    handoff: Option<&dyn Handoff>,
+) -> Result<Vec<Vec<Published>>> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| &j.events).collect();
-    let published = insert_events(&mut tx, backend, &events, now).await?;
-    if published.iter().any(|p| !p.delivery_ids.is_empty()) {
+    let (published, handed, queued) =
+        insert_events(&mut tx, backend, &events, now, handoff).await?;
+    if queued {
         // Delivered to listeners when the transaction commits.
         Store::notify_due(backend, &mut *tx).await?;
     }
     tx.commit().await?;
+    if let Some(h) = handoff {
+        if !handed.is_empty() || queued {
+            h.take(handed, queued);
+        }
+    }
     let mut published = published.into_iter();
     Ok(jobs
         .iter()
@@ -138,13 +173,16 @@ async fn commit(pool: &AnyPool, backend: Backend, jobs: &[Job]) -> Result<Vec<Ve
 /// Inserts events and their deliveries with a few multi-row statements (not one per row): the
 /// events in chunks, taking back the sequence numbers of those that were new, then every
 /// delivery of the group in chunks. An id its publisher used before (in an earlier group or
-/// earlier in this one) is a duplicate, answered with the first event.
+/// earlier in this one) is a duplicate, answered with the first event. Deliveries the handoff
+/// takes are inserted leased to it and returned, to hand over once committed; the flag says
+/// whether any were inserted due, for the claims.
 async fn insert_events(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
     events: &[&NewEvent],
     now: Millis,
-) -> Result<Vec<Published>> {
+    handoff: Option<&dyn Handoff>,
+) -> Result<(Vec<Published>, Vec<Claimed>, bool)> {
     let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
     for chunk in events.chunks(backend.rows_per_statement(8)) {
         let values = value_rows(chunk.len(), 8, 1, "");
@@ -175,7 +213,17 @@ async fn insert_events(
 
     // Each new event's deliveries; `None` marks a duplicate, answered below.
     let mut out: Vec<Option<Published>> = Vec::with_capacity(events.len());
-    let mut rows: Vec<(i64, &str, &str)> = Vec::new();
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    let (owner, lease_until) = match handoff {
+        Some(h) => {
+            let (owner, lease_ms) = h.lease();
+            (owner, now + lease_ms)
+        }
+        None => ("", now),
+    };
+    let mut room = handoff.map_or(0, |h| h.room());
+    let mut handed = Vec::new();
+    let mut queued = false;
     for e in events {
         // Taken once: a second event with the same id in this group is a duplicate.
         let Some(seq) = seqs.remove(&(e.publisher.clone(), e.id.clone())) else {
@@ -183,6 +231,40 @@ async fn insert_events(
             continue;
         };
         let delivery_ids: Vec<String> = e.subscriptions.iter().map(|_| new_id("dlv")).collect();
+        let mut stored: Option<Arc<StoredEvent>> = None;
+        for (sub, id) in e.subscriptions.iter().zip(&delivery_ids) {
+            let leased = room > 0 && handoff.is_some_and(|h| h.takes(sub));
+            if leased {
+                room -= 1;
+                let event = stored.get_or_insert_with(|| {
+                    Arc::new(StoredEvent {
+                        seq,
+                        id: e.id.clone(),
+                        publisher: e.publisher.clone(),
+                        name: e.name.clone(),
+                        origin: e.origin.clone(),
+                        tenant: e.tenant.clone(),
+                        data: e.data.clone(),
+                        occurred_at: e.occurred_at,
+                        received_at: now,
+                    })
+                });
+                handed.push(Claimed {
+                    delivery_id: id.clone(),
+                    subscription_id: sub.clone(),
+                    attempts: 0,
+                    event: event.clone(),
+                });
+            } else {
+                queued = true;
+            }
+            rows.push(Row {
+                seq,
+                sub,
+                id: "",
+                leased,
+            });
+        }
         out.push(Some(Published {
             id: e.id.clone(),
             name: e.name.clone(),
@@ -191,10 +273,6 @@ async fn insert_events(
             duplicate: false,
             delivery_ids,
         }));
-        rows.reserve(e.subscriptions.len());
-        for sub in &e.subscriptions {
-            rows.push((seq, sub.as_str(), ""));
-        }
     }
     // Pair the rows with their delivery ids, in the same order.
     let ids: Vec<&str> = out
@@ -203,21 +281,27 @@ async fn insert_events(
         .flat_map(|p| p.delivery_ids.iter().map(String::as_str))
         .collect();
     for (row, id) in rows.iter_mut().zip(&ids) {
-        row.2 = id;
+        row.id = id;
     }
-    for chunk in rows.chunks(backend.rows_per_statement(6)) {
-        let values = value_rows(chunk.len(), 6, 1, ", 'pending', 0");
+    for chunk in rows.chunks(backend.rows_per_statement(7)) {
+        let values = value_rows(chunk.len(), 7, 1, ", 'pending', 0");
         let sql = backend.sql(format!(
-            "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, \
+            "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
              created_at, updated_at, status, attempts) VALUES {values}"
         ));
         let mut q = sqlx::query(&sql);
-        for (seq, sub, id) in chunk {
+        for r in chunk {
+            let (due, lease) = if r.leased {
+                (lease_until, Some(owner))
+            } else {
+                (now, None)
+            };
             q = q
-                .bind(*id)
-                .bind(*seq)
-                .bind(*sub)
-                .bind(now)
+                .bind(r.id)
+                .bind(r.seq)
+                .bind(r.sub)
+                .bind(due)
+                .bind(lease)
                 .bind(now)
                 .bind(now);
         }
@@ -231,7 +315,16 @@ async fn insert_events(
             None => published.push(duplicate(tx, e).await?),
         }
     }
-    Ok(published)
+    Ok((published, handed, queued))
+}
+
+/// A delivery row to insert.
+struct Row<'a> {
+    seq: i64,
+    sub: &'a str,
+    id: &'a str,
+    /// Leased to the handoff, rather than due.
+    leased: bool,
 }
 
 /// The answer for an event id its publisher used before: the first event.
@@ -273,6 +366,12 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
 }
 
 impl Store {
+    /// Hands the deliveries of later publishes through this process to `handoff` (once; later
+    /// calls are ignored).
+    pub fn set_handoff(&self, handoff: Arc<dyn Handoff>) {
+        let _ = self.committer.handoff.set(handoff);
+    }
+
     /// Stores events and their deliveries atomically; returns when they are durable, in order.
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
         let (reply, answer) = oneshot::channel();

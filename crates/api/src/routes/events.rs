@@ -224,10 +224,8 @@ pub(crate) async fn publish(
         }
     }
     errors.finish()?;
+    // The dispatcher of this process takes the deliveries from the commit (`Handoff`).
     let published = state.store.publish(events).await?;
-    if published.iter().any(|p| !p.duplicate && p.deliveries > 0) {
-        state.dispatcher.wake();
-    }
     let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
     if batch {
         let body = serde_json::json!({ "items": accepted });

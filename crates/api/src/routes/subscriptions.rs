@@ -363,7 +363,6 @@ pub(crate) async fn test(
         subscriptions: vec![sub.id.clone()],
     };
     let published = state.store.publish(vec![event]).await?;
-    state.dispatcher.wake();
     let p = published
         .into_iter()
         .next()
