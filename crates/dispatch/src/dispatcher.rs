@@ -1,7 +1,9 @@
 //! The dispatch loop.
 //!
-//! One task claims due deliveries in batches and spawns an attempt for each (a worker permit
-//! each); attempts send their outcome to the settler task, which writes them in batches (one
+//! Publishes through this process hand their deliveries over as they commit, already leased
+//! ([`Handoff`]); a few are started at once, a large fan-out by the loop. One task claims due
+//! deliveries in batches — those left to the queue, retries, another process's — and spawns an
+//! attempt for each (a worker permit each); attempts send their outcome to the settler task, which writes them in batches (one
 //! transaction for many outcomes). A claimed delivery whose subscription is at its in-flight cap
 //! waits in memory, still leased, and the task that frees a slot of that subscription attempts it
 //! next ([`Fairness`]); claims skip the subscriptions that cannot take more. A renewer task extends
@@ -121,9 +123,9 @@ impl Handoff for Dispatcher {
     fn take(&self, deliveries: Vec<Claimed>, queued: bool) {
         let running = lock(&self.direct.running).clone();
         // Not running (shutting down): what is leased is handed back when the loop ends.
-        if let (Some(running), false) = (running, deliveries.is_empty()) {
+        let mut rest = Vec::new();
+        if let Some(running) = running.filter(|_| !deliveries.is_empty()) {
             lock(&self.claimed).extend(deliveries.iter().map(|c| c.delivery_id.clone()));
-            let mut rest = Vec::new();
             if deliveries.len() <= CLAIM_BATCH {
                 // Started here, at once: the common case of a few deliveries per commit.
                 for c in deliveries {
@@ -136,12 +138,12 @@ impl Handoff for Dispatcher {
                 // A large fan-out is started by the loop, so this commit's task goes on.
                 rest = deliveries;
             }
-            if !rest.is_empty() {
-                lock(&self.direct.handed).extend(rest);
-                self.wake();
-            }
         }
-        if queued {
+        let loop_has_work = !rest.is_empty() || queued;
+        if !rest.is_empty() {
+            lock(&self.direct.handed).extend(rest);
+        }
+        if loop_has_work {
             self.wake();
         }
     }

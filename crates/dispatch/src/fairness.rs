@@ -173,11 +173,7 @@ impl<T> State<T> {
 }
 
 impl<T> State<T> {
-    /// How many deliveries may wait in memory before claims skip the subscription: none while
-    /// it is unproven or failing (an endpoint that hangs costs no claimed row beyond its one
-    /// attempt), [`DEPTH`] times its cap once it succeeds, so that a busy healthy subscription's
-    /// slots never idle waiting for the next claim.
-    /// Claims skip it: it cannot take another delivery now.
+    /// Claims skip it (and publishes do not hand it over): it cannot take another delivery now.
     fn blocked(&self, now: Instant) -> bool {
         self.gone
             || (self.cap > 0 && self.in_flight >= self.cap && self.waiting.len() >= self.depth())
@@ -186,6 +182,10 @@ impl<T> State<T> {
             || self.not_before.is_some_and(|t| t > now)
     }
 
+    /// How many deliveries may wait in memory before claims skip the subscription: none while
+    /// it is unproven or failing (an endpoint that hangs costs no claimed row beyond its one
+    /// attempt), [`DEPTH`] times its cap once it succeeds, so that a busy healthy subscription's
+    /// slots never idle waiting for the next claim.
     fn depth(&self) -> usize {
         if self.proven && self.failures == 0 {
             self.cap as usize * DEPTH

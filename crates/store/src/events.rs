@@ -53,6 +53,23 @@ pub struct NewEvent {
     pub subscriptions: Vec<String>,
 }
 
+impl NewEvent {
+    /// The event as stored under `seq`, received at `received_at`.
+    fn stored(&self, seq: i64, received_at: Millis) -> StoredEvent {
+        StoredEvent {
+            seq,
+            id: self.id.clone(),
+            publisher: self.publisher.clone(),
+            name: self.name.clone(),
+            origin: self.origin.clone(),
+            tenant: self.tenant.clone(),
+            data: self.data.clone(),
+            occurred_at: self.occurred_at,
+            received_at,
+        }
+    }
+}
+
 /// What publishing one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -236,19 +253,7 @@ async fn insert_events(
             let leased = room > 0 && handoff.is_some_and(|h| h.takes(sub));
             if leased {
                 room -= 1;
-                let event = stored.get_or_insert_with(|| {
-                    Arc::new(StoredEvent {
-                        seq,
-                        id: e.id.clone(),
-                        publisher: e.publisher.clone(),
-                        name: e.name.clone(),
-                        origin: e.origin.clone(),
-                        tenant: e.tenant.clone(),
-                        data: e.data.clone(),
-                        occurred_at: e.occurred_at,
-                        received_at: now,
-                    })
-                });
+                let event = stored.get_or_insert_with(|| Arc::new(e.stored(seq, now)));
                 handed.push(Claimed {
                     delivery_id: id.clone(),
                     subscription_id: sub.clone(),
