@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use posthorn_api::{router, ApiConfig, AppState, SERVICES};
+use posthorn_api::{router, ApiConfig, AppState, Shared, SERVICES};
 use posthorn_core::id::new_id;
 use posthorn_core::NetworkPolicy;
 use posthorn_dispatch::http::HttpSender;
@@ -185,13 +185,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let stop = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
-    let state = AppState {
+    let state = AppState::new(Shared {
         store: store.clone(),
         subscriptions: cache,
         event_types,
         dispatcher,
         admin_token: Arc::from(token.as_str()),
-    };
+    });
     let app = router(state, &ApiConfig::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -25,9 +25,26 @@ use posthorn_store::{EventTypeCache, Store, SubscriptionCache};
 /// The delivery services this build has.
 pub const SERVICES: &[&str] = &["http"];
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Shared`], so that handing it to a request (axum
+/// clones the state for every one) is one reference count, not one per pool, cache and channel.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub subscriptions: SubscriptionCache,
     pub event_types: EventTypeCache,

@@ -130,9 +130,20 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// The database: a pool for reads and one for writes. On SQLite the write pool has a single
 /// connection, so writers queue in the pool instead of failing with `SQLITE_BUSY`; on PostgreSQL
-/// both are the same pool.
+/// both are the same pool. Cloning it is one reference count (every cache, the dispatcher and
+/// every request hold one).
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<Inner>);
+
+impl std::ops::Deref for Store {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+#[doc(hidden)]
+pub struct Inner {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
@@ -190,7 +201,7 @@ impl Store {
             }
         };
         let committer = events::Committer::start(write.clone(), backend);
-        Ok(Self {
+        Ok(Self(Arc::new(Inner {
             read,
             write,
             backend,
@@ -198,7 +209,7 @@ impl Store {
             committer,
             listen_url: (backend == Backend::Postgres).then(|| url.to_owned()),
             changed: Arc::default(),
-        })
+        })))
     }
 
     pub fn backend(&self) -> Backend {
