@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Parser;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
 use server::Server;
@@ -67,6 +69,50 @@ fn event(name: &str, id: Option<String>) -> Value {
         e["id"] = json!(id);
     }
     e
+}
+
+/// A body serialized once and a POST of it, the same for every throughput scenario (the baseline
+/// too), so that the load generator's own cost per request is the same in all of them.
+#[derive(Clone)]
+struct Post {
+    client: reqwest::Client,
+    url: Arc<str>,
+    auth: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl Post {
+    fn new(
+        client: &reqwest::Client,
+        url: String,
+        token: Option<&str>,
+        body: &impl serde::Serialize,
+    ) -> Self {
+        let auth = token.and_then(|t| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {t}")).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        Self {
+            client: client.clone(),
+            url: url.into(),
+            auth,
+            body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        }
+    }
+
+    /// The status of the answer (0 when there was none).
+    async fn send(&self) -> u16 {
+        let mut req = self
+            .client
+            .post(&*self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(self.body.clone());
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        req.send().await.map_or(0, |r| r.status().as_u16())
+    }
 }
 
 struct Row {
@@ -162,19 +208,15 @@ impl Bench {
     }
 
     async fn baseline(&mut self, sink: &Sink) {
-        let body = serde_json::to_vec(&event("baseline", None)).unwrap_or_default();
-        let (client, url) = (self.client.clone(), sink.url("/baseline"));
+        let post = Post::new(
+            &self.client,
+            sink.url("/baseline"),
+            None,
+            &event("baseline", None),
+        );
         let (rate, _) = load(self.args.concurrency, self.seconds(), move |_| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
-            async move {
-                client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
+            let post = post.clone();
+            async move { (200..300).contains(&post.send().await) }
         })
         .await;
         self.baseline = rate;
@@ -187,22 +229,16 @@ impl Bench {
     }
 
     async fn ingest(&mut self, server: &Server) {
-        let (client, url, token) = (
-            self.client.clone(),
+        // Events without an id: the server gives each its own, so one body serves them all.
+        let post = Post::new(
+            &self.client,
             server.url("/v1/events"),
-            server.token.clone(),
+            Some(&server.token),
+            &event("bench.ingest", None),
         );
         let (rate, failed) = load(self.args.concurrency, self.seconds(), move |_| {
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-            async move {
-                client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&event("bench.ingest", None))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 202)
-            }
+            let post = post.clone();
+            async move { post.send().await == 202 }
         })
         .await;
         self.record(
@@ -213,25 +249,15 @@ impl Bench {
         );
 
         let batch: Vec<Value> = (0..1000).map(|_| event("bench.batch", None)).collect();
-        let body = serde_json::to_vec(&batch).unwrap_or_default();
-        let (client, url, token) = (
-            self.client.clone(),
+        let post = Post::new(
+            &self.client,
             server.url("/v1/events"),
-            server.token.clone(),
+            Some(&server.token),
+            &batch,
         );
         let (rate, failed) = load(4, self.seconds(), move |_| {
-            let (client, url, token, body) =
-                (client.clone(), url.clone(), token.clone(), body.clone());
-            async move {
-                client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 202)
-            }
+            let post = post.clone();
+            async move { post.send().await == 202 }
         })
         .await;
         let events = rate * 1000.0;
@@ -270,30 +296,18 @@ impl Bench {
             .await?;
         let before = sink.count(&path);
         let start = Instant::now();
-        let (client, url, token, name) = (
-            self.client.clone(),
+        let post = Post::new(
+            &self.client,
             server.url("/v1/events"),
-            server.token.clone(),
-            Arc::new(name),
+            Some(&server.token),
+            &event(&name, None),
         );
         let published = Arc::new(AtomicU64::new(0));
         let p = published.clone();
         load(self.args.concurrency, self.seconds(), move |_| {
-            let (client, url, token, p, name) = (
-                client.clone(),
-                url.clone(),
-                token.clone(),
-                p.clone(),
-                name.clone(),
-            );
+            let (post, p) = (post.clone(), p.clone());
             async move {
-                let ok = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&event(&name, None))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 202);
+                let ok = post.send().await == 202;
                 if ok {
                     p.fetch_add(1, Ordering::Relaxed);
                 }
@@ -544,7 +558,7 @@ fn fails(n: u64) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sink = Sink::start().await?;
+    let sink = Sink::start()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()

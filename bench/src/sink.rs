@@ -23,7 +23,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub async fn start() -> anyhow::Result<Self> {
+    pub fn start() -> anyhow::Result<Self> {
         let state = Arc::new(State::default());
         let s = state.clone();
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
@@ -51,9 +51,27 @@ impl Sink {
                 StatusCode::NO_CONTENT
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // On its own runtime and threads, as a separate process would be: the load generator's
+        // tasks and the sink's never share a worker, for the baseline as for the server.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let base = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("sink")
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("sink".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let _ = axum::serve(listener, app).await;
+                        }
+                        Err(e) => eprintln!("the sink cannot listen: {e}"),
+                    }
+                })
+            })?;
         Ok(Self { base, state })
     }
 
