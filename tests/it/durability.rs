@@ -97,6 +97,61 @@ async fn sigterm_exits_zero_in_time_and_loses_nothing(backend: Backend) {
     .await;
 }
 
+/// PostgreSQL drops every connection of the server (as on a restart or a failover): a publish may
+/// be refused with 503 while the server notices, never answered otherwise, and publishing comes
+/// back by itself; every event it accepted, before and after, is delivered.
+#[tokio::test]
+async fn publishing_recovers_when_postgresql_drops_the_connections() {
+    use sqlx::Connection;
+    if !crate::util::postgres_available() {
+        return;
+    }
+    let server = Server::start(Backend::Postgres).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    api.subscribe(&receiver.url, &["tick"], json!({})).await;
+    let mut accepted = HashSet::new();
+    for i in 0..5 {
+        let e = api.publish(json!({"name": "tick", "data": {"i": i}})).await;
+        accepted.insert(e["id"].as_str().unwrap().to_owned());
+    }
+
+    let mut admin = sqlx::PgConnection::connect(&server.database).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the server had connections to drop");
+
+    // At once, while the committer's connection is fresh (it is not tested before use).
+    let mut refused = 0;
+    for i in 5..15 {
+        let reply = api
+            .post("/v1/events", json!({"name": "tick", "data": {"i": i}}))
+            .await;
+        match reply.status {
+            202 => {
+                accepted.insert(reply.body["id"].as_str().unwrap().to_owned());
+            }
+            503 => refused += 1,
+            other => panic!("publish answered {other}: {}", reply.body),
+        }
+    }
+    assert!(
+        refused <= 1,
+        "{refused} of 10 publishes refused after the drop"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "every accepted event at the receiver",
+        || async { (received(&receiver) == accepted).then_some(()) },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn dev_mode_works_in_an_empty_folder_with_no_setup() {
     let tmp = tempfile::tempdir().unwrap();

@@ -13,11 +13,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, Millis};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{get, value_rows, Backend, Claimed, Result, Store, StoreError};
@@ -130,6 +132,7 @@ impl Committer {
 }
 
 async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, handoff: HandoffCell) {
+    let mut held = Held::default();
     while let Some(first) = rx.recv().await {
         let mut count = first.events.len();
         let mut jobs = vec![first];
@@ -142,7 +145,8 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
                 Err(_) => break,
             }
         }
-        match commit(&pool, backend, &jobs, handoff.get().map(|h| &**h)).await {
+        let handoff = handoff.get().map(|h| &**h);
+        match commit(&pool, &mut held, backend, &jobs, handoff).await {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(result));
@@ -150,6 +154,8 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
             }
             Err(e) => {
                 tracing::error!(error = %e, events = count, "publishing failed");
+                // Back to the pool (which tests it before handing it out again).
+                held = Held::default();
                 let msg = e.to_string();
                 for job in jobs {
                     let _ = job.reply.send(Err(msg.clone()));
@@ -159,14 +165,49 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
     }
 }
 
+/// The connection the committer keeps between groups on PostgreSQL: taking one from the pool
+/// tests it first, a round trip per group. It is tested only after it sat idle (a server restart
+/// while it was busy fails one group, answered 503, and the next takes a fresh one); SQLite's one
+/// write connection is shared with every other writer, and taken from the pool untested.
+#[derive(Default)]
+struct Held {
+    conn: Option<PoolConnection<Any>>,
+    used: Option<Instant>,
+}
+
+/// Idle longer than this, the held connection is tested before a group.
+const HELD_IDLE: Duration = Duration::from_secs(1);
+
+impl Held {
+    /// Opens the group's transaction.
+    async fn begin(&mut self, pool: &AnyPool, backend: Backend) -> Result<Transaction<'_, Any>> {
+        if backend == Backend::Sqlite {
+            return Ok(pool.begin().await?);
+        }
+        let idle = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE);
+        if let Some(conn) = self.conn.as_mut() {
+            if idle && conn.ping().await.is_err() {
+                self.conn = None;
+            }
+        }
+        self.used = Some(Instant::now());
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            none => none.insert(pool.acquire().await?),
+        };
+        Ok(conn.begin().await?)
+    }
+}
+
 async fn commit(
     pool: &AnyPool,
+    held: &mut Held,
     backend: Backend,
     jobs: &[Job],
     handoff: Option<&dyn Handoff>,
 ) -> Result<Vec<Vec<Published>>> {
     let now = now_ms();
-    let mut tx = pool.begin().await?;
+    let mut tx = held.begin(pool, backend).await?;
     let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| &j.events).collect();
     let (published, handed, queued) =
         insert_events(&mut tx, backend, &events, now, handoff).await?;
@@ -200,7 +241,7 @@ async fn insert_events(
     now: Millis,
     handoff: Option<&dyn Handoff>,
 ) -> Result<(Vec<Published>, Vec<Claimed>, bool)> {
-    let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
+    let mut returned: Vec<AnyRow> = Vec::with_capacity(events.len());
     for chunk in events.chunks(backend.rows_per_statement(8)) {
         let values = value_rows(chunk.len(), 8, 1, "");
         let sql = backend.sql(format!(
@@ -220,12 +261,12 @@ async fn insert_events(
                 .bind(e.occurred_at)
                 .bind(now);
         }
-        for row in q.fetch_all(&mut **tx).await? {
-            seqs.insert(
-                (get(&row, "publisher")?, get(&row, "id")?),
-                get(&row, "seq")?,
-            );
-        }
+        returned.extend(q.fetch_all(&mut **tx).await?);
+    }
+    // Keyed by the rows' own text: nothing copied.
+    let mut seqs: HashMap<(&str, &str), i64> = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        seqs.insert((get(row, "publisher")?, get(row, "id")?), get(row, "seq")?);
     }
 
     // Each new event's deliveries; `None` marks a duplicate, answered below.
@@ -243,7 +284,7 @@ async fn insert_events(
     let mut queued = false;
     for e in events {
         // Taken once: a second event with the same id in this group is a duplicate.
-        let Some(seq) = seqs.remove(&(e.publisher.clone(), e.id.clone())) else {
+        let Some(seq) = seqs.remove(&(e.publisher.as_str(), e.id.as_str())) else {
             out.push(None);
             continue;
         };

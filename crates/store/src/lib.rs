@@ -171,8 +171,12 @@ impl Store {
         let (read, write) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
+                // The connections are in this process: testing one before handing it out (sqlx's
+                // default) is a round trip to its thread for every transaction, and tells
+                // nothing.
                 let write = AnyPoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&url)
                     .await?;
@@ -187,6 +191,7 @@ impl Store {
                 }
                 let read = AnyPoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .connect(&url)
                     .await?;
                 (read, write)

@@ -228,7 +228,12 @@ pub(crate) async fn publish(
     let published = state.store.publish(events).await?;
     let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
     if batch {
-        let body = serde_json::json!({ "items": accepted });
+        /// Written straight from the answers, not through a `Value`.
+        #[derive(Serialize)]
+        struct Items {
+            items: Vec<Accepted>,
+        }
+        let body = Items { items: accepted };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let one = accepted
