@@ -710,13 +710,17 @@ impl Dispatcher {
     async fn settle_loop(self, mut outcomes: mpsc::Receiver<Outcome>) {
         let mut batch = Vec::with_capacity(SETTLE_BATCH);
         while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-            let records: Vec<AttemptRecord> = batch
+            let records: Arc<[AttemptRecord]> = batch
                 .iter()
                 .flat_map(|o| o.records.iter().cloned())
                 .collect();
             let mut tries = 0;
             let settled = loop {
-                match self.store.settle(&self.config.process_id, &records).await {
+                match self
+                    .store
+                    .settle(&self.config.process_id, records.clone())
+                    .await
+                {
                     Ok(_) => break true,
                     Err(e) if tries < 5 => {
                         tries += 1;

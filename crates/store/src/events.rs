@@ -10,6 +10,10 @@
 //! inserted already leased to this process, and handed over once the commit is durable, so it is
 //! never claimed back from the database. Only what the dispatcher has room for and would attempt
 //! now goes that way; the rest is inserted due, for the claims.
+//!
+//! On SQLite the outcomes of attempts ([`Store::settle`]) go through the same task and are
+//! written in the same transaction as the publishes waiting beside them: SQLite has one writer,
+//! so separate transactions would only take turns on it, each with its own flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -22,7 +26,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{get, value_rows, Backend, Claimed, Result, Store, StoreError};
+use crate::queue::settle_in;
+use crate::{get, value_rows, AttemptRecord, Backend, Claimed, Result, Store, StoreError};
 
 /// Takes the deliveries of a publish straight from the commit that makes them, leased to this
 /// process, so that they need no claim. Implemented by the dispatcher.
@@ -111,9 +116,35 @@ pub struct EventQuery {
 /// Most events one transaction carries; a larger backlog waits for the next one.
 const GROUP_LIMIT: usize = 4000;
 
-struct Job {
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<Published>, String>>,
+enum Job {
+    Publish {
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<Published>, String>>,
+    },
+    /// SQLite only: the outcomes of attempts, written in the same transaction as the publishes
+    /// waiting beside them (SQLite has one writer: two transactions would only take turns).
+    Settle {
+        owner: String,
+        records: Arc<[AttemptRecord]>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+}
+
+impl Job {
+    /// Rows it writes, about.
+    fn size(&self) -> usize {
+        match self {
+            Job::Publish { events, .. } => events.len(),
+            Job::Settle { records, .. } => records.len(),
+        }
+    }
+
+    fn fail(self, msg: String) {
+        match self {
+            Job::Publish { reply, .. } => drop(reply.send(Err(msg))),
+            Job::Settle { reply, .. } => drop(reply.send(Err(msg))),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -129,17 +160,35 @@ impl Committer {
         tokio::spawn(run(pool, backend, rx, handoff.clone()));
         Self { jobs, handoff }
     }
+
+    /// Writes attempt outcomes with the next group (SQLite); returns how many were written.
+    pub(crate) async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Shared("the store is shutting down".into());
+        self.jobs
+            .send(Job::Settle {
+                owner: owner.to_owned(),
+                records,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        answer
+            .await
+            .map_err(|_| gone())?
+            .map_err(StoreError::Shared)
+    }
 }
 
 async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, handoff: HandoffCell) {
     let mut held = Held::default();
     while let Some(first) = rx.recv().await {
-        let mut count = first.events.len();
+        let mut count = first.size();
         let mut jobs = vec![first];
         while count < GROUP_LIMIT {
             match rx.try_recv() {
                 Ok(job) => {
-                    count += job.events.len();
+                    count += job.size();
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -147,18 +196,26 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
         }
         let handoff = handoff.get().map(|h| &**h);
         match commit(&pool, &mut held, backend, &jobs, handoff).await {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(result));
+            Ok((published, settled)) => {
+                let (mut published, mut settled) = (published.into_iter(), settled.into_iter());
+                for job in jobs {
+                    match job {
+                        Job::Publish { reply, .. } => {
+                            let _ = reply.send(Ok(published.next().unwrap_or_default()));
+                        }
+                        Job::Settle { reply, .. } => {
+                            let _ = reply.send(Ok(settled.next().unwrap_or_default()));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = count, "publishing failed");
+                tracing::error!(error = %e, rows = count, "writing a group failed");
                 // Back to the pool (which tests it before handing it out again).
                 held = Held::default();
                 let msg = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(msg.clone()));
+                    job.fail(msg.clone());
                 }
             }
         }
@@ -205,12 +262,24 @@ async fn commit(
     backend: Backend,
     jobs: &[Job],
     handoff: Option<&dyn Handoff>,
-) -> Result<Vec<Vec<Published>>> {
+) -> Result<(Vec<Vec<Published>>, Vec<usize>)> {
     let now = now_ms();
     let mut tx = held.begin(pool, backend).await?;
-    let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| &j.events).collect();
+    let events: Vec<&NewEvent> = jobs
+        .iter()
+        .flat_map(|j| match j {
+            Job::Publish { events, .. } => events.as_slice(),
+            Job::Settle { .. } => &[],
+        })
+        .collect();
     let (published, handed, queued) =
         insert_events(&mut tx, backend, &events, now, handoff).await?;
+    let mut settled = Vec::new();
+    for job in jobs {
+        if let Job::Settle { owner, records, .. } = job {
+            settled.push(settle_in(&mut tx, backend, owner, records, now).await?);
+        }
+    }
     if queued {
         // Delivered to listeners when the transaction commits.
         Store::notify_due(backend, &mut *tx).await?;
@@ -222,10 +291,14 @@ async fn commit(
         }
     }
     let mut published = published.into_iter();
-    Ok(jobs
+    let published = jobs
         .iter()
-        .map(|j| published.by_ref().take(j.events.len()).collect())
-        .collect())
+        .filter_map(|j| match j {
+            Job::Publish { events, .. } => Some(published.by_ref().take(events.len()).collect()),
+            Job::Settle { .. } => None,
+        })
+        .collect();
+    Ok((published, settled))
 }
 
 /// Inserts events and their deliveries with a few multi-row statements (not one per row): the
@@ -423,7 +496,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.committer
             .jobs
-            .send(Job { events, reply })
+            .send(Job::Publish { events, reply })
             .await
             .map_err(|_| StoreError::Shared("the store is shutting down".into()))?;
         answer

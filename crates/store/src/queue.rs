@@ -10,7 +10,10 @@
 
 use posthorn_core::time::{now_ms, Millis};
 use posthorn_core::{AttemptOutcome, DeliveryStatus};
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use crate::events::StoredEvent;
 use crate::{get, placeholders, value_rows, Backend, Result, Store};
@@ -218,64 +221,15 @@ impl Store {
 
     /// Writes the outcome of claimed deliveries in one transaction. A record whose lease `owner`
     /// no longer holds is dropped: another process has taken the delivery over. Returns how many
-    /// were written.
-    pub async fn settle(&self, owner: &str, records: &[AttemptRecord]) -> Result<usize> {
-        let now = now_ms();
+    /// were written. On SQLite they ride in the next group commit (see `events`).
+    pub async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
+        if self.backend == Backend::Sqlite {
+            return self.committer.settle(owner, records).await;
+        }
         let mut tx = self.write.begin().await?;
-        let mut written = std::collections::HashSet::with_capacity(records.len());
-        // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
-        for chunk in records.chunks(self.backend.rows_per_statement(4)) {
-            let values = value_rows(chunk.len(), 4, 2, "");
-            let owner_at = 2 + 4 * chunk.len();
-            let sql = self.backend.sql(format!(
-                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
-                 next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
-                 FROM (VALUES {values}) AS v \
-                 WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
-                 RETURNING deliveries.id"
-            ));
-            let mut q = sqlx::query(&sql).bind(now);
-            for r in chunk {
-                q = q
-                    .bind(&r.delivery_id)
-                    .bind(r.status.as_str())
-                    .bind(r.attempts)
-                    .bind(r.next_attempt_at);
-            }
-            q = q.bind(owner);
-            for row in q.fetch_all(&mut *tx).await? {
-                written.insert(get::<String>(&row, "id")?);
-            }
-        }
-        // The attempts made, for the deliveries written.
-        let attempts: Vec<(&str, &StoredAttempt)> = records
-            .iter()
-            .filter(|r| written.contains(&r.delivery_id))
-            .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
-            .collect();
-        for chunk in attempts.chunks(self.backend.rows_per_statement(8)) {
-            let values = value_rows(chunk.len(), 8, 1, "");
-            let sql = self.backend.sql(format!(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
-                 response, error, outcome) VALUES {values} \
-                 ON CONFLICT (delivery_id, number) DO NOTHING"
-            ));
-            let mut q = sqlx::query(&sql);
-            for (id, a) in chunk {
-                q = q
-                    .bind(*id)
-                    .bind(a.number)
-                    .bind(a.started_at)
-                    .bind(a.duration_ms)
-                    .bind(&a.request)
-                    .bind(&a.response)
-                    .bind(&a.error)
-                    .bind(a.outcome.as_str());
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let n = settle_in(&mut tx, self.backend, owner, &records, now_ms()).await?;
         tx.commit().await?;
-        Ok(written.len())
+        Ok(n)
     }
 
     /// When the earliest pending delivery falls due.
@@ -388,4 +342,68 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// Writes the outcome of claimed deliveries in `tx`: a record whose lease `owner` no longer holds
+/// is dropped (another process has taken the delivery over). Returns how many were written.
+pub(crate) async fn settle_in(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    owner: &str,
+    records: &[AttemptRecord],
+    now: Millis,
+) -> Result<usize> {
+    let mut written = std::collections::HashSet::with_capacity(records.len());
+    // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
+    for chunk in records.chunks(backend.rows_per_statement(4)) {
+        let values = value_rows(chunk.len(), 4, 2, "");
+        let owner_at = 2 + 4 * chunk.len();
+        let sql = backend.sql(format!(
+            "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+             next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
+             FROM (VALUES {values}) AS v \
+             WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
+             RETURNING deliveries.id"
+        ));
+        let mut q = sqlx::query(&sql).bind(now);
+        for r in chunk {
+            q = q
+                .bind(&r.delivery_id)
+                .bind(r.status.as_str())
+                .bind(r.attempts)
+                .bind(r.next_attempt_at);
+        }
+        q = q.bind(owner);
+        for row in q.fetch_all(&mut **tx).await? {
+            written.insert(get::<String>(&row, "id")?);
+        }
+    }
+    // The attempts made, for the deliveries written.
+    let attempts: Vec<(&str, &StoredAttempt)> = records
+        .iter()
+        .filter(|r| written.contains(&r.delivery_id))
+        .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
+        .collect();
+    for chunk in attempts.chunks(backend.rows_per_statement(8)) {
+        let values = value_rows(chunk.len(), 8, 1, "");
+        let sql = backend.sql(format!(
+            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
+             response, error, outcome) VALUES {values} \
+             ON CONFLICT (delivery_id, number) DO NOTHING"
+        ));
+        let mut q = sqlx::query(&sql);
+        for (id, a) in chunk {
+            q = q
+                .bind(*id)
+                .bind(a.number)
+                .bind(a.started_at)
+                .bind(a.duration_ms)
+                .bind(&a.request)
+                .bind(&a.response)
+                .bind(&a.error)
+                .bind(a.outcome.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(written.len())
 }
