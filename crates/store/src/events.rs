@@ -377,12 +377,7 @@ async fn insert_events(
             } else {
                 queued = true;
             }
-            rows.push(Row {
-                seq,
-                sub,
-                id: "",
-                leased,
-            });
+            rows.push(Row { seq, sub, leased });
         }
         out.push(Some(Published {
             id: e.id.clone(),
@@ -393,15 +388,12 @@ async fn insert_events(
             delivery_ids,
         }));
     }
-    // Pair the rows with their delivery ids, in the same order.
-    let ids: Vec<&str> = out
+    // Each row with its delivery id: the ids were made in the same order.
+    let ids = out
         .iter()
         .flatten()
-        .flat_map(|p| p.delivery_ids.iter().map(String::as_str))
-        .collect();
-    for (row, id) in rows.iter_mut().zip(&ids) {
-        row.id = id;
-    }
+        .flat_map(|p| p.delivery_ids.iter().map(String::as_str));
+    let rows: Vec<(Row<'_>, &str)> = rows.into_iter().zip(ids).collect();
     for chunk in rows.chunks(backend.rows_per_statement(7)) {
         let values = value_rows(chunk.len(), 7, 1, ", 'pending', 0");
         let sql = backend.sql(format!(
@@ -409,14 +401,14 @@ async fn insert_events(
              created_at, updated_at, status, attempts) VALUES {values}"
         ));
         let mut q = sqlx::query(&sql);
-        for r in chunk {
+        for (r, id) in chunk {
             let (due, lease) = if r.leased {
                 (lease_until, Some(owner))
             } else {
                 (now, None)
             };
             q = q
-                .bind(r.id)
+                .bind(*id)
                 .bind(r.seq)
                 .bind(r.sub)
                 .bind(due)
@@ -441,7 +433,6 @@ async fn insert_events(
 struct Row<'a> {
     seq: i64,
     sub: &'a str,
-    id: &'a str,
     /// Leased to the handoff, rather than due.
     leased: bool,
 }

@@ -8,10 +8,10 @@
 //! once, never lost. On PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so processes claiming
 //! at once take different rows.
 
-use posthorn_core::time::{now_ms, Millis};
-use posthorn_core::{AttemptOutcome, DeliveryStatus};
 use std::sync::Arc;
 
+use posthorn_core::time::{now_ms, Millis};
+use posthorn_core::{AttemptOutcome, DeliveryStatus};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
