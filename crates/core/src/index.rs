@@ -24,6 +24,18 @@ pub struct IndexedSubscription {
     filter_slot: Option<usize>,
 }
 
+impl IndexedSubscription {
+    /// A subscription and what validation compiled, outside any index (read on its own, as a
+    /// dispatcher does for one its index has not seen yet).
+    pub fn standalone(sub: Subscription, compiled: Compiled) -> Self {
+        Self {
+            sub,
+            compiled,
+            filter_slot: None,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
     by_id: HashMap<String, Arc<IndexedSubscription>>,

@@ -12,11 +12,11 @@
 //! process are seen), or until a publish or a freed slot wakes it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use posthorn_core::id::new_id;
+use posthorn_core::index::IndexedSubscription;
 use posthorn_core::shape::form_encode;
 use posthorn_core::signing::signature_header;
 use posthorn_core::subscription::{Compiled, DisabledReason, FORM};
@@ -76,8 +76,9 @@ pub struct Dispatcher {
     /// Claimed and not yet settled (in flight or waiting in memory): their leases are renewed.
     claimed: ClaimedIds,
     direct: Arc<Direct>,
-    /// The last claim left due deliveries of subscriptions it skipped: a freed slot claims again.
-    skipped_due: Arc<AtomicBool>,
+    /// The subscriptions the last claim skipped, when it left due deliveries of theirs (empty
+    /// otherwise): a slot freed by one of them claims again.
+    skipped_due: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Deliveries handed over by the publishes of this process, already leased to it ([`Handoff`]).
@@ -126,6 +127,7 @@ impl Handoff for Dispatcher {
         let mut rest = Vec::new();
         if let Some(running) = running.filter(|_| !deliveries.is_empty()) {
             lock(&self.claimed).extend(deliveries.iter().map(|c| c.delivery_id.clone()));
+            let deliveries = self.by_destination(deliveries);
             if deliveries.len() <= CLAIM_BATCH {
                 // Started here, at once: the common case of a few deliveries per commit.
                 for c in deliveries {
@@ -273,7 +275,7 @@ impl Dispatcher {
             }
             let lease_ms = self.config.lease.as_millis() as i64;
             let skip = self.fairness.blocked(MAX_SKIPPED);
-            self.skipped_due.store(false, Ordering::Relaxed);
+            lock(&self.skipped_due).clear();
             let claimed = match self
                 .store
                 .claim(&self.config.process_id, CLAIM_BATCH, lease_ms, &skip)
@@ -297,7 +299,7 @@ impl Dispatcher {
                 let wait = match self.store.next_due().await {
                     // Due, but only deliveries of subscriptions skipped: a freed slot wakes us.
                     Ok(Some(due)) if due <= now_ms() && !skip.is_empty() => {
-                        self.skipped_due.store(true, Ordering::Relaxed);
+                        *lock(&self.skipped_due) = skip.into_iter().collect();
                         SKIPPED_IDLE
                     }
                     Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(0, 1000) as u64),
@@ -311,7 +313,7 @@ impl Dispatcher {
                 continue;
             }
             lock(&self.claimed).extend(claimed.iter().map(|c| c.delivery_id.clone()));
-            for c in claimed {
+            for c in self.by_destination(claimed) {
                 let Ok(permit) = workers.clone().acquire_owned().await else {
                     break;
                 };
@@ -345,6 +347,29 @@ impl Dispatcher {
         }
     }
 
+    /// Puts deliveries in the order their attempts start: every destination gets its turn
+    /// early, so that the many subscriptions of one endpoint (which may hang) do not all go
+    /// before the few of another. The first delivery to each URL goes first, then the second of
+    /// each, and so on; among equals, the same by host; otherwise the order is kept.
+    fn by_destination(&self, deliveries: Vec<Claimed>) -> Vec<Claimed> {
+        if deliveries.len() <= 2 {
+            return deliveries;
+        }
+        let entries: Vec<Option<Arc<IndexedSubscription>>> = deliveries
+            .iter()
+            .map(|c| self.cache.get(&c.subscription_id))
+            .collect();
+        let urls: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.compiled.http.url.as_str()))
+            .collect();
+        let mut slots: Vec<Option<Claimed>> = deliveries.into_iter().map(Some).collect();
+        destination_order(&urls)
+            .into_iter()
+            .filter_map(|i| slots[i].take())
+            .collect()
+    }
+
     /// Attempts a claimed delivery on a worker of its own, then those of the same subscription
     /// that waited in memory for the slot it frees.
     fn start(&self, c: Claimed, permit: OwnedSemaphorePermit, running: &Running) {
@@ -372,9 +397,10 @@ impl Dispatcher {
                 }
             }
             drop(permit);
-            // A subscription the last claim skipped may take more now: claim again. (Otherwise
-            // nothing due was left behind, and a claim would find nothing.)
-            if this.skipped_due.load(Ordering::Relaxed) {
+            // A subscription the last claim skipped, with due deliveries left behind, may take
+            // more now: claim again. (A claim takes every other subscription's due deliveries, so
+            // another's freed slot would find nothing new.)
+            if lock(&this.skipped_due).contains(&sub_id) {
                 this.wake();
             }
         });
@@ -383,11 +409,12 @@ impl Dispatcher {
     /// Makes one attempt of a claimed delivery (or holds it) and says what to record; `None` when
     /// it waits in memory for a slot of its subscription.
     async fn attempt(&self, c: Claimed) -> Option<Outcome> {
+        // The cached entry itself (one reference count), not a copy of it.
         let entry = match self.cache.get(&c.subscription_id) {
-            Some(e) => Ok(Some((e.sub.clone(), e.compiled.clone()))),
+            Some(e) => Ok(Some(e)),
             None => self.load_subscription(&c.subscription_id).await,
         };
-        let (sub, compiled) = match entry {
+        let entry = match entry {
             Ok(Some(found)) => found,
             Ok(None) => {
                 // Deleted since the event was published.
@@ -407,6 +434,7 @@ impl Dispatcher {
                 return Some(hold(c, now_ms() + 5_000).into());
             }
         };
+        let (sub, compiled) = (&entry.sub, &entry.compiled);
         if !sub.is_active() {
             return Some(hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into());
         }
@@ -426,8 +454,8 @@ impl Dispatcher {
                 }
             }
         }
-        match self.fairness.admit(&sub, c) {
-            Admit::Go(c) => Some(self.attempt_admitted(c, &sub, &compiled).await),
+        match self.fairness.admit(sub, c) {
+            Admit::Go(c) => Some(self.attempt_admitted(c, sub, compiled).await),
             Admit::Waiting => None,
             Admit::HoldUntil(c, until) => Some(hold(c, until).into()),
         }
@@ -592,12 +620,14 @@ impl Dispatcher {
     async fn load_subscription(
         &self,
         id: &str,
-    ) -> Result<Option<(Subscription, Compiled)>, StoreError> {
+    ) -> Result<Option<Arc<IndexedSubscription>>, StoreError> {
         let Some(sub) = self.store.subscription(id).await? else {
             return Ok(None);
         };
         match sub.spec.validate(&["http"]) {
-            Ok(compiled) => Ok(Some((sub, compiled))),
+            Ok(compiled) => Ok(Some(Arc::new(IndexedSubscription::standalone(
+                sub, compiled,
+            )))),
             Err(e) => {
                 tracing::error!(subscription = %id, error = %e, "stored subscription is invalid");
                 Ok(None)
@@ -635,6 +665,44 @@ fn consequences(
         None if !succeeded => effects.push(Effect::Failing(sub.clone())),
         None => {}
     }
+}
+
+/// The order in which to start deliveries to these URLs (`None`: not known yet, a first): by
+/// how many earlier ones went to the same URL, then to the same host, then as given.
+fn destination_order(urls: &[Option<&str>]) -> Vec<usize> {
+    let mut per_url = HashMap::new();
+    let mut per_host = HashMap::new();
+    let mut keys: Vec<(usize, usize, usize)> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| match url {
+            Some(url) => (
+                next_rank(&mut per_url, url),
+                next_rank(&mut per_host, host_of(url)),
+                i,
+            ),
+            None => (0, 0, i),
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// How many times `key` was seen before this one.
+fn next_rank<'a>(seen: &mut HashMap<&'a str, usize>, key: &'a str) -> usize {
+    let n = seen.entry(key).or_default();
+    *n += 1;
+    *n - 1
+}
+
+/// The `host[:port]` of a URL (the whole text if it has no scheme).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 /// Leaves a delivery pending, untouched but for when it is next looked at.
@@ -945,6 +1013,30 @@ async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: Claime
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fan_out_starts_every_destination_early() {
+        let hang = "http://hooks.example/hang";
+        let ok = "http://hooks.example/ok";
+        let other = "https://user@other.example:8443/in?x=1";
+        // Three subscriptions to one endpoint, then two to another, then one to another host.
+        let urls = [
+            Some(hang),
+            Some(hang),
+            Some(hang),
+            Some(ok),
+            Some(ok),
+            Some(other),
+        ];
+        // The first of each URL (by host among them: `other` is its host's first), then the
+        // second of each, then the rest.
+        assert_eq!(destination_order(&urls), vec![0, 5, 3, 1, 4, 2]);
+        // Not cached yet: among the firsts; firsts keep their order.
+        let unknown = [Some(hang), Some(hang), None, Some(ok)];
+        assert_eq!(destination_order(&unknown), vec![0, 2, 3, 1]);
+        assert_eq!(host_of(other), "other.example:8443");
+        assert_eq!(host_of("http://a.example"), "a.example");
+    }
 
     #[test]
     fn envelope_is_the_contract_shape() {
