@@ -57,6 +57,8 @@ const SETTLE_BATCH: usize = 512;
 const MAX_SKIPPED: usize = 1000;
 /// Most deliveries one claim takes.
 const CLAIM_BATCH: usize = 256;
+/// A large fan-out's attempts are started this many at a time, the loop yielding in between.
+const START_CHUNK: usize = 32;
 /// How long the loop sleeps when due deliveries exist but all belong to subscriptions it skips
 /// (a freed slot wakes it sooner).
 const SKIPPED_IDLE: Duration = Duration::from_millis(20);
@@ -256,7 +258,12 @@ impl Dispatcher {
             // Handed over by publishes: these go before anything claimed.
             let handed = std::mem::take(&mut *lock(&self.direct.handed));
             if !handed.is_empty() {
-                for c in handed {
+                for (i, c) in handed.into_iter().enumerate() {
+                    if i > 0 && i % START_CHUNK == 0 {
+                        // Let the attempts just started run (their connections open) before
+                        // starting more: the first go out first, and the run queue stays short.
+                        tokio::task::yield_now().await;
+                    }
                     let permit = tokio::select! {
                         _ = stop.cancelled() => break,
                         p = workers.clone().acquire_owned() => p,
