@@ -245,6 +245,52 @@ async fn a_duplicate_event_id_is_stored_and_delivered_once(backend: Backend) {
         1
     );
     assert_eq!(api.get("/v1/events/order-44").await.body["data"]["n"], 1);
+
+    // New events among duplicates, and a batch of new ones only, each event name with its own
+    // subscription: each stored event keeps its own data and its own delivery.
+    let mut subscription = std::collections::HashMap::new();
+    for n in 45..=50 {
+        let name = format!("order.n{n}");
+        let sub = api.subscribe(&receiver.url, &[&name], json!({})).await;
+        subscription.insert(n, sub["id"].as_str().unwrap().to_owned());
+    }
+    let event = |n: i64, id: i64| json!({"name": format!("order.n{n}"), "id": format!("order-{id}"), "data": {"n": n}});
+    for batch in [
+        json!([
+            event(45, 45),
+            event(45, 42),
+            event(46, 46),
+            event(47, 46),
+            event(47, 47)
+        ]),
+        json!([event(48, 48), event(49, 49), event(50, 50)]),
+    ] {
+        let answer = api.post("/v1/events", batch).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    }
+    for n in 45..=50 {
+        let id = format!("order-{n}");
+        let stored = api.get(&format!("/v1/events/{id}")).await;
+        assert_eq!(stored.body["data"]["n"], n, "{}", stored.body);
+        let deliveries = stored.body["deliveries"].as_array().unwrap();
+        assert_eq!(deliveries.len(), 1, "{}", stored.body);
+        assert_eq!(
+            deliveries[0]["subscription_id"],
+            subscription[&n].as_str(),
+            "{}",
+            stored.body
+        );
+    }
+    let hits = receiver.wait_hits(9, WAIT).await;
+    for n in 45..=50 {
+        let id = format!("order-{n}");
+        let got: Vec<_> = hits
+            .iter()
+            .filter(|h| h.header("webhook-id") == id)
+            .collect();
+        assert_eq!(got.len(), 1, "{id}");
+        assert_eq!(got[0].json()["data"]["n"], n);
+    }
 }
 
 async fn patterns_choose_events_and_star_never_takes_posthorn_events(backend: Backend) {

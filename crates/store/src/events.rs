@@ -314,33 +314,7 @@ async fn insert_events(
     now: Millis,
     handoff: Option<&dyn Handoff>,
 ) -> Result<(Vec<Published>, Vec<Claimed>, bool)> {
-    let mut returned: Vec<AnyRow> = Vec::with_capacity(events.len());
-    for chunk in events.chunks(backend.rows_per_statement(8)) {
-        let values = value_rows(chunk.len(), 8, 1, "");
-        let sql = backend.sql(format!(
-            "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
-             received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING \
-             RETURNING seq, publisher, id"
-        ));
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(&e.id)
-                .bind(&e.publisher)
-                .bind(&e.name)
-                .bind(&e.origin)
-                .bind(&e.tenant)
-                .bind(&e.data)
-                .bind(e.occurred_at)
-                .bind(now);
-        }
-        returned.extend(q.fetch_all(&mut **tx).await?);
-    }
-    // Keyed by the rows' own text: nothing copied.
-    let mut seqs: HashMap<(&str, &str), i64> = HashMap::with_capacity(returned.len());
-    for row in &returned {
-        seqs.insert((get(row, "publisher")?, get(row, "id")?), get(row, "seq")?);
-    }
+    let seqs = insert_event_rows(tx, backend, events, now).await?;
 
     // Each new event's deliveries; `None` marks a duplicate, answered below.
     let mut out: Vec<Option<Published>> = Vec::with_capacity(events.len());
@@ -355,9 +329,8 @@ async fn insert_events(
     let mut room = handoff.map_or(0, |h| h.room());
     let mut handed = Vec::new();
     let mut queued = false;
-    for e in events {
-        // Taken once: a second event with the same id in this group is a duplicate.
-        let Some(seq) = seqs.remove(&(e.publisher.as_str(), e.id.as_str())) else {
+    for (e, seq) in events.iter().zip(seqs) {
+        let Some(seq) = seq else {
             out.push(None);
             continue;
         };
@@ -427,6 +400,86 @@ async fn insert_events(
         }
     }
     Ok((published, handed, queued))
+}
+
+/// Inserts the events in chunks and says, event by event, the sequence number of each that was
+/// new (`None`: its publisher used that id before, in an earlier group or earlier in this one).
+///
+/// PostgreSQL returns the numbers of the rows inserted (`RETURNING`). SQLite has one writer, so
+/// the rows of one transaction take consecutive numbers after the highest given before, in the
+/// order of their `VALUES`: when every row went in, that number is all it takes (`RETURNING`
+/// would make SQLite buffer every row and sqlx send each one across from its thread); only a
+/// group with duplicates reads its new rows back.
+async fn insert_event_rows(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    events: &[&NewEvent],
+    now: Millis,
+) -> Result<Vec<Option<i64>>> {
+    let returning = match backend {
+        Backend::Postgres => " RETURNING seq, publisher, id",
+        Backend::Sqlite => "",
+    };
+    // SQLite: the highest number given so far (`AUTOINCREMENT` keeps it); every row this
+    // transaction inserts gets a higher one, and no other writer can insert meanwhile.
+    let before: i64 = match backend {
+        Backend::Sqlite => {
+            sqlx::query_scalar(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+            )
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        Backend::Postgres => 0,
+    };
+    let mut returned: Vec<AnyRow> = Vec::new();
+    let mut inserted = 0u64;
+    for chunk in events.chunks(backend.rows_per_statement(8)) {
+        let values = value_rows(chunk.len(), 8, 1, "");
+        let sql = backend.sql(format!(
+            "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
+             received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
+        ));
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(&e.publisher)
+                .bind(&e.name)
+                .bind(&e.origin)
+                .bind(&e.tenant)
+                .bind(&e.data)
+                .bind(e.occurred_at)
+                .bind(now);
+        }
+        match backend {
+            Backend::Postgres => returned.extend(q.fetch_all(&mut **tx).await?),
+            Backend::Sqlite => inserted += q.execute(&mut **tx).await?.rows_affected(),
+        }
+    }
+    if backend == Backend::Sqlite {
+        if inserted == 0 {
+            return Ok(vec![None; events.len()]);
+        }
+        if inserted == events.len() as u64 {
+            // None skipped (a skipped row may use up a number): consecutive, in order.
+            return Ok((1..=inserted as i64).map(|i| Some(before + i)).collect());
+        }
+        returned = sqlx::query("SELECT seq, publisher, id FROM events WHERE seq > $1")
+            .bind(before)
+            .fetch_all(&mut **tx)
+            .await?;
+    }
+    // Keyed by the rows' own text: nothing copied.
+    let mut seqs: HashMap<(&str, &str), i64> = HashMap::with_capacity(returned.len());
+    for row in &returned {
+        seqs.insert((get(row, "publisher")?, get(row, "id")?), get(row, "seq")?);
+    }
+    // Taken once: a second event with the same id in this group is a duplicate.
+    Ok(events
+        .iter()
+        .map(|e| seqs.remove(&(e.publisher.as_str(), e.id.as_str())))
+        .collect())
 }
 
 /// A delivery row to insert.
