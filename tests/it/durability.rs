@@ -150,6 +150,38 @@ async fn publishing_recovers_when_postgresql_drops_the_connections() {
         || async { (received(&receiver) == accepted).then_some(()) },
     )
     .await;
+
+    // Again, for events no subscription wants: such a group is one INSERT, run without a
+    // transaction around it.
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the server had connections to drop");
+    let mut refused = 0;
+    let mut stored = Vec::new();
+    for i in 0..10 {
+        let reply = api
+            .post("/v1/events", json!({"name": "untracked", "data": {"i": i}}))
+            .await;
+        match reply.status {
+            202 => stored.push((reply.body["id"].as_str().unwrap().to_owned(), i)),
+            503 => refused += 1,
+            other => panic!("publish answered {other}: {}", reply.body),
+        }
+    }
+    assert!(
+        refused <= 1,
+        "{refused} of 10 publishes refused after the drop"
+    );
+    for (id, i) in stored {
+        let event = api.get(&format!("/v1/events/{id}")).await;
+        assert_eq!(event.status, 200, "{id}: {}", event.body);
+        assert_eq!(event.body["data"]["i"], i);
+    }
 }
 
 #[tokio::test]

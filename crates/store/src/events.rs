@@ -23,7 +23,7 @@ use posthorn_core::id::new_id;
 use posthorn_core::time::{now_ms, Millis};
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Connection, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::settle_in;
@@ -112,6 +112,9 @@ pub struct EventQuery {
     pub before: Option<i64>,
     pub limit: usize,
 }
+
+/// Parameters of one event row.
+const EVENT_PARAMS: usize = 8;
 
 /// Most events one transaction carries; a larger backlog waits for the next one.
 const GROUP_LIMIT: usize = 4000;
@@ -241,6 +244,12 @@ impl Held {
         if backend == Backend::Sqlite {
             return Ok(pool.begin().await?);
         }
+        Ok(self.conn(pool, backend).await?.begin().await?)
+    }
+
+    /// The PostgreSQL connection for the group, tested if it sat idle.
+    async fn conn(&mut self, pool: &AnyPool, backend: Backend) -> Result<&mut AnyConnection> {
+        debug_assert_eq!(backend, Backend::Postgres);
         let idle = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE);
         if let Some(conn) = self.conn.as_mut() {
             if idle && conn.ping().await.is_err() {
@@ -252,7 +261,7 @@ impl Held {
             Some(conn) => conn,
             none => none.insert(pool.acquire().await?),
         };
-        Ok(conn.begin().await?)
+        Ok(&mut **conn)
     }
 }
 
@@ -264,7 +273,6 @@ async fn commit(
     handoff: Option<&dyn Handoff>,
 ) -> Result<(Vec<Vec<Published>>, Vec<usize>)> {
     let now = now_ms();
-    let mut tx = held.begin(pool, backend).await?;
     let events: Vec<&NewEvent> = jobs
         .iter()
         .flat_map(|j| match j {
@@ -272,6 +280,27 @@ async fn commit(
             Job::Settle { .. } => &[],
         })
         .collect();
+    if backend == Backend::Postgres
+        && events.len() <= backend.rows_per_statement(EVENT_PARAMS)
+        && events.iter().all(|e| e.subscriptions.is_empty())
+    {
+        // One INSERT and nothing else (PostgreSQL groups carry no settles): a statement is a
+        // transaction of its own, so `BEGIN` and `COMMIT` would only be two more round trips.
+        let conn = held.conn(pool, backend).await?;
+        let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
+        let mut published = published.into_iter();
+        let published = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Publish { events, .. } => {
+                    Some(published.by_ref().take(events.len()).collect())
+                }
+                Job::Settle { .. } => None,
+            })
+            .collect();
+        return Ok((published, Vec::new()));
+    }
+    let mut tx = held.begin(pool, backend).await?;
     let (published, handed, queued) =
         insert_events(&mut tx, backend, &events, now, handoff).await?;
     let mut settled = Vec::new();
@@ -308,13 +337,13 @@ async fn commit(
 /// takes are inserted leased to it and returned, to hand over once committed; the flag says
 /// whether any were inserted due, for the claims.
 async fn insert_events(
-    tx: &mut Transaction<'_, Any>,
+    conn: &mut AnyConnection,
     backend: Backend,
     events: &[&NewEvent],
     now: Millis,
     handoff: Option<&dyn Handoff>,
 ) -> Result<(Vec<Published>, Vec<Claimed>, bool)> {
-    let seqs = insert_event_rows(tx, backend, events, now).await?;
+    let seqs = insert_event_rows(conn, backend, events, now).await?;
 
     // Each new event's deliveries; `None` marks a duplicate, answered below.
     let mut out: Vec<Option<Published>> = Vec::with_capacity(events.len());
@@ -389,14 +418,14 @@ async fn insert_events(
                 .bind(now)
                 .bind(now);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *conn).await?;
     }
 
     let mut published = Vec::with_capacity(events.len());
     for (e, p) in events.iter().zip(out) {
         match p {
             Some(p) => published.push(p),
-            None => published.push(duplicate(tx, e).await?),
+            None => published.push(duplicate(conn, e).await?),
         }
     }
     Ok((published, handed, queued))
@@ -411,7 +440,7 @@ async fn insert_events(
 /// would make SQLite buffer every row and sqlx send each one across from its thread); only a
 /// group with duplicates reads its new rows back.
 async fn insert_event_rows(
-    tx: &mut Transaction<'_, Any>,
+    conn: &mut AnyConnection,
     backend: Backend,
     events: &[&NewEvent],
     now: Millis,
@@ -427,15 +456,15 @@ async fn insert_event_rows(
             sqlx::query_scalar(
                 "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
             )
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?
         }
         Backend::Postgres => 0,
     };
     let mut returned: Vec<AnyRow> = Vec::new();
     let mut inserted = 0u64;
-    for chunk in events.chunks(backend.rows_per_statement(8)) {
-        let values = value_rows(chunk.len(), 8, 1, "");
+    for chunk in events.chunks(backend.rows_per_statement(EVENT_PARAMS)) {
+        let values = value_rows(chunk.len(), EVENT_PARAMS, 1, "");
         let sql = backend.sql(format!(
             "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
              received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
@@ -453,8 +482,8 @@ async fn insert_event_rows(
                 .bind(now);
         }
         match backend {
-            Backend::Postgres => returned.extend(q.fetch_all(&mut **tx).await?),
-            Backend::Sqlite => inserted += q.execute(&mut **tx).await?.rows_affected(),
+            Backend::Postgres => returned.extend(q.fetch_all(&mut *conn).await?),
+            Backend::Sqlite => inserted += q.execute(&mut *conn).await?.rows_affected(),
         }
     }
     if backend == Backend::Sqlite {
@@ -467,7 +496,7 @@ async fn insert_event_rows(
         }
         returned = sqlx::query("SELECT seq, publisher, id FROM events WHERE seq > $1")
             .bind(before)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?;
     }
     // Keyed by the rows' own text: nothing copied.
@@ -491,7 +520,7 @@ struct Row<'a> {
 }
 
 /// The answer for an event id its publisher used before: the first event.
-async fn duplicate(tx: &mut Transaction<'_, Any>, e: &NewEvent) -> Result<Published> {
+async fn duplicate(conn: &mut AnyConnection, e: &NewEvent) -> Result<Published> {
     let row = sqlx::query(
         "SELECT e.name, e.occurred_at, \
            (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = e.seq) AS deliveries \
@@ -499,7 +528,7 @@ async fn duplicate(tx: &mut Transaction<'_, Any>, e: &NewEvent) -> Result<Publis
     )
     .bind(&e.publisher)
     .bind(&e.id)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Published {
         id: e.id.clone(),
