@@ -16,6 +16,7 @@
 //! so separate transactions would only take turns on it, each with its own flush.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,10 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// PostgreSQL takes several transactions at once: up to this many groups commit side by side,
+/// each on a connection of its own. (SQLite has one writer: one committer.)
+const PG_COMMITTERS: usize = 4;
+
 /// Parameters of one event row.
 const EVENT_PARAMS: usize = 8;
 
@@ -160,7 +165,26 @@ impl Committer {
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::channel(4096);
         let handoff = HandoffCell::default();
-        tokio::spawn(run(pool, backend, rx, handoff.clone()));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let committers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => PG_COMMITTERS,
+        };
+        let queue = Arc::new(Queue {
+            rx: tokio::sync::Mutex::new(rx),
+            committing: AtomicUsize::new(0),
+            ended: tokio::sync::Notify::new(),
+        });
+        for _ in 0..committers {
+            let held = Held::new(dropped.clone());
+            tokio::spawn(run(
+                pool.clone(),
+                backend,
+                queue.clone(),
+                handoff.clone(),
+                held,
+            ));
+        }
         Self { jobs, handoff }
     }
 
@@ -183,22 +207,78 @@ impl Committer {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, handoff: HandoffCell) {
-    let mut held = Held::default();
-    while let Some(first) = rx.recv().await {
+/// The committers' queue of jobs, and how many groups are being committed.
+struct Queue {
+    rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    committing: AtomicUsize,
+    /// Signalled when a group's commit ends.
+    ended: tokio::sync::Notify,
+}
+
+/// A group this large commits beside another; a smaller one waits for the others to end,
+/// gathering what arrives meanwhile (many small transactions cost more than one large one).
+const BESIDE_MIN: usize = 256;
+
+impl Queue {
+    /// The next group: what is waiting, up to [`GROUP_LIMIT`] rows; while another group commits,
+    /// also what arrives until it ends or the group reaches [`BESIDE_MIN`]. `None` once the store
+    /// is dropped.
+    async fn next_group(&self) -> Option<(Vec<Job>, usize)> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
         let mut count = first.size();
         let mut jobs = vec![first];
-        while count < GROUP_LIMIT {
-            match rx.try_recv() {
-                Ok(job) => {
-                    count += job.size();
-                    jobs.push(job);
+        loop {
+            while count < GROUP_LIMIT {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        count += job.size();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            if count >= BESIDE_MIN.min(GROUP_LIMIT) {
+                break;
+            }
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.committing.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        count += job.size();
+                        jobs.push(job);
+                    }
+                    None => break,
+                },
+                _ = ended => {}
             }
         }
+        Some((jobs, count))
+    }
+}
+
+/// Takes a group and commits it, until the store is dropped. On PostgreSQL several of these take
+/// turns at the queue: while one group commits, the next is gathered, and a large one (a batch)
+/// is written beside it.
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    queue: Arc<Queue>,
+    handoff: HandoffCell,
+    mut held: Held,
+) {
+    while let Some((jobs, count)) = queue.next_group().await {
+        queue.committing.fetch_add(1, Ordering::AcqRel);
         let handoff = handoff.get().map(|h| &**h);
-        match commit(&pool, &mut held, backend, &jobs, handoff).await {
+        let result = commit(&pool, &mut held, backend, &jobs, handoff).await;
+        queue.committing.fetch_sub(1, Ordering::AcqRel);
+        queue.ended.notify_waiters();
+        match result {
             Ok((published, settled)) => {
                 let (mut published, mut settled) = (published.into_iter(), settled.into_iter());
                 for job in jobs {
@@ -214,8 +294,9 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = count, "writing a group failed");
-                // Back to the pool (which tests it before handing it out again).
-                held = Held::default();
+                // Back to the pool (which tests it before handing it out again); the other
+                // committers test theirs before their next group.
+                held.drop_connection();
                 let msg = e.to_string();
                 for job in jobs {
                     job.fail(msg.clone());
@@ -225,20 +306,40 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>, hando
     }
 }
 
-/// The connection the committer keeps between groups on PostgreSQL: taking one from the pool
-/// tests it first, a round trip per group. It is tested only after it sat idle (a server restart
-/// while it was busy fails one group, answered 503, and the next takes a fresh one); SQLite's one
-/// write connection is shared with every other writer, and taken from the pool untested.
-#[derive(Default)]
+/// The connection a committer keeps between groups on PostgreSQL: taking one from the pool
+/// tests it first, a round trip per group. It is tested only after it sat idle or after a group
+/// failed on any committer (a server restart while they were busy fails one group, answered 503,
+/// and the next groups test their connections or take fresh ones); SQLite's one write connection
+/// is shared with every other writer, and taken from the pool untested.
 struct Held {
     conn: Option<PoolConnection<Any>>,
     used: Option<Instant>,
+    /// Groups failed so far, by any committer, and how many of them this one has seen: a failure
+    /// elsewhere (most often the server dropping every connection) gets this one tested too.
+    failed: Arc<AtomicU64>,
+    seen: u64,
 }
 
 /// Idle longer than this, the held connection is tested before a group.
 const HELD_IDLE: Duration = Duration::from_secs(1);
 
 impl Held {
+    fn new(failed: Arc<AtomicU64>) -> Self {
+        let seen = failed.load(Ordering::Relaxed);
+        Self {
+            conn: None,
+            used: None,
+            failed,
+            seen,
+        }
+    }
+
+    fn drop_connection(&mut self) {
+        self.conn = None;
+        self.used = None;
+        self.seen = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+    }
+
     /// Opens the group's transaction.
     async fn begin(&mut self, pool: &AnyPool, backend: Backend) -> Result<Transaction<'_, Any>> {
         if backend == Backend::Sqlite {
@@ -250,9 +351,11 @@ impl Held {
     /// The PostgreSQL connection for the group, tested if it sat idle.
     async fn conn(&mut self, pool: &AnyPool, backend: Backend) -> Result<&mut AnyConnection> {
         debug_assert_eq!(backend, Backend::Postgres);
-        let idle = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE);
+        let failed = self.failed.load(Ordering::Relaxed);
+        let suspect = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE) || failed != self.seen;
+        self.seen = failed;
         if let Some(conn) = self.conn.as_mut() {
-            if idle && conn.ping().await.is_err() {
+            if suspect && conn.ping().await.is_err() {
                 self.conn = None;
             }
         }
