@@ -174,16 +174,15 @@ impl Committer {
             rx: tokio::sync::Mutex::new(rx),
             committing: AtomicUsize::new(0),
             ended: tokio::sync::Notify::new(),
+            idle: std::sync::Mutex::new(
+                (0..committers)
+                    .map(|_| Held::new(dropped.clone()))
+                    .collect(),
+            ),
+            failed: dropped,
         });
         for _ in 0..committers {
-            let held = Held::new(dropped.clone());
-            tokio::spawn(run(
-                pool.clone(),
-                backend,
-                queue.clone(),
-                handoff.clone(),
-                held,
-            ));
+            tokio::spawn(run(pool.clone(), backend, queue.clone(), handoff.clone()));
         }
         Self { jobs, handoff }
     }
@@ -213,6 +212,11 @@ struct Queue {
     committing: AtomicUsize,
     /// Signalled when a group's commit ends.
     ended: tokio::sync::Notify,
+    /// The committers' connections not in use, the last used on top: one group at a time keeps
+    /// using the same connection (the same PostgreSQL backend, its caches warm).
+    idle: std::sync::Mutex<Vec<Held>>,
+    /// How many groups failed, by any committer (see [`Held`]).
+    failed: Arc<AtomicU64>,
 }
 
 /// A group this large commits beside another; a smaller one waits for the others to end,
@@ -220,6 +224,10 @@ struct Queue {
 const BESIDE_MIN: usize = 256;
 
 impl Queue {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The next group: what is waiting, up to [`GROUP_LIMIT`] rows; while another group commits,
     /// also what arrives until it ends or the group reaches [`BESIDE_MIN`]. `None` once the store
     /// is dropped.
@@ -265,17 +273,22 @@ impl Queue {
 /// Takes a group and commits it, until the store is dropped. On PostgreSQL several of these take
 /// turns at the queue: while one group commits, the next is gathered, and a large one (a batch)
 /// is written beside it.
-async fn run(
-    pool: AnyPool,
-    backend: Backend,
-    queue: Arc<Queue>,
-    handoff: HandoffCell,
-    mut held: Held,
-) {
+async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: HandoffCell) {
     while let Some((jobs, count)) = queue.next_group().await {
         queue.committing.fetch_add(1, Ordering::AcqRel);
+        // As many as committers: one is free for this one.
+        let mut held = queue
+            .idle()
+            .pop()
+            .unwrap_or_else(|| Held::new(queue.failed.clone()));
         let handoff = handoff.get().map(|h| &**h);
         let result = commit(&pool, &mut held, backend, &jobs, handoff).await;
+        if result.is_err() {
+            // Back to the pool (which tests it before handing it out again); the other
+            // committers test theirs before their next group.
+            held.drop_connection();
+        }
+        queue.idle().push(held);
         queue.committing.fetch_sub(1, Ordering::AcqRel);
         queue.ended.notify_waiters();
         match result {
@@ -294,9 +307,6 @@ async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = count, "writing a group failed");
-                // Back to the pool (which tests it before handing it out again); the other
-                // committers test theirs before their next group.
-                held.drop_connection();
                 let msg = e.to_string();
                 for job in jobs {
                     job.fail(msg.clone());
@@ -306,7 +316,7 @@ async fn run(
     }
 }
 
-/// The connection a committer keeps between groups on PostgreSQL: taking one from the pool
+/// A connection the committers keep between groups on PostgreSQL: taking one from the pool
 /// tests it first, a round trip per group. It is tested only after it sat idle or after a group
 /// failed on any committer (a server restart while they were busy fails one group, answered 503,
 /// and the next groups test their connections or take fresh ones); SQLite's one write connection
@@ -348,7 +358,7 @@ impl Held {
         Ok(self.conn(pool, backend).await?.begin().await?)
     }
 
-    /// The PostgreSQL connection for the group, tested if it sat idle.
+    /// The PostgreSQL connection for the group, tested if it sat idle or a group failed since.
     async fn conn(&mut self, pool: &AnyPool, backend: Backend) -> Result<&mut AnyConnection> {
         debug_assert_eq!(backend, Backend::Postgres);
         let failed = self.failed.load(Ordering::Relaxed);
