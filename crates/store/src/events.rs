@@ -165,7 +165,7 @@ impl Committer {
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::channel(4096);
         let handoff = HandoffCell::default();
-        let dropped = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
         let committers = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => PG_COMMITTERS,
@@ -175,11 +175,9 @@ impl Committer {
             committing: AtomicUsize::new(0),
             ended: tokio::sync::Notify::new(),
             idle: std::sync::Mutex::new(
-                (0..committers)
-                    .map(|_| Held::new(dropped.clone()))
-                    .collect(),
+                (0..committers).map(|_| Held::new(failed.clone())).collect(),
             ),
-            failed: dropped,
+            failed,
         });
         for _ in 0..committers {
             tokio::spawn(run(pool.clone(), backend, queue.clone(), handoff.clone()));
@@ -229,8 +227,9 @@ impl Queue {
     }
 
     /// The next group: what is waiting, up to [`GROUP_LIMIT`] rows; while another group commits,
-    /// also what arrives until it ends or the group reaches [`BESIDE_MIN`]. `None` once the store
-    /// is dropped.
+    /// also what arrives until it ends or the group reaches [`BESIDE_MIN`]. The group counts as
+    /// committing from then on (the caller ends it with `group_ended`). `None` once the store is
+    /// dropped.
     async fn next_group(&self) -> Option<(Vec<Job>, usize)> {
         let mut rx = self.rx.lock().await;
         let first = rx.recv().await?;
@@ -266,7 +265,15 @@ impl Queue {
                 _ = ended => {}
             }
         }
+        // Counted before the queue is let go, so the next group sees this one.
+        self.committing.fetch_add(1, Ordering::AcqRel);
         Some((jobs, count))
+    }
+
+    /// A group's commit ended: the next, if it waits for that, may go.
+    fn group_ended(&self) {
+        self.committing.fetch_sub(1, Ordering::AcqRel);
+        self.ended.notify_waiters();
     }
 }
 
@@ -275,7 +282,6 @@ impl Queue {
 /// is written beside it.
 async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: HandoffCell) {
     while let Some((jobs, count)) = queue.next_group().await {
-        queue.committing.fetch_add(1, Ordering::AcqRel);
         // As many as committers: one is free for this one.
         let mut held = queue
             .idle()
@@ -289,8 +295,7 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
             held.drop_connection();
         }
         queue.idle().push(held);
-        queue.committing.fetch_sub(1, Ordering::AcqRel);
-        queue.ended.notify_waiters();
+        queue.group_ended();
         match result {
             Ok((published, settled)) => {
                 let (mut published, mut settled) = (published.into_iter(), settled.into_iter());
