@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{wait_for, Answer, Backend, Receiver, Server, ServerOptions};
+use crate::util::{wait_for, Answer, Api, Backend, Receiver, Server, ServerOptions};
 
 /// Two workers: most deliveries are still queued when the process dies, two are in flight.
 fn two_workers(backend: Backend) -> ServerOptions {
@@ -117,29 +117,11 @@ async fn publishing_recovers_when_postgresql_drops_the_connections() {
     }
 
     let mut admin = sqlx::PgConnection::connect(&server.database).await.unwrap();
-    let killed: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert!(!killed.is_empty(), "the server had connections to drop");
+    drop_connections(&mut admin).await;
 
     // At once, while the committer's connection is fresh (it is not tested before use).
-    let mut refused = 0;
-    for i in 5..15 {
-        let reply = api
-            .post("/v1/events", json!({"name": "tick", "data": {"i": i}}))
-            .await;
-        match reply.status {
-            202 => {
-                accepted.insert(reply.body["id"].as_str().unwrap().to_owned());
-            }
-            503 => refused += 1,
-            other => panic!("publish answered {other}: {}", reply.body),
-        }
-    }
+    let (stored, refused) = publish_ten(&api, "tick", 5).await;
+    accepted.extend(stored.into_iter().map(|(id, _)| id));
     assert!(
         refused <= 1,
         "{refused} of 10 publishes refused after the drop"
@@ -153,26 +135,8 @@ async fn publishing_recovers_when_postgresql_drops_the_connections() {
 
     // Again, for events no subscription wants: such a group is one INSERT, run without a
     // transaction around it.
-    let killed: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert!(!killed.is_empty(), "the server had connections to drop");
-    let mut refused = 0;
-    let mut stored = Vec::new();
-    for i in 0..10 {
-        let reply = api
-            .post("/v1/events", json!({"name": "untracked", "data": {"i": i}}))
-            .await;
-        match reply.status {
-            202 => stored.push((reply.body["id"].as_str().unwrap().to_owned(), i)),
-            503 => refused += 1,
-            other => panic!("publish answered {other}: {}", reply.body),
-        }
-    }
+    drop_connections(&mut admin).await;
+    let (stored, refused) = publish_ten(&api, "untracked", 0).await;
     assert!(
         refused <= 1,
         "{refused} of 10 publishes refused after the drop"
@@ -182,6 +146,36 @@ async fn publishing_recovers_when_postgresql_drops_the_connections() {
         assert_eq!(event.status, 200, "{id}: {}", event.body);
         assert_eq!(event.body["data"]["i"], i);
     }
+}
+
+/// Terminates every connection to the server's database but `admin`'s.
+async fn drop_connections(admin: &mut sqlx::PgConnection) {
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the server had connections to drop");
+}
+
+/// Publishes ten events named `name`, one after the other, with data `{"i": first..first + 10}`:
+/// the id and `i` of each accepted, and how many were refused with 503 (any other answer fails
+/// the test).
+async fn publish_ten(api: &Api, name: &str, first: i64) -> (Vec<(String, i64)>, usize) {
+    let (mut stored, mut refused) = (Vec::new(), 0);
+    for i in first..first + 10 {
+        let reply = api
+            .post("/v1/events", json!({"name": name, "data": {"i": i}}))
+            .await;
+        match reply.status {
+            202 => stored.push((reply.body["id"].as_str().unwrap().to_owned(), i)),
+            503 => refused += 1,
+            other => panic!("publish answered {other}: {}", reply.body),
+        }
+    }
+    (stored, refused)
 }
 
 #[tokio::test]

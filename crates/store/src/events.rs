@@ -301,8 +301,9 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
                 let (mut published, mut settled) = (published.into_iter(), settled.into_iter());
                 for job in jobs {
                     match job {
-                        Job::Publish { reply, .. } => {
-                            let _ = reply.send(Ok(published.next().unwrap_or_default()));
+                        Job::Publish { events, reply } => {
+                            let mine = published.by_ref().take(events.len()).collect();
+                            let _ = reply.send(Ok(mine));
                         }
                         Job::Settle { reply, .. } => {
                             let _ = reply.send(Ok(settled.next().unwrap_or_default()));
@@ -383,13 +384,15 @@ impl Held {
     }
 }
 
+/// Writes a group: the answers to its publishes, every event of the group in order, and how many
+/// records each of its settles wrote.
 async fn commit(
     pool: &AnyPool,
     held: &mut Held,
     backend: Backend,
     jobs: &[Job],
     handoff: Option<&dyn Handoff>,
-) -> Result<(Vec<Vec<Published>>, Vec<usize>)> {
+) -> Result<(Vec<Published>, Vec<usize>)> {
     let now = now_ms();
     let events: Vec<&NewEvent> = jobs
         .iter()
@@ -406,16 +409,6 @@ async fn commit(
         // transaction of its own, so `BEGIN` and `COMMIT` would only be two more round trips.
         let conn = held.conn(pool, backend).await?;
         let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
-        let mut published = published.into_iter();
-        let published = jobs
-            .iter()
-            .filter_map(|j| match j {
-                Job::Publish { events, .. } => {
-                    Some(published.by_ref().take(events.len()).collect())
-                }
-                Job::Settle { .. } => None,
-            })
-            .collect();
         return Ok((published, Vec::new()));
     }
     let mut tx = held.begin(pool, backend).await?;
@@ -437,14 +430,6 @@ async fn commit(
             h.take(handed, queued);
         }
     }
-    let mut published = published.into_iter();
-    let published = jobs
-        .iter()
-        .filter_map(|j| match j {
-            Job::Publish { events, .. } => Some(published.by_ref().take(events.len()).collect()),
-            Job::Settle { .. } => None,
-        })
-        .collect();
     Ok((published, settled))
 }
 
