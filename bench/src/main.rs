@@ -167,6 +167,17 @@ where
     )
 }
 
+/// The server's CPU time per event, as a figure's suffix.
+fn cpu_per(cpu: Duration, events: f64) -> String {
+    if events < 1.0 {
+        return String::new();
+    }
+    format!(
+        ", server CPU {:.0} µs/event",
+        cpu.as_secs_f64() * 1e6 / events
+    )
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -236,15 +247,17 @@ impl Bench {
             Some(&server.token),
             &event("bench.ingest", None),
         );
+        let (cpu, start) = (server.cpu(), Instant::now());
         let (rate, failed) = load(self.args.concurrency, self.seconds(), move |_| {
             let post = post.clone();
             async move { post.send().await == 202 }
         })
         .await;
+        let cpu = cpu_per(server.cpu() - cpu, rate * start.elapsed().as_secs_f64());
         self.record(
             "2a. ingest: single events",
             server.backend,
-            format!("{rate:.0} events/s{}", fails(failed)),
+            format!("{rate:.0} events/s{}{cpu}", fails(failed)),
             Some(rate),
         );
 
@@ -255,16 +268,18 @@ impl Bench {
             Some(&server.token),
             &batch,
         );
+        let (cpu, start) = (server.cpu(), Instant::now());
         let (rate, failed) = load(4, self.seconds(), move |_| {
             let post = post.clone();
             async move { post.send().await == 202 }
         })
         .await;
         let events = rate * 1000.0;
+        let cpu = cpu_per(server.cpu() - cpu, events * start.elapsed().as_secs_f64());
         self.record(
             "2b. ingest: batches of 1000",
             server.backend,
-            format!("{events:.0} events/s{}", fails(failed)),
+            format!("{events:.0} events/s{}{cpu}", fails(failed)),
             None,
         );
     }
@@ -295,7 +310,7 @@ impl Bench {
             .subscribe(&sink.url(&path), &[name.as_str()], spec)
             .await?;
         let before = sink.count(&path);
-        let start = Instant::now();
+        let (cpu, start) = (server.cpu(), Instant::now());
         let post = Post::new(
             &self.client,
             server.url("/v1/events"),
@@ -322,6 +337,7 @@ impl Bench {
             .await;
         let secs = start.elapsed().as_secs_f64();
         let rate = (drained - before) as f64 / secs;
+        let cpu = cpu_per(server.cpu() - cpu, (drained - before) as f64);
         // While publishing stopped: what delivery alone does, without the load generator.
         let drain_rate = (drained - at_end) as f64 / end.elapsed().as_secs_f64().max(1e-3);
         let mut note = format!(
@@ -334,7 +350,7 @@ impl Bench {
         self.record(
             &label,
             server.backend,
-            format!("{rate:.0} deliveries/s{note}"),
+            format!("{rate:.0} deliveries/s{note}{cpu}"),
             Some(rate),
         );
         Ok(())

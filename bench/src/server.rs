@@ -227,6 +227,29 @@ impl Server {
             .map_or(0.0, |kb| kb / 1024.0)
     }
 
+    /// CPU time the server process has used so far (user and system), from `/proc`. Unlike a
+    /// rate, CPU per event hardly moves with the machine's phases: compare builds by it.
+    pub fn cpu(&self) -> Duration {
+        let Some(pid) = self.child.id() else {
+            return Duration::ZERO;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces, so split after its `)`):
+        // utime and stime are the 14th and 15th fields of the line, in clock ticks.
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        // USER_HZ, the unit of these fields, is 100 on Linux (`getconf CLK_TCK`).
+        Duration::from_millis(ticks * 10)
+    }
+
     /// SIGTERM, and waits for the exit.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
