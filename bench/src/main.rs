@@ -341,7 +341,8 @@ impl Bench {
         // While publishing stopped: what delivery alone does, without the load generator.
         let drain_rate = (drained - at_end) as f64 / end.elapsed().as_secs_f64().max(1e-3);
         let mut note = format!(
-            " ({:.0}/s while publishing, {drain_rate:.0}/s draining after)",
+            " ({} delivered; {:.0}/s while publishing, {drain_rate:.0}/s draining after)",
+            drained - before,
             (at_end - before) as f64 / (end - start).as_secs_f64()
         );
         if drained < before + total {

@@ -499,12 +499,14 @@ async fn insert_events(
         .flatten()
         .flat_map(|p| p.delivery_ids.iter().map(String::as_str));
     let rows: Vec<(Row<'_>, &str)> = rows.into_iter().zip(ids).collect();
-    for chunk in rows.chunks(backend.rows_per_statement(7)) {
-        let values = value_rows(chunk.len(), 7, 1, ", 'pending', 0");
-        let sql = backend.sql(format!(
-            "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
-             created_at, updated_at, status, attempts) VALUES {values}"
-        ));
+    for chunk in backend.statement_chunks(&rows, 7) {
+        let sql = backend.statement("insert deliveries", chunk.len(), || {
+            let values = value_rows(chunk.len(), 7, 1, ", 'pending', 0");
+            format!(
+                "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
+                 created_at, updated_at, status, attempts) VALUES {values}"
+            )
+        });
         let mut q = sqlx::query(&sql);
         for (r, id) in chunk {
             let (due, lease) = if r.leased {
@@ -566,12 +568,14 @@ async fn insert_event_rows(
     };
     let mut returned: Vec<AnyRow> = Vec::new();
     let mut inserted = 0u64;
-    for chunk in events.chunks(backend.rows_per_statement(EVENT_PARAMS)) {
-        let values = value_rows(chunk.len(), EVENT_PARAMS, 1, "");
-        let sql = backend.sql(format!(
-            "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
-             received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
-        ));
+    for chunk in backend.statement_chunks(events, EVENT_PARAMS) {
+        let sql = backend.statement("insert events", chunk.len(), || {
+            let values = value_rows(chunk.len(), EVENT_PARAMS, 1, "");
+            format!(
+                "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
+                 received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
+            )
+        });
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q

@@ -10,13 +10,18 @@ impl Store {
     /// many deliveries moved.
     pub async fn postpone_backlogs(&self, backlogs: &[(String, Millis)]) -> Result<u64> {
         let mut n = 0;
-        for chunk in backlogs.chunks(self.backend.rows_per_statement(2)) {
-            let sql = self.backend.sql(format!(
-                "UPDATE deliveries SET next_attempt_at = v.column2 FROM (VALUES {}) AS v \
-                 WHERE deliveries.subscription_id = v.column1 AND deliveries.status = 'pending' \
-                 AND deliveries.lease IS NULL AND deliveries.next_attempt_at < v.column2",
-                value_rows(chunk.len(), 2, 1, "")
-            ));
+        for chunk in self.backend.statement_chunks(backlogs, 2) {
+            let sql = self
+                .backend
+                .statement("postpone backlogs", chunk.len(), || {
+                    format!(
+                        "UPDATE deliveries SET next_attempt_at = v.column2 FROM (VALUES {}) AS v \
+                     WHERE deliveries.subscription_id = v.column1 \
+                     AND deliveries.status = 'pending' AND deliveries.lease IS NULL \
+                     AND deliveries.next_attempt_at < v.column2",
+                        value_rows(chunk.len(), 2, 1, "")
+                    )
+                });
             let mut q = sqlx::query(&sql);
             for (id, until) in chunk {
                 q = q.bind(id).bind(*until);
@@ -67,12 +72,14 @@ impl Store {
     pub async fn mark_failing(&self, ids: &[String]) -> Result<Vec<(String, Millis)>> {
         let now = now_ms();
         let mut since = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
-            let sql = self.backend.sql(format!(
-                "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
-                 WHERE id IN ({}) RETURNING id, failing_since",
-                placeholders(2, chunk.len())
-            ));
+        for chunk in self.backend.statement_chunks(ids, 1) {
+            let sql = self.backend.statement("mark failing", chunk.len(), || {
+                format!(
+                    "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
+                     WHERE id IN ({}) RETURNING id, failing_since",
+                    placeholders(2, chunk.len())
+                )
+            });
             let mut q = sqlx::query(&sql).bind(now);
             for id in chunk {
                 q = q.bind(id);
@@ -86,12 +93,14 @@ impl Store {
 
     /// Notes that these subscriptions' last deliveries succeeded.
     pub async fn mark_healthy(&self, ids: &[String]) -> Result<()> {
-        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
-            let sql = self.backend.sql(format!(
-                "UPDATE subscriptions SET failing_since = NULL \
-                 WHERE failing_since IS NOT NULL AND id IN ({})",
-                placeholders(1, chunk.len())
-            ));
+        for chunk in self.backend.statement_chunks(ids, 1) {
+            let sql = self.backend.statement("mark healthy", chunk.len(), || {
+                format!(
+                    "UPDATE subscriptions SET failing_since = NULL \
+                     WHERE failing_since IS NOT NULL AND id IN ({})",
+                    placeholders(1, chunk.len())
+                )
+            });
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id);

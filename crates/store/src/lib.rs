@@ -53,7 +53,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     Sqlite,
     Postgres,
@@ -69,6 +69,45 @@ impl Backend {
             Backend::Postgres => 4000,
         };
         (budget / params.max(1)).max(1)
+    }
+
+    /// The chunks in which multi-row statements of `params` parameters a row take `items`, in
+    /// order: as many full statements ([`Backend::rows_per_statement`]) as fit, then the rest by
+    /// its binary digits, largest first (37 rows: 32, 4, 1). A statement's text depends only on
+    /// its row count, so every chunk runs one of a few statements, each prepared once and kept in
+    /// the connection's statement cache (sqlx keeps 100 a connection); chunks as long as what
+    /// came made a new statement of nearly every group commit, parsed and planned every time.
+    pub(crate) fn statement_chunks<T>(self, items: &[T], params: usize) -> StatementChunks<'_, T> {
+        StatementChunks {
+            rest: items,
+            full: self.rows_per_statement(params),
+        }
+    }
+
+    /// The text of a multi-row statement as this backend runs it ([`Backend::sql`]), built by
+    /// `build` once per backend, `name` and row count and kept: with [`Backend::statement_chunks`]
+    /// there are a few of each.
+    pub(crate) fn statement(
+        self,
+        name: &'static str,
+        rows: usize,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        type Texts =
+            std::sync::Mutex<std::collections::HashMap<(Backend, &'static str, usize), Arc<str>>>;
+        static TEXTS: std::sync::OnceLock<Texts> = std::sync::OnceLock::new();
+        let texts = TEXTS.get_or_init(Texts::default);
+        let key = (self, name, rows);
+        if let Some(text) = texts.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return text.clone();
+        }
+        let text: Arc<str> = self.sql(build()).into();
+        texts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert(text)
+            .clone()
     }
 
     /// The statement as this backend should run it. On SQLite, `$1, $2, …` written once each in
@@ -401,6 +440,32 @@ where
     })
 }
 
+/// See [`Backend::statement_chunks`].
+pub(crate) struct StatementChunks<'a, T> {
+    rest: &'a [T],
+    full: usize,
+}
+
+impl<'a, T> Iterator for StatementChunks<'a, T> {
+    type Item = &'a [T];
+
+    fn next(&mut self) -> Option<&'a [T]> {
+        let len = self.rest.len();
+        if len == 0 {
+            return None;
+        }
+        // A full statement, else the largest power of two in what is left.
+        let n = if len >= self.full {
+            self.full
+        } else {
+            1 << len.ilog2()
+        };
+        let (chunk, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(chunk)
+    }
+}
+
 /// `($first, …), (…), …` — `rows` tuples of `per_row` consecutive placeholders each, every tuple
 /// ending with `tail` (constants or shared placeholders, e.g. `, $1`), for multi-row statements.
 fn value_rows(rows: usize, per_row: usize, first: usize, tail: &str) -> String {
@@ -444,6 +509,28 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
+    }
+
+    #[test]
+    fn statements_come_in_a_few_sizes() {
+        let sizes = |n: usize, params| {
+            let items = vec![0u8; n];
+            Backend::Sqlite
+                .statement_chunks(&items, params)
+                .map(<[u8]>::len)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0, 8), Vec::<usize>::new());
+        assert_eq!(sizes(37, 8), [32, 4, 1]);
+        assert_eq!(sizes(64, 8), [64]);
+        // 250 rows of 8 parameters make a full statement on SQLite.
+        assert_eq!(sizes(1000, 8), [250, 250, 250, 250]);
+        assert_eq!(sizes(600, 8), [250, 250, 64, 32, 4]);
+        let text = Backend::Sqlite.statement("test", 2, || "SELECT $1, $2".into());
+        assert_eq!(&*text, "SELECT ?, ?");
+        // Kept: the second build is not called.
+        let again = Backend::Sqlite.statement("test", 2, || unreachable!());
+        assert!(Arc::ptr_eq(&text, &again));
     }
 
     #[test]

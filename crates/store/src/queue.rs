@@ -142,12 +142,14 @@ impl Store {
         seqs.sort_unstable();
         seqs.dedup();
         let mut events = std::collections::HashMap::with_capacity(seqs.len());
-        for chunk in seqs.chunks(self.backend.rows_per_statement(1)) {
-            let sql = self.backend.sql(format!(
-                "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, received_at \
-                 FROM events WHERE seq IN ({})",
-                placeholders(1, chunk.len())
-            ));
+        for chunk in self.backend.statement_chunks(&seqs, 1) {
+            let sql = self.backend.statement("claimed events", chunk.len(), || {
+                format!(
+                    "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, \
+                     received_at FROM events WHERE seq IN ({})",
+                    placeholders(1, chunk.len())
+                )
+            });
             let mut q = sqlx::query(&sql);
             for seq in chunk {
                 q = q.bind(*seq);
@@ -187,12 +189,14 @@ impl Store {
     /// Extends `owner`'s lease on the deliveries it still has in flight.
     pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
         let until = now_ms() + lease_ms;
-        for chunk in ids.chunks(self.backend.rows_per_statement(1)) {
-            let sql = self.backend.sql(format!(
-                "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
-                 AND status = 'pending' AND id IN ({})",
-                placeholders(3, chunk.len())
-            ));
+        for chunk in self.backend.statement_chunks(ids, 1) {
+            let sql = self.backend.statement("renew", chunk.len(), || {
+                format!(
+                    "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
+                     AND status = 'pending' AND id IN ({})",
+                    placeholders(3, chunk.len())
+                )
+            });
             let mut q = sqlx::query(&sql).bind(until).bind(owner);
             for id in chunk {
                 q = q.bind(id);
@@ -355,16 +359,18 @@ pub(crate) async fn settle_in(
 ) -> Result<usize> {
     let mut written = std::collections::HashSet::with_capacity(records.len());
     // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
-    for chunk in records.chunks(backend.rows_per_statement(4)) {
-        let values = value_rows(chunk.len(), 4, 2, "");
-        let owner_at = 2 + 4 * chunk.len();
-        let sql = backend.sql(format!(
-            "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
-             next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
-             FROM (VALUES {values}) AS v \
-             WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
-             RETURNING deliveries.id"
-        ));
+    for chunk in backend.statement_chunks(records, 4) {
+        let sql = backend.statement("settle", chunk.len(), || {
+            let values = value_rows(chunk.len(), 4, 2, "");
+            let owner_at = 2 + 4 * chunk.len();
+            format!(
+                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+                 next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
+                 FROM (VALUES {values}) AS v \
+                 WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
+                 RETURNING deliveries.id"
+            )
+        });
         let mut q = sqlx::query(&sql).bind(now);
         for r in chunk {
             q = q
@@ -384,13 +390,15 @@ pub(crate) async fn settle_in(
         .filter(|r| written.contains(&r.delivery_id))
         .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
         .collect();
-    for chunk in attempts.chunks(backend.rows_per_statement(8)) {
-        let values = value_rows(chunk.len(), 8, 1, "");
-        let sql = backend.sql(format!(
-            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
-             response, error, outcome) VALUES {values} \
-             ON CONFLICT (delivery_id, number) DO NOTHING"
-        ));
+    for chunk in backend.statement_chunks(&attempts, 8) {
+        let sql = backend.statement("insert attempts", chunk.len(), || {
+            let values = value_rows(chunk.len(), 8, 1, "");
+            format!(
+                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
+                 response, error, outcome) VALUES {values} \
+                 ON CONFLICT (delivery_id, number) DO NOTHING"
+            )
+        });
         let mut q = sqlx::query(&sql);
         for (id, a) in chunk {
             q = q
