@@ -87,6 +87,20 @@ async fn a_published_event_arrives_signed_with_the_contract_headers(backend: Bac
     assert_eq!(log[0]["request"]["method"], "POST");
     assert_eq!(log[0]["request"]["url"], receiver.url);
     assert_eq!(log[0]["request"]["headers"]["webhook-id"], event_id);
+    // The body as sent, byte for byte (the store logs the default envelope by reference and
+    // rebuilds it here), and nothing but the contract's fields.
+    assert_eq!(
+        log[0]["request"]["body"].as_str().unwrap().as_bytes(),
+        &hit.body[..]
+    );
+    let mut fields: Vec<&str> = log[0]["request"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["body", "headers", "method", "url"]);
 
     // The event shows its delivery.
     let e = api.get(&format!("/v1/events/{event_id}")).await;

@@ -148,6 +148,13 @@ async fn a_fluidsurveys_response_is_delivered_form_encoded(backend: Backend) {
     assert_eq!(fields["created_at"], "26/03/2013 02:26PM");
     assert_eq!(fields["score"], "0");
     verify(sub["secret"].as_str().unwrap(), &hit);
+    // A body that is not the default envelope is logged as it was sent.
+    let d = api
+        .delivery_with_status(hit.header("posthorn-delivery"), "succeeded", WAIT)
+        .await;
+    let logged = &d["attempt_log"][0]["request"];
+    assert_eq!(logged["body"].as_str().unwrap().as_bytes(), &hit.body[..]);
+    assert_eq!(logged.get("envelope"), None);
 }
 
 async fn a_wazo_style_template_shapes_url_body_and_method(backend: Backend) {

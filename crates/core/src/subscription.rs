@@ -65,6 +65,8 @@ pub struct Compiled {
     pub patterns: Vec<EventPattern>,
     pub filter: Option<Filter>,
     pub http: HttpConfig,
+    /// `http.url` parsed, unless it is a template: parsed once, not for every attempt.
+    pub url: Option<url::Url>,
     /// The templated URL and body of `http`, parsed.
     pub templates: Option<Templates>,
     pub retry: RetryPolicy,
@@ -137,10 +139,15 @@ impl SubscriptionSpec {
         errors.finish()?;
         // `http` is Some whenever no error was recorded.
         let (http, templates) = http.unwrap_or_default();
+        let url = match &templates {
+            Some(t) if t.has_url() => None,
+            _ => url::Url::parse(&http.url).ok(),
+        };
         Ok(Compiled {
             patterns,
             filter,
             http,
+            url,
             templates,
             retry: self
                 .retry

@@ -20,7 +20,7 @@ use posthorn_core::index::IndexedSubscription;
 use posthorn_core::shape::form_encode;
 use posthorn_core::signing::signature_header;
 use posthorn_core::subscription::{Compiled, DisabledReason, FORM};
-use posthorn_core::time::{now_ms, to_rfc3339};
+use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription, USER_AGENT};
 use posthorn_store::{
     AttemptRecord, Claimed, Handoff, NewEvent, Store, StoreError, StoredAttempt, StoredEvent,
@@ -29,9 +29,10 @@ use posthorn_store::{
 use serde_json::json;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use crate::fairness::{Admit, Change, Fairness};
-use crate::http::{build_request, HttpSender};
+use crate::http::{build_request, unsent_log, HttpSender};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -478,17 +479,11 @@ impl Dispatcher {
         let started_at = now_ms();
         let timestamp = started_at / 1000;
         let event = &c.event;
-        let (url, body) = match shape(compiled, event) {
+        let (url, body, envelope) = match shape(compiled, event) {
             Ok(shaped) => shaped,
             Err(error) => {
                 // A template that fails now will fail every time: the delivery is dead.
                 let change = self.fairness.finished(&sub.id, false, true);
-                let request = build_request(
-                    &compiled.http,
-                    compiled.http.url.clone(),
-                    Vec::new(),
-                    Vec::new(),
-                );
                 let mut effects = vec![Effect::Once(Once::Dead {
                     delivery_id: c.delivery_id.clone(),
                     event_name: event.name.clone(),
@@ -505,7 +500,7 @@ impl Dispatcher {
                         number,
                         started_at,
                         duration_ms: 0,
-                        request: request.to_log().to_string(),
+                        request: unsent_log(&compiled.http),
                         response: None,
                         error: Some(error),
                         outcome: AttemptOutcome::Final,
@@ -612,8 +607,8 @@ impl Dispatcher {
                     number,
                     started_at,
                     duration_ms: exchange.duration.as_millis() as i64,
-                    request: request.to_log().to_string(),
-                    response: exchange.response.map(|r| r.to_log().to_string()),
+                    request: request.log_json(envelope),
+                    response: exchange.response.map(|r| r.log_json()),
                     error,
                     outcome,
                 }),
@@ -724,10 +719,10 @@ fn hold(c: Claimed, until: i64) -> AttemptRecord {
 }
 
 /// The URL and body of an attempt: the JSON envelope by default (built without parsing the
-/// stored data again), the data as form fields, or the rendered templates.
-fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(String, Vec<u8>), String> {
+/// stored data again; the flag says so), the data as form fields, or the rendered templates.
+fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool), String> {
     let config = &compiled.http;
-    let envelope_bytes = envelope(event);
+    let envelope_bytes = event.envelope();
     let templates = compiled.templates.as_ref();
     let needs_value = templates.is_some() || is_form(&config.content_type);
     let envelope_value: serde_json::Value = if needs_value {
@@ -736,45 +731,30 @@ fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(String, Vec<u8>), 
     } else {
         serde_json::Value::Null
     };
-    let url = match templates.filter(|t| t.has_url()) {
-        Some(t) => {
-            let url = t.render_url(&envelope_value)?;
-            match url::Url::parse(&url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => url,
-                _ => {
-                    return Err(format!(
-                        "the url template gave {url:?}, which is not an http or https URL"
-                    ))
-                }
+    let url = match (templates.filter(|t| t.has_url()), &compiled.url) {
+        (None, Some(url)) => url.clone(),
+        (t, _) => {
+            let (url, from) = match t {
+                Some(t) => (t.render_url(&envelope_value)?, "the url template gave"),
+                // Checked when the subscription was stored; read from the database again.
+                None => (config.url.clone(), "the url is"),
+            };
+            match Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+                _ => return Err(format!("{from} {url:?}, which is not an http or https URL")),
             }
         }
-        None => config.url.clone(),
     };
     let body = match templates.filter(|t| t.has_body()) {
         Some(t) => t.render_body(&envelope_value)?.into_bytes(),
         None if is_form(&config.content_type) => form_encode(&envelope_value["data"]).into_bytes(),
-        None => envelope_bytes,
+        None => return Ok((url, envelope_bytes, true)),
     };
-    Ok((url, body))
+    Ok((url, body, false))
 }
 
 fn is_form(content_type: &str) -> bool {
     content_type.split(';').next().unwrap_or_default().trim() == FORM
-}
-
-/// The default body, built from the stored `data` text without parsing it again.
-fn envelope(e: &StoredEvent) -> Vec<u8> {
-    let s = |v: &str| serde_json::Value::from(v).to_string();
-    let origin = e.origin.as_deref().map(s).unwrap_or_else(|| "null".into());
-    format!(
-        r#"{{"id":{},"name":{},"occurred_at":{},"origin":{},"data":{}}}"#,
-        s(&e.id),
-        s(&e.name),
-        s(&to_rfc3339(e.occurred_at)),
-        origin,
-        e.data
-    )
-    .into_bytes()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1058,7 +1038,7 @@ mod tests {
             occurred_at: 0,
             received_at: 0,
         };
-        let v: serde_json::Value = serde_json::from_slice(&envelope(&e)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&e.envelope()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"id":"evt_1","name":"a.b","occurred_at":"1970-01-01T00:00:00.000Z","origin":"o\"x","data":{"k":[1,2]}})

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use posthorn_core::subscription::{CertificateCheck, HttpConfig};
 use posthorn_core::NetworkPolicy;
+use posthorn_store::ENVELOPE_VERSION;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method};
-use serde_json::{json, Value};
+use reqwest::{Client, Method, Url};
+use serde::Serialize;
 
 /// Response bodies are kept in the log up to this many bytes.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
@@ -26,7 +27,7 @@ pub const MAX_LOGGED_BODY: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: &'static str,
-    pub url: String,
+    pub url: Url,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub timeout: Duration,
@@ -34,15 +35,59 @@ pub struct Request {
 }
 
 impl Request {
-    /// The request as the attempt log shows it.
-    pub fn to_log(&self) -> Value {
-        json!({
-            "method": self.method,
-            "url": self.url,
-            "headers": self.headers.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "body": String::from_utf8_lossy(&self.body),
-        })
+    /// The request as the attempt log shows it: `{"method","url","headers","body"}`, the headers
+    /// by name. Written straight from the request, not through a `serde_json::Value` (which
+    /// copied every header and the body, then printed the copy): this runs for every attempt.
+    ///
+    /// `envelope`: the body is the event's default envelope, which the store rebuilds from the
+    /// event when the log is read (`"envelope": version` stands for it): the body, the largest
+    /// part of the log, is then neither escaped into it nor written to the database again.
+    pub fn log_json(&self, envelope: bool) -> String {
+        let body = (!envelope).then_some(self.body.as_slice());
+        request_log(self.method, self.url.as_str(), &self.headers, body)
     }
+}
+
+/// The log of a request that could not be built (its template failed): the configured URL, which
+/// may be a template, and the configured headers.
+pub fn unsent_log(config: &HttpConfig) -> String {
+    let request = build_request(
+        config,
+        Url::parse("http://unsent.invalid").expect("a valid URL"),
+        Vec::new(),
+        Vec::new(),
+    );
+    request_log(request.method, &config.url, &request.headers, Some(b""))
+}
+
+/// `body: None`: the default envelope (see [`Request::log_json`]).
+fn request_log(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> String {
+    #[derive(Serialize)]
+    struct Log<'a> {
+        method: &'a str,
+        url: &'a str,
+        headers: BTreeMap<&'a str, &'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<std::borrow::Cow<'a, str>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        envelope: Option<u32>,
+    }
+    let log = Log {
+        method,
+        url,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        body: body.map(String::from_utf8_lossy),
+        envelope: body.is_none().then_some(ENVELOPE_VERSION),
+    };
+    serde_json::to_string(&log).expect("strings serialize")
 }
 
 #[derive(Debug, Clone)]
@@ -53,8 +98,20 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn to_log(&self) -> Value {
-        json!({"status": self.status, "headers": self.headers, "body": self.body})
+    /// The response as the attempt log shows it: `{"status","headers","body"}`.
+    pub fn log_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Log<'a> {
+            status: u16,
+            headers: &'a BTreeMap<String, String>,
+            body: &'a str,
+        }
+        let log = Log {
+            status: self.status,
+            headers: &self.headers,
+            body: &self.body,
+        };
+        serde_json::to_string(&log).expect("strings serialize")
     }
 }
 
@@ -196,7 +253,7 @@ impl HttpSender {
     }
 
     async fn try_send(&self, req: &Request) -> Result<Response, String> {
-        let url = reqwest::Url::parse(&req.url).map_err(|e| format!("invalid URL: {e}"))?;
+        let url = req.url.clone();
         self.check_literal(&url)?;
         let client = self.client_for(&req.tls)?;
         let method = Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -290,7 +347,7 @@ fn client(
 /// headers, then Posthorn's own headers (which win over static ones of the same name).
 pub fn build_request(
     config: &HttpConfig,
-    url: String,
+    url: Url,
     body: Vec<u8>,
     posthorn_headers: Vec<(String, String)>,
 ) -> Request {

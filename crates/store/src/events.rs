@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use posthorn_core::id::new_id;
-use posthorn_core::time::{now_ms, Millis};
+use posthorn_core::time::{now_ms, to_rfc3339, Millis};
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
@@ -102,6 +102,40 @@ pub struct StoredEvent {
     pub data: String,
     pub occurred_at: Millis,
     pub received_at: Millis,
+}
+
+/// The format of [`StoredEvent::envelope`], written into attempt logs that leave their body to
+/// it: a later format would keep rebuilding old logs' bodies with this one.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+impl StoredEvent {
+    /// The JSON envelope every subscriber receives by default (section 5 of the contract), built
+    /// from the stored `data` text without parsing it again. The attempt log leans on it: a
+    /// request whose body was this is logged without it and shown with it rebuilt, so it must
+    /// stay a function of the stored event alone ([`ENVELOPE_VERSION`]).
+    pub fn envelope(&self) -> Vec<u8> {
+        let e = self;
+        let mut out = Vec::with_capacity(e.data.len() + e.id.len() + e.name.len() + 96);
+        // Strings into a `Vec` cannot fail to serialize.
+        let string = |out: &mut Vec<u8>, v: &str| {
+            serde_json::to_writer(&mut *out, v).expect("a string serializes")
+        };
+        out.extend_from_slice(b"{\"id\":");
+        string(&mut out, &e.id);
+        out.extend_from_slice(b",\"name\":");
+        string(&mut out, &e.name);
+        out.extend_from_slice(b",\"occurred_at\":");
+        string(&mut out, &to_rfc3339(e.occurred_at));
+        out.extend_from_slice(b",\"origin\":");
+        match &e.origin {
+            Some(origin) => string(&mut out, origin),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(e.data.as_bytes());
+        out.push(b'}');
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default)]

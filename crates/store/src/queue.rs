@@ -246,17 +246,30 @@ impl Store {
         get(&row, "due")
     }
 
-    /// A delivery with its attempt log, oldest attempt first.
+    /// A delivery with its attempt log, oldest attempt first. A request logged without its body
+    /// (it was the event's envelope) is given it back.
     pub async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
         let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE d.id = $1"
+            "SELECT {DELIVERY_COLUMNS}, e.seq, e.publisher, e.origin, e.tenant, e.data, \
+             e.occurred_at, e.received_at \
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let delivery = delivery_from_row(&row)?;
+        let event = StoredEvent {
+            seq: get(&row, "seq")?,
+            id: delivery.event_id.clone(),
+            publisher: get(&row, "publisher")?,
+            name: delivery.event_name.clone(),
+            origin: get(&row, "origin")?,
+            tenant: get(&row, "tenant")?,
+            data: get(&row, "data")?,
+            occurred_at: get(&row, "occurred_at")?,
+            received_at: get(&row, "received_at")?,
+        };
         let rows = sqlx::query(
             "SELECT number, started_at, duration_ms, request, response, error, outcome \
              FROM attempts WHERE delivery_id = $1 ORDER BY number",
@@ -272,7 +285,7 @@ impl Store {
                     number: get(r, "number")?,
                     started_at: get(r, "started_at")?,
                     duration_ms: get(r, "duration_ms")?,
-                    request: get(r, "request")?,
+                    request: with_body(get(r, "request")?, &event),
                     response: get(r, "response")?,
                     error: get(r, "error")?,
                     outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
@@ -345,6 +358,23 @@ impl Store {
             Store::notify_due(self.backend, &self.write).await?;
         }
         Ok(n)
+    }
+}
+
+/// A logged request as it was sent: one logged with `"envelope": 1` instead of its body (see
+/// [`StoredEvent::envelope`]) gets the envelope back as its body.
+fn with_body(request: String, event: &StoredEvent) -> String {
+    let Ok(serde_json::Value::Object(mut log)) = serde_json::from_str(&request) else {
+        return request;
+    };
+    match log.get("envelope").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(crate::ENVELOPE_VERSION) && !log.contains_key("body") => {
+            log.remove("envelope");
+            let body = String::from_utf8_lossy(&event.envelope()).into_owned();
+            log.insert("body".into(), body.into());
+            serde_json::Value::Object(log).to_string()
+        }
+        _ => request,
     }
 }
 
