@@ -436,7 +436,10 @@ async fn commit(
         })
         .collect();
     if backend == Backend::Postgres
-        && events.len() <= backend.rows_per_statement(EVENT_PARAMS)
+        && backend
+            .statement_chunks(&events, EVENT_PARAMS)
+            .nth(1)
+            .is_none()
         && events.iter().all(|e| e.subscriptions.is_empty())
     {
         // One INSERT and nothing else (PostgreSQL groups carry no settles): a statement is a

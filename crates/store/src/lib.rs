@@ -72,27 +72,37 @@ impl Backend {
     }
 
     /// The chunks in which multi-row statements of `params` parameters a row take `items`, in
-    /// order: as many full statements ([`Backend::rows_per_statement`]) as fit, then the rest by
-    /// its binary digits, largest first (37 rows: 32, 4, 1). A statement's text depends only on
-    /// its row count, so every chunk runs one of a few statements, each prepared once and kept in
-    /// the connection's statement cache (sqlx keeps 100 a connection); chunks as long as what
-    /// came made a new statement of nearly every group commit, parsed and planned every time.
+    /// order: as many full statements ([`Backend::rows_per_statement`]) as fit, then the rest.
+    ///
+    /// On SQLite the rest goes by its binary digits, largest first (37 rows: 32, 4, 1). A
+    /// statement's text then depends only on its row count, so every chunk runs one of a few
+    /// statements, each prepared once and kept in the connection's statement cache (sqlx keeps
+    /// 100 a connection); chunks as long as what came made a new statement of nearly every group
+    /// commit, parsed and planned every time. A statement there is a call on the writer's thread.
+    ///
+    /// On PostgreSQL the rest is one statement: each is a round trip, which costs more than the
+    /// preparing it saves, and a group that is one statement needs no transaction (see `events`).
     pub(crate) fn statement_chunks<T>(self, items: &[T], params: usize) -> StatementChunks<'_, T> {
         StatementChunks {
             rest: items,
             full: self.rows_per_statement(params),
+            binary: self == Backend::Sqlite,
         }
     }
 
     /// The text of a multi-row statement as this backend runs it ([`Backend::sql`]), built by
-    /// `build` once per backend, `name` and row count and kept: with [`Backend::statement_chunks`]
-    /// there are a few of each.
+    /// `build`. On SQLite it is kept, once per `name` and row count: with
+    /// [`Backend::statement_chunks`] there are a few of each. (On PostgreSQL, with a statement of
+    /// every row count, keeping them all could hold megabytes.)
     pub(crate) fn statement(
         self,
         name: &'static str,
         rows: usize,
         build: impl FnOnce() -> String,
     ) -> Arc<str> {
+        if self == Backend::Postgres {
+            return build().into();
+        }
         type Texts =
             std::sync::Mutex<std::collections::HashMap<(Backend, &'static str, usize), Arc<str>>>;
         static TEXTS: std::sync::OnceLock<Texts> = std::sync::OnceLock::new();
@@ -444,6 +454,7 @@ where
 pub(crate) struct StatementChunks<'a, T> {
     rest: &'a [T],
     full: usize,
+    binary: bool,
 }
 
 impl<'a, T> Iterator for StatementChunks<'a, T> {
@@ -454,11 +465,13 @@ impl<'a, T> Iterator for StatementChunks<'a, T> {
         if len == 0 {
             return None;
         }
-        // A full statement, else the largest power of two in what is left.
+        // A full statement, else (binary) the largest power of two in what is left.
         let n = if len >= self.full {
             self.full
-        } else {
+        } else if self.binary {
             1 << len.ilog2()
+        } else {
+            len
         };
         let (chunk, rest) = self.rest.split_at(n);
         self.rest = rest;
@@ -526,6 +539,13 @@ mod tests {
         // 250 rows of 8 parameters make a full statement on SQLite.
         assert_eq!(sizes(1000, 8), [250, 250, 250, 250]);
         assert_eq!(sizes(600, 8), [250, 250, 64, 32, 4]);
+        // PostgreSQL: full statements of 500 rows, then the rest in one.
+        let items = vec![0u8; 1037];
+        let pg: Vec<usize> = Backend::Postgres
+            .statement_chunks(&items, 8)
+            .map(<[u8]>::len)
+            .collect();
+        assert_eq!(pg, [500, 500, 37]);
         let text = Backend::Sqlite.statement("test", 2, || "SELECT $1, $2".into());
         assert_eq!(&*text, "SELECT ?, ?");
         // Kept: the second build is not called.
