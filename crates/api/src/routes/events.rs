@@ -199,12 +199,18 @@ pub(crate) async fn publish(
 ) -> ApiResult<Response> {
     // Each event is read from its own text straight into its typed form: no `Value` tree of the
     // whole body is built, copied and dropped on the way.
-    let (items, batch): (Vec<&RawValue>, bool) = match body.trim_ascii_start().first() {
-        Some(b'[') => (serde_json::from_slice(&body).map_err(malformed)?, true),
-        Some(b'{') => (
-            vec![serde_json::from_slice(&body).map_err(malformed)?],
-            false,
-        ),
+    let (items, batch): (Vec<&str>, bool) = match body.trim_ascii_start().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_slice(&body).map_err(malformed)?;
+            (items.into_iter().map(RawValue::get).collect(), true)
+        }
+        // One object: the extractor found the body well-formed, so it is that object's text
+        // (well-formed JSON is UTF-8), with no second pass to find its bounds.
+        Some(b'{') => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|e| ApiError::Malformed(format!("the body is not UTF-8: {e}")))?;
+            (vec![text], false)
+        }
         _ => return Err(Invalid::one("", "must be an event object or an array of events").into()),
     };
     if batch && !(1..=MAX_BATCH).contains(&items.len()) {
@@ -218,7 +224,7 @@ pub(crate) async fn publish(
         } else {
             String::new()
         };
-        match prepare(&state, &caller, item.get(), &prefix) {
+        match prepare(&state, &caller, item, &prefix) {
             Ok(e) => events.push(e),
             Err(invalid) => errors.extend(invalid),
         }
