@@ -513,7 +513,7 @@ impl Dispatcher {
         let mut request = build_request(
             &compiled.http,
             url,
-            body,
+            body.into(),
             vec![
                 ("user-agent".into(), USER_AGENT.into()),
                 ("webhook-id".into(), event.id.clone()),

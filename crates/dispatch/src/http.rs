@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use posthorn_core::subscription::{CertificateCheck, HttpConfig};
 use posthorn_core::NetworkPolicy;
@@ -29,7 +30,8 @@ pub struct Request {
     pub method: &'static str,
     pub url: Url,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared with the send (a reference count, not a copy of the body).
+    pub body: Bytes,
     pub timeout: Duration,
     pub tls: CertificateCheck,
 }
@@ -43,7 +45,7 @@ impl Request {
     /// event when the log is read (`"envelope": version` stands for it): the body, the largest
     /// part of the log, is then neither escaped into it nor written to the database again.
     pub fn log_json(&self, envelope: bool) -> String {
-        let body = (!envelope).then_some(self.body.as_slice());
+        let body = (!envelope).then_some(&self.body[..]);
         request_log(self.method, self.url.as_str(), &self.headers, body)
     }
 }
@@ -54,7 +56,7 @@ pub fn unsent_log(config: &HttpConfig) -> String {
     let request = build_request(
         config,
         Url::parse("http://unsent.invalid").expect("a valid URL"),
-        Vec::new(),
+        Bytes::new(),
         Vec::new(),
     );
     request_log(request.method, &config.url, &request.headers, Some(b""))
@@ -336,6 +338,9 @@ fn client(
             policy: policy.clone(),
         }))
         .redirect(reqwest::redirect::Policy::none())
+        // One attempt is one request: Posthorn retries on its own schedule and logs each attempt
+        // (and reqwest's retry layer would otherwise copy every request in case it needs one).
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -348,7 +353,7 @@ fn client(
 pub fn build_request(
     config: &HttpConfig,
     url: Url,
-    body: Vec<u8>,
+    body: Bytes,
     posthorn_headers: Vec<(String, String)>,
 ) -> Request {
     let mut headers: Vec<(String, String)> = config
@@ -360,7 +365,7 @@ pub fn build_request(
     let body = if config.method.has_body() {
         body
     } else {
-        Vec::new()
+        Bytes::new()
     };
     if config.method.has_body() && !headers.iter().any(|(k, _)| k == "content-type") {
         headers.push(("content-type".into(), config.content_type.clone()));
