@@ -5,6 +5,7 @@
 //! so the address connected to is the address checked (no second lookup to rebind). IP literals,
 //! which skip the resolver, are checked before sending. Redirects are not followed and proxies
 //! from the environment are ignored (either would let a request reach an unchecked address).
+//! reqwest's own retries are off: one attempt is one request, as the attempt log says.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
