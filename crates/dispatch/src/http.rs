@@ -54,13 +54,8 @@ impl Request {
 /// The log of a request that could not be built (its template failed): the configured URL, which
 /// may be a template, and the configured headers.
 pub fn unsent_log(config: &HttpConfig) -> String {
-    let request = build_request(
-        config,
-        Url::parse("http://unsent.invalid").expect("a valid URL"),
-        Bytes::new(),
-        Vec::new(),
-    );
-    request_log(request.method, &config.url, &request.headers, Some(b""))
+    let headers = headers(config, Vec::new());
+    request_log(config.method.as_str(), &config.url, &headers, Some(b""))
 }
 
 /// `body: None`: the default envelope (see [`Request::log_json`]).
@@ -357,27 +352,33 @@ pub fn build_request(
     body: Bytes,
     posthorn_headers: Vec<(String, String)>,
 ) -> Request {
+    let body = if config.method.has_body() {
+        body
+    } else {
+        Bytes::new()
+    };
+    Request {
+        method: config.method.as_str(),
+        url,
+        headers: headers(config, posthorn_headers),
+        body,
+        timeout: Duration::from_millis(config.timeout_ms.into()),
+        tls: config.verify_certificate.clone(),
+    }
+}
+
+/// The configured static headers (lowercased), the content type unless one of them set it, then
+/// Posthorn's own headers, which win over static ones of the same name.
+fn headers(config: &HttpConfig, posthorn_headers: Vec<(String, String)>) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = config
         .headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .filter(|(k, _)| !posthorn_headers.iter().any(|(p, _)| p == k))
         .collect();
-    let body = if config.method.has_body() {
-        body
-    } else {
-        Bytes::new()
-    };
     if config.method.has_body() && !headers.iter().any(|(k, _)| k == "content-type") {
         headers.push(("content-type".into(), config.content_type.clone()));
     }
     headers.extend(posthorn_headers);
-    Request {
-        method: config.method.as_str(),
-        url,
-        headers,
-        body,
-        timeout: Duration::from_millis(config.timeout_ms.into()),
-        tls: config.verify_certificate.clone(),
-    }
+    headers
 }
