@@ -114,25 +114,24 @@ impl StoredEvent {
     /// request whose body was this is logged without it and shown with it rebuilt, so it must
     /// stay a function of the stored event alone ([`ENVELOPE_VERSION`]).
     pub fn envelope(&self) -> Vec<u8> {
-        let e = self;
-        let mut out = Vec::with_capacity(e.data.len() + e.id.len() + e.name.len() + 96);
+        let mut out = Vec::with_capacity(self.data.len() + self.id.len() + self.name.len() + 96);
         // Strings into a `Vec` cannot fail to serialize.
         let string = |out: &mut Vec<u8>, v: &str| {
             serde_json::to_writer(&mut *out, v).expect("a string serializes")
         };
         out.extend_from_slice(b"{\"id\":");
-        string(&mut out, &e.id);
+        string(&mut out, &self.id);
         out.extend_from_slice(b",\"name\":");
-        string(&mut out, &e.name);
+        string(&mut out, &self.name);
         out.extend_from_slice(b",\"occurred_at\":");
-        string(&mut out, &to_rfc3339(e.occurred_at));
+        string(&mut out, &to_rfc3339(self.occurred_at));
         out.extend_from_slice(b",\"origin\":");
-        match &e.origin {
+        match &self.origin {
             Some(origin) => string(&mut out, origin),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(e.data.as_bytes());
+        out.extend_from_slice(self.data.as_bytes());
         out.push(b'}');
         out
     }

@@ -53,7 +53,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
@@ -103,11 +103,10 @@ impl Backend {
         if self == Backend::Postgres {
             return build().into();
         }
-        type Texts =
-            std::sync::Mutex<std::collections::HashMap<(Backend, &'static str, usize), Arc<str>>>;
+        type Texts = std::sync::Mutex<std::collections::HashMap<(&'static str, usize), Arc<str>>>;
         static TEXTS: std::sync::OnceLock<Texts> = std::sync::OnceLock::new();
         let texts = TEXTS.get_or_init(Texts::default);
-        let key = (self, name, rows);
+        let key = (name, rows);
         if let Some(text) = texts.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return text.clone();
         }
