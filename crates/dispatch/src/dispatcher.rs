@@ -732,18 +732,10 @@ fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool
         serde_json::Value::Null
     };
     let url = match (templates.filter(|t| t.has_url()), &compiled.url) {
+        (Some(t), _) => http_url(t.render_url(&envelope_value)?, "the url template gave")?,
         (None, Some(url)) => url.clone(),
-        (t, _) => {
-            let (url, from) = match t {
-                Some(t) => (t.render_url(&envelope_value)?, "the url template gave"),
-                // Checked when the subscription was stored; read from the database again.
-                None => (config.url.clone(), "the url is"),
-            };
-            match Url::parse(&url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
-                _ => return Err(format!("{from} {url:?}, which is not an http or https URL")),
-            }
-        }
+        // Checked when the subscription was stored, so only a stored row changed since.
+        (None, None) => http_url(config.url.clone(), "the url is")?,
     };
     let body = match templates.filter(|t| t.has_body()) {
         Some(t) => t.render_body(&envelope_value)?.into_bytes(),
@@ -751,6 +743,14 @@ fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool
         None => return Ok((url, envelope_bytes, true)),
     };
     Ok((url, body, false))
+}
+
+/// `url` parsed, if it is an http or https URL with a host; `from` says where it came from.
+fn http_url(url: String, from: &str) -> Result<Url, String> {
+    match Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+        _ => Err(format!("{from} {url:?}, which is not an http or https URL")),
+    }
 }
 
 fn is_form(content_type: &str) -> bool {

@@ -394,12 +394,11 @@ impl Held {
         if backend == Backend::Sqlite {
             return Ok(pool.begin().await?);
         }
-        Ok(self.conn(pool, backend).await?.begin().await?)
+        Ok(self.conn(pool).await?.begin().await?)
     }
 
     /// The PostgreSQL connection for the group, tested if it sat idle or a group failed since.
-    async fn conn(&mut self, pool: &AnyPool, backend: Backend) -> Result<&mut AnyConnection> {
-        debug_assert_eq!(backend, Backend::Postgres);
+    async fn conn(&mut self, pool: &AnyPool) -> Result<&mut AnyConnection> {
         let failed = self.failed.load(Ordering::Relaxed);
         let suspect = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE) || failed != self.seen;
         self.seen = failed;
@@ -443,7 +442,7 @@ async fn commit(
     {
         // One INSERT and nothing else (PostgreSQL groups carry no settles): a statement is a
         // transaction of its own, so `BEGIN` and `COMMIT` would only be two more round trips.
-        let conn = held.conn(pool, backend).await?;
+        let conn = held.conn(pool).await?;
         let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
         return Ok((published, Vec::new()));
     }
