@@ -162,8 +162,9 @@ enum Job {
         events: Vec<NewEvent>,
         reply: oneshot::Sender<Result<Vec<Published>, String>>,
     },
-    /// SQLite only: the outcomes of attempts, written in the same transaction as the publishes
-    /// waiting beside them (SQLite has one writer: two transactions would only take turns).
+    /// The outcomes of attempts, written in the same transaction as the publishes waiting beside
+    /// them: one commit (one WAL flush) for both, where two transactions would take turns on
+    /// SQLite's one writer, and on PostgreSQL cost a second flush and two more round trips.
     Settle {
         owner: String,
         records: Arc<[AttemptRecord]>,
@@ -218,7 +219,7 @@ impl Committer {
         Self { jobs, handoff }
     }
 
-    /// Writes attempt outcomes with the next group (SQLite); returns how many were written.
+    /// Writes attempt outcomes with the next group; returns how many were written.
     pub(crate) async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Shared("the store is shutting down".into());
@@ -434,14 +435,15 @@ async fn commit(
         })
         .collect();
     if backend == Backend::Postgres
+        && jobs.iter().all(|j| matches!(j, Job::Publish { .. }))
         && backend
             .statement_chunks(&events, EVENT_PARAMS)
             .nth(1)
             .is_none()
         && events.iter().all(|e| e.subscriptions.is_empty())
     {
-        // One INSERT and nothing else (PostgreSQL groups carry no settles): a statement is a
-        // transaction of its own, so `BEGIN` and `COMMIT` would only be two more round trips.
+        // One INSERT and nothing else: a statement is a transaction of its own, so `BEGIN` and
+        // `COMMIT` would only be two more round trips.
         let conn = held.conn(pool).await?;
         let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
         return Ok((published, Vec::new()));

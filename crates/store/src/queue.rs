@@ -223,17 +223,11 @@ impl Store {
         Ok(n)
     }
 
-    /// Writes the outcome of claimed deliveries in one transaction. A record whose lease `owner`
-    /// no longer holds is dropped: another process has taken the delivery over. Returns how many
-    /// were written. On SQLite they ride in the next group commit (see `events`).
+    /// Writes the outcome of claimed deliveries, in the next group commit (see `events`). A
+    /// record whose lease `owner` no longer holds is dropped: another process has taken the
+    /// delivery over. Returns how many were written.
     pub async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
-        if self.backend == Backend::Sqlite {
-            return self.committer.settle(owner, records).await;
-        }
-        let mut tx = self.write.begin().await?;
-        let n = settle_in(&mut tx, self.backend, owner, &records, now_ms()).await?;
-        tx.commit().await?;
-        Ok(n)
+        self.committer.settle(owner, records).await
     }
 
     /// When the earliest pending delivery falls due.
