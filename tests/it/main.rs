@@ -29,4 +29,5 @@ mod network;
 mod resilience;
 mod scale;
 mod shaping;
+mod tls;
 mod util;

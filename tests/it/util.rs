@@ -502,6 +502,44 @@ struct ReceiverState {
     most_in_progress: std::sync::atomic::AtomicUsize,
 }
 
+/// Records every request and answers from the script (see [`Receiver`]).
+fn receiver_app(s: Arc<ReceiverState>) -> axum::Router {
+    axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let s = s.clone();
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let by_path = s.by_path.lock().unwrap().get(uri.path()).cloned();
+                let answer = by_path
+                    .or_else(|| s.script.lock().unwrap().pop_front())
+                    .or_else(|| s.default.lock().unwrap().clone())
+                    .unwrap_or_else(|| Answer::status(204));
+                s.hits.lock().unwrap().push(Hit {
+                    method,
+                    path: uri.path().to_owned(),
+                    headers,
+                    body,
+                    at: Instant::now(),
+                });
+                let now = s.in_progress.fetch_add(1, SeqCst) + 1;
+                s.most_in_progress.fetch_max(now, SeqCst);
+                if !answer.delay.is_zero() {
+                    tokio::time::sleep(answer.delay).await;
+                }
+                s.in_progress.fetch_sub(1, SeqCst);
+                let mut resp = StatusCode::from_u16(answer.status).unwrap().into_response();
+                for (k, v) in answer.headers {
+                    resp.headers_mut().insert(
+                        axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        v.parse().unwrap(),
+                    );
+                }
+                resp
+            }
+        },
+    )
+}
+
 /// An HTTP server on loopback that records every request and answers from a script (then with
 /// the default answer, 204 unless set).
 #[derive(Clone)]
@@ -513,44 +551,36 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Self {
         let state = Arc::new(ReceiverState::default());
-        let s = state.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let s = s.clone();
-                async move {
-                    use std::sync::atomic::Ordering::SeqCst;
-                    let by_path = s.by_path.lock().unwrap().get(uri.path()).cloned();
-                    let answer = by_path
-                        .or_else(|| s.script.lock().unwrap().pop_front())
-                        .or_else(|| s.default.lock().unwrap().clone())
-                        .unwrap_or_else(|| Answer::status(204));
-                    s.hits.lock().unwrap().push(Hit {
-                        method,
-                        path: uri.path().to_owned(),
-                        headers,
-                        body,
-                        at: Instant::now(),
-                    });
-                    let now = s.in_progress.fetch_add(1, SeqCst) + 1;
-                    s.most_in_progress.fetch_max(now, SeqCst);
-                    if !answer.delay.is_zero() {
-                        tokio::time::sleep(answer.delay).await;
-                    }
-                    s.in_progress.fetch_sub(1, SeqCst);
-                    let mut resp = StatusCode::from_u16(answer.status).unwrap().into_response();
-                    for (k, v) in answer.headers {
-                        resp.headers_mut().insert(
-                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                            v.parse().unwrap(),
-                        );
-                    }
-                    resp
-                }
-            },
-        );
+        let app = receiver_app(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    /// The same receiver behind TLS, with this server configuration (`https://127.0.0.1:…`). A
+    /// client that gives up during the handshake (it refused the certificate) is not a hit.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let state = Arc::new(ReceiverState::default());
+        let app = receiver_app(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/hook", listener.local_addr().unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
         Self { url, state }
     }
 
