@@ -11,8 +11,11 @@
 //! 7. memory: the server's resident set idle, and with 100,000 pending deliveries.
 //!
 //! Run: `cargo build --release && target/release/posthorn-bench [--quick] [--postgres URL]`.
-//! It prints each figure and its ratio to the baseline, and a markdown table.
+//! It prints each figure and its ratio to the baseline, and a markdown table. The machine's speed
+//! drifts within minutes on a shared host, so each figure given as a ratio is divided by a
+//! baseline measured again just before it, not by the one at the start of the run.
 
+mod machine;
 mod server;
 mod sink;
 
@@ -26,6 +29,7 @@ use clap::Parser;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
+use machine::Machine;
 use server::Server;
 use sink::Sink;
 
@@ -120,6 +124,8 @@ struct Row {
     backend: &'static str,
     figure: String,
     ratio: Option<f64>,
+    /// The baseline the ratio was taken against (req/s).
+    baseline: f64,
 }
 
 struct Bench {
@@ -205,8 +211,9 @@ impl Bench {
         let ratio = per_s.map(|v| v / self.baseline);
         match ratio {
             Some(r) => println!(
-                "{scenario:<44} {backend:<10} {figure:>22}   {:>5.1} % of baseline",
-                r * 100.0
+                "{scenario:<44} {backend:<10} {figure:>22}   {:>5.1} % of baseline ({:.0} req/s)",
+                r * 100.0,
+                self.baseline
             ),
             None => println!("{scenario:<44} {backend:<10} {figure:>22}"),
         }
@@ -215,21 +222,12 @@ impl Bench {
             backend,
             figure,
             ratio,
+            baseline: self.baseline,
         });
     }
 
     async fn baseline(&mut self, sink: &Sink) {
-        let post = Post::new(
-            &self.client,
-            sink.url("/baseline"),
-            None,
-            &event("baseline", None),
-        );
-        let (rate, _) = load(self.args.concurrency, self.seconds(), move |_| {
-            let post = post.clone();
-            async move { (200..300).contains(&post.send().await) }
-        })
-        .await;
+        let rate = self.baseline_rate(sink, self.seconds()).await;
         self.baseline = rate;
         self.record(
             "1. baseline: POST to a 204 sink",
@@ -239,7 +237,36 @@ impl Bench {
         );
     }
 
-    async fn ingest(&mut self, server: &Server) {
+    /// Measures the baseline again (for a third of a throughput figure's time) so that the next
+    /// ratio is taken against the machine as it is now.
+    async fn rebaseline(&mut self, sink: &Sink) {
+        let rate = self.baseline_rate(sink, self.seconds() / 3).await;
+        println!(
+            "{:<44} {:<10} {:>22}",
+            "   (baseline again)",
+            "-",
+            format!("{rate:.0} req/s")
+        );
+        self.baseline = rate;
+    }
+
+    async fn baseline_rate(&self, sink: &Sink, duration: Duration) -> f64 {
+        let post = Post::new(
+            &self.client,
+            sink.url("/baseline"),
+            None,
+            &event("baseline", None),
+        );
+        load(self.args.concurrency, duration, move |_| {
+            let post = post.clone();
+            async move { (200..300).contains(&post.send().await) }
+        })
+        .await
+        .0
+    }
+
+    async fn ingest(&mut self, server: &Server, sink: &Sink) {
+        self.rebaseline(sink).await;
         // Events without an id: the server gives each its own, so one body serves them all.
         let post = Post::new(
             &self.client,
@@ -247,17 +274,18 @@ impl Bench {
             Some(&server.token),
             &event("bench.ingest", None),
         );
-        let (cpu, start) = (server.cpu(), Instant::now());
+        let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
         let (rate, failed) = load(self.args.concurrency, self.seconds(), move |_| {
             let post = post.clone();
             async move { post.send().await == 202 }
         })
         .await;
         let cpu = cpu_per(server.cpu() - cpu, rate * start.elapsed().as_secs_f64());
+        let machine = machine.since();
         self.record(
             "2a. ingest: single events",
             server.backend,
-            format!("{rate:.0} events/s{}{cpu}", fails(failed)),
+            format!("{rate:.0} events/s{}{cpu}{machine}", fails(failed)),
             Some(rate),
         );
 
@@ -309,8 +337,9 @@ impl Bench {
         server
             .subscribe(&sink.url(&path), &[name.as_str()], spec)
             .await?;
+        self.rebaseline(sink).await;
         let before = sink.count(&path);
-        let (cpu, start) = (server.cpu(), Instant::now());
+        let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
         let post = Post::new(
             &self.client,
             server.url("/v1/events"),
@@ -348,10 +377,11 @@ impl Bench {
         if drained < before + total {
             note += &format!(" ({} of {total} by the deadline)", drained - before);
         }
+        let machine = machine.since();
         self.record(
             &label,
             server.backend,
-            format!("{rate:.0} deliveries/s{note}{cpu}"),
+            format!("{rate:.0} deliveries/s{note}{cpu}{machine}"),
             Some(rate),
         );
         Ok(())
@@ -409,7 +439,7 @@ impl Bench {
                 std::collections::HashMap::with_capacity(n as usize),
             ));
             let interval = Duration::from_secs_f64(1.0 / rate as f64);
-            let start = Instant::now();
+            let (start, machine) = (Instant::now(), Machine::now());
             let mut tasks = Vec::with_capacity(n as usize);
             for i in 0..n {
                 let due = start + interval * i as u32;
@@ -448,10 +478,11 @@ impl Bench {
                 &format!("5. latency at {rate} events/s (p50 / p99 / p99.9)"),
                 server.backend,
                 format!(
-                    "{} / {} / {}",
+                    "{} / {} / {}{}",
                     ms(percentile(&latencies, 0.5)),
                     ms(percentile(&latencies, 0.99)),
-                    ms(percentile(&latencies, 0.999))
+                    ms(percentile(&latencies, 0.999)),
+                    machine.since()
                 ),
                 None,
             );
@@ -473,6 +504,7 @@ impl Bench {
             .subscribe_many(&sink.url(&healthy), "bench.storm", 10)
             .await?;
         sink.start_recording();
+        let machine = Machine::now();
         let n = if self.args.quick { 20 } else { 60 };
         let mut sent = std::collections::HashMap::new();
         for i in 0..n {
@@ -519,10 +551,11 @@ impl Bench {
             "6. failure storm: healthy p50 / p99",
             server.backend,
             format!(
-                "{} / {}{note} (p99 after the first event: {})",
+                "{} / {}{note} (p99 after the first event: {}){}",
                 ms(percentile(&latencies, 0.5)),
                 ms(percentile(&latencies, 0.99)),
-                ms(percentile(&warm, 0.99))
+                ms(percentile(&warm, 0.99)),
+                machine.since()
             ),
             None,
         );
@@ -613,7 +646,7 @@ async fn main() -> anyhow::Result<()> {
         if a.runs("ingest") || a.runs("e2e") || a.runs("latency") {
             let s = start("throughput").await?;
             if bench.args.runs("ingest") {
-                bench.ingest(&s).await;
+                bench.ingest(&s, &sink).await;
             }
             if bench.args.runs("e2e") {
                 // With the load generator's concurrency (the baseline's), then the default.
@@ -648,7 +681,7 @@ async fn main() -> anyhow::Result<()> {
     for r in &bench.rows {
         let ratio = r
             .ratio
-            .map(|x| format!("{:.1} %", x * 100.0))
+            .map(|x| format!("{:.1} % of {:.0} req/s", x * 100.0, r.baseline))
             .unwrap_or_default();
         table.push_str(&format!(
             "| {} | {} | {} | {} |\n",

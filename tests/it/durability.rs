@@ -97,6 +97,41 @@ async fn sigterm_exits_zero_in_time_and_loses_nothing(backend: Backend) {
     .await;
 }
 
+/// SIGTERM after publishers wrote side by side (on PostgreSQL several group commits ran at once,
+/// each committer keeping a connection between groups): the process still stops at once, and
+/// everything it accepted is there when it starts again.
+async fn sigterm_after_concurrent_batches_exits_in_time(backend: Backend) {
+    let mut server = Server::start(backend).await;
+    let api = server.api();
+    let publishers = (0..4).map(|p| {
+        let api = api.clone();
+        async move {
+            for b in 0..5 {
+                let batch: Vec<_> = (0..300)
+                    .map(|i| json!({"name": "batch", "id": format!("p{p}-b{b}-{i}"), "data": {}}))
+                    .collect();
+                let r = api.post("/v1/events", json!(batch)).await;
+                assert_eq!(r.status, 202, "{}", r.body);
+            }
+        }
+    });
+    let publishers: Vec<_> = publishers.map(tokio::spawn).collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let (code, took) = server.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{}", server.log());
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(server.log().contains("stopped"), "log:\n{}", server.log());
+
+    server.restart().await;
+    let api = server.api();
+    for p in 0..4 {
+        let r = api.get(&format!("/v1/events/p{p}-b4-299")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
 /// PostgreSQL drops every connection of the server (as on a restart or a failover): a publish may
 /// be refused with 503 while the server notices, never answered otherwise, and publishing comes
 /// back by itself; every event it accepted, before and after, is delivered.
@@ -241,4 +276,5 @@ async fn secrets_are_not_in_the_database_file() {
 both_backends!(
     every_accepted_event_arrives_after_a_sigkill,
     sigterm_exits_zero_in_time_and_loses_nothing,
+    sigterm_after_concurrent_batches_exits_in_time,
 );

@@ -1,8 +1,7 @@
 //! One HTTP attempt of a delivery.
 //!
 //! Attempts go out through hyper's pooled client directly (with rustls for `https`): an attempt
-//! is one request, with no redirect, retry or proxy layer in between, and the URL is parsed once
-//! (reqwest's layers parsed it twice more per request; see docs/benchmarks.md).
+//! is one request, with no redirect, retry or proxy layer in between, and its URL is parsed once.
 //!
 //! Targets are checked after DNS resolution: the connector's resolver resolves the host, drops
 //! every address the [`NetworkPolicy`] refuses, and hands only the checked addresses to the

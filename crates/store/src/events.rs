@@ -16,7 +16,7 @@
 //! so separate transactions would only take turns on it, each with its own flush.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -193,6 +193,7 @@ impl Job {
 pub(crate) struct Committer {
     jobs: mpsc::Sender<Job>,
     handoff: HandoffCell,
+    queue: Arc<Queue>,
 }
 
 impl Committer {
@@ -212,11 +213,29 @@ impl Committer {
                 (0..committers).map(|_| Held::new(failed.clone())).collect(),
             ),
             failed,
+            closed: AtomicBool::new(false),
         });
         for _ in 0..committers {
             tokio::spawn(run(pool.clone(), backend, queue.clone(), handoff.clone()));
         }
-        Self { jobs, handoff }
+        Self {
+            jobs,
+            handoff,
+            queue,
+        }
+    }
+
+    /// Hands the connections the committers keep back to the pool, and has a committer hand its
+    /// own back when its group ends, so that closing the pool (which waits for every connection)
+    /// ends. A group after this takes a connection from the pool, which fails once it is closed.
+    pub(crate) fn close(&self) {
+        let held = {
+            // Under the lock a committer puts its connection back with: none is put back after.
+            let mut idle = self.queue.idle();
+            self.queue.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *idle)
+        };
+        drop(held);
     }
 
     /// Writes attempt outcomes with the next group; returns how many were written.
@@ -249,6 +268,9 @@ struct Queue {
     idle: std::sync::Mutex<Vec<Held>>,
     /// How many groups failed, by any committer (see [`Held`]).
     failed: Arc<AtomicU64>,
+    /// The store is closing: connections go back to the pool, not to `idle` (set and read under
+    /// `idle`'s lock).
+    closed: AtomicBool,
 }
 
 /// A group this large commits beside another; a smaller one waits for the others to end,
@@ -328,7 +350,12 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
             // committers test theirs before their next group.
             held.drop_connection();
         }
-        queue.idle().push(held);
+        {
+            let mut idle = queue.idle();
+            if !queue.closed.load(Ordering::Acquire) {
+                idle.push(held);
+            }
+        }
         queue.group_ended();
         match result {
             Ok((published, settled)) => {

@@ -338,7 +338,10 @@ impl Store {
         notify(backend, CHANGED_CHANNEL, executor).await
     }
 
+    /// Closes both pools, once every connection is back (the committers hand theirs back first).
     pub async fn close(&self) {
+        // The committers keep connections between groups; the pool's close waits for every one.
+        self.committer.close();
         self.write.close().await;
         self.read.close().await;
     }
