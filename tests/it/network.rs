@@ -22,13 +22,7 @@ async fn a_loopback_target_is_refused_without_allow_network(backend: Backend) {
             .await;
         let id = sub["id"].as_str().unwrap();
         api.publish(json!({"name": "e", "data": {}})).await;
-        let dlv = crate::util::wait_for(Duration::from_secs(20), "a delivery", || async {
-            api.deliveries(id)
-                .await
-                .first()
-                .map(|d| d["id"].as_str().unwrap().to_owned())
-        })
-        .await;
+        let dlv = api.first_delivery(id, Duration::from_secs(20)).await;
         let d = api
             .delivery_with_status(&dlv, "dead", Duration::from_secs(20))
             .await;

@@ -208,13 +208,7 @@ async fn a_template_failing_at_delivery_makes_the_delivery_dead(backend: Backend
         .await;
     api.publish(json!({"name": "e", "data": {}})).await;
     let id = sub["id"].as_str().unwrap();
-    let dlv = crate::util::wait_for(WAIT, "a delivery", || async {
-        api.deliveries(id)
-            .await
-            .first()
-            .map(|d| d["id"].as_str().unwrap().to_owned())
-    })
-    .await;
+    let dlv = api.first_delivery(id, WAIT).await;
     let d = api.delivery_with_status(&dlv, "dead", WAIT).await;
     assert_eq!(d["attempt_log"][0]["outcome"], "final");
     assert!(d["attempt_log"][0]["error"]

@@ -44,14 +44,7 @@ fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
 
 /// The one delivery of `sub` once it reached `status`.
 async fn settled(api: &Api, sub: &Value, status: &str) -> Value {
-    let id = sub["id"].as_str().unwrap();
-    let dlv = crate::util::wait_for(WAIT, "a delivery", || async {
-        api.deliveries(id)
-            .await
-            .first()
-            .map(|d| d["id"].as_str().unwrap().to_owned())
-    })
-    .await;
+    let dlv = api.first_delivery(sub["id"].as_str().unwrap(), WAIT).await;
     api.delivery_with_status(&dlv, status, WAIT).await
 }
 

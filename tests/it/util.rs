@@ -430,6 +430,17 @@ impl Api {
         r.body["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Waits until the subscription has a delivery; returns the newest one's id.
+    pub async fn first_delivery(&self, subscription_id: &str, limit: Duration) -> String {
+        wait_for(limit, "a delivery", || async {
+            self.deliveries(subscription_id)
+                .await
+                .first()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+        })
+        .await
+    }
+
     /// Waits until the delivery has `status` and returns it with its log.
     pub async fn delivery_with_status(&self, id: &str, status: &str, limit: Duration) -> Value {
         wait_for(limit, &format!("delivery {id} to be {status}"), || async {
