@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use posthorn_api::{router, ApiConfig, AppState, Shared, SERVICES};
+use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
-use posthorn_core::NetworkPolicy;
-use posthorn_dispatch::http::HttpSender;
+use posthorn_core::{NetworkPolicy, Registry};
+use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
 use posthorn_store::{sqlite_path, EventTypeCache, Sealer, Store, SubscriptionCache};
 use tokio_util::sync::CancellationToken;
@@ -157,17 +157,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if config.dev {
         allowed.extend(NetworkPolicy::dev_ranges());
     }
-    let sender =
-        HttpSender::new(NetworkPolicy::new(allowed)).context("cannot build the HTTP client")?;
-    let services = SERVICES.iter().map(|s| s.to_string()).collect();
-    let cache = SubscriptionCache::load(store.clone(), services).await?;
+    let http =
+        HttpService::new(NetworkPolicy::new(allowed)).context("cannot build the HTTP client")?;
+    let mut services = Registry::new();
+    services.register(Arc::new(http));
+    let services = Arc::new(services);
+    let cache = SubscriptionCache::load(store.clone(), services.clone()).await?;
     let watcher = cache.watch(Duration::from_secs(1));
     let event_types = EventTypeCache::load(store.clone()).await?;
     let types_watcher = event_types.watch(Duration::from_secs(1));
     let dispatcher = Dispatcher::new(
         store.clone(),
         cache.clone(),
-        sender,
         DispatchConfig {
             workers: config.workers,
             lease: LEASE,
@@ -190,6 +191,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         subscriptions: cache,
         event_types,
         dispatcher,
+        services,
         admin_token: Arc::from(token.as_str()),
     });
     let app = router(state, &ApiConfig::default());

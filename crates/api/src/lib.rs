@@ -19,11 +19,9 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use posthorn_core::Registry;
 use posthorn_dispatch::Dispatcher;
 use posthorn_store::{EventTypeCache, Store, SubscriptionCache};
-
-/// The delivery services this build has.
-pub const SERVICES: &[&str] = &["http"];
 
 /// What every handler can reach: one shared [`Shared`], so that handing it to a request (axum
 /// clones the state for every one) is one reference count, not one per pool, cache and channel.
@@ -49,6 +47,9 @@ pub struct Shared {
     pub subscriptions: SubscriptionCache,
     pub event_types: EventTypeCache,
     pub dispatcher: Dispatcher,
+    /// The delivery services: listed by `GET /v1/services`, and what subscriptions are checked
+    /// against.
+    pub services: Arc<Registry>,
     pub admin_token: Arc<str>,
 }
 

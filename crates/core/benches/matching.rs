@@ -28,8 +28,8 @@ fn subscriptions(n: usize) -> Vec<Subscription> {
             Subscription {
                 id: format!("sub_{i:08}"),
                 owner: "admin".into(),
-                spec: serde_json::from_value(json!({"name": "bench", "service": "http",
-                    "config": {"url": "https://example.com/hook"}, "events": [pattern], "filter": filter}))
+                spec: serde_json::from_value(json!({"name": "bench", "service": "test",
+                    "config": {"to": "https://example.com/hook"}, "events": [pattern], "filter": filter}))
                 .expect("spec"),
                 disabled_reason: None,
                 secret: Secret::generate(),
@@ -52,7 +52,10 @@ fn bench(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("match one event");
     for n in [10_000usize, 100_000] {
-        let (index, _) = SubscriptionIndex::build(subscriptions(n), &["http"]);
+        let (index, _) = SubscriptionIndex::build(
+            subscriptions(n),
+            &posthorn_core::service::testing::registry(),
+        );
         let matched = index.matching(&event, None).len();
         println!("{n} subscriptions: {matched} match the event");
         group.bench_with_input(BenchmarkId::from_parameter(n), &index, |b, index| {
@@ -66,7 +69,12 @@ fn bench(c: &mut Criterion) {
     for n in [10_000usize, 100_000] {
         let subs = subscriptions(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &subs, |b, subs| {
-            b.iter(|| black_box(SubscriptionIndex::build(subs.clone(), &["http"])))
+            b.iter(|| {
+                black_box(SubscriptionIndex::build(
+                    subs.clone(),
+                    &posthorn_core::service::testing::registry(),
+                ))
+            })
         });
     }
     group.finish();

@@ -1,11 +1,7 @@
 //! Events: what a platform tells Posthorn happened. An event has a name (`new_feed_entry`,
 //! `ftrack.entity`), a JSON object of data, and the envelope fields around it.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
-
 use crate::time::{to_rfc3339, Millis};
-use crate::validation::Invalid;
 
 /// Names reserved for the service's own events; clients cannot publish them.
 pub const RESERVED_PREFIX: &str = "posthorn.";
@@ -39,62 +35,61 @@ pub fn is_valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-/// An event as stored and delivered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+/// An event as stored: what every front published, and what every delivery service sends.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Its place in the store (orders deliveries of `ordered` subscriptions, and cursors).
+    pub seq: i64,
     pub id: String,
+    /// `admin` or the publishing application: client ids are unique per publisher.
+    pub publisher: String,
     pub name: String,
-    pub data: Map<String, Value>,
     pub origin: Option<String>,
     pub tenant: Option<String>,
+    /// The `data` object as JSON text, as the publisher wrote it less the spacing.
+    pub data: String,
     pub occurred_at: Millis,
+    pub received_at: Millis,
 }
 
-/// The default webhook body: `{"id","name","occurred_at","origin","data"}`.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    id: &'a str,
-    name: &'a str,
-    occurred_at: String,
-    origin: &'a Option<String>,
-    data: &'a Map<String, Value>,
-}
+/// The format of [`StoredEvent::envelope`], written into attempt logs that leave their body to
+/// it: a later format would keep rebuilding old logs' bodies with this one.
+pub const ENVELOPE_VERSION: u32 = 1;
 
-impl Event {
-    /// The JSON envelope every subscriber receives by default, as bytes.
-    pub fn envelope_json(&self) -> Vec<u8> {
-        // Serializing a map of `Value`s cannot fail.
-        serde_json::to_vec(&self.envelope()).unwrap_or_default()
-    }
-
-    /// The envelope as a JSON value (for templates and the attempt log).
-    pub fn envelope_value(&self) -> Value {
-        serde_json::to_value(self.envelope()).unwrap_or(Value::Null)
-    }
-
-    fn envelope(&self) -> Envelope<'_> {
-        Envelope {
-            id: &self.id,
-            name: &self.name,
-            occurred_at: to_rfc3339(self.occurred_at),
-            origin: &self.origin,
-            data: &self.data,
+impl StoredEvent {
+    /// The JSON envelope every subscriber receives by default (section 5 of the contract),
+    /// `{"id","name","occurred_at","origin","data"}`, built from the stored `data` text without
+    /// parsing it again. The attempt log leans on it: a request whose body was this is logged
+    /// without it and shown with it rebuilt, so it must stay a function of the stored event alone
+    /// ([`ENVELOPE_VERSION`]).
+    pub fn envelope(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + self.id.len() + self.name.len() + 96);
+        // Strings into a `Vec` cannot fail to serialize.
+        let string = |out: &mut Vec<u8>, v: &str| {
+            serde_json::to_writer(&mut *out, v).expect("a string serializes")
+        };
+        out.extend_from_slice(b"{\"id\":");
+        string(&mut out, &self.id);
+        out.extend_from_slice(b",\"name\":");
+        string(&mut out, &self.name);
+        out.extend_from_slice(b",\"occurred_at\":");
+        string(&mut out, &to_rfc3339(self.occurred_at));
+        out.extend_from_slice(b",\"origin\":");
+        match &self.origin {
+            Some(origin) => string(&mut out, origin),
+            None => out.extend_from_slice(b"null"),
         }
-    }
-}
-
-/// Checks the `data` of an event: it must be a JSON object.
-pub fn validate_data(data: &Value) -> Result<(), Invalid> {
-    if data.is_object() {
-        Ok(())
-    } else {
-        Err(Invalid::one("data", "must be a JSON object"))
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(self.data.as_bytes());
+        out.push(b'}');
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn names_follow_the_charset() {
@@ -110,20 +105,26 @@ mod tests {
     }
 
     #[test]
-    fn envelope_has_the_contract_fields() {
-        let e = Event {
+    fn envelope_is_the_contract_shape() {
+        let e = StoredEvent {
+            seq: 1,
             id: "evt_1".into(),
-            name: "x".into(),
-            data: serde_json::json!({"a": 1}).as_object().unwrap().clone(),
-            origin: None,
+            publisher: "admin".into(),
+            name: "a.b".into(),
+            origin: Some("o\"x".into()),
             tenant: None,
+            data: r#"{"k":[1,2]}"#.into(),
             occurred_at: 0,
+            received_at: 0,
         };
-        let v: Value = serde_json::from_slice(&e.envelope_json()).unwrap();
+        let v: Value = serde_json::from_slice(&e.envelope()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"id":"evt_1","name":"x","occurred_at":"1970-01-01T00:00:00.000Z","origin":null,"data":{"a":1}})
+            serde_json::json!({"id":"evt_1","name":"a.b","occurred_at":"1970-01-01T00:00:00.000Z","origin":"o\"x","data":{"k":[1,2]}})
         );
+        let none = StoredEvent { origin: None, ..e };
+        let v: Value = serde_json::from_slice(&none.envelope()).unwrap();
+        assert_eq!(v["origin"], Value::Null);
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::filter::{EventView, Filter};
 use crate::pattern::EventPattern;
+use crate::service::Registry;
 use crate::subscription::{Compiled, Subscription};
 
 /// A subscription with what validation compiled out of it.
@@ -53,7 +54,7 @@ pub struct SubscriptionIndex {
 impl SubscriptionIndex {
     /// Indexes `subs`; one that no longer validates (against `services`) is left out and
     /// returned in the second list with why.
-    pub fn build(subs: Vec<Subscription>, services: &[&str]) -> (Self, Vec<(String, String)>) {
+    pub fn build(subs: Vec<Subscription>, services: &Registry) -> (Self, Vec<(String, String)>) {
         let mut index = Self::default();
         let mut rejected = Vec::new();
         for sub in subs {
@@ -65,7 +66,7 @@ impl SubscriptionIndex {
     }
 
     /// Adds or replaces one subscription (compiling only it).
-    pub fn upsert(&mut self, sub: Subscription, services: &[&str]) -> Result<(), String> {
+    pub fn upsert(&mut self, sub: Subscription, services: &Registry) -> Result<(), String> {
         self.remove(&sub.id);
         self.insert(sub, services)
     }
@@ -102,7 +103,7 @@ impl SubscriptionIndex {
         }
     }
 
-    fn insert(&mut self, sub: Subscription, services: &[&str]) -> Result<(), String> {
+    fn insert(&mut self, sub: Subscription, services: &Registry) -> Result<(), String> {
         let compiled = sub.spec.validate(services).map_err(|e| e.to_string())?;
         let filter_slot = match (&sub.spec.filter, &compiled.filter) {
             (Some(text), Some(filter)) => Some(match self.filter_slots.get(text) {
@@ -213,8 +214,8 @@ mod tests {
         Subscription {
             id: id.into(),
             owner: owner.into(),
-            spec: serde_json::from_value(json!({"name": "n", "service": "http",
-                "config": {"url": "https://e.com"}, "events": events, "filter": filter}))
+            spec: serde_json::from_value(json!({"name": "n", "service": "test",
+                "config": {"to": "https://e.com"}, "events": events, "filter": filter}))
             .unwrap(),
             disabled_reason: None,
             secret: Secret::generate(),
@@ -255,7 +256,7 @@ mod tests {
                 sub("s_filter", "admin", &["a.b"], Some("n > 1")),
                 off,
             ],
-            &["http"],
+            &crate::service::testing::registry(),
         );
         assert!(rejected.is_empty());
         assert_eq!(index.len(), 7);
@@ -288,19 +289,24 @@ mod tests {
                 sub("s1", "admin", &["a"], None),
                 sub("s2", "admin", &["a", "b.*"], Some("n = 1")),
             ],
-            &["http"],
+            &crate::service::testing::registry(),
         );
         let d = json!({"n": 1});
         assert_eq!(ids(&index, "a", &d, None), ["s1", "s2"]);
         index
-            .upsert(sub("s2", "admin", &["c"], Some("n = 2")), &["http"])
+            .upsert(
+                sub("s2", "admin", &["c"], Some("n = 2")),
+                &crate::service::testing::registry(),
+            )
             .unwrap();
         assert_eq!(ids(&index, "a", &d, None), ["s1"]);
         assert_eq!(ids(&index, "b.x", &d, None), Vec::<String>::new());
         assert_eq!(ids(&index, "c", &json!({"n": 2}), None), ["s2"]);
         let mut off = sub("s1", "admin", &["a"], None);
         off.spec.enabled = false;
-        index.upsert(off, &["http"]).unwrap();
+        index
+            .upsert(off, &crate::service::testing::registry())
+            .unwrap();
         assert_eq!(ids(&index, "a", &d, None), Vec::<String>::new());
         assert!(index.get("s1").is_some());
         index.remove("s1");
@@ -311,7 +317,10 @@ mod tests {
             Vec::<String>::new()
         );
         assert!(index
-            .upsert(sub("s3", "admin", &["bad name"], None), &["http"])
+            .upsert(
+                sub("s3", "admin", &["bad name"], None),
+                &crate::service::testing::registry()
+            )
             .is_err());
     }
 }

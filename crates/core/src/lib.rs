@@ -14,6 +14,7 @@ pub mod index;
 pub mod network;
 pub mod pattern;
 pub mod retry;
+pub mod service;
 pub mod shape;
 pub mod signing;
 pub mod subscription;
@@ -21,14 +22,15 @@ pub mod time;
 pub mod validation;
 
 pub use delivery::{AttemptOutcome, DeliveryStatus};
-pub use event::{Event, EventName};
+pub use event::{EventName, StoredEvent};
 pub use filter::{EventView, Filter};
 pub use index::SubscriptionIndex;
 pub use network::NetworkPolicy;
 pub use pattern::EventPattern;
 pub use retry::RetryPolicy;
+pub use service::{Registry, Service, Target, Verdict};
 pub use signing::Secret;
-pub use subscription::{HttpConfig, Subscription, SubscriptionSpec};
+pub use subscription::{Subscription, SubscriptionSpec};
 pub use validation::{FieldError, Invalid};
 
 /// The `user-agent` Posthorn sends with every webhook.

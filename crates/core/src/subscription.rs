@@ -6,6 +6,7 @@
 //! stored spec plus what the service owns: id, owner, status, secrets, times.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use crate::filter::Filter;
 use crate::pattern::EventPattern;
 use crate::retry::RetryPolicy;
-use crate::shape::{is_template, Templates};
+use crate::service::{Registry, Target};
 use crate::signing::Secret;
 use crate::time::Millis;
 use crate::validation::{Errors, Invalid};
@@ -25,7 +26,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
 pub struct SubscriptionSpec {
     pub name: String,
     pub service: String,
-    /// Service-specific; for `http` see [`HttpConfig`].
+    /// Checked by the service named: `GET /v1/services` gives the schema of each.
     #[schema(value_type = Object)]
     pub config: Value,
     pub events: Vec<String>,
@@ -64,11 +65,8 @@ pub struct RetrySpec {
 pub struct Compiled {
     pub patterns: Vec<EventPattern>,
     pub filter: Option<Filter>,
-    pub http: HttpConfig,
-    /// `http.url` parsed, unless it is a template: parsed once, not for every attempt.
-    pub url: Option<url::Url>,
-    /// The templated URL and body of `http`, parsed.
-    pub templates: Option<Templates>,
+    /// The `config`, checked by its service: what attempts go through.
+    pub target: Arc<dyn Target>,
     pub retry: RetryPolicy,
 }
 
@@ -77,24 +75,27 @@ const MAX_SCHEDULE_STEPS: usize = 50;
 const MAX_WAIT_S: u32 = 7 * 24 * 3600;
 
 impl SubscriptionSpec {
-    /// Checks every field; `services` are the names of the delivery services that exist.
-    pub fn validate(&self, services: &[&str]) -> Result<Compiled, Invalid> {
+    /// Checks every field, the `config` by the service it names among `services`.
+    pub fn validate(&self, services: &Registry) -> Result<Compiled, Invalid> {
         let mut errors = Errors::default();
         if self.name.trim().is_empty() || self.name.chars().count() > 128 {
             errors.add("name", "must be 1 to 128 characters");
         }
-        if !services.contains(&self.service.as_str()) {
-            errors.add(
-                "service",
-                format!("unknown service; known: {}", services.join(", ")),
-            );
-        }
-        let http = match HttpConfig::from_value(&self.config) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                errors.extend(e.within("config"));
+        let target = match services.get(&self.service) {
+            None => {
+                errors.add(
+                    "service",
+                    format!("unknown service; known: {}", services.names().join(", ")),
+                );
                 None
             }
+            Some(service) => match service.check(&self.config) {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    errors.extend(e.within("config"));
+                    None
+                }
+            },
         };
         if self.events.is_empty() {
             errors.add("events", "must name at least one event, NAME.* or *");
@@ -137,18 +138,14 @@ impl SubscriptionSpec {
             errors.add("max_in_flight", "must be 1 to 10000");
         }
         errors.finish()?;
-        // `http` is Some whenever no error was recorded.
-        let (http, templates) = http.unwrap_or_default();
-        let url = match &templates {
-            Some(t) if t.has_url() => None,
-            _ => url::Url::parse(&http.url).ok(),
+        let Some(target) = target else {
+            // Unreachable: a missing target recorded an error.
+            return Err(Invalid::one("config", "was not checked"));
         };
         Ok(Compiled {
             patterns,
             filter,
-            http,
-            url,
-            templates,
+            target,
             retry: self
                 .retry
                 .as_ref()
@@ -218,193 +215,10 @@ impl Subscription {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HttpMethod {
-    #[default]
-    Post,
-    Put,
-    Patch,
-    Get,
-    Delete,
-    Head,
-}
-
-impl HttpMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Patch => "PATCH",
-            Self::Get => "GET",
-            Self::Delete => "DELETE",
-            Self::Head => "HEAD",
-        }
-    }
-
-    /// Whether a request with this method carries the body.
-    pub fn has_body(self) -> bool {
-        !matches!(self, Self::Get | Self::Head)
-    }
-}
-
-/// `verify_certificate`: on, off, or the path of a CA bundle to verify against.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum CertificateCheck {
-    Enabled(bool),
-    CaBundle(String),
-}
-
-impl Default for CertificateCheck {
-    fn default() -> Self {
-        Self::Enabled(true)
-    }
-}
-
-pub const JSON: &str = "application/json";
-pub const FORM: &str = "application/x-www-form-urlencoded";
-pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
-pub const MAX_TIMEOUT_MS: u32 = 30_000;
-
-/// Config of the `http` service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    pub url: String,
-    #[serde(default)]
-    pub method: HttpMethod,
-    #[serde(default = "json")]
-    pub content_type: String,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub verify_certificate: CertificateCheck,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u32,
-}
-
-fn json() -> String {
-    JSON.to_owned()
-}
-
-fn default_timeout() -> u32 {
-    DEFAULT_TIMEOUT_MS
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            method: HttpMethod::Post,
-            content_type: json(),
-            body: None,
-            headers: BTreeMap::new(),
-            verify_certificate: CertificateCheck::default(),
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-        }
-    }
-}
-
-/// Headers a subscription may not set: Posthorn owns them.
-fn is_reserved_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with("webhook-") || lower == "host" || lower == "content-length"
-}
-
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-impl HttpConfig {
-    /// Parses and checks the `config` of an `http` subscription, with its templates parsed;
-    /// field paths are relative to it.
-    pub fn from_value(value: &Value) -> Result<(Self, Option<Templates>), Invalid> {
-        let Some(obj) = value.as_object() else {
-            return Err(Invalid::one("", "must be an object"));
-        };
-        if !obj.contains_key("url") {
-            return Err(Invalid::one("url", "is required"));
-        }
-        let config: HttpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            Invalid::one(field, e.into_inner().to_string())
-        })?;
-        let mut errors = Errors::default();
-        let url_template = is_template(&config.url);
-        match url::Url::parse(&config.url) {
-            _ if url_template => {}
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                errors.add("url", "must be an http or https URL")
-            }
-            Ok(u) if u.host().is_none() => errors.add("url", "must name a host"),
-            Ok(_) => {}
-            Err(e) => errors.add("url", format!("is not a valid URL: {e}")),
-        }
-        let media = config
-            .content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim();
-        if config.body.is_none() && media != JSON && media != FORM {
-            errors.add(
-                "content_type",
-                "without a body template, must be application/json or application/x-www-form-urlencoded",
-            );
-        } else if media.is_empty() || !media.contains('/') {
-            errors.add("content_type", "must be a media type such as text/plain");
-        }
-        let templates = if url_template || config.body.is_some() {
-            let url = url_template.then_some(config.url.as_str());
-            match Templates::parse(url, config.body.as_deref()) {
-                Ok(t) => Some(t),
-                Err((field, why)) => {
-                    errors.add(field, format!("the template does not parse: {why}"));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        for (name, value) in &config.headers {
-            let field = format!("headers.{name}");
-            if !is_header_name(name) {
-                errors.add(field, "is not a valid header name");
-            } else if is_reserved_header(name) {
-                errors.add(
-                    field,
-                    "webhook-*, host and content-length are set by Posthorn",
-                );
-            } else if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                errors.add(field, "a header value cannot hold CR, LF or NUL");
-            }
-        }
-        if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
-            errors.add("timeout_ms", "must be 1 to 30000");
-        }
-        if let CertificateCheck::CaBundle(path) = &config.verify_certificate {
-            if path.is_empty() {
-                errors.add(
-                    "verify_certificate",
-                    "must be true, false or the path of a CA bundle",
-                );
-            }
-        }
-        errors.finish()?;
-        Ok((config, templates))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::testing;
     use serde_json::json;
 
     fn spec(v: Value) -> SubscriptionSpec {
@@ -417,77 +231,36 @@ mod tests {
 
     #[test]
     fn a_minimal_spec_gets_the_defaults() {
-        let s = spec(
-            json!({"name":"n","service":"http","config":{"url":"https://example.com/h"},"events":["*"]}),
-        );
+        let s = spec(json!({"name":"n","service":"test","config":{"to":"x"},"events":["*"]}));
         assert!(s.enabled);
         assert_eq!(s.max_in_flight, 10);
-        let c = s.validate(&["http"]).unwrap();
-        assert!(c.templates.is_none());
-        assert_eq!(c.http.timeout_ms, 15000);
-        assert_eq!(c.http.method, HttpMethod::Post);
+        let c = s.validate(&testing::registry()).unwrap();
+        assert_eq!(c.target.destination(), Some("x"));
         assert_eq!(c.retry, RetryPolicy::default());
     }
 
     #[test]
     fn every_fault_is_named_by_its_path() {
         let s = spec(
-            json!({"name":"","service":"smtp","config":{"url":"ftp://x","timeout_ms":0,
-            "headers":{"Webhook-Id":"x","Host":"y","ok":"fine"}},"events":["ok","bad name"],
+            json!({"name":"","service":"test","config":{"too":1},"events":["ok","bad name"],
             "retry":{"schedule_s":[1, 999999999]},"max_in_flight":0}),
         );
-        let got = fields(s.validate(&["http"]).unwrap_err());
+        let got = fields(s.validate(&testing::registry()).unwrap_err());
         assert_eq!(
             got,
             [
                 "name",
-                "service",
-                "config.url",
-                "config.headers.Host",
-                "config.headers.Webhook-Id",
-                "config.timeout_ms",
+                "config.to",
                 "events[1]",
                 "retry.schedule_s[1]",
                 "max_in_flight"
             ]
         );
-    }
-
-    #[test]
-    fn config_type_errors_name_the_field() {
-        let e =
-            HttpConfig::from_value(&json!({"url":"https://x","timeout_ms":"soon"})).unwrap_err();
-        assert_eq!(fields(e), ["timeout_ms"]);
-        let e = HttpConfig::from_value(&json!({"url":"https://x","method":"fetch"})).unwrap_err();
-        assert_eq!(fields(e), ["method"]);
-        let e = HttpConfig::from_value(&json!({})).unwrap_err();
-        assert_eq!(fields(e), ["url"]);
-        let e = HttpConfig::from_value(&json!("x")).unwrap_err();
-        assert_eq!(fields(e), [""]);
-    }
-
-    #[test]
-    fn templates_and_form_encoding_are_checked() {
-        let ok = HttpConfig::from_value(
-            &json!({"url": "https://h/{{ event.data.id }}", "method": "put",
-            "body": "{{ event | tojson }}", "content_type": "text/plain"}),
-        )
-        .unwrap();
-        assert!(ok.1.as_ref().unwrap().has_url() && ok.1.as_ref().unwrap().has_body());
-        assert!(
-            HttpConfig::from_value(&json!({"url": "https://h", "content_type": FORM}))
-                .unwrap()
-                .1
-                .is_none()
-        );
-        let e =
-            HttpConfig::from_value(&json!({"url": "https://h", "body": "{% if %}"})).unwrap_err();
-        assert_eq!(fields(e.clone()), ["body"]);
-        assert!(e.0[0].message.contains("line 1"), "{e}");
-        let e =
-            HttpConfig::from_value(&json!({"url": "https://h/{{", "content_type": "text/plain"}))
-                .unwrap_err();
-        assert_eq!(fields(e), ["content_type", "url"]);
+        // An unknown service: its config cannot be checked; the known ones are listed.
+        let s = spec(json!({"name":"n","service":"smtp","config":{},"events":["*"]}));
+        let e = s.validate(&testing::registry()).unwrap_err();
+        assert_eq!(e.0[0].field, "service");
+        assert!(e.0[0].message.ends_with("known: test"), "{e}");
     }
 
     #[test]
@@ -495,9 +268,7 @@ mod tests {
         let mut s = Subscription {
             id: "sub_1".into(),
             owner: "admin".into(),
-            spec: spec(
-                json!({"name":"n","service":"http","config":{"url":"https://e.com"},"events":["*"]}),
-            ),
+            spec: spec(json!({"name":"n","service":"test","config":{"to":"x"},"events":["*"]})),
             disabled_reason: None,
             secret: Secret::generate(),
             previous_secret: None,

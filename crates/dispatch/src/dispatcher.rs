@@ -17,22 +17,18 @@ use std::time::Duration;
 
 use posthorn_core::id::new_id;
 use posthorn_core::index::IndexedSubscription;
-use posthorn_core::shape::form_encode;
-use posthorn_core::signing::signature_header;
-use posthorn_core::subscription::{Compiled, DisabledReason, FORM};
+use posthorn_core::service::{Attempt, Verdict};
+use posthorn_core::subscription::{Compiled, DisabledReason};
 use posthorn_core::time::now_ms;
-use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription, USER_AGENT};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription};
 use posthorn_store::{
-    AttemptRecord, Claimed, Handoff, NewEvent, Store, StoreError, StoredAttempt, StoredEvent,
-    SubscriptionCache,
+    AttemptRecord, Claimed, Handoff, NewEvent, Store, StoreError, StoredAttempt, SubscriptionCache,
 };
 use serde_json::json;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use url::Url;
 
 use crate::fairness::{Admit, Change, Fairness};
-use crate::http::{build_request, unsent_log, HttpSender};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -63,8 +59,6 @@ const START_CHUNK: usize = 32;
 /// How long the loop sleeps when due deliveries exist but all belong to subscriptions it skips
 /// (a freed slot wakes it sooner).
 const SKIPPED_IDLE: Duration = Duration::from_millis(20);
-/// The longest wait a `Retry-After` may impose.
-const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// Longest sleep when nothing is due: bounds how late a delivery made due elsewhere is seen.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
@@ -72,7 +66,6 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 pub struct Dispatcher {
     store: Store,
     cache: SubscriptionCache,
-    sender: HttpSender,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
     fairness: Arc<Fairness<Claimed>>,
@@ -202,16 +195,10 @@ impl From<AttemptRecord> for Outcome {
 type ClaimedIds = Arc<Mutex<HashSet<String>>>;
 
 impl Dispatcher {
-    pub fn new(
-        store: Store,
-        cache: SubscriptionCache,
-        sender: HttpSender,
-        config: DispatchConfig,
-    ) -> Self {
+    pub fn new(store: Store, cache: SubscriptionCache, config: DispatchConfig) -> Self {
         let this = Self {
             store,
             cache,
-            sender,
             wake: Arc::new(Notify::new()),
             fairness: Arc::new(Fairness::new(config.workers)),
             claimed: Arc::default(),
@@ -369,7 +356,7 @@ impl Dispatcher {
             .collect();
         let urls: Vec<Option<&str>> = entries
             .iter()
-            .map(|e| e.as_ref().map(|e| e.compiled.http.url.as_str()))
+            .map(|e| e.as_ref().and_then(|e| e.compiled.target.destination()))
             .collect();
         let mut slots: Vec<Option<Claimed>> = deliveries.into_iter().map(Some).collect();
         destination_order(&urls)
@@ -469,6 +456,8 @@ impl Dispatcher {
         }
     }
 
+    /// Makes the attempt through the subscription's service, and turns its verdict into the
+    /// delivery's next state and the consequences for its subscription.
     async fn attempt_admitted(
         &self,
         c: Claimed,
@@ -477,70 +466,22 @@ impl Dispatcher {
     ) -> Outcome {
         let number = c.attempts + 1;
         let started_at = now_ms();
-        let timestamp = started_at / 1000;
         let event = &c.event;
-        let (url, body, envelope) = match shape(compiled, event) {
-            Ok(shaped) => shaped,
-            Err(error) => {
-                // A template that fails now will fail every time: the delivery is dead.
-                let change = self.fairness.finished(&sub.id, false, true);
-                let mut effects = vec![Effect::Once(Once::Dead {
-                    delivery_id: c.delivery_id.clone(),
-                    event_name: event.name.clone(),
-                    sub: sub.clone(),
-                })];
-                let mut records = Vec::new();
-                consequences(sub, change, false, &mut records, &mut effects);
-                let record = AttemptRecord {
-                    delivery_id: c.delivery_id,
-                    status: DeliveryStatus::Dead,
-                    attempts: number,
-                    next_attempt_at: now_ms(),
-                    attempt: Some(StoredAttempt {
-                        number,
-                        started_at,
-                        duration_ms: 0,
-                        request: unsent_log(&compiled.http),
-                        response: None,
-                        error: Some(error),
-                        outcome: AttemptOutcome::Final,
-                    }),
-                };
-                records.insert(0, record);
-                return Outcome { records, effects };
-            }
-        };
-        let mut request = build_request(
-            &compiled.http,
-            url,
-            body.into(),
-            vec![
-                ("user-agent".into(), USER_AGENT.into()),
-                ("webhook-id".into(), event.id.clone()),
-                ("webhook-timestamp".into(), timestamp.to_string()),
-                ("posthorn-event".into(), event.name.clone()),
-                ("posthorn-delivery".into(), c.delivery_id.clone()),
-                ("posthorn-attempt".into(), number.to_string()),
-            ],
-        );
-        // Signed last, over the exact bytes that go out.
-        let signature = signature_header(
-            sub.signing_secrets(started_at),
-            &event.id,
-            timestamp,
-            &request.body,
-        );
-        request
-            .headers
-            .push(("webhook-signature".into(), signature));
-
-        let exchange = self.sender.send(&request).await;
-        let status = exchange.response.as_ref().map(|r| r.status);
-        let succeeded = status.is_some_and(|s| (200..300).contains(&s));
+        let report = compiled
+            .target
+            .attempt(Attempt {
+                event,
+                delivery_id: &c.delivery_id,
+                number: number as u32,
+                started_at,
+                secrets: sub.signing_secrets(started_at),
+            })
+            .await;
+        let succeeded = report.verdict == Verdict::Success;
         let mut records = Vec::new();
-        if status == Some(410) {
-            // Before the slot frees: nothing more goes to a receiver that said Gone; what waits
-            // goes back, to be cancelled with the subscription.
+        if report.verdict == Verdict::Gone {
+            // Before the slot frees: nothing more goes to a destination that said Gone; what
+            // waits goes back, to be cancelled with the subscription.
             let until = now_ms() + 5_000;
             records.extend(
                 self.fairness
@@ -549,52 +490,38 @@ impl Dispatcher {
                     .map(|w| hold(w, until)),
             );
         }
-        let change = self.fairness.finished(&sub.id, succeeded, status.is_some());
+        let change = self.fairness.finished(&sub.id, succeeded, report.answered);
         let mut effects = Vec::new();
         consequences(sub, change, succeeded, &mut records, &mut effects);
-        let (status_after, outcome, next_attempt_at) = if succeeded {
-            (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms())
-        } else if status == Some(410) {
-            effects.push(Effect::Once(Once::Gone(sub.clone())));
+        let dead = |effects: &mut Vec<Effect>| {
+            effects.push(Effect::Once(Once::Dead {
+                delivery_id: c.delivery_id.clone(),
+                event_name: event.name.clone(),
+                sub: sub.clone(),
+            }));
             (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
-        } else {
-            let scheduled = compiled
-                .retry
-                .delay_after(number as u32, rand::random::<f64>());
-            let asked = match status {
-                Some(429 | 503) => exchange
-                    .response
-                    .as_ref()
-                    .and_then(|r| retry_after(&r.headers)),
-                _ => None,
-            };
-            match scheduled {
-                Some(delay) => {
-                    let delay = asked.map_or(delay, |a| a.min(MAX_RETRY_AFTER_MS));
-                    (
+        };
+        let (status_after, outcome, next_attempt_at) = match report.verdict {
+            Verdict::Success => (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms()),
+            Verdict::Gone => {
+                effects.push(Effect::Once(Once::Gone(sub.clone())));
+                (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
+            }
+            Verdict::Final => dead(&mut effects),
+            Verdict::Retry { after_ms } => {
+                match compiled
+                    .retry
+                    .delay_after(number as u32, rand::random::<f64>())
+                {
+                    Some(delay) => (
                         DeliveryStatus::Pending,
                         AttemptOutcome::Retry,
-                        now_ms() + delay,
-                    )
-                }
-                None => {
-                    effects.push(Effect::Once(Once::Dead {
-                        delivery_id: c.delivery_id.clone(),
-                        event_name: event.name.clone(),
-                        sub: sub.clone(),
-                    }));
-                    (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
+                        now_ms() + after_ms.unwrap_or(delay),
+                    ),
+                    None => dead(&mut effects),
                 }
             }
         };
-        let error = exchange.error.or_else(|| {
-            let r = exchange.response.as_ref()?;
-            (!succeeded).then(|| match r.status {
-                300..=399 => format!("HTTP {} (redirects are not followed)", r.status),
-                410 => "HTTP 410 Gone: the subscription is deleted".to_owned(),
-                s => format!("HTTP {s}"),
-            })
-        });
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
         records.insert(
             0,
@@ -606,10 +533,10 @@ impl Dispatcher {
                 attempt: Some(StoredAttempt {
                     number,
                     started_at,
-                    duration_ms: exchange.duration.as_millis() as i64,
-                    request: request.log_json(envelope),
-                    response: exchange.response.map(|r| r.log_json()),
-                    error,
+                    duration_ms: report.duration.as_millis() as i64,
+                    request: report.request,
+                    response: report.response,
+                    error: report.error,
                     outcome,
                 }),
             },
@@ -626,7 +553,7 @@ impl Dispatcher {
         let Some(sub) = self.store.subscription(id).await? else {
             return Ok(None);
         };
-        match sub.spec.validate(&["http"]) {
+        match sub.spec.validate(self.cache.services()) {
             Ok(compiled) => Ok(Some(Arc::new(IndexedSubscription::standalone(
                 sub, compiled,
             )))),
@@ -716,45 +643,6 @@ fn hold(c: Claimed, until: i64) -> AttemptRecord {
         next_attempt_at: until,
         attempt: None,
     }
-}
-
-/// The URL and body of an attempt: the JSON envelope by default (built without parsing the
-/// stored data again; the flag says so), the data as form fields, or the rendered templates.
-fn shape(compiled: &Compiled, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool), String> {
-    let config = &compiled.http;
-    let envelope_bytes = event.envelope();
-    let templates = compiled.templates.as_ref();
-    let needs_value = templates.is_some() || is_form(&config.content_type);
-    let envelope_value: serde_json::Value = if needs_value {
-        serde_json::from_slice(&envelope_bytes)
-            .map_err(|e| format!("stored event is not JSON: {e}"))?
-    } else {
-        serde_json::Value::Null
-    };
-    let url = match (templates.filter(|t| t.has_url()), &compiled.url) {
-        (Some(t), _) => http_url(t.render_url(&envelope_value)?, "the url template gave")?,
-        (None, Some(url)) => url.clone(),
-        // Checked when the subscription was stored, so only a stored row changed since.
-        (None, None) => http_url(config.url.clone(), "the url is")?,
-    };
-    let body = match templates.filter(|t| t.has_body()) {
-        Some(t) => t.render_body(&envelope_value)?.into_bytes(),
-        None if is_form(&config.content_type) => form_encode(&envelope_value["data"]).into_bytes(),
-        None => return Ok((url, envelope_bytes, true)),
-    };
-    Ok((url, body, false))
-}
-
-/// `url` parsed, if it is an http or https URL with a host; `from` says where it came from.
-fn http_url(url: String, from: &str) -> Result<Url, String> {
-    match Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
-        _ => Err(format!("{from} {url:?}, which is not an http or https URL")),
-    }
-}
-
-fn is_form(content_type: &str) -> bool {
-    content_type.split(';').next().unwrap_or_default().trim() == FORM
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -966,19 +854,6 @@ impl Dispatcher {
     }
 }
 
-/// `Retry-After` as milliseconds from now: seconds, or an HTTP date.
-fn retry_after(headers: &std::collections::BTreeMap<String, String>) -> Option<i64> {
-    let value = headers.get("retry-after")?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs.saturating_mul(1000).min(i64::MAX as u64) as i64);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    let ms = when
-        .duration_since(std::time::SystemTime::now())
-        .map_or(0, |d| d.as_millis() as i64);
-    Some(ms)
-}
-
 async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: ClaimedIds) {
     let mut tick = tokio::time::interval(config.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1023,25 +898,5 @@ mod tests {
         assert_eq!(destination_order(&unknown), vec![0, 2, 3, 1]);
         assert_eq!(host_of(other), "other.example:8443");
         assert_eq!(host_of("http://a.example"), "a.example");
-    }
-
-    #[test]
-    fn envelope_is_the_contract_shape() {
-        let e = posthorn_store::StoredEvent {
-            seq: 1,
-            id: "evt_1".into(),
-            publisher: "admin".into(),
-            name: "a.b".into(),
-            origin: Some("o\"x".into()),
-            tenant: None,
-            data: r#"{"k":[1,2]}"#.into(),
-            occurred_at: 0,
-            received_at: 0,
-        };
-        let v: serde_json::Value = serde_json::from_slice(&e.envelope()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"id":"evt_1","name":"a.b","occurred_at":"1970-01-01T00:00:00.000Z","origin":"o\"x","data":{"k":[1,2]}})
-        );
     }
 }

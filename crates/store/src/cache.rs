@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use posthorn_core::index::IndexedSubscription;
-use posthorn_core::{EventView, Subscription, SubscriptionIndex};
+use posthorn_core::{EventView, Registry, Subscription, SubscriptionIndex};
 
 use crate::{Result, Store};
 
@@ -22,19 +22,19 @@ struct Snapshot {
 pub struct SubscriptionCache {
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     store: Store,
-    services: Arc<Vec<String>>,
+    services: Arc<Registry>,
 }
 
 impl SubscriptionCache {
     /// Loads every subscription; `services` are the delivery services that exist.
-    pub async fn load(store: Store, services: Vec<String>) -> Result<Self> {
+    pub async fn load(store: Store, services: Arc<Registry>) -> Result<Self> {
         let cache = Self {
             snapshot: Arc::new(RwLock::new(Arc::new(Snapshot {
                 revision: i64::MIN,
                 index: SubscriptionIndex::default(),
             }))),
             store,
-            services: Arc::new(services),
+            services,
         };
         cache.refresh().await?;
         Ok(cache)
@@ -43,8 +43,7 @@ impl SubscriptionCache {
     /// Reloads from the database.
     pub async fn refresh(&self) -> Result<()> {
         let (revision, subs) = self.store.all_subscriptions().await?;
-        let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
-        let (index, rejected) = SubscriptionIndex::build(subs, &services);
+        let (index, rejected) = SubscriptionIndex::build(subs, &self.services);
         for (id, why) in rejected {
             tracing::error!(subscription = %id, error = %why, "skipping an invalid stored subscription");
         }
@@ -63,10 +62,9 @@ impl SubscriptionCache {
         {
             let mut current = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
             if current.revision + 1 == revision {
-                let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
                 let mut index = current.index.clone();
                 let applied = match upsert {
-                    Some(sub) => index.upsert(sub, &services),
+                    Some(sub) => index.upsert(sub, &self.services),
                     None => {
                         index.remove(id);
                         Ok(())
@@ -89,6 +87,11 @@ impl SubscriptionCache {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The delivery services subscriptions are checked against.
+    pub fn services(&self) -> &Arc<Registry> {
+        &self.services
     }
 
     /// A subscription that is not deleted (as of the last refresh).

@@ -22,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use posthorn_core::id::new_id;
-use posthorn_core::time::{now_ms, to_rfc3339, Millis};
+use posthorn_core::time::{now_ms, Millis};
+use posthorn_core::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
@@ -90,52 +91,6 @@ pub struct Published {
     pub duplicate: bool,
     /// The deliveries made (empty for a duplicate), in the order of `NewEvent::subscriptions`.
     pub delivery_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub seq: i64,
-    pub id: String,
-    pub publisher: String,
-    pub name: String,
-    pub origin: Option<String>,
-    pub tenant: Option<String>,
-    pub data: String,
-    pub occurred_at: Millis,
-    pub received_at: Millis,
-}
-
-/// The format of [`StoredEvent::envelope`], written into attempt logs that leave their body to
-/// it: a later format would keep rebuilding old logs' bodies with this one.
-pub const ENVELOPE_VERSION: u32 = 1;
-
-impl StoredEvent {
-    /// The JSON envelope every subscriber receives by default (section 5 of the contract), built
-    /// from the stored `data` text without parsing it again. The attempt log leans on it: a
-    /// request whose body was this is logged without it and shown with it rebuilt, so it must
-    /// stay a function of the stored event alone ([`ENVELOPE_VERSION`]).
-    pub fn envelope(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.len() + self.id.len() + self.name.len() + 96);
-        // Strings into a `Vec` cannot fail to serialize.
-        let string = |out: &mut Vec<u8>, v: &str| {
-            serde_json::to_writer(&mut *out, v).expect("a string serializes")
-        };
-        out.extend_from_slice(b"{\"id\":");
-        string(&mut out, &self.id);
-        out.extend_from_slice(b",\"name\":");
-        string(&mut out, &self.name);
-        out.extend_from_slice(b",\"occurred_at\":");
-        string(&mut out, &to_rfc3339(self.occurred_at));
-        out.extend_from_slice(b",\"origin\":");
-        match &self.origin {
-            Some(origin) => string(&mut out, origin),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(self.data.as_bytes());
-        out.push(b'}');
-        out
-    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -32,7 +32,8 @@ use sqlx::{AnyPool, Row};
 
 pub use cache::SubscriptionCache;
 pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
-pub use events::{EventQuery, Handoff, NewEvent, Published, StoredEvent, ENVELOPE_VERSION};
+pub use events::{EventQuery, Handoff, NewEvent, Published};
+pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
 pub use seal::Sealer;
 pub use subscriptions::SubscriptionQuery;

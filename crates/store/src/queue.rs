@@ -15,8 +15,8 @@ use posthorn_core::{AttemptOutcome, DeliveryStatus};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use crate::events::StoredEvent;
 use crate::{get, placeholders, value_rows, Backend, Result, Store};
+use posthorn_core::StoredEvent;
 
 /// A delivery taken for an attempt.
 #[derive(Debug, Clone)]

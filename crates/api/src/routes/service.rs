@@ -40,8 +40,8 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceView {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     /// JSON Schema of the service's `config`.
     #[schema(value_type = Object)]
     pub config_schema: Value,
@@ -52,36 +52,20 @@ pub struct ServiceList {
     pub items: Vec<ServiceView>,
 }
 
-fn http_config_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["url"],
-        "additionalProperties": false,
-        "properties": {
-            "url": {"type": "string", "description": "http or https URL of the receiver; may be a template ({{ event.data.id }})"},
-            "method": {"enum": ["post", "put", "patch", "get", "delete", "head"], "default": "post"},
-            "content_type": {"type": "string", "default": "application/json",
-                             "description": "application/json (the envelope), application/x-www-form-urlencoded (data as form fields), or any type with a body template"},
-            "body": {"type": ["string", "null"], "description": "Jinja-style template of the body; sees event, event_name, wazo_uuid; filters tojson, urlencode"},
-            "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "static headers; webhook-*, host and content-length are refused"},
-            "verify_certificate": {"type": ["boolean", "string"], "default": true,
-                                   "description": "true, false, or the path of a CA bundle"},
-            "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 30000, "default": 15000}
-        }
-    })
-}
-
 /// The delivery services and the schema of their config.
 #[utoipa::path(get, path = "/v1/services", tag = "service",
     responses((status = 200, body = ServiceList)), security(("bearer" = [])))]
-pub(crate) async fn services(_caller: Caller) -> Json<ServiceList> {
+pub(crate) async fn services(State(state): State<AppState>, _caller: Caller) -> Json<ServiceList> {
     Json(ServiceList {
-        items: vec![ServiceView {
-            name: "http",
-            description: "HTTP request to a URL, signed per Standard Webhooks",
-            config_schema: http_config_schema(),
-        }],
+        items: state
+            .services
+            .iter()
+            .map(|s| ServiceView {
+                name: s.name().to_owned(),
+                description: s.description().to_owned(),
+                config_schema: s.config_schema().clone(),
+            })
+            .collect(),
     })
 }
 

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, Caller, JsonBody};
 use crate::list::{paginate, Page, Query};
-use crate::{AppState, SERVICES};
+use crate::AppState;
 
 /// How long the previous secret keeps signing after a rotation.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
@@ -57,9 +57,9 @@ fn view(sub: Subscription, show_secret: bool) -> SubscriptionView {
 }
 
 /// Reads and checks a spec; field paths are those of the request.
-fn checked_spec(body: &Value) -> Result<SubscriptionSpec, Invalid> {
+fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Invalid> {
     let spec: SubscriptionSpec = typed(body, "")?;
-    spec.validate(SERVICES)?;
+    spec.validate(&state.services)?;
     Ok(spec)
 }
 
@@ -117,7 +117,7 @@ pub(crate) async fn create(
         }
         Some(_) => return Err(Invalid::one("owner", "must be a string").into()),
     };
-    let spec = checked_spec(&body)?;
+    let spec = checked_spec(&state, &body)?;
     let now = now_ms();
     let sub = Subscription {
         id: new_id("sub"),
@@ -234,7 +234,7 @@ pub(crate) async fn replace(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
-    sub.spec = checked_spec(&body)?;
+    sub.spec = checked_spec(&state, &body)?;
     Ok(Json(view(save(&state, sub).await?, false)))
 }
 
@@ -255,7 +255,7 @@ pub(crate) async fn patch(
     let mut sub = load(&state, &caller, &id).await?;
     let mut merged = serde_json::to_value(&sub.spec).unwrap_or(Value::Null);
     merge_patch(&mut merged, &body);
-    sub.spec = checked_spec(&merged)?;
+    sub.spec = checked_spec(&state, &merged)?;
     Ok(Json(view(save(&state, sub).await?, false)))
 }
 

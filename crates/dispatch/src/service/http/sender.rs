@@ -1,4 +1,4 @@
-//! One HTTP attempt of a delivery.
+//! Sending one HTTP request of an attempt.
 //!
 //! Attempts go out through hyper's pooled client directly (with rustls for `https`): an attempt
 //! is one request, with no redirect, retry or proxy layer in between, and its URL is parsed once.
@@ -26,9 +26,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use posthorn_core::subscription::{CertificateCheck, HttpConfig};
+use posthorn_core::event::ENVELOPE_VERSION;
 use posthorn_core::NetworkPolicy;
-use posthorn_store::ENVELOPE_VERSION;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -36,6 +35,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
 use url::Url;
+
+use super::config::{CertificateCheck, HttpConfig};
 
 type Client =
     hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;

@@ -1,0 +1,287 @@
+//! The config of the `http` service: what a subscriber writes, checked completely (every fault
+//! named by its path below `config`), with its templates parsed once.
+
+use std::collections::BTreeMap;
+
+use posthorn_core::shape::{is_template, Templates};
+use posthorn_core::validation::{Errors, Invalid};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `method`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
+    Get,
+    Delete,
+    Head,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Get => "GET",
+            Self::Delete => "DELETE",
+            Self::Head => "HEAD",
+        }
+    }
+
+    /// Whether a request with this method carries the body.
+    pub fn has_body(self) -> bool {
+        !matches!(self, Self::Get | Self::Head)
+    }
+}
+
+/// `verify_certificate`: on, off, or the path of a CA bundle to verify against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CertificateCheck {
+    Enabled(bool),
+    CaBundle(String),
+}
+
+impl Default for CertificateCheck {
+    fn default() -> Self {
+        Self::Enabled(true)
+    }
+}
+
+pub const JSON: &str = "application/json";
+pub const FORM: &str = "application/x-www-form-urlencoded";
+pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+
+/// Config of the `http` service. Its JSON Schema (`GET /v1/services`) is generated from this
+/// type, so the doc comments of its fields are what users read there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// http or https URL of the receiver; may be a template (`{{ event.data.id }}`).
+    pub url: String,
+    /// The request's method.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// `application/json` (the envelope), `application/x-www-form-urlencoded` (the data as form
+    /// fields), or any media type with a body template.
+    #[serde(default = "json")]
+    pub content_type: String,
+    /// Jinja-style template of the body; sees `event`, `event_name`, `wazo_uuid`; filters
+    /// `tojson`, `urlencode`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Static headers; `webhook-*`, `host` and `content-length` are Posthorn's.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `true`, `false`, or the path of a CA bundle to verify against.
+    #[serde(default)]
+    pub verify_certificate: CertificateCheck,
+    /// How long the receiver has to answer, 1 to 30000.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 30000))]
+    pub timeout_ms: u32,
+}
+
+fn json() -> String {
+    JSON.to_owned()
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT_MS
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            method: HttpMethod::Post,
+            content_type: json(),
+            body: None,
+            headers: BTreeMap::new(),
+            verify_certificate: CertificateCheck::default(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Headers a subscription may not set: Posthorn owns them.
+fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("webhook-") || lower == "host" || lower == "content-length"
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl HttpConfig {
+    /// Parses and checks the `config` of an `http` subscription, with its templates parsed;
+    /// field paths are relative to it.
+    pub fn from_value(value: &Value) -> Result<(Self, Option<Templates>), Invalid> {
+        let Some(obj) = value.as_object() else {
+            return Err(Invalid::one("", "must be an object"));
+        };
+        if !obj.contains_key("url") {
+            return Err(Invalid::one("url", "is required"));
+        }
+        let config: HttpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            Invalid::one(field, e.into_inner().to_string())
+        })?;
+        let mut errors = Errors::default();
+        let url_template = is_template(&config.url);
+        match url::Url::parse(&config.url) {
+            _ if url_template => {}
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                errors.add("url", "must be an http or https URL")
+            }
+            Ok(u) if u.host().is_none() => errors.add("url", "must name a host"),
+            Ok(_) => {}
+            Err(e) => errors.add("url", format!("is not a valid URL: {e}")),
+        }
+        let media = config
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if config.body.is_none() && media != JSON && media != FORM {
+            errors.add(
+                "content_type",
+                "without a body template, must be application/json or application/x-www-form-urlencoded",
+            );
+        } else if media.is_empty() || !media.contains('/') {
+            errors.add("content_type", "must be a media type such as text/plain");
+        }
+        let templates = if url_template || config.body.is_some() {
+            let url = url_template.then_some(config.url.as_str());
+            match Templates::parse(url, config.body.as_deref()) {
+                Ok(t) => Some(t),
+                Err((field, why)) => {
+                    errors.add(field, format!("the template does not parse: {why}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        for (name, value) in &config.headers {
+            let field = format!("headers.{name}");
+            if !is_header_name(name) {
+                errors.add(field, "is not a valid header name");
+            } else if is_reserved_header(name) {
+                errors.add(
+                    field,
+                    "webhook-*, host and content-length are set by Posthorn",
+                );
+            } else if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                errors.add(field, "a header value cannot hold CR, LF or NUL");
+            }
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
+            errors.add("timeout_ms", "must be 1 to 30000");
+        }
+        if let CertificateCheck::CaBundle(path) = &config.verify_certificate {
+            if path.is_empty() {
+                errors.add(
+                    "verify_certificate",
+                    "must be true, false or the path of a CA bundle",
+                );
+            }
+        }
+        errors.finish()?;
+        Ok((config, templates))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(e: Invalid) -> Vec<String> {
+        e.0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_defaults() {
+        let (c, templates) =
+            HttpConfig::from_value(&json!({"url": "https://example.com/h"})).unwrap();
+        assert!(templates.is_none());
+        assert_eq!(c.timeout_ms, 15000);
+        assert_eq!(c.method, HttpMethod::Post);
+        assert_eq!(c.content_type, JSON);
+    }
+
+    #[test]
+    fn every_fault_is_named_by_its_path() {
+        let e = HttpConfig::from_value(&json!({"url":"ftp://x","timeout_ms":0,
+            "headers":{"Webhook-Id":"x","Host":"y","ok":"fine"}}))
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            ["url", "headers.Host", "headers.Webhook-Id", "timeout_ms"]
+        );
+    }
+
+    #[test]
+    fn config_type_errors_name_the_field() {
+        let e =
+            HttpConfig::from_value(&json!({"url":"https://x","timeout_ms":"soon"})).unwrap_err();
+        assert_eq!(fields(e), ["timeout_ms"]);
+        let e = HttpConfig::from_value(&json!({"url":"https://x","method":"fetch"})).unwrap_err();
+        assert_eq!(fields(e), ["method"]);
+        let e = HttpConfig::from_value(&json!({})).unwrap_err();
+        assert_eq!(fields(e), ["url"]);
+        let e = HttpConfig::from_value(&json!("x")).unwrap_err();
+        assert_eq!(fields(e), [""]);
+    }
+
+    #[test]
+    fn templates_and_form_encoding_are_checked() {
+        let ok = HttpConfig::from_value(
+            &json!({"url": "https://h/{{ event.data.id }}", "method": "put",
+            "body": "{{ event | tojson }}", "content_type": "text/plain"}),
+        )
+        .unwrap();
+        assert!(ok.1.as_ref().unwrap().has_url() && ok.1.as_ref().unwrap().has_body());
+        assert!(
+            HttpConfig::from_value(&json!({"url": "https://h", "content_type": FORM}))
+                .unwrap()
+                .1
+                .is_none()
+        );
+        let e =
+            HttpConfig::from_value(&json!({"url": "https://h", "body": "{% if %}"})).unwrap_err();
+        assert_eq!(fields(e.clone()), ["body"]);
+        assert!(e.0[0].message.contains("line 1"), "{e}");
+        let e =
+            HttpConfig::from_value(&json!({"url": "https://h/{{", "content_type": "text/plain"}))
+                .unwrap_err();
+        assert_eq!(fields(e), ["content_type", "url"]);
+    }
+
+    #[test]
+    fn the_schema_is_generated_from_the_type() {
+        let schema = serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap();
+        assert_eq!(schema["required"], json!(["url"]));
+        assert_eq!(schema["additionalProperties"], json!(false));
+        assert_eq!(schema["properties"]["timeout_ms"]["maximum"], json!(30000));
+        assert_eq!(schema["properties"]["timeout_ms"]["default"], json!(15000));
+        assert!(schema["properties"]["url"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("template"));
+    }
+}

@@ -1,0 +1,227 @@
+//! The `http` delivery service: one signed HTTP request per attempt.
+//!
+//! - `config`: what a subscriber writes ([`HttpConfig`]), checked, its schema generated.
+//! - `sender`: the pooled client that sends a request to a checked address only (SSRF checks
+//!   after DNS resolution, no redirects, no proxies) and keeps the answer for the log.
+//! - here: the [`Service`] and its [`Target`]: shaping the body (the envelope, form fields or a
+//!   template), Posthorn's headers, the Standard Webhooks signature over the exact bytes sent,
+//!   and what an answer means (2xx success, 410 gone, 429/503 with `Retry-After`, else retry).
+//!
+//! This is the only place the dispatcher's side knows HTTP.
+
+mod config;
+pub mod sender;
+
+use std::sync::Arc;
+
+use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
+use posthorn_core::shape::{form_encode, Templates};
+use posthorn_core::signing::signature_header;
+use posthorn_core::validation::Invalid;
+use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
+use serde_json::Value;
+use url::Url;
+
+pub use config::{CertificateCheck, HttpConfig, HttpMethod, FORM, JSON};
+pub use sender::HttpSender;
+use sender::{build_request, unsent_log};
+
+/// The longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
+
+/// The `http` service, sharing one pooled sender between all its targets.
+pub struct HttpService {
+    sender: HttpSender,
+    schema: Value,
+}
+
+impl HttpService {
+    /// Targets are checked against `policy` at every attempt, after resolution.
+    pub fn new(policy: NetworkPolicy) -> Result<Self, rustls::Error> {
+        Ok(Self {
+            sender: HttpSender::new(policy)?,
+            schema: serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap_or(Value::Null),
+        })
+    }
+}
+
+impl Service for HttpService {
+    fn name(&self) -> &str {
+        "http"
+    }
+
+    fn description(&self) -> &str {
+        "HTTP request to a URL, signed per Standard Webhooks"
+    }
+
+    fn config_schema(&self) -> &Value {
+        &self.schema
+    }
+
+    fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
+        let (config, templates) = HttpConfig::from_value(config)?;
+        // Parsed once here, not for every attempt (unless it is a template).
+        let url = match &templates {
+            Some(t) if t.has_url() => None,
+            _ => Url::parse(&config.url).ok(),
+        };
+        Ok(Arc::new(HttpTarget {
+            config,
+            url,
+            templates,
+            sender: self.sender.clone(),
+        }))
+    }
+}
+
+/// A checked `http` config.
+pub struct HttpTarget {
+    config: HttpConfig,
+    /// `config.url` parsed, unless it is a template.
+    url: Option<Url>,
+    /// The templated URL and body, parsed.
+    templates: Option<Templates>,
+    sender: HttpSender,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTarget")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target for HttpTarget {
+    fn destination(&self) -> Option<&str> {
+        Some(&self.config.url)
+    }
+
+    fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report> {
+        Box::pin(self.send(attempt))
+    }
+}
+
+impl HttpTarget {
+    async fn send(&self, a: Attempt<'_>) -> Report {
+        let event = a.event;
+        let timestamp = a.started_at / 1000;
+        let (url, body, envelope) = match self.shape(event) {
+            Ok(shaped) => shaped,
+            // A template that fails now will fail every time.
+            Err(error) => {
+                return Report {
+                    verdict: Verdict::Final,
+                    answered: true,
+                    request: unsent_log(&self.config),
+                    response: None,
+                    error: Some(error),
+                    duration: std::time::Duration::ZERO,
+                }
+            }
+        };
+        let mut request = build_request(
+            &self.config,
+            url,
+            body.into(),
+            vec![
+                ("user-agent".into(), USER_AGENT.into()),
+                ("webhook-id".into(), event.id.clone()),
+                ("webhook-timestamp".into(), timestamp.to_string()),
+                ("posthorn-event".into(), event.name.clone()),
+                ("posthorn-delivery".into(), a.delivery_id.to_owned()),
+                ("posthorn-attempt".into(), a.number.to_string()),
+            ],
+        );
+        // Signed last, over the exact bytes that go out.
+        let signature = signature_header(a.secrets, &event.id, timestamp, &request.body);
+        request
+            .headers
+            .push(("webhook-signature".into(), signature));
+
+        let exchange = self.sender.send(&request).await;
+        let status = exchange.response.as_ref().map(|r| r.status);
+        let verdict = match status {
+            Some(200..=299) => Verdict::Success,
+            Some(410) => Verdict::Gone,
+            Some(429 | 503) => Verdict::Retry {
+                after_ms: exchange
+                    .response
+                    .as_ref()
+                    .and_then(|r| retry_after(&r.headers))
+                    .map(|ms| ms.min(MAX_RETRY_AFTER_MS)),
+            },
+            _ => Verdict::Retry { after_ms: None },
+        };
+        let error = exchange.error.or_else(|| {
+            let r = exchange.response.as_ref()?;
+            (verdict != Verdict::Success).then(|| match r.status {
+                300..=399 => format!("HTTP {} (redirects are not followed)", r.status),
+                410 => "HTTP 410 Gone: the subscription is deleted".to_owned(),
+                s => format!("HTTP {s}"),
+            })
+        });
+        Report {
+            verdict,
+            answered: status.is_some(),
+            request: request.log_json(envelope),
+            response: exchange.response.map(|r| r.log_json()),
+            error,
+            duration: exchange.duration,
+        }
+    }
+
+    /// The URL and body of an attempt: the JSON envelope by default (built without parsing the
+    /// stored data again; the flag says so), the data as form fields, or the rendered templates.
+    fn shape(&self, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool), String> {
+        let config = &self.config;
+        let envelope_bytes = event.envelope();
+        let templates = self.templates.as_ref();
+        let needs_value = templates.is_some() || is_form(&config.content_type);
+        let envelope_value: Value = if needs_value {
+            serde_json::from_slice(&envelope_bytes)
+                .map_err(|e| format!("stored event is not JSON: {e}"))?
+        } else {
+            Value::Null
+        };
+        let url = match (templates.filter(|t| t.has_url()), &self.url) {
+            (Some(t), _) => http_url(t.render_url(&envelope_value)?, "the url template gave")?,
+            (None, Some(url)) => url.clone(),
+            // Checked when the subscription was stored, so only a stored row changed since.
+            (None, None) => http_url(config.url.clone(), "the url is")?,
+        };
+        let body = match templates.filter(|t| t.has_body()) {
+            Some(t) => t.render_body(&envelope_value)?.into_bytes(),
+            None if is_form(&config.content_type) => {
+                form_encode(&envelope_value["data"]).into_bytes()
+            }
+            None => return Ok((url, envelope_bytes, true)),
+        };
+        Ok((url, body, false))
+    }
+}
+
+/// `url` parsed, if it is an http or https URL with a host; `from` says where it came from.
+fn http_url(url: String, from: &str) -> Result<Url, String> {
+    match Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+        _ => Err(format!("{from} {url:?}, which is not an http or https URL")),
+    }
+}
+
+fn is_form(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or_default().trim() == FORM
+}
+
+/// `Retry-After` as milliseconds from now: seconds, or an HTTP date.
+fn retry_after(headers: &std::collections::BTreeMap<String, String>) -> Option<i64> {
+    let value = headers.get("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.saturating_mul(1000).min(i64::MAX as u64) as i64);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let ms = when
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_millis() as i64);
+    Some(ms)
+}

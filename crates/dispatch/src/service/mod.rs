@@ -1,0 +1,6 @@
+//! The delivery services this crate implements (`posthorn_core::service` is the seam): each is a
+//! module of its own, and the dispatcher names none of them.
+//!
+//! - [`http`]: a signed HTTP request per attempt.
+
+pub mod http;
