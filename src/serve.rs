@@ -13,7 +13,9 @@ use posthorn_core::id::new_id;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
-use posthorn_store::{sqlite_path, EventTypeCache, Sealer, Store, SubscriptionCache};
+use posthorn_store::{
+    sqlite_path, EventTypeCache, Publisher, Sealer, Store, SubscriptionCache, SubscriptionWriter,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogFormat};
@@ -166,9 +168,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let watcher = cache.watch(Duration::from_secs(1));
     let event_types = EventTypeCache::load(store.clone()).await?;
     let types_watcher = event_types.watch(Duration::from_secs(1));
+    let writer = SubscriptionWriter::new(store.clone(), cache.clone());
+    let publisher = Publisher::new(store.clone(), cache, event_types.clone());
     let dispatcher = Dispatcher::new(
         store.clone(),
-        cache.clone(),
+        writer.clone(),
+        publisher.clone(),
         DispatchConfig {
             workers: config.workers,
             lease: LEASE,
@@ -188,9 +193,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
     let state = AppState::new(Shared {
         store: store.clone(),
-        subscriptions: cache,
+        publisher,
+        subscriptions: writer,
         event_types,
-        dispatcher,
         services,
         admin_token: Arc::from(token.as_str()),
     });

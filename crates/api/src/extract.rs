@@ -1,77 +1,15 @@
-//! Request extractors: the caller (from the bearer token), JSON bodies (400 when malformed, 413
-//! over the limit, 415 when not JSON), and typed reading of a JSON value that names the field at
-//! fault (422).
+//! Request extractors: JSON bodies (400 when malformed, 413 over the limit, 415 when not JSON),
+//! and typed reading of a JSON value that names the field at fault (422). The caller is read by
+//! [`crate::auth`].
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use axum::http::request::Parts;
 use posthorn_core::Invalid;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::AppState;
-
-/// Who is calling. Owners are `admin` or an application id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Admin,
-}
-
-impl Caller {
-    /// The owner name of what this caller creates.
-    pub fn owner(&self) -> &str {
-        match self {
-            Caller::Admin => "admin",
-        }
-    }
-
-    /// Whether this caller may see an object owned by `owner`.
-    pub fn sees(&self, _owner: &str) -> bool {
-        match self {
-            Caller::Admin => true,
-        }
-    }
-
-    /// `None` when the caller sees every owner's objects.
-    pub fn scope(&self) -> Option<String> {
-        match self {
-            Caller::Admin => None,
-        }
-    }
-}
-
-/// Compares without an early exit, so that timing does not reveal how much of a token matched.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized)?;
-        if same(token.as_bytes(), state.admin_token.as_bytes()) {
-            return Ok(Caller::Admin);
-        }
-        Err(ApiError::Unauthorized)
-    }
-}
 
 /// A JSON request body, parsed but not yet typed.
 pub struct JsonBody(pub Value);

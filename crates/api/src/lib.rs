@@ -3,12 +3,19 @@
 //! - [`router`] builds the axum router over an [`AppState`].
 //! - `routes/` has one file per resource: events, subscriptions, deliveries, and the service
 //!   routes (health, services, OpenAPI).
-//! - [`error`] is the one place errors become problem+json; [`extract`] reads callers and bodies.
+//! - [`auth`] reads credentials and resolves the [`auth::Caller`]: its owner, what it sees, its
+//!   scopes.
+//! - [`error`] is the one place errors become problem+json; [`extract`] reads bodies.
+//!
+//! The API knows neither the dispatcher nor any delivery service: it publishes through the
+//! store's `Publisher`, writes subscriptions through its `SubscriptionWriter`, and the store tells
+//! the dispatcher when work falls due.
 //!
 //! Invariants: a handler answers 202 for a publish only after the store has committed the event
 //! and its deliveries; nothing a client sends produces a 500 (database trouble is a 503); an
 //! object of another owner is a 404, never its data.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod list;
@@ -20,8 +27,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use posthorn_core::Registry;
-use posthorn_dispatch::Dispatcher;
-use posthorn_store::{EventTypeCache, Store, SubscriptionCache};
+use posthorn_store::{EventTypeCache, Publisher, Store, SubscriptionWriter};
 
 /// What every handler can reach: one shared [`Shared`], so that handing it to a request (axum
 /// clones the state for every one) is one reference count, not one per pool, cache and channel.
@@ -43,10 +49,13 @@ impl std::ops::Deref for AppState {
 
 /// The parts of [`AppState`].
 pub struct Shared {
+    /// Reads, with the caller's visibility.
     pub store: Store,
-    pub subscriptions: SubscriptionCache,
+    /// The one way events get in.
+    pub publisher: Publisher,
+    /// The one way subscriptions are written.
+    pub subscriptions: SubscriptionWriter,
     pub event_types: EventTypeCache,
-    pub dispatcher: Dispatcher,
     /// The delivery services: listed by `GET /v1/services`, and what subscriptions are checked
     /// against.
     pub services: Arc<Registry>,

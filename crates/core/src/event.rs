@@ -1,6 +1,9 @@
 //! Events: what a platform tells Posthorn happened. An event has a name (`new_feed_entry`,
 //! `ftrack.entity`), a JSON object of data, and the envelope fields around it.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 use crate::time::{to_rfc3339, Millis};
 
 /// Names reserved for the service's own events; clients cannot publish them.
@@ -33,6 +36,28 @@ pub fn is_valid_token(s: &str) -> bool {
     (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// An event as a publisher sends it, through any front (`POST /v1/events`, a broker source, a
+/// front door): checked and matched by the publisher (`posthorn_store::Publisher`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PublishRequest {
+    /// 1–128 of `A-Za-z0-9_.:-`; `posthorn.*` is reserved.
+    pub name: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    /// Optional client id: the event id, and an idempotency key per publisher.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// RFC 3339; the time of receipt when absent.
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    /// Only this application's subscriptions (and the admin's) receive the event.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// An event as stored: what every front published, and what every delivery service sends.

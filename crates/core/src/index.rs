@@ -182,7 +182,9 @@ impl SubscriptionIndex {
             .chain(by_prefix)
             .chain(self.all.iter())
             .filter(|e| e.compiled.patterns.iter().any(|p| p.matches(name)))
-            .filter(|e| tenant.is_none_or(|t| e.sub.owner == t || e.sub.owner == "admin"))
+            .filter(|e| {
+                tenant.is_none_or(|t| e.sub.owner == t || e.sub.owner == crate::owner::ADMIN)
+            })
             .filter(|e| match e.filter_slot {
                 None => true,
                 Some(slot) => *verdicts[slot].get_or_insert_with(|| {

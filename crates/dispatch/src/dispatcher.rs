@@ -15,14 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use posthorn_core::id::new_id;
 use posthorn_core::index::IndexedSubscription;
 use posthorn_core::service::{Attempt, Verdict};
 use posthorn_core::subscription::{Compiled, DisabledReason};
 use posthorn_core::time::now_ms;
-use posthorn_core::{AttemptOutcome, DeliveryStatus, EventView, Subscription};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
 use posthorn_store::{
-    AttemptRecord, Claimed, Handoff, NewEvent, Store, StoreError, StoredAttempt, SubscriptionCache,
+    AttemptRecord, Claimed, Handoff, Publisher, Store, StoreError, StoredAttempt,
+    SubscriptionCache, SubscriptionWriter,
 };
 use serde_json::json;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -66,6 +66,10 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 pub struct Dispatcher {
     store: Store,
     cache: SubscriptionCache,
+    /// The consequences of attempts (a 410 deletes, a long failure disables) write through it.
+    writer: SubscriptionWriter,
+    /// The service's own events go out through it.
+    publisher: Publisher,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
     fairness: Arc<Fairness<Claimed>>,
@@ -145,6 +149,10 @@ impl Handoff for Dispatcher {
             self.wake();
         }
     }
+
+    fn due(&self) {
+        self.wake();
+    }
 }
 
 /// What an attempt leads to beyond its own record, done once that record is committed.
@@ -195,10 +203,19 @@ impl From<AttemptRecord> for Outcome {
 type ClaimedIds = Arc<Mutex<HashSet<String>>>;
 
 impl Dispatcher {
-    pub fn new(store: Store, cache: SubscriptionCache, config: DispatchConfig) -> Self {
+    /// The dispatcher of this process: `writer` carries the consequences of attempts to
+    /// subscriptions (and holds the index attempts read), `publisher` the service's own events.
+    pub fn new(
+        store: Store,
+        writer: SubscriptionWriter,
+        publisher: Publisher,
+        config: DispatchConfig,
+    ) -> Self {
         let this = Self {
             store,
-            cache,
+            cache: writer.cache().clone(),
+            writer,
+            publisher,
             wake: Arc::new(Notify::new()),
             fairness: Arc::new(Fairness::new(config.workers)),
             claimed: Arc::default(),
@@ -550,7 +567,7 @@ impl Dispatcher {
         &self,
         id: &str,
     ) -> Result<Option<Arc<IndexedSubscription>>, StoreError> {
-        let Some(sub) = self.store.subscription(id).await? else {
+        let Some(sub) = self.store.subscription(&Visibility::Everything, id).await? else {
             return Ok(None);
         };
         match sub.spec.validate(self.cache.services()) {
@@ -761,7 +778,7 @@ impl Dispatcher {
                 tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
             }
             Once::Gone(sub) => {
-                if let Some(revision) = self.store.delete_subscription(&sub.id).await? {
+                if self.writer.delete(&sub.id).await? {
                     // Whatever still waited in memory was cancelled with the subscription.
                     let left = self.fairness.forget(&sub.id);
                     {
@@ -770,7 +787,6 @@ impl Dispatcher {
                             claimed.remove(&c.delivery_id);
                         }
                     }
-                    self.cache.apply(&sub.id, None, revision).await?;
                     tracing::info!(subscription = %sub.id, "the receiver answered 410: subscription deleted");
                     self.emit(
                         "posthorn.subscription.deleted",
@@ -796,7 +812,8 @@ impl Dispatcher {
     }
 
     async fn disable_failing(&self, sub: Subscription) -> Result<(), StoreError> {
-        let Some(mut current) = self.store.subscription(&sub.id).await? else {
+        let seen = Visibility::Everything;
+        let Some(mut current) = self.store.subscription(&seen, &sub.id).await? else {
             return Ok(());
         };
         if !current.is_active() {
@@ -804,11 +821,7 @@ impl Dispatcher {
         }
         current.spec.enabled = false;
         current.disabled_reason = Some(DisabledReason::Failing);
-        current.updated_at = now_ms();
-        if let Some(revision) = self.store.update_subscription(&current).await? {
-            self.cache
-                .apply(&current.id, Some(current.clone()), revision)
-                .await?;
+        if let Some(current) = self.writer.save(current).await? {
             tracing::warn!(subscription = %current.id, "deliveries have failed for too long: subscription disabled");
             self.emit(
                 "posthorn.subscription.disabled",
@@ -827,30 +840,7 @@ impl Dispatcher {
         owner: &str,
         data: serde_json::Value,
     ) -> Result<(), StoreError> {
-        let id = new_id("evt");
-        let view = EventView {
-            name,
-            id: &id,
-            origin: Some("posthorn"),
-            data: &data,
-        };
-        let subscriptions = self.cache.matching(&view, Some(owner));
-        if subscriptions.is_empty() {
-            return Ok(());
-        }
-        self.store
-            .publish(vec![NewEvent {
-                id,
-                publisher: "posthorn".into(),
-                name: name.into(),
-                origin: Some("posthorn".into()),
-                tenant: Some(owner.into()),
-                data: data.to_string(),
-                occurred_at: now_ms(),
-                subscriptions,
-            }])
-            .await?;
-        Ok(())
+        self.publisher.emit(name, owner, data).await
     }
 }
 

@@ -10,9 +10,11 @@ use posthorn_core::id::new_id;
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::time::now_ms;
 use posthorn_core::validation::Invalid;
-use posthorn_core::{AttemptOutcome, DeliveryStatus, Registry, Secret, Subscription};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Registry, Secret, Subscription, Visibility};
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
-use posthorn_store::{NewEvent, Sealer, Store, SubscriptionCache};
+use posthorn_store::{
+    EventTypeCache, NewEvent, Publisher, Sealer, Store, SubscriptionCache, SubscriptionWriter,
+};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -115,9 +117,11 @@ async fn world() -> World {
     let cache = SubscriptionCache::load(store.clone(), Arc::new(services))
         .await
         .unwrap();
+    let event_types = EventTypeCache::load(store.clone()).await.unwrap();
     let dispatcher = Dispatcher::new(
         store.clone(),
-        cache.clone(),
+        SubscriptionWriter::new(store.clone(), cache.clone()),
+        Publisher::new(store.clone(), cache.clone(), event_types),
         DispatchConfig {
             workers: 16,
             lease: Duration::from_secs(15),
@@ -182,7 +186,12 @@ impl World {
         loop {
             let mut statuses = Vec::new();
             for id in ids {
-                let (row, _) = self.store.delivery(id).await.unwrap().unwrap();
+                let (row, _) = self
+                    .store
+                    .delivery(&Visibility::Everything, id)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 statuses.push(row.status);
             }
             if statuses.iter().all(|s| *s != DeliveryStatus::Pending) {
@@ -213,7 +222,12 @@ async fn a_service_of_its_own_is_retried_then_dead_with_every_attempt_logged() {
     // Three attempts (the first and the two of the schedule), numbered, nothing more.
     let numbers: Vec<u32> = w.log.attempts.lock().unwrap().iter().map(|a| a.1).collect();
     assert_eq!(numbers, [1, 2, 3]);
-    let (row, attempts) = w.store.delivery(&ids[0]).await.unwrap().unwrap();
+    let (row, attempts) = w
+        .store
+        .delivery(&Visibility::Everything, &ids[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.attempts, 3);
     let outcomes: Vec<AttemptOutcome> = attempts.iter().map(|a| a.outcome).collect();
     assert_eq!(

@@ -44,6 +44,9 @@ pub trait Handoff: Send + Sync + 'static {
     /// Deliveries now committed under this process's lease, to attempt. `queued`: others of the
     /// same commit were left due in the queue, for the claims.
     fn take(&self, deliveries: Vec<Claimed>, queued: bool);
+    /// Deliveries were made due outside a publish (a retry, a recover, an enabled
+    /// subscription): claim now rather than at the next poll.
+    fn due(&self);
 }
 
 type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
@@ -689,6 +692,14 @@ impl Store {
     /// calls are ignored).
     pub fn set_handoff(&self, handoff: Arc<dyn Handoff>) {
         let _ = self.committer.handoff.set(handoff);
+    }
+
+    /// Tells this process's dispatcher that deliveries are due now (other processes hear of it
+    /// through `NOTIFY` on PostgreSQL, or at their next poll).
+    pub(crate) fn signal_due(&self) {
+        if let Some(h) = self.committer.handoff.get() {
+            h.due();
+        }
     }
 
     /// Stores events and their deliveries atomically; returns when they are durable, in order.

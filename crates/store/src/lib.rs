@@ -19,9 +19,11 @@ mod cache;
 mod event_types;
 mod events;
 mod health;
+mod publisher;
 mod queue;
 pub mod seal;
 mod subscriptions;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,9 +36,11 @@ pub use cache::SubscriptionCache;
 pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
 pub use events::{EventQuery, Handoff, NewEvent, Published};
 pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
+pub use publisher::Publisher;
 pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
 pub use seal::Sealer;
 pub use subscriptions::SubscriptionQuery;
+pub use writer::SubscriptionWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use crate::{get, placeholders, value_rows, Backend, Result, Store};
-use posthorn_core::StoredEvent;
+use posthorn_core::{StoredEvent, Visibility};
 
 /// A delivery taken for an attempt.
 #[derive(Debug, Clone)]
@@ -242,15 +242,27 @@ impl Store {
 
     /// A delivery with its attempt log, oldest attempt first. A request logged without its body
     /// (it was the event's envelope) is given it back.
-    pub async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
-        let row = sqlx::query(&format!(
+    /// `None` when there is none that `seen` allows.
+    pub async fn delivery(
+        &self,
+        seen: &Visibility,
+        id: &str,
+    ) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
+        let mut sql = format!(
             "SELECT {DELIVERY_COLUMNS}, e.seq, e.publisher, e.origin, e.tenant, e.data, \
              e.occurred_at, e.received_at \
              FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        );
+        if seen.owner().is_some() {
+            sql.push_str(
+                " AND d.subscription_id IN (SELECT id FROM subscriptions WHERE owner = $2)",
+            );
+        }
+        let mut query = sqlx::query(&sql).bind(id);
+        if let Some(owner) = seen.owner() {
+            query = query.bind(owner);
+        }
+        let row = query.fetch_optional(&self.read).await?;
         let Some(row) = row else { return Ok(None) };
         let delivery = delivery_from_row(&row)?;
         let event = StoredEvent {
@@ -320,18 +332,22 @@ impl Store {
 
     /// Makes a delivery due now, whatever its status (`retry`). `Ok(false)` when an attempt of it
     /// is in flight: the caller should let that one finish.
-    pub async fn retry_delivery(&self, id: &str) -> Result<bool> {
-        let n = sqlx::query(
+    pub async fn retry_delivery(&self, seen: &Visibility, id: &str) -> Result<bool> {
+        let mut sql =
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
-             WHERE id = $2 AND (lease IS NULL OR status <> 'pending')",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
+             WHERE id = $2 AND (lease IS NULL OR status <> 'pending')"
+                .to_owned();
+        if seen.owner().is_some() {
+            sql.push_str(" AND subscription_id IN (SELECT id FROM subscriptions WHERE owner = $3)");
+        }
+        let mut query = sqlx::query(&sql).bind(now_ms()).bind(id);
+        if let Some(owner) = seen.owner() {
+            query = query.bind(owner);
+        }
+        let n = query.execute(&self.write).await?.rows_affected();
         if n == 1 {
             Store::notify_due(self.backend, &self.write).await?;
+            self.signal_due();
         }
         Ok(n == 1)
     }
@@ -350,6 +366,7 @@ impl Store {
         .rows_affected();
         if n > 0 {
             Store::notify_due(self.backend, &self.write).await?;
+            self.signal_due();
         }
         Ok(n)
     }

@@ -3,7 +3,7 @@
 
 use posthorn_core::subscription::{DisabledReason, Subscription, SubscriptionSpec};
 use posthorn_core::time::now_ms;
-use posthorn_core::Secret;
+use posthorn_core::{Secret, Visibility};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
@@ -130,27 +130,36 @@ impl Store {
             revision = Some(bump_revision(self.backend, &mut tx).await?);
         }
         tx.commit().await?;
+        if revision.is_some() && sub.is_active() {
+            self.signal_due();
+        }
         Ok(revision)
     }
 
-    /// A subscription that is not deleted.
-    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+    /// A subscription that is not deleted and that `seen` allows.
+    pub async fn subscription(&self, seen: &Visibility, id: &str) -> Result<Option<Subscription>> {
+        let mut sql =
+            format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND deleted_at IS NULL");
+        if seen.owner().is_some() {
+            sql.push_str(" AND owner = $2");
+        }
+        let mut query = sqlx::query(&sql).bind(id);
+        if let Some(owner) = seen.owner() {
+            query = query.bind(owner);
+        }
+        let row = query.fetch_optional(&self.read).await?;
         row.map(|r| self.subscription_from_row(&r)).transpose()
     }
 
-    /// The owner of a subscription, deleted or not (delivery logs stay readable after a delete).
-    pub async fn subscription_owner(&self, id: &str) -> Result<Option<String>> {
+    /// Whether a subscription exists, deleted or not, that `seen` allows (delivery logs stay
+    /// readable after a delete).
+    pub async fn subscription_seen(&self, seen: &Visibility, id: &str) -> Result<bool> {
         let row = sqlx::query("SELECT owner FROM subscriptions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.map(|r| get(&r, "owner")).transpose()
+        let owner: Option<String> = row.map(|r| get(&r, "owner")).transpose()?;
+        Ok(owner.is_some_and(|o| seen.sees(&o)))
     }
 
     /// Newest first.

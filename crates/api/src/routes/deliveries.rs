@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::Caller;
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
@@ -78,9 +78,14 @@ fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>) -> DeliveryView {
 
 /// Whether the caller may see deliveries of this subscription (deleted ones included).
 async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -> ApiResult<()> {
-    match state.store.subscription_owner(subscription_id).await? {
-        Some(owner) if caller.sees(&owner) => Ok(()),
-        _ => Err(ApiError::NotFound("subscription")),
+    if state
+        .store
+        .subscription_seen(&caller.visibility(), subscription_id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("subscription"))
     }
 }
 
@@ -134,12 +139,9 @@ pub(crate) async fn show(
 ) -> ApiResult<Json<DeliveryView>> {
     let (delivery, attempts) = state
         .store
-        .delivery(&id)
+        .delivery(&caller.visibility(), &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    check_owner(&state, &caller, &delivery.subscription_id)
-        .await
-        .map_err(|_| ApiError::NotFound("delivery"))?;
     Ok(Json(view(delivery, Some(attempts))))
 }
 
@@ -153,17 +155,15 @@ pub(crate) async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    let seen = caller.visibility();
     let (delivery, _) = state
         .store
-        .delivery(&id)
+        .delivery(&seen, &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    check_owner(&state, &caller, &delivery.subscription_id)
-        .await
-        .map_err(|_| ApiError::NotFound("delivery"))?;
     if state
         .store
-        .subscription(&delivery.subscription_id)
+        .subscription(&seen, &delivery.subscription_id)
         .await?
         .is_none()
     {
@@ -171,15 +171,15 @@ pub(crate) async fn retry(
             "the subscription of this delivery was deleted".into(),
         ));
     }
-    if !state.store.retry_delivery(&id).await? {
+    // The store wakes the dispatcher.
+    if !state.store.retry_delivery(&seen, &id).await? {
         return Err(ApiError::Conflict(
             "an attempt of this delivery is in progress".into(),
         ));
     }
-    state.dispatcher.wake();
     let (delivery, _) = state
         .store
-        .delivery(&id)
+        .delivery(&seen, &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
     Ok((StatusCode::ACCEPTED, Json(view(delivery, None))))

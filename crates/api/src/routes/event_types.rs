@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{typed, Caller, JsonBody};
+use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
@@ -54,9 +55,7 @@ fn view(t: EventType) -> EventTypeView {
 }
 
 fn admin_only(caller: &Caller) -> ApiResult<()> {
-    match caller {
-        Caller::Admin => Ok(()),
-    }
+    caller.require_admin()
 }
 
 /// Create or replace an event type.

@@ -4,44 +4,24 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use posthorn_core::event::{compact_json, is_valid_token};
-use posthorn_core::id::new_id;
-use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use posthorn_core::event::PublishRequest;
+use posthorn_core::time::{parse_rfc3339, to_rfc3339};
 use posthorn_core::validation::Errors;
-use posthorn_core::{EventName, Invalid};
-use posthorn_store::{schema_errors, EventQuery, NewEvent, Published, StoredEvent};
-use serde::{Deserialize, Serialize};
+use posthorn_core::Invalid;
+use posthorn_store::{EventQuery, Published, StoredEvent};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{typed_text, Caller, RawJson};
+use crate::extract::{typed_text, RawJson};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PublishRequest {
-    /// 1–128 of `A-Za-z0-9_.:-`; `posthorn.*` is reserved.
-    pub name: String,
-    /// A JSON object.
-    #[schema(value_type = Object)]
-    pub data: Box<RawValue>,
-    /// Optional client id: the event id, and an idempotency key per publisher.
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub origin: Option<String>,
-    /// RFC 3339; the time of receipt when absent.
-    #[serde(default)]
-    pub occurred_at: Option<String>,
-    /// Only this application's subscriptions (and the admin's) receive the event.
-    #[serde(default)]
-    pub tenant: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
@@ -101,88 +81,6 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
     }
 }
 
-/// Checks one event and matches it to subscriptions.
-fn prepare(
-    state: &AppState,
-    caller: &Caller,
-    item: &str,
-    prefix: &str,
-) -> Result<NewEvent, Invalid> {
-    let at = |f: &str| {
-        if prefix.is_empty() {
-            f.to_owned()
-        } else {
-            format!("{prefix}.{f}")
-        }
-    };
-    let req: PublishRequest = typed_text(item, prefix)?;
-    let mut errors = Errors::default();
-    match EventName::parse(&req.name) {
-        Ok(n) if n.is_reserved() => errors.add(
-            at("name"),
-            "posthorn.* events are the service's own and cannot be published",
-        ),
-        Ok(_) => {}
-        Err(msg) => errors.add(at("name"), msg),
-    }
-    // The data as a tree, built only if a schema or a filter looks into it.
-    let tree = std::cell::OnceCell::new();
-    let data = || {
-        tree.get_or_init(|| serde_json::from_str::<Value>(req.data.get()).unwrap_or(Value::Null))
-    };
-    if !req.data.get().starts_with('{') {
-        errors.add(at("data"), "must be a JSON object");
-    } else if let Some(validator) = state.event_types.validator(&req.name) {
-        for (field, message) in schema_errors(&validator, data(), &at("data")) {
-            errors.add(field, message);
-        }
-    }
-    if let Some(id) = &req.id {
-        if !is_valid_token(id) {
-            errors.add(
-                at("id"),
-                "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
-            );
-        }
-    }
-    let occurred_at = match &req.occurred_at {
-        None => now_ms(),
-        Some(t) => parse_rfc3339(t).unwrap_or_else(|| {
-            errors.add(at("occurred_at"), "must be an RFC 3339 time");
-            0
-        }),
-    };
-    if let Some(origin) = &req.origin {
-        if origin.chars().count() > 256 {
-            errors.add(at("origin"), "must be at most 256 characters");
-        }
-    }
-    if let Some(tenant) = &req.tenant {
-        if !is_valid_token(tenant) {
-            errors.add(at("tenant"), "must be an application id");
-        }
-    }
-    errors.finish()?;
-    let id = req.id.unwrap_or_else(|| new_id("evt"));
-    let subscriptions = state.subscriptions.matching_with(
-        &req.name,
-        &id,
-        req.origin.as_deref(),
-        req.tenant.as_deref(),
-        data,
-    );
-    Ok(NewEvent {
-        publisher: caller.owner().to_owned(),
-        data: compact_json(req.data.get()).into_owned(),
-        id,
-        name: req.name,
-        origin: req.origin,
-        tenant: req.tenant,
-        occurred_at,
-        subscriptions,
-    })
-}
-
 /// Publish an event, or a batch of up to 1000 (a JSON array), stored atomically.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(content = PublishRequest, description = "An event, or an array of events (a batch)"),
@@ -224,14 +122,18 @@ pub(crate) async fn publish(
         } else {
             String::new()
         };
-        match prepare(&state, &caller, item, &prefix) {
+        let prepared = typed_text::<PublishRequest>(item, &prefix).and_then(|req| {
+            state
+                .publisher
+                .prepare(caller.owner().as_str(), req, &prefix)
+        });
+        match prepared {
             Ok(e) => events.push(e),
             Err(invalid) => errors.extend(invalid),
         }
     }
     errors.finish()?;
-    // The dispatcher of this process takes the deliveries from the commit (`Handoff`).
-    let published = state.store.publish(events).await?;
+    let published = state.publisher.publish(events).await?;
     let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
     if batch {
         /// Written straight from the answers, not through a `Value`.
@@ -267,7 +169,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventView>> {
-    let publisher = caller.scope();
+    let publisher = caller.visibility().owner().map(str::to_owned);
     let event = state
         .store
         .event(publisher.as_deref(), &id)
@@ -316,7 +218,7 @@ pub(crate) async fn list(
     let rows = state
         .store
         .events_page(&EventQuery {
-            publisher: caller.scope(),
+            publisher: caller.visibility().owner().map(str::to_owned),
             name: q.get("name").map(str::to_owned),
             since,
             before,

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiResult, Problem};
-use crate::extract::{typed, Caller, JsonBody};
+use crate::extract::{typed, JsonBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SampleEvent {

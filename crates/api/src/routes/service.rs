@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Caller;
 use crate::AppState;
 
 /// Alive: the process answers.

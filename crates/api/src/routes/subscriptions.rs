@@ -6,16 +6,18 @@ use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::event::is_valid_token;
 use posthorn_core::id::new_id;
+use posthorn_core::owner::ADMIN;
 use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
-use posthorn_store::{NewEvent, SubscriptionQuery};
+use posthorn_store::SubscriptionQuery;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{typed, Caller, JsonBody};
+use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
@@ -65,33 +67,20 @@ fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Inva
 
 /// A subscription the caller may see, or 404.
 async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Subscription> {
-    match state.store.subscription(id).await? {
-        Some(sub) if caller.sees(&sub.owner) => Ok(sub),
-        _ => Err(ApiError::NotFound("subscription")),
-    }
-}
-
-/// Writes a changed subscription and brings this process's index up to date.
-async fn save(state: &AppState, mut sub: Subscription) -> ApiResult<Subscription> {
-    sub.updated_at = now_ms();
-    if sub.spec.enabled {
-        sub.disabled_reason = None;
-    }
-    let revision = state
+    state
         .store
-        .update_subscription(&sub)
+        .subscription(&caller.visibility(), id)
         .await?
-        .ok_or(ApiError::NotFound("subscription"))?;
-    apply(state, &sub.id, Some(sub.clone()), revision).await;
-    Ok(sub)
+        .ok_or(ApiError::NotFound("subscription"))
 }
 
-/// Brings this process's index up to date with a write it made.
-async fn apply(state: &AppState, id: &str, sub: Option<Subscription>, revision: i64) {
-    // The write is committed; if this fails, the revision poll catches up within a second.
-    if let Err(e) = state.subscriptions.apply(id, sub, revision).await {
-        tracing::warn!(error = %e, "updating the subscription index after a change failed");
-    }
+/// Writes a changed subscription through the one write path.
+async fn save(state: &AppState, sub: Subscription) -> ApiResult<Subscription> {
+    state
+        .subscriptions
+        .save(sub)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))
 }
 
 /// Create a subscription; the reply carries its signing secret.
@@ -105,9 +94,9 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
     let owner = match body.get("owner") {
-        None | Some(Value::Null) => caller.owner().to_owned(),
-        Some(Value::String(o)) if caller == Caller::Admin => {
-            if o != "admin" && !is_valid_token(o) {
+        None | Some(Value::Null) => caller.owner().as_str().to_owned(),
+        Some(Value::String(o)) if caller.is_admin() => {
+            if o != ADMIN && !is_valid_token(o) {
                 return Err(Invalid::one("owner", "must be admin or an application id").into());
             }
             o.clone()
@@ -129,8 +118,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    let revision = state.store.insert_subscription(&sub).await?;
-    apply(&state, &sub.id, Some(sub.clone()), revision).await;
+    state.subscriptions.create(&sub).await?;
     Ok((StatusCode::CREATED, Json(view(sub, true))))
 }
 
@@ -183,7 +171,7 @@ pub(crate) async fn list(
         let rows = state
             .store
             .subscriptions_page(&SubscriptionQuery {
-                owner: caller.scope(),
+                owner: caller.visibility().owner().map(str::to_owned),
                 before: before.clone(),
                 limit: CHUNK,
             })
@@ -290,12 +278,9 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     load(&state, &caller, &id).await?;
-    let revision = state
-        .store
-        .delete_subscription(&id)
-        .await?
-        .ok_or(ApiError::NotFound("subscription"))?;
-    apply(&state, &id, None, revision).await;
+    if !state.subscriptions.delete(&id).await? {
+        return Err(ApiError::NotFound("subscription"));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -310,8 +295,8 @@ pub(crate) async fn enable(
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = true;
+    // The store wakes the dispatcher for the deliveries held while it was off.
     let sub = save(&state, sub).await?;
-    state.dispatcher.wake();
     Ok(Json(view(sub, false)))
 }
 
@@ -352,20 +337,10 @@ pub(crate) async fn test(
             "the subscription is disabled; enable it to test it".into(),
         ));
     }
-    let event = NewEvent {
-        id: new_id("evt"),
-        publisher: "posthorn".into(),
-        name: "posthorn.ping".into(),
-        origin: Some("posthorn".into()),
-        tenant: Some(sub.owner.clone()),
-        data: json!({"subscription_id": sub.id}).to_string(),
-        occurred_at: now_ms(),
-        subscriptions: vec![sub.id.clone()],
-    };
-    let published = state.store.publish(vec![event]).await?;
-    let p = published
-        .into_iter()
-        .next()
+    let p = state
+        .publisher
+        .ping(&sub)
+        .await?
         .ok_or_else(|| ApiError::BadRequest("nothing was published".into()))?;
     let delivery_id = p.delivery_ids.into_iter().next().unwrap_or_default();
     Ok((
@@ -419,10 +394,8 @@ pub(crate) async fn recover(
     let since = parse_rfc3339(&req.since)
         .ok_or_else(|| Invalid::one("since", "must be an RFC 3339 time"))?;
     let sub = load(&state, &caller, &id).await?;
+    // The store wakes the dispatcher.
     let requeued = state.store.recover(&sub.id, since).await?;
-    if requeued > 0 {
-        state.dispatcher.wake();
-    }
     Ok(Json(Recovered { requeued }))
 }
 

@@ -1,0 +1,262 @@
+//! Who is calling: credentials read from a request, resolved to a [`Caller`] — an owner
+//! (`posthorn_core::Owner`), what it may see, and what it may do (its scopes).
+//!
+//! Credentials come as `Authorization: Bearer TOKEN` (the `/v1` API), `X-Auth-Token: TOKEN`
+//! (wazo-webhookd's front door) or HTTP Basic `client_id:client_secret` (FluidSurveys' front
+//! door and the OAuth2 token endpoint); [`Credentials::from_headers`] reads all three, and each
+//! front says which it accepts. Today a token is the admin token; applications' tokens and
+//! client credentials resolve here too once they exist (section 7 of the contract).
+//!
+//! Handlers never compare owners themselves: they pass [`Caller::visibility`] to the store's
+//! reads, which return nothing of another owner's (a 404, never its data).
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use base64::Engine;
+use posthorn_core::{Owner, Visibility};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// What an application may be allowed to do; the admin may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Its own subscriptions, their deliveries and logs; read event types and services.
+    Subscriptions,
+    /// Publish events (`POST /v1/events`).
+    Publish,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Subscriptions => "subscriptions",
+            Scope::Publish => "publish",
+        }
+    }
+}
+
+/// Credentials as a request carries them.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Bearer(String),
+    AuthToken(String),
+    Basic { id: String, secret: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        match self {
+            Credentials::Bearer(_) => f.write_str("Bearer(…)"),
+            Credentials::AuthToken(_) => f.write_str("AuthToken(…)"),
+            Credentials::Basic { id, .. } => write!(f, "Basic({id}, …)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// The credentials of a request: `Authorization` (Bearer or Basic) first, then
+    /// `X-Auth-Token`.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        if let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let (scheme, rest) = value.trim().split_once(' ')?;
+            let rest = rest.trim();
+            if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+                return Some(Credentials::Bearer(rest.to_owned()));
+            }
+            if scheme.eq_ignore_ascii_case("basic") {
+                return basic(rest);
+            }
+            return None;
+        }
+        headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Credentials::AuthToken(t.to_owned()))
+    }
+}
+
+/// `base64(id:secret)`, each part form-encoded as RFC 6749 §2.3.1 asks of OAuth2 clients.
+fn basic(encoded: &str) -> Option<Credentials> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| -> Option<String> {
+        urlencoding::decode(&s.replace('+', " "))
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    Some(Credentials::Basic {
+        id: decode(id)?,
+        secret: decode(secret)?,
+    })
+}
+
+/// Who is calling, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    owner: Owner,
+    /// `None`: every scope (the admin).
+    scopes: Option<Vec<Scope>>,
+}
+
+impl Caller {
+    pub fn admin() -> Self {
+        Self {
+            owner: Owner::Admin,
+            scopes: None,
+        }
+    }
+
+    /// The owner of what this caller creates and publishes.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.owner == Owner::Admin
+    }
+
+    /// What this caller may see: everything for the admin, its own objects otherwise.
+    pub fn visibility(&self) -> Visibility {
+        match self.owner {
+            Owner::Admin => Visibility::Everything,
+            _ => Visibility::OwnedBy(self.owner.clone()),
+        }
+    }
+
+    /// A 403 naming the scope unless the caller has it.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        match &self.scopes {
+            None => Ok(()),
+            Some(s) if s.contains(&scope) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "this needs the scope {}",
+                scope.as_str()
+            ))),
+        }
+    }
+
+    /// A 403 unless the caller is the admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only the admin may do this".into()))
+        }
+    }
+
+    /// The caller these credentials stand for, if any.
+    pub fn resolve(state: &AppState, credentials: &Credentials) -> Option<Self> {
+        match credentials {
+            Credentials::Bearer(token) | Credentials::AuthToken(token)
+                if same(token.as_bytes(), state.admin_token.as_bytes()) =>
+            {
+                Some(Self::admin())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Compares without an early exit, so that timing does not reveal how much of a token matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// The `/v1` API takes `Authorization: Bearer` only (section 2 of the contract).
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Credentials::from_headers(&parts.headers) {
+            Some(c @ Credentials::Bearer(_)) => {
+                Caller::resolve(state, &c).ok_or(ApiError::Unauthorized)
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn credentials_are_read_from_each_header() {
+        assert_eq!(
+            Credentials::from_headers(&headers(&[("authorization", "Bearer  tok ")])),
+            Some(Credentials::Bearer("tok".into()))
+        );
+        assert_eq!(
+            Credentials::from_headers(&headers(&[("authorization", "bearer tok")])),
+            Some(Credentials::Bearer("tok".into()))
+        );
+        assert_eq!(
+            Credentials::from_headers(&headers(&[("x-auth-token", "tok")])),
+            Some(Credentials::AuthToken("tok".into()))
+        );
+        // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encodes them.
+        let encoded = base64::engine::general_purpose::STANDARD.encode("my%3Aid:s+cr%25t");
+        assert_eq!(
+            Credentials::from_headers(&headers(&[("authorization", &format!("Basic {encoded}"))])),
+            Some(Credentials::Basic {
+                id: "my:id".into(),
+                secret: "s cr%t".into()
+            })
+        );
+        assert_eq!(
+            Credentials::from_headers(&headers(&[("authorization", "Token x")])),
+            None
+        );
+        assert_eq!(Credentials::from_headers(&headers(&[])), None);
+        let shown = format!(
+            "{:?}",
+            Credentials::Basic {
+                id: "i".into(),
+                secret: "hidden".into()
+            }
+        );
+        assert!(!shown.contains("hidden"));
+    }
+
+    #[test]
+    fn scopes_are_required_of_applications_only() {
+        assert!(Caller::admin().require(Scope::Publish).is_ok());
+        let app = Caller {
+            owner: Owner::Application("app_1".into()),
+            scopes: Some(vec![Scope::Subscriptions]),
+        };
+        assert!(app.require(Scope::Subscriptions).is_ok());
+        assert!(app.require(Scope::Publish).is_err());
+        assert!(app.require_admin().is_err());
+        assert_eq!(
+            app.visibility(),
+            Visibility::OwnedBy(Owner::Application("app_1".into()))
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The one way events get in: [`Publisher`] checks an event (name, data, its event type's
+//! schema, ids, times, tenant), matches it against the subscription index, and stores it with
+//! its deliveries through the group commit. Every front — the `/v1` API, the front doors, the
+//! broker sources, the service's own `posthorn.*` events — goes through it with the publisher's
+//! identity; none of them writes events itself.
+
+use posthorn_core::event::{compact_json, is_valid_token, PublishRequest};
+use posthorn_core::id::new_id;
+use posthorn_core::owner::SYSTEM;
+use posthorn_core::time::{now_ms, parse_rfc3339};
+use posthorn_core::validation::Errors;
+use posthorn_core::{EventName, EventView, Invalid, Subscription};
+use serde_json::Value;
+
+use crate::{schema_errors, EventTypeCache, NewEvent, Published, Result, Store, SubscriptionCache};
+
+/// Checks, matches and stores events.
+#[derive(Clone)]
+pub struct Publisher {
+    store: Store,
+    subscriptions: SubscriptionCache,
+    event_types: EventTypeCache,
+}
+
+impl Publisher {
+    pub fn new(
+        store: Store,
+        subscriptions: SubscriptionCache,
+        event_types: EventTypeCache,
+    ) -> Self {
+        Self {
+            store,
+            subscriptions,
+            event_types,
+        }
+    }
+
+    /// Checks one event sent by `publisher` (an owner's name) and finds the subscriptions that
+    /// want it; every fault is named by its path below `prefix` (`[3].data.x` in a batch).
+    pub fn prepare(
+        &self,
+        publisher: &str,
+        req: PublishRequest,
+        prefix: &str,
+    ) -> std::result::Result<NewEvent, Invalid> {
+        let at = |f: &str| {
+            if prefix.is_empty() {
+                f.to_owned()
+            } else {
+                format!("{prefix}.{f}")
+            }
+        };
+        let mut errors = Errors::default();
+        match EventName::parse(&req.name) {
+            Ok(n) if n.is_reserved() => errors.add(
+                at("name"),
+                "posthorn.* events are the service's own and cannot be published",
+            ),
+            Ok(_) => {}
+            Err(msg) => errors.add(at("name"), msg),
+        }
+        // The data as a tree, built only if a schema or a filter looks into it.
+        let tree = std::cell::OnceCell::new();
+        let data = || {
+            tree.get_or_init(|| {
+                serde_json::from_str::<Value>(req.data.get()).unwrap_or(Value::Null)
+            })
+        };
+        if !req.data.get().starts_with('{') {
+            errors.add(at("data"), "must be a JSON object");
+        } else if let Some(validator) = self.event_types.validator(&req.name) {
+            for (field, message) in schema_errors(&validator, data(), &at("data")) {
+                errors.add(field, message);
+            }
+        }
+        if let Some(id) = &req.id {
+            if !is_valid_token(id) {
+                errors.add(
+                    at("id"),
+                    "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
+                );
+            }
+        }
+        let occurred_at = match &req.occurred_at {
+            None => now_ms(),
+            Some(t) => parse_rfc3339(t).unwrap_or_else(|| {
+                errors.add(at("occurred_at"), "must be an RFC 3339 time");
+                0
+            }),
+        };
+        if let Some(origin) = &req.origin {
+            if origin.chars().count() > 256 {
+                errors.add(at("origin"), "must be at most 256 characters");
+            }
+        }
+        if let Some(tenant) = &req.tenant {
+            if !is_valid_token(tenant) {
+                errors.add(at("tenant"), "must be an application id");
+            }
+        }
+        errors.finish()?;
+        let id = req.id.unwrap_or_else(|| new_id("evt"));
+        let subscriptions = self.subscriptions.matching_with(
+            &req.name,
+            &id,
+            req.origin.as_deref(),
+            req.tenant.as_deref(),
+            data,
+        );
+        Ok(NewEvent {
+            publisher: publisher.to_owned(),
+            data: compact_json(req.data.get()).into_owned(),
+            id,
+            name: req.name,
+            origin: req.origin,
+            tenant: req.tenant,
+            occurred_at,
+            subscriptions,
+        })
+    }
+
+    /// Stores prepared events atomically with their deliveries; answers once they are durable.
+    /// This process's dispatcher takes the deliveries from the commit (`Handoff`).
+    pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
+        self.store.publish(events).await
+    }
+
+    /// One of the service's own events, to `owner`'s subscriptions that name it (never to `*`).
+    pub async fn emit(&self, name: &str, owner: &str, data: Value) -> Result<()> {
+        let id = new_id("evt");
+        let view = EventView {
+            name,
+            id: &id,
+            origin: Some(SYSTEM),
+            data: &data,
+        };
+        let subscriptions = self.subscriptions.matching(&view, Some(owner));
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        self.publish(vec![system_event(id, name, owner, &data, subscriptions)])
+            .await?;
+        Ok(())
+    }
+
+    /// A `posthorn.ping` to `sub` alone; the delivery's id comes back in `delivery_ids`.
+    pub async fn ping(&self, sub: &Subscription) -> Result<Option<Published>> {
+        let data = serde_json::json!({"subscription_id": sub.id});
+        let event = system_event(
+            new_id("evt"),
+            "posthorn.ping",
+            &sub.owner,
+            &data,
+            vec![sub.id.clone()],
+        );
+        Ok(self.publish(vec![event]).await?.into_iter().next())
+    }
+}
+
+fn system_event(
+    id: String,
+    name: &str,
+    owner: &str,
+    data: &Value,
+    subscriptions: Vec<String>,
+) -> NewEvent {
+    NewEvent {
+        id,
+        publisher: SYSTEM.into(),
+        name: name.into(),
+        origin: Some(SYSTEM.into()),
+        tenant: Some(owner.into()),
+        data: data.to_string(),
+        occurred_at: now_ms(),
+        subscriptions,
+    }
+}

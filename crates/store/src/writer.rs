@@ -1,0 +1,64 @@
+//! The one subscription write path: write to the database, bring this process's index up to
+//! date, and (through the store) wake the dispatcher when deliveries fall due. The API, the front
+//! doors and the dispatcher's consequences (a 410 deletes, a long failure disables) all write
+//! through [`SubscriptionWriter`], so the three steps cannot drift apart.
+
+use posthorn_core::time::now_ms;
+use posthorn_core::Subscription;
+
+use crate::{Result, Store, SubscriptionCache};
+
+#[derive(Clone)]
+pub struct SubscriptionWriter {
+    store: Store,
+    cache: SubscriptionCache,
+}
+
+impl SubscriptionWriter {
+    pub fn new(store: Store, cache: SubscriptionCache) -> Self {
+        Self { store, cache }
+    }
+
+    /// The index this writer keeps up to date.
+    pub fn cache(&self) -> &SubscriptionCache {
+        &self.cache
+    }
+
+    /// Stores a new subscription.
+    pub async fn create(&self, sub: &Subscription) -> Result<()> {
+        let revision = self.store.insert_subscription(sub).await?;
+        self.apply(&sub.id, Some(sub.clone()), revision).await;
+        Ok(())
+    }
+
+    /// Writes a changed subscription (stamped now; an enabled one loses its disabled reason);
+    /// `None` when it was deleted meanwhile.
+    pub async fn save(&self, mut sub: Subscription) -> Result<Option<Subscription>> {
+        sub.updated_at = now_ms();
+        if sub.spec.enabled {
+            sub.disabled_reason = None;
+        }
+        let Some(revision) = self.store.update_subscription(&sub).await? else {
+            return Ok(None);
+        };
+        self.apply(&sub.id, Some(sub.clone()), revision).await;
+        Ok(Some(sub))
+    }
+
+    /// Deletes a subscription (its pending deliveries are cancelled, its log stays); `false`
+    /// when it was already gone.
+    pub async fn delete(&self, id: &str) -> Result<bool> {
+        let Some(revision) = self.store.delete_subscription(id).await? else {
+            return Ok(false);
+        };
+        self.apply(id, None, revision).await;
+        Ok(true)
+    }
+
+    async fn apply(&self, id: &str, sub: Option<Subscription>, revision: i64) {
+        // The write is committed; if this fails, the revision poll catches up within a second.
+        if let Err(e) = self.cache.apply(id, sub, revision).await {
+            tracing::warn!(error = %e, "updating the subscription index after a change failed");
+        }
+    }
+}
