@@ -1,19 +1,24 @@
 //! The configuration of `posthorn serve`: one typed struct, resolved once from flags, environment
-//! variables, the config file and defaults, in that order of precedence, and passed down.
+//! variables, the config file and defaults, in that order of precedence (figment's layers; clap
+//! reads each flag's environment variable), and passed down. The file's sections for other
+//! crates (`[smtp]`, `[[sources.*]]`, `[[services]]`) are typed in `posthorn_core::config`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
 use ipnet::IpNet;
-use serde::Deserialize;
+use posthorn_core::config::{PluginConfig, SmtpConfig, SourcesConfig};
+use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8525";
 pub const DEFAULT_DATABASE: &str = "sqlite://posthorn-data/posthorn.db";
 const DEFAULT_CONFIG_FILE: &str = "posthorn.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
@@ -72,43 +77,126 @@ pub struct ServeArgs {
     pub purge_every_s: Option<u64>,
 }
 
-/// The config file. Sections of the contract that this version does not act on yet are read (so
-/// a complete file is accepted) and reported at start.
-#[derive(Debug, Default, Deserialize)]
+/// Every key of the config file, and what flags and environment variables set: figment merges
+/// the defaults, the file, then the flags (clap has already put each flag's environment variable
+/// under it), and reads the result into this. An unknown key is an error naming it and the file.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub database: Option<String>,
+pub struct Settings {
+    pub listen: String,
+    pub database: String,
+    #[serde(default)]
     pub admin_token: Option<String>,
-    pub allow_networks: Option<Vec<String>>,
+    /// `--allow-network`; the file may also spell it as the flag does.
+    #[serde(default, alias = "allow_network")]
+    pub allow_networks: Vec<String>,
+    #[serde(default)]
     pub workers: Option<usize>,
+    #[serde(default)]
     pub master_key: Option<String>,
+    #[serde(default)]
+    pub dev: bool,
+    #[serde(default)]
     pub log_format: Option<LogFormat>,
-    pub retention_days: Option<f64>,
-    pub disable_after_days: Option<f64>,
-    pub purge_every_s: Option<u64>,
-    pub smtp: Option<toml::Value>,
-    pub sources: Option<toml::Value>,
-    pub services: Option<toml::Value>,
+    pub retention_days: f64,
+    pub disable_after_days: f64,
+    pub purge_every_s: u64,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub services: Vec<PluginConfig>,
 }
 
-impl FileConfig {
-    /// Reads `path`, or `./posthorn.toml` when no path is given and it exists.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let (path, required) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::default())
+/// The defaults, as the bottom layer.
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    database: &'static str,
+    retention_days: f64,
+    disable_after_days: f64,
+    purge_every_s: u64,
+}
+
+const DEFAULTS: Defaults = Defaults {
+    listen: DEFAULT_LISTEN,
+    database: DEFAULT_DATABASE,
+    retention_days: 30.0,
+    disable_after_days: 5.0,
+    purge_every_s: 300,
+};
+
+/// What flags (or their environment variables) set, as the top layer; absent ones leave the
+/// layers below.
+#[derive(Serialize, Default)]
+struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_networks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_key: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dev: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_days: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_after_days: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purge_every_s: Option<u64>,
+}
+
+impl Settings {
+    /// Defaults < the config file (`--config`, else `./posthorn.toml` when it exists) < flags
+    /// and environment variables.
+    fn load(config: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
+        match config {
+            Some(path) => {
+                if !path.exists() {
+                    bail!(
+                        "cannot read the config file {}: it does not exist",
+                        path.display()
+                    );
+                }
+                figment = figment.merge(Toml::file_exact(path));
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid config file", path.display()))
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        figment
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("{}", describe(e)))
     }
+}
+
+/// Every error figment found, each with its key and where the value came from.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let mut text = e.kind.to_string();
+            if !e.path.is_empty() {
+                text.push_str(&format!(" (key `{}`)", e.path.join(".")));
+            }
+            if let Some(source) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                text.push_str(&format!(" in {source}"));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Everything `serve` runs with.
@@ -125,56 +213,56 @@ pub struct Config {
     pub retention: std::time::Duration,
     pub disable_after: std::time::Duration,
     pub purge_every: std::time::Duration,
-    /// Sections of the file this version does not act on yet.
-    pub ignored_sections: Vec<&'static str>,
+    pub smtp: Option<SmtpConfig>,
+    pub sources: SourcesConfig,
+    pub services: Vec<PluginConfig>,
 }
 
-pub fn database_url(args: &DatabaseArgs, file: &FileConfig) -> String {
-    args.database
-        .clone()
-        .or_else(|| file.database.clone())
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
+/// The database URL, for `migrate`: the same layers as `serve`.
+pub fn database_url(args: &DatabaseArgs) -> anyhow::Result<String> {
+    let overrides = Overrides {
+        database: args.database.clone(),
+        ..Overrides::default()
+    };
+    Ok(Settings::load(args.config.as_deref(), overrides)?.database)
 }
 
 impl Config {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
-        let file = FileConfig::load(args.db.config.as_deref())?;
-        let listen = args
-            .listen
-            .clone()
-            .or_else(|| file.listen.clone())
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen.parse().with_context(|| {
-            format!("--listen {listen:?} is not an address like 127.0.0.1:8525")
-        })?;
-        let allow_networks = if !args.allow_network.is_empty() {
-            args.allow_network.clone()
-        } else {
-            file.allow_networks
-                .iter()
-                .flatten()
-                .map(|s| {
-                    s.parse()
-                        .with_context(|| format!("allow_networks: {s:?} is not a CIDR"))
-                })
-                .collect::<anyhow::Result<_>>()?
+        let overrides = Overrides {
+            listen: args.listen,
+            database: args.db.database.clone(),
+            admin_token: args.admin_token,
+            allow_networks: (!args.allow_network.is_empty())
+                .then(|| args.allow_network.iter().map(ToString::to_string).collect()),
+            workers: args.workers,
+            master_key: args.master_key,
+            dev: args.dev,
+            log_format: args.log_format,
+            retention_days: args.retention_days,
+            disable_after_days: args.disable_after_days,
+            purge_every_s: args.purge_every_s,
         };
-        let workers = args
+        let file = Settings::load(args.db.config.as_deref(), overrides)?;
+        let listen: SocketAddr = file.listen.parse().with_context(|| {
+            format!(
+                "listen {:?} is not an address like 127.0.0.1:8525",
+                file.listen
+            )
+        })?;
+        let allow_networks = file
+            .allow_networks
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("allow_networks: {s:?} is not a CIDR"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let workers = file
             .workers
-            .or(file.workers)
             .unwrap_or_else(|| 512 * std::thread::available_parallelism().map_or(2, |n| n.get()));
         if workers == 0 {
             bail!("--workers must be at least 1");
-        }
-        let mut ignored_sections = Vec::new();
-        for (name, present) in [
-            ("smtp", file.smtp.is_some()),
-            ("sources", file.sources.is_some()),
-            ("services", file.services.is_some()),
-        ] {
-            if present {
-                ignored_sections.push(name);
-            }
         }
         let days = |name: &str, v: f64| -> anyhow::Result<std::time::Duration> {
             if !(v > 0.0 && v.is_finite()) {
@@ -182,39 +270,105 @@ impl Config {
             }
             Ok(std::time::Duration::from_secs_f64(v * 86_400.0))
         };
-        let retention = days(
-            "--retention-days",
-            args.retention_days.or(file.retention_days).unwrap_or(30.0),
-        )?;
-        let disable_after = days(
-            "--disable-after-days",
-            args.disable_after_days
-                .or(file.disable_after_days)
-                .unwrap_or(5.0),
-        )?;
-        let purge_every = std::time::Duration::from_secs(
-            args.purge_every_s
-                .or(file.purge_every_s)
-                .unwrap_or(300)
-                .max(1),
-        );
+        let retention = days("--retention-days", file.retention_days)?;
+        let disable_after = days("--disable-after-days", file.disable_after_days)?;
+        let purge_every = std::time::Duration::from_secs(file.purge_every_s.max(1));
         Ok(Self {
             retention,
             disable_after,
             purge_every,
             listen,
-            database: database_url(&args.db, &file),
-            admin_token: args.admin_token.or(file.admin_token),
+            database: file.database,
+            admin_token: file.admin_token,
             allow_networks,
             workers,
-            master_key: args.master_key.or(file.master_key),
-            dev: args.dev,
-            log_format: args.log_format.or(file.log_format).unwrap_or(if args.dev {
+            master_key: file.master_key,
+            dev: file.dev,
+            log_format: file.log_format.unwrap_or(if file.dev {
                 LogFormat::Text
             } else {
                 LogFormat::Json
             }),
-            ignored_sections,
+            smtp: file.smtp,
+            sources: file.sources,
+            services: file.services,
         })
+    }
+
+    /// Sections of the file this version reads and checks but does not act on yet.
+    pub fn ignored_sections(&self) -> Vec<&'static str> {
+        let mut ignored = Vec::new();
+        if self.smtp.is_some() {
+            ignored.push("smtp");
+        }
+        if !self.sources.amqp.is_empty() || !self.sources.nats.is_empty() {
+            ignored.push("sources");
+        }
+        if !self.services.is_empty() {
+            ignored.push("services");
+        }
+        ignored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("posthorn.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let (_dir, path) = write(
+            "listen = \"127.0.0.1:9999\"\nretention_days = 7\nallow_network = [\"10.0.0.0/8\"]\n",
+        );
+        let s = Settings::load(
+            Some(&path),
+            Overrides {
+                retention_days: Some(3.0),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9999");
+        assert_eq!(s.retention_days, 3.0);
+        assert_eq!(s.allow_networks, ["10.0.0.0/8"]);
+        assert_eq!(s.database, DEFAULT_DATABASE);
+        assert_eq!(s.purge_every_s, 300);
+    }
+
+    #[test]
+    fn the_contract_example_is_read_into_typed_sections() {
+        let (_dir, path) = write(include_str!("../docs/posthorn.example.toml"));
+        let s = Settings::load(Some(&path), Overrides::default()).unwrap();
+        let smtp = s.smtp.unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("127.0.0.1", 2525));
+        assert_eq!(
+            s.sources.amqp[0].exchange_type,
+            posthorn_core::config::ExchangeType::Headers
+        );
+        assert_eq!(s.sources.nats[0].strip_prefix.as_deref(), Some("events."));
+        assert_eq!(s.services[0].command[0], "python3");
+        assert_eq!(s.services[0].config_schema["required"][0], "sleep_time");
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_key_and_the_file() {
+        let (_dir, path) = write("[smtp]\nhost = \"h\"\nfrom = \"a@b\"\nhots = 1\n");
+        let e = Settings::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hots") && e.contains("smtp"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        let (_dir, path) = write("listne = \"x\"\n");
+        let e = Settings::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listne"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ mod serve;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use config::{database_url, DatabaseArgs, FileConfig, ServeArgs};
+use config::{database_url, DatabaseArgs, ServeArgs};
 
 /// Every request, event and attempt allocates short-lived buffers from several threads at once;
 /// glibc's allocator spent ~15 % of the server's CPU on them (docs/benchmarks.md).
@@ -45,8 +45,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve::serve(config))
         }
         Command::Migrate(args) => {
-            let file = FileConfig::load(args.config.as_deref())?;
-            let url = database_url(&args, &file);
+            let url = database_url(&args)?;
             runtime.block_on(serve::migrate(&url))
         }
     }

@@ -145,8 +145,9 @@ async fn shutdown_signal() {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
-    if !config.ignored_sections.is_empty() {
-        tracing::warn!(sections = ?config.ignored_sections, "config file sections not acted on by this version");
+    let ignored = config.ignored_sections();
+    if !ignored.is_empty() {
+        tracing::warn!(sections = ?ignored, "config file sections not acted on by this version");
     }
     let sealer = master_key(&config)?;
     let store = Store::open(&config.database, sealer)

@@ -6,6 +6,7 @@
 //! tested with plain unit tests. The other crates (`store`, `dispatch`, `api`) depend on this one;
 //! it depends on none of them.
 
+pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod filter;
