@@ -1,36 +1,21 @@
-//! Events and their deliveries, written together, with group commit.
-//!
-//! Every publish (one event or a batch) goes to the [`Committer`], a task that takes every publish
-//! waiting when it is free and writes them all in one transaction. While a commit is being flushed
-//! to disk, new publishes queue, and the next commit carries all of them: durability costs one
-//! flush per group, not one per request, and each caller is answered only after its group is
-//! committed.
+//! Events and their deliveries, written together: the rows a group commit inserts
+//! ([`insert_events`]; the group commit itself is `commit.rs`), and the reads of events.
 //!
 //! A delivery made by a publish can go straight to this process's dispatcher (a [`Handoff`]): it is
 //! inserted already leased to this process, and handed over once the commit is durable, so it is
 //! never claimed back from the database. Only what the dispatcher has room for and would attempt
 //! now goes that way; the rest is inserted due, for the claims.
-//!
-//! The outcomes of attempts ([`Store::settle`]) go through the same task and are written in the
-//! same transaction as the publishes waiting beside them: SQLite has one writer, so separate
-//! transactions would only take turns on it, each with its own flush; on PostgreSQL a separate
-//! transaction costs a second flush and two more round trips.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use posthorn_core::id::new_id;
-use posthorn_core::time::{now_ms, Millis};
+use posthorn_core::time::Millis;
 use posthorn_core::StoredEvent;
 use sqlx::any::AnyRow;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::AnyConnection;
 
-use crate::queue::settle_in;
-use crate::{get, value_rows, AttemptRecord, Backend, Claimed, Result, Store, StoreError};
+use crate::{get, value_rows, Backend, Claimed, Result, Store};
 
 /// Takes the deliveries of a publish straight from the commit that makes them, leased to this
 /// process, so that they need no claim. Implemented by the dispatcher.
@@ -49,7 +34,7 @@ pub trait Handoff: Send + Sync + 'static {
     fn due(&self);
 }
 
-type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
+pub(crate) type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
 
 /// An event to store, with the ids of the subscriptions it matched.
 #[derive(Debug, Clone)]
@@ -96,6 +81,9 @@ pub struct Published {
     pub delivery_ids: Vec<String>,
 }
 
+/// Parameters of one event row.
+pub(crate) const EVENT_PARAMS: usize = 8;
+
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub publisher: Option<String>,
@@ -106,363 +94,13 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
-/// PostgreSQL takes several transactions at once: up to this many groups commit side by side,
-/// each on a connection of its own. (SQLite has one writer: one committer.)
-const PG_COMMITTERS: usize = 4;
-
-/// Parameters of one event row.
-const EVENT_PARAMS: usize = 8;
-
-/// Most events one transaction carries; a larger backlog waits for the next one.
-const GROUP_LIMIT: usize = 4000;
-
-enum Job {
-    Publish {
-        events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<Vec<Published>, String>>,
-    },
-    /// The outcomes of attempts, written in the same transaction as the publishes waiting beside
-    /// them: one commit (one WAL flush) for both, where two transactions would take turns on
-    /// SQLite's one writer, and on PostgreSQL cost a second flush and two more round trips.
-    Settle {
-        owner: String,
-        records: Arc<[AttemptRecord]>,
-        reply: oneshot::Sender<Result<usize, String>>,
-    },
-}
-
-impl Job {
-    /// Rows it writes, about.
-    fn size(&self) -> usize {
-        match self {
-            Job::Publish { events, .. } => events.len(),
-            Job::Settle { records, .. } => records.len(),
-        }
-    }
-
-    fn fail(self, msg: String) {
-        match self {
-            Job::Publish { reply, .. } => drop(reply.send(Err(msg))),
-            Job::Settle { reply, .. } => drop(reply.send(Err(msg))),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Committer {
-    jobs: mpsc::Sender<Job>,
-    handoff: HandoffCell,
-    queue: Arc<Queue>,
-}
-
-impl Committer {
-    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
-        let (jobs, rx) = mpsc::channel(4096);
-        let handoff = HandoffCell::default();
-        let failed = Arc::new(AtomicU64::new(0));
-        let committers = match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => PG_COMMITTERS,
-        };
-        let queue = Arc::new(Queue {
-            rx: tokio::sync::Mutex::new(rx),
-            committing: AtomicUsize::new(0),
-            ended: tokio::sync::Notify::new(),
-            idle: std::sync::Mutex::new(
-                (0..committers).map(|_| Held::new(failed.clone())).collect(),
-            ),
-            failed,
-            closed: AtomicBool::new(false),
-        });
-        for _ in 0..committers {
-            tokio::spawn(run(pool.clone(), backend, queue.clone(), handoff.clone()));
-        }
-        Self {
-            jobs,
-            handoff,
-            queue,
-        }
-    }
-
-    /// Hands the connections the committers keep back to the pool, and has a committer hand its
-    /// own back when its group ends, so that closing the pool (which waits for every connection)
-    /// ends. A group after this takes a connection from the pool, which fails once it is closed.
-    pub(crate) fn close(&self) {
-        let held = {
-            // Under the lock a committer puts its connection back with: none is put back after.
-            let mut idle = self.queue.idle();
-            self.queue.closed.store(true, Ordering::Release);
-            std::mem::take(&mut *idle)
-        };
-        drop(held);
-    }
-
-    /// Writes attempt outcomes with the next group; returns how many were written.
-    pub(crate) async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Shared("the store is shutting down".into());
-        self.jobs
-            .send(Job::Settle {
-                owner: owner.to_owned(),
-                records,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        answer
-            .await
-            .map_err(|_| gone())?
-            .map_err(StoreError::Shared)
-    }
-}
-
-/// The committers' queue of jobs, and how many groups are being committed.
-struct Queue {
-    rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
-    committing: AtomicUsize,
-    /// Signalled when a group's commit ends.
-    ended: tokio::sync::Notify,
-    /// The committers' connections not in use, the last used on top: one group at a time keeps
-    /// using the same connection (the same PostgreSQL backend, its caches warm).
-    idle: std::sync::Mutex<Vec<Held>>,
-    /// How many groups failed, by any committer (see [`Held`]).
-    failed: Arc<AtomicU64>,
-    /// The store is closing: connections go back to the pool, not to `idle` (set and read under
-    /// `idle`'s lock).
-    closed: AtomicBool,
-}
-
-/// A group this large commits beside another; a smaller one waits for the others to end,
-/// gathering what arrives meanwhile (many small transactions cost more than one large one).
-const BESIDE_MIN: usize = 256;
-
-impl Queue {
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The next group: what is waiting, up to [`GROUP_LIMIT`] rows; while another group commits,
-    /// also what arrives until it ends or the group reaches [`BESIDE_MIN`]. The group counts as
-    /// committing from then on (the caller ends it with `group_ended`). `None` once the store is
-    /// dropped.
-    async fn next_group(&self) -> Option<(Vec<Job>, usize)> {
-        let mut rx = self.rx.lock().await;
-        let first = rx.recv().await?;
-        let mut count = first.size();
-        let mut jobs = vec![first];
-        loop {
-            while count < GROUP_LIMIT {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        count += job.size();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if count >= BESIDE_MIN.min(GROUP_LIMIT) {
-                break;
-            }
-            let ended = self.ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            if self.committing.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            tokio::select! {
-                job = rx.recv() => match job {
-                    Some(job) => {
-                        count += job.size();
-                        jobs.push(job);
-                    }
-                    None => break,
-                },
-                _ = ended => {}
-            }
-        }
-        // Counted before the queue is let go, so the next group sees this one.
-        self.committing.fetch_add(1, Ordering::AcqRel);
-        Some((jobs, count))
-    }
-
-    /// A group's commit ended: the next, if it waits for that, may go.
-    fn group_ended(&self) {
-        self.committing.fetch_sub(1, Ordering::AcqRel);
-        self.ended.notify_waiters();
-    }
-}
-
-/// Takes a group and commits it, until the store is dropped. On PostgreSQL several of these take
-/// turns at the queue: while one group commits, the next is gathered, and a large one (a batch)
-/// is written beside it.
-async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: HandoffCell) {
-    while let Some((jobs, count)) = queue.next_group().await {
-        // As many as committers: one is free for this one.
-        let mut held = queue
-            .idle()
-            .pop()
-            .unwrap_or_else(|| Held::new(queue.failed.clone()));
-        let handoff = handoff.get().map(|h| &**h);
-        let result = commit(&pool, &mut held, backend, &jobs, handoff).await;
-        if result.is_err() {
-            // Back to the pool (which tests it before handing it out again); the other
-            // committers test theirs before their next group.
-            held.drop_connection();
-        }
-        {
-            let mut idle = queue.idle();
-            if !queue.closed.load(Ordering::Acquire) {
-                idle.push(held);
-            }
-        }
-        queue.group_ended();
-        match result {
-            Ok((published, settled)) => {
-                let (mut published, mut settled) = (published.into_iter(), settled.into_iter());
-                for job in jobs {
-                    match job {
-                        Job::Publish { events, reply } => {
-                            let mine = published.by_ref().take(events.len()).collect();
-                            let _ = reply.send(Ok(mine));
-                        }
-                        Job::Settle { reply, .. } => {
-                            let _ = reply.send(Ok(settled.next().unwrap_or_default()));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, rows = count, "writing a group failed");
-                let msg = e.to_string();
-                for job in jobs {
-                    job.fail(msg.clone());
-                }
-            }
-        }
-    }
-}
-
-/// A connection the committers keep between groups on PostgreSQL: taking one from the pool
-/// tests it first, a round trip per group. It is tested only after it sat idle or after a group
-/// failed on any committer (a server restart while they were busy fails one group, answered 503,
-/// and the next groups test their connections or take fresh ones); SQLite's one write connection
-/// is shared with every other writer, and taken from the pool untested.
-struct Held {
-    conn: Option<PoolConnection<Any>>,
-    used: Option<Instant>,
-    /// Groups failed so far, by any committer, and how many of them this one has seen: a failure
-    /// elsewhere (most often the server dropping every connection) gets this one tested too.
-    failed: Arc<AtomicU64>,
-    seen: u64,
-}
-
-/// Idle longer than this, the held connection is tested before a group.
-const HELD_IDLE: Duration = Duration::from_secs(1);
-
-impl Held {
-    fn new(failed: Arc<AtomicU64>) -> Self {
-        let seen = failed.load(Ordering::Relaxed);
-        Self {
-            conn: None,
-            used: None,
-            failed,
-            seen,
-        }
-    }
-
-    fn drop_connection(&mut self) {
-        self.conn = None;
-        self.used = None;
-        self.seen = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-    }
-
-    /// Opens the group's transaction.
-    async fn begin(&mut self, pool: &AnyPool, backend: Backend) -> Result<Transaction<'_, Any>> {
-        if backend == Backend::Sqlite {
-            return Ok(pool.begin().await?);
-        }
-        Ok(self.conn(pool).await?.begin().await?)
-    }
-
-    /// The PostgreSQL connection for the group, tested if it sat idle or a group failed since.
-    async fn conn(&mut self, pool: &AnyPool) -> Result<&mut AnyConnection> {
-        let failed = self.failed.load(Ordering::Relaxed);
-        let suspect = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE) || failed != self.seen;
-        self.seen = failed;
-        if let Some(conn) = self.conn.as_mut() {
-            if suspect && conn.ping().await.is_err() {
-                self.conn = None;
-            }
-        }
-        self.used = Some(Instant::now());
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            none => none.insert(pool.acquire().await?),
-        };
-        Ok(&mut **conn)
-    }
-}
-
-/// Writes a group: the answers to its publishes, every event of the group in order, and how many
-/// records each of its settles wrote.
-async fn commit(
-    pool: &AnyPool,
-    held: &mut Held,
-    backend: Backend,
-    jobs: &[Job],
-    handoff: Option<&dyn Handoff>,
-) -> Result<(Vec<Published>, Vec<usize>)> {
-    let now = now_ms();
-    let events: Vec<&NewEvent> = jobs
-        .iter()
-        .flat_map(|j| match j {
-            Job::Publish { events, .. } => events.as_slice(),
-            Job::Settle { .. } => &[],
-        })
-        .collect();
-    if backend == Backend::Postgres
-        && jobs.iter().all(|j| matches!(j, Job::Publish { .. }))
-        && backend
-            .statement_chunks(&events, EVENT_PARAMS)
-            .nth(1)
-            .is_none()
-        && events.iter().all(|e| e.subscriptions.is_empty())
-    {
-        // One INSERT and nothing else: a statement is a transaction of its own, so `BEGIN` and
-        // `COMMIT` would only be two more round trips.
-        let conn = held.conn(pool).await?;
-        let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
-        return Ok((published, Vec::new()));
-    }
-    let mut tx = held.begin(pool, backend).await?;
-    let (published, handed, queued) =
-        insert_events(&mut tx, backend, &events, now, handoff).await?;
-    let mut settled = Vec::new();
-    for job in jobs {
-        if let Job::Settle { owner, records, .. } = job {
-            settled.push(settle_in(&mut tx, backend, owner, records, now).await?);
-        }
-    }
-    if queued {
-        // Delivered to listeners when the transaction commits.
-        Store::notify_due(backend, &mut *tx).await?;
-    }
-    tx.commit().await?;
-    if let Some(h) = handoff {
-        if !handed.is_empty() || queued {
-            h.take(handed, queued);
-        }
-    }
-    Ok((published, settled))
-}
-
 /// Inserts events and their deliveries with a few multi-row statements (not one per row): the
 /// events in chunks, taking back the sequence numbers of those that were new, then every
 /// delivery of the group in chunks. An id its publisher used before (in an earlier group or
 /// earlier in this one) is a duplicate, answered with the first event. Deliveries the handoff
 /// takes are inserted leased to it and returned, to hand over once committed; the flag says
 /// whether any were inserted due, for the claims.
-async fn insert_events(
+pub(crate) async fn insert_events(
     conn: &mut AnyConnection,
     backend: Backend,
     events: &[&NewEvent],
@@ -704,16 +342,7 @@ impl Store {
 
     /// Stores events and their deliveries atomically; returns when they are durable, in order.
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
-        let (reply, answer) = oneshot::channel();
-        self.committer
-            .jobs
-            .send(Job::Publish { events, reply })
-            .await
-            .map_err(|_| StoreError::Shared("the store is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Shared("the store is shutting down".into()))?
-            .map_err(StoreError::Shared)
+        self.committer.publish(events).await
     }
 
     /// The event `id` as `publisher` sees it; with no publisher (the admin), the admin's own event

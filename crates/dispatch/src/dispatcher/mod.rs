@@ -11,24 +11,29 @@
 //! the earliest pending delivery falls due (at most a second, so deliveries made due by another
 //! process are seen), or until a publish or a freed slot wakes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use posthorn_core::index::IndexedSubscription;
 use posthorn_core::service::{Attempt, Verdict};
-use posthorn_core::subscription::{Compiled, DisabledReason};
+use posthorn_core::subscription::Compiled;
 use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
 use posthorn_store::{
     AttemptRecord, Claimed, Handoff, Publisher, Store, StoreError, StoredAttempt,
     SubscriptionCache, SubscriptionWriter,
 };
-use serde_json::json;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::fairness::{Admit, Change, Fairness};
+use crate::fairness::{Admit, Fairness};
+
+mod consequences;
+mod order;
+
+use consequences::{consequences, Effect, Once, Outcome};
+use order::destination_order;
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -152,51 +157,6 @@ impl Handoff for Dispatcher {
 
     fn due(&self) {
         self.wake();
-    }
-}
-
-/// What an attempt leads to beyond its own record, done once that record is committed.
-/// Frequent ones are written for a whole settle batch at once; the rest ([`Once`]) one by one.
-#[derive(Debug)]
-enum Effect {
-    /// The circuit opened: move the backlog out of the queue until then.
-    Postpone {
-        sub_id: String,
-        until: i64,
-    },
-    Failing(Subscription),
-    Healthy {
-        sub_id: String,
-    },
-    Once(Once),
-}
-
-#[derive(Debug)]
-enum Once {
-    /// The receiver answered 410: delete the subscription.
-    Gone(Subscription),
-    /// The delivery is dead.
-    Dead {
-        delivery_id: String,
-        event_name: String,
-        sub: Subscription,
-    },
-    /// The circuit closed: the backlog is due.
-    Release { sub_id: String },
-}
-
-/// What to write after an attempt: its record, and those of deliveries it sent back to the queue.
-struct Outcome {
-    records: Vec<AttemptRecord>,
-    effects: Vec<Effect>,
-}
-
-impl From<AttemptRecord> for Outcome {
-    fn from(record: AttemptRecord) -> Self {
-        Self {
-            records: vec![record],
-            effects: Vec::new(),
-        }
     }
 }
 
@@ -582,75 +542,6 @@ impl Dispatcher {
     }
 }
 
-/// What the end of an attempt changed of its subscription's health: effects to write, and the
-/// deliveries that waited in memory to send back to the queue.
-fn consequences(
-    sub: &Subscription,
-    change: Change<Claimed>,
-    succeeded: bool,
-    records: &mut Vec<AttemptRecord>,
-    effects: &mut Vec<Effect>,
-) {
-    records.extend(change.hold.into_iter().map(|(c, until)| hold(c, until)));
-    if let Some(until) = change.opened_until {
-        effects.push(Effect::Postpone {
-            sub_id: sub.id.clone(),
-            until,
-        });
-    }
-    if change.closed {
-        effects.push(Effect::Once(Once::Release {
-            sub_id: sub.id.clone(),
-        }));
-    }
-    match change.failing {
-        Some(true) => effects.push(Effect::Failing(sub.clone())),
-        Some(false) => effects.push(Effect::Healthy {
-            sub_id: sub.id.clone(),
-        }),
-        None if !succeeded => effects.push(Effect::Failing(sub.clone())),
-        None => {}
-    }
-}
-
-/// The order in which to start deliveries to these URLs (`None`: not known yet, a first): by
-/// how many earlier ones went to the same URL, then to the same host, then as given.
-fn destination_order(urls: &[Option<&str>]) -> Vec<usize> {
-    let mut per_url = HashMap::new();
-    let mut per_host = HashMap::new();
-    let mut keys: Vec<(usize, usize, usize)> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| match url {
-            Some(url) => (
-                next_rank(&mut per_url, url),
-                next_rank(&mut per_host, host_of(url)),
-                i,
-            ),
-            None => (0, 0, i),
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.into_iter().map(|(_, _, i)| i).collect()
-}
-
-/// How many times `key` was seen before this one.
-fn next_rank<'a>(seen: &mut HashMap<&'a str, usize>, key: &'a str) -> usize {
-    let n = seen.entry(key).or_default();
-    *n += 1;
-    *n - 1
-}
-
-/// The `host[:port]` of a URL (the whole text if it has no scheme).
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-}
-
 /// Leaves a delivery pending, untouched but for when it is next looked at.
 fn hold(c: Claimed, until: i64) -> AttemptRecord {
     AttemptRecord {
@@ -664,184 +555,6 @@ fn hold(c: Claimed, until: i64) -> AttemptRecord {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Dispatcher {
-    async fn settle_loop(self, mut outcomes: mpsc::Receiver<Outcome>) {
-        let mut batch = Vec::with_capacity(SETTLE_BATCH);
-        while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-            let records: Arc<[AttemptRecord]> = batch
-                .iter()
-                .flat_map(|o| o.records.iter().cloned())
-                .collect();
-            let mut tries = 0;
-            let settled = loop {
-                match self
-                    .store
-                    .settle(&self.config.process_id, records.clone())
-                    .await
-                {
-                    Ok(_) => break true,
-                    Err(e) if tries < 5 => {
-                        tries += 1;
-                        tracing::warn!(error = %e, "recording attempts failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                    }
-                    Err(e) => {
-                        // The leases will expire and these deliveries will be attempted again.
-                        tracing::error!(error = %e, deliveries = batch.len(), "recording attempts failed; they will be attempted again");
-                        break false;
-                    }
-                }
-            };
-            if settled {
-                let effects = batch.drain(..).flat_map(|o| o.effects).collect();
-                self.apply_all(effects).await;
-            }
-            batch.clear();
-        }
-    }
-
-    /// Carries out what a batch of attempts led to, once their records are committed: the
-    /// frequent effects (backlogs postponed, failing streaks) with one statement for the whole
-    /// batch, so that a storm of failures costs a few writes, not one per failure; the rest one
-    /// by one, in order.
-    async fn apply_all(&self, effects: Vec<Effect>) {
-        let mut postpone = Vec::new();
-        // The last word on each subscription's streak: failing (with the subscription) or not.
-        let mut streak: HashMap<String, Option<Subscription>> = HashMap::new();
-        let mut rest = Vec::new();
-        for effect in effects {
-            match effect {
-                Effect::Postpone { sub_id, until } => postpone.push((sub_id, until)),
-                Effect::Failing(sub) => {
-                    streak.insert(sub.id.clone(), Some(sub));
-                }
-                Effect::Healthy { sub_id } => {
-                    streak.insert(sub_id, None);
-                }
-                Effect::Once(once) => rest.push(once),
-            }
-        }
-        let warn = |e: StoreError| {
-            tracing::warn!(error = %e, "a consequence of an attempt could not be written");
-        };
-        if !postpone.is_empty() {
-            match self.store.postpone_backlogs(&postpone).await {
-                Ok(n) => tracing::info!(
-                    subscriptions = postpone.len(),
-                    postponed = n,
-                    "circuit open: backlog postponed"
-                ),
-                Err(e) => warn(e),
-            }
-        }
-        let (failing, healthy): (Vec<String>, Vec<String>) =
-            streak.keys().cloned().partition(|id| streak[id].is_some());
-        if !healthy.is_empty() {
-            if let Err(e) = self.store.mark_healthy(&healthy).await {
-                warn(e);
-            }
-        }
-        if !failing.is_empty() {
-            match self.store.mark_failing(&failing).await {
-                Ok(since) => {
-                    let limit = self.config.disable_after.as_millis() as i64;
-                    let now = now_ms();
-                    for (id, since) in since {
-                        if now - since < limit {
-                            continue;
-                        }
-                        if let Some(Some(sub)) = streak.remove(&id) {
-                            if let Err(e) = self.disable_failing(sub).await {
-                                warn(e);
-                            }
-                        }
-                    }
-                }
-                Err(e) => warn(e),
-            }
-        }
-        for effect in rest {
-            if let Err(e) = self.apply(effect).await {
-                warn(e);
-            }
-        }
-    }
-
-    /// Carries out one of the rarer things an attempt led to, once its record is committed.
-    async fn apply(&self, effect: Once) -> Result<(), StoreError> {
-        match effect {
-            Once::Release { sub_id } => {
-                self.store.release_backlog(&sub_id).await?;
-                self.wake();
-                tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
-            }
-            Once::Gone(sub) => {
-                if self.writer.delete(&sub.id).await? {
-                    // Whatever still waited in memory was cancelled with the subscription.
-                    let left = self.fairness.forget(&sub.id);
-                    {
-                        let mut claimed = lock(&self.claimed);
-                        for c in left {
-                            claimed.remove(&c.delivery_id);
-                        }
-                    }
-                    tracing::info!(subscription = %sub.id, "the receiver answered 410: subscription deleted");
-                    self.emit(
-                        "posthorn.subscription.deleted",
-                        &sub.owner,
-                        json!({"subscription_id": sub.id, "reason": "gone"}),
-                    )
-                    .await?;
-                }
-            }
-            Once::Dead {
-                delivery_id,
-                event_name,
-                sub,
-            } => {
-                // Never about the service's own events, so that their deaths do not chain.
-                if !event_name.starts_with("posthorn.") {
-                    self.emit("posthorn.delivery.dead", &sub.owner,
-                        json!({"subscription_id": sub.id, "delivery_id": delivery_id, "event_name": event_name})).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn disable_failing(&self, sub: Subscription) -> Result<(), StoreError> {
-        let seen = Visibility::Everything;
-        let Some(mut current) = self.store.subscription(&seen, &sub.id).await? else {
-            return Ok(());
-        };
-        if !current.is_active() {
-            return Ok(());
-        }
-        current.spec.enabled = false;
-        current.disabled_reason = Some(DisabledReason::Failing);
-        if let Some(current) = self.writer.save(current).await? {
-            tracing::warn!(subscription = %current.id, "deliveries have failed for too long: subscription disabled");
-            self.emit(
-                "posthorn.subscription.disabled",
-                &current.owner,
-                json!({"subscription_id": current.id, "reason": "failing"}),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Publishes one of the service's own events to the owner's subscriptions that name it.
-    async fn emit(
-        &self,
-        name: &str,
-        owner: &str,
-        data: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        self.publisher.emit(name, owner, data).await
-    }
 }
 
 async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: ClaimedIds) {
@@ -859,34 +572,5 @@ async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: Claime
         {
             tracing::warn!(error = %e, "renewing leases failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fan_out_starts_every_destination_early() {
-        let hang = "http://hooks.example/hang";
-        let ok = "http://hooks.example/ok";
-        let other = "https://user@other.example:8443/in?x=1";
-        // Three subscriptions to one endpoint, then two to another, then one to another host.
-        let urls = [
-            Some(hang),
-            Some(hang),
-            Some(hang),
-            Some(ok),
-            Some(ok),
-            Some(other),
-        ];
-        // The first of each URL (by host among them: `other` is its host's first), then the
-        // second of each, then the rest.
-        assert_eq!(destination_order(&urls), vec![0, 5, 3, 1, 4, 2]);
-        // Not cached yet: among the firsts; firsts keep their order.
-        let unknown = [Some(hang), Some(hang), None, Some(ok)];
-        assert_eq!(destination_order(&unknown), vec![0, 2, 3, 1]);
-        assert_eq!(host_of(other), "other.example:8443");
-        assert_eq!(host_of("http://a.example"), "a.example");
     }
 }

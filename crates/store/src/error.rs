@@ -1,0 +1,18 @@
+//! The store's one error type; the API turns it into a 503 (database trouble is never the
+//! client's fault), except what it reads as a conflict or an absence.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Shared(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
