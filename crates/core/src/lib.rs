@@ -1,6 +1,8 @@
 //! The domain of Posthorn, with no I/O: what an event, a subscription and a delivery are, how an
 //! event name is matched by a subscription's patterns, how a webhook is signed (Standard Webhooks),
-//! how long to wait before the next attempt, and which network addresses a delivery may reach.
+//! how long to wait before the next attempt, and which network addresses a delivery may reach;
+//! who owns what (`owner`), the typed sections of the config file (`config`), and the seam every
+//! delivery service implements (`service`: `Service`, `Target`, `Verdict`, `Registry`).
 //!
 //! Everything here is pure and deterministic given its inputs (randomness is passed in), so it is
 //! tested with plain unit tests. The other crates (`store`, `dispatch`, `api`) depend on this one;

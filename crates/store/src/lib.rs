@@ -6,6 +6,18 @@
 //! few places that differ branch on [`Backend`]. Each backend has its own migrations with the same
 //! intent (`migrations/sqlite`, `migrations/postgres`).
 //!
+//! The modules:
+//! - `lib.rs` opens the store (pools, settings, migrations); `error.rs` is its error;
+//!   `dialect.rs` the SQL of both backends; `notify.rs` how processes tell each other of work.
+//! - `commit.rs` is the group-commit engine, `events.rs` what it inserts and the event reads,
+//!   `queue.rs` claims, leases, settles and the attempt log, `health.rs` backlogs, failing
+//!   streaks and the purge, `subscriptions.rs` and `event_types.rs` their tables, `seal.rs`
+//!   secrets at rest.
+//! - `cache.rs` ([`SubscriptionCache`]) and `event_types.rs` ([`EventTypeCache`]) are the
+//!   in-memory views every process keeps.
+//! - [`Publisher`] (`publisher.rs`) is the one way events get in, [`SubscriptionWriter`]
+//!   (`writer.rs`) the one way subscriptions change.
+//!
 //! Invariants:
 //! - An event and all of its deliveries are written in one transaction ([`Store::publish`]); when
 //!   `publish` returns, they are durable. Concurrent publishes share transactions (group commit).
@@ -14,6 +26,9 @@
 //!   if the lease is still that process's. A process that dies simply stops renewing, and its
 //!   deliveries fall due again.
 //! - Times are stored as Unix milliseconds, JSON as text; secrets only sealed (see [`seal`]).
+//! - Reads of owned objects take the caller's [`posthorn_core::Visibility`].
+//! - The store does not know the dispatcher: it hands deliveries over and says work fell due
+//!   through the [`Handoff`] it was given.
 
 mod cache;
 mod commit;
