@@ -317,7 +317,91 @@ async fn services_and_openapi_describe_the_api(backend: Backend) {
     }
 }
 
+async fn unknown_fields_are_refused_naming_the_closest_field(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let sub = json!({"name": "n", "service": "http", "config": {"url": "https://example.com/h"},
+        "events": ["e"]});
+    let with = |k: &str, v: Value| {
+        let mut b = sub.clone();
+        b[k] = v;
+        b
+    };
+    let expect = |r: &crate::util::Reply, field: &str, suggestion: Option<&str>| {
+        assert_eq!(r.status, 422, "{}", r.body);
+        let e = &r.body["errors"][0];
+        assert_eq!(e["field"], field, "{}", r.body);
+        if let Some(s) = suggestion {
+            let m = e["message"].as_str().unwrap();
+            assert!(m.contains(&format!("did you mean `{s}`?")), "{m}");
+        }
+    };
+    // A typo for `filter` would have subscribed to everything.
+    let r = api
+        .post("/v1/subscriptions", with("filters", json!("a = 1")))
+        .await;
+    expect(&r, "filters", Some("filter"));
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            with(
+                "config",
+                json!({"url": "https://example.com/h", "methd": "put"}),
+            ),
+        )
+        .await;
+    expect(&r, "config.methd", Some("method"));
+    let r = api
+        .post("/v1/subscriptions", with("retry", json!({"schedule": [1]})))
+        .await;
+    expect(&r, "retry.schedule", Some("schedule_s"));
+    let created = api.post("/v1/subscriptions", sub.clone()).await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_str().unwrap();
+    let r = api
+        .send(
+            "PUT",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&with("evnts", json!(["x"]))),
+        )
+        .await;
+    expect(&r, "evnts", Some("events"));
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&json!({"filtre": "a = 1"})),
+        )
+        .await;
+    expect(&r, "filtre", Some("filter"));
+    // Nothing changed.
+    let now = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+    assert_eq!(now["filter"], Value::Null);
+    let r = api
+        .post(
+            "/v1/events",
+            json!({"name": "e", "data": {}, "tenent": "app_1"}),
+        )
+        .await;
+    expect(&r, "tenent", Some("tenant"));
+    let r = api
+        .post(
+            "/v1/events",
+            json!([{"name": "e", "data": {}}, {"name": "e", "data": {}, "orign": "x"}]),
+        )
+        .await;
+    expect(&r, "[1].orign", Some("origin"));
+    let r = api
+        .post(
+            "/v1/filters/evaluate",
+            json!({"filter": "a = 1", "event": {"name": "e", "data": {}}, "x": 1}),
+        )
+        .await;
+    expect(&r, "x", None);
+}
+
 both_backends!(
+    unknown_fields_are_refused_naming_the_closest_field,
     a_token_is_required_and_must_be_right,
     invalid_requests_are_refused_naming_the_field,
     subscriptions_are_read_replaced_patched_disabled_and_deleted,

@@ -10,7 +10,7 @@ use crate::util::{Answer, Backend, Receiver, Server};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
 }
 

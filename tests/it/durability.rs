@@ -136,6 +136,10 @@ async fn sigterm_after_concurrent_batches_exits_in_time(backend: Backend) {
 /// be refused with 503 while the server notices, never answered otherwise, and publishing comes
 /// back by itself; every event it accepted, before and after, is delivered.
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
 async fn publishing_recovers_when_postgresql_drops_the_connections() {
     use sqlx::Connection;
     if !crate::util::postgres_available() {

@@ -19,6 +19,10 @@ fn options() -> ServerOptions {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
 async fn three_processes_deliver_everything_when_one_is_killed() {
     if !postgres_available() {
         return;
@@ -136,6 +140,10 @@ async fn three_processes_deliver_everything_when_one_is_killed() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
 async fn a_filter_changed_through_one_process_holds_on_another_within_3_seconds() {
     if !postgres_available() {
         return;

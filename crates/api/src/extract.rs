@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use posthorn_core::validation::{join_path, serde_field_error};
 use posthorn_core::Invalid;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -74,17 +75,12 @@ pub fn typed_text<T: DeserializeOwned>(json: &str, prefix: &str) -> Result<T, In
     })
 }
 
-/// A 422 for `message` about the field at `path` below `prefix`.
-fn invalid_at(prefix: &str, mut path: String, message: &str) -> Invalid {
-    if path == "." {
-        path.clear();
-    }
-    // serde reports a missing field at its parent; point at the field itself.
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or_default();
-        path = join(&path, field);
-    }
-    Invalid::one(join(prefix, &path), message)
+/// A 422 for `message` about the field at `path` below `prefix` (an unknown field named with the
+/// closest valid one).
+fn invalid_at(prefix: &str, path: String, message: &str) -> Invalid {
+    let mut e = serde_field_error(&path, message);
+    e.field = join_path(prefix, &e.field);
+    Invalid(vec![e])
 }
 
 /// Reads a `T` out of `value`; a value of the wrong shape is a 422 naming the field, as a path
@@ -92,15 +88,6 @@ fn invalid_at(prefix: &str, mut path: String, message: &str) -> Invalid {
 pub fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, Invalid> {
     serde_path_to_error::deserialize(value)
         .map_err(|e| invalid_at(prefix, e.path().to_string(), &e.inner().to_string()))
-}
-
-fn join(prefix: &str, path: &str) -> String {
-    match (prefix.is_empty(), path.is_empty()) {
-        (true, _) => path.to_owned(),
-        (false, true) => prefix.to_owned(),
-        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
-        (false, false) => format!("{prefix}.{path}"),
-    }
 }
 
 #[cfg(test)]

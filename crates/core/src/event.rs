@@ -41,6 +41,7 @@ pub fn is_valid_token(s: &str) -> bool {
 /// An event as a publisher sends it, through any front (`POST /v1/events`, a broker source, a
 /// front door): checked and matched by the publisher (`posthorn_store::Publisher`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// 1–128 of `A-Za-z0-9_.:-`; `posthorn.*` is reserved.
     pub name: String,

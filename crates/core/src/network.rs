@@ -50,6 +50,22 @@ impl NetworkPolicy {
     }
 }
 
+/// What admits a refused address, for the message that refuses it: the flag with the address's
+/// own range, and `--dev` when that would admit it.
+pub fn admit_hint(ip: IpAddr) -> String {
+    let ip = canonical(ip);
+    let host = match ip {
+        IpAddr::V4(_) => format!("{ip}/32"),
+        IpAddr::V6(_) => format!("{ip}/128"),
+    };
+    let dev = if NetworkPolicy::dev_ranges().iter().any(|n| n.contains(&ip)) {
+        " (or run with --dev)"
+    } else {
+        ""
+    };
+    format!("admit it with --allow-network {host}{dev}")
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

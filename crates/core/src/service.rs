@@ -48,6 +48,13 @@ pub trait Target: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Checks made when a subscription is written, and not when a stored one is loaded: a
+    /// refusal that depends on how this process runs (its network policy) must not drop a
+    /// subscription stored under another. Field paths relative to `config`.
+    fn write_check(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+
     /// Makes one attempt. A target never panics on what a subscriber or publisher wrote: a
     /// template that fails, an unreachable destination, a refusal are all reports.
     fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report>;
@@ -57,6 +64,7 @@ pub trait Target: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct Attempt<'a> {
     pub event: &'a StoredEvent,
+    pub subscription_id: &'a str,
     pub delivery_id: &'a str,
     /// 1 for the first attempt.
     pub number: u32,

@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
 
 /// The part of a subscription its owner writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub name: String,
     pub service: String,
@@ -55,6 +56,7 @@ fn default_max_in_flight() -> u32 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Seconds to wait after the first attempt, the second, …; the default schedule when absent.
     pub schedule_s: Vec<u32>,

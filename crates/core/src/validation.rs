@@ -63,3 +63,89 @@ impl Errors {
         }
     }
 }
+
+/// The field error for what serde said about a value at `path` (a serde_path_to_error path,
+/// relative to the value; `.` or empty for the value itself): a missing or unknown field is
+/// named itself, not its parent, and an unknown one gets the closest valid name when one is
+/// close ("did you mean `filter`?").
+pub fn serde_field_error(path: &str, message: &str) -> FieldError {
+    let mut field = if path == "." { "" } else { path }.to_owned();
+    let named = |rest: &str| rest.split('`').next().unwrap_or_default().to_owned();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        field = join_path(&field, &named(rest));
+        return FieldError::new(field, message);
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = named(rest);
+        // serde_path_to_error already names the unknown field itself; a plain error does not.
+        let last = field.rsplit(['.', '[']).next().unwrap_or_default();
+        if last != unknown {
+            field = join_path(&field, &unknown);
+        }
+        let valid: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+        let closest = valid
+            .iter()
+            .map(|v| (strsim::damerau_levenshtein(&unknown, v), *v))
+            .filter(|(d, v)| *d <= (v.len() / 3).max(2))
+            .min();
+        let mut text = format!("is not a field here; expected one of {}", quoted(&valid));
+        if let Some((_, v)) = closest {
+            text = format!(
+                "is not a field here; did you mean `{v}`? (expected one of {})",
+                quoted(&valid)
+            );
+        }
+        if valid.is_empty() {
+            text = "is not a field here".to_owned();
+        }
+        return FieldError::new(field, text);
+    }
+    FieldError::new(field, message)
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a` + `b` → `a.b`; `a` + `[1]` → `a[1]`.
+pub fn join_path(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_named_with_the_closest_valid_one() {
+        let e = serde_field_error(
+            ".",
+            "unknown field `filters`, expected one of `name`, `service`, `filter`, `events`",
+        );
+        assert_eq!(e.field, "filters");
+        assert!(
+            e.message.contains("did you mean `filter`?"),
+            "{}",
+            e.message
+        );
+        let e = serde_field_error("retry", "unknown field `zzz`, expected `schedule_s`");
+        assert_eq!(e.field, "retry.zzz");
+        let e = serde_field_error("retry.zzz", "unknown field `zzz`, expected `schedule_s`");
+        assert_eq!(e.field, "retry.zzz");
+        assert!(!e.message.contains("did you mean"), "{}", e.message);
+        assert!(e.message.contains("`schedule_s`"), "{}", e.message);
+        let e = serde_field_error("config", "missing field `url`");
+        assert_eq!(e.field, "config.url");
+        let e = serde_field_error("a[2]", "invalid type: string \"x\", expected u32");
+        assert_eq!(e.field, "a[2]");
+    }
+}

@@ -19,6 +19,7 @@ use crate::list::{paginate, Page, Query};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventTypeRequest {
     #[serde(default)]
     pub description: Option<String>,

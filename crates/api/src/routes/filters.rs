@@ -11,6 +11,7 @@ use crate::error::{ApiResult, Problem};
 use crate::extract::{typed, JsonBody};
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SampleEvent {
     pub name: String,
     #[schema(value_type = Object)]
@@ -22,6 +23,7 @@ pub struct SampleEvent {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EvaluateRequest {
     pub filter: String,
     pub event: SampleEvent,

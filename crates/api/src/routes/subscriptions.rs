@@ -61,7 +61,12 @@ fn view(sub: Subscription, show_secret: bool) -> SubscriptionView {
 /// Reads and checks a spec; field paths are those of the request.
 fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Invalid> {
     let spec: SubscriptionSpec = typed(body, "")?;
-    spec.validate(&state.services)?;
+    let compiled = spec.validate(&state.services)?;
+    // What only a write checks (the target against this server's network policy).
+    compiled
+        .target
+        .write_check()
+        .map_err(|e| e.within("config"))?;
     Ok(spec)
 }
 
@@ -106,7 +111,12 @@ pub(crate) async fn create(
         }
         Some(_) => return Err(Invalid::one("owner", "must be a string").into()),
     };
-    let spec = checked_spec(&state, &body)?;
+    // `owner` is the one field beside the spec that a create takes.
+    let mut spec_body = body;
+    if let Value::Object(fields) = &mut spec_body {
+        fields.remove("owner");
+    }
+    let spec = checked_spec(&state, &spec_body)?;
     let now = now_ms();
     let sub = Subscription {
         id: new_id("sub"),
@@ -369,6 +379,7 @@ pub(crate) async fn rotate_secret(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// RFC 3339: dead deliveries created since then are queued again.
     pub since: String,

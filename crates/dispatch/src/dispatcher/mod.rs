@@ -448,6 +448,7 @@ impl Dispatcher {
             .target
             .attempt(Attempt {
                 event,
+                subscription_id: &sub.id,
                 delivery_id: &c.delivery_id,
                 number: number as u32,
                 started_at,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use posthorn_core::shape::{is_template, Templates};
-use posthorn_core::validation::{Errors, Invalid};
+use posthorn_core::validation::{serde_field_error, Errors, Invalid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -136,8 +136,7 @@ impl HttpConfig {
         }
         let config: HttpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            Invalid::one(field, e.into_inner().to_string())
+            Invalid(vec![serde_field_error(&path, &e.into_inner().to_string())])
         })?;
         let mut errors = Errors::default();
         let url_template = is_template(&config.url);

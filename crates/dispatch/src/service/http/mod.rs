@@ -12,6 +12,7 @@
 mod config;
 pub mod sender;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
@@ -32,6 +33,7 @@ const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 /// The `http` service, sharing one pooled sender between all its targets.
 pub struct HttpService {
     sender: HttpSender,
+    policy: Arc<NetworkPolicy>,
     schema: Value,
 }
 
@@ -39,6 +41,7 @@ impl HttpService {
     /// Targets are checked against `policy` at every attempt, after resolution.
     pub fn new(policy: NetworkPolicy) -> Result<Self, rustls::Error> {
         Ok(Self {
+            policy: Arc::new(policy.clone()),
             sender: HttpSender::new(policy)?,
             schema: serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap_or(Value::Null),
         })
@@ -70,6 +73,7 @@ impl Service for HttpService {
             url,
             templates,
             sender: self.sender.clone(),
+            policy: self.policy.clone(),
         }))
     }
 }
@@ -82,6 +86,7 @@ pub struct HttpTarget {
     /// The templated URL and body, parsed.
     templates: Option<Templates>,
     sender: HttpSender,
+    policy: Arc<NetworkPolicy>,
 }
 
 impl std::fmt::Debug for HttpTarget {
@@ -95,6 +100,38 @@ impl std::fmt::Debug for HttpTarget {
 impl Target for HttpTarget {
     fn destination(&self) -> Option<&str> {
         Some(&self.config.url)
+    }
+
+    /// A URL whose host is an address (or `localhost`) the network policy refuses would be
+    /// refused at every attempt: say so now. A name is checked when it is resolved, at each
+    /// attempt.
+    fn write_check(&self) -> Result<(), Invalid> {
+        let Some(url) = &self.url else { return Ok(()) };
+        let ips: Vec<IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ]
+            }
+            _ => return Ok(()),
+        };
+        let refused: Vec<(IpAddr, &str)> = ips
+            .into_iter()
+            .filter_map(|ip| self.policy.check(ip).err().map(|r| (ip, r.0)))
+            .collect();
+        match refused.first() {
+            Some((ip, range)) if refused.len() == ips_len(url) => Err(Invalid::one(
+                "url",
+                format!(
+                    "{ip} is in a {range} range, which this server does not deliver to; {}",
+                    posthorn_core::network::admit_hint(*ip)
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report> {
@@ -140,6 +177,20 @@ impl HttpTarget {
             .push(("webhook-signature".into(), signature));
 
         let exchange = self.sender.send(&request).await;
+        if exchange.refused {
+            // A policy refusal is no network failure: waiting will not change it.
+            tracing::warn!(subscription = %a.subscription_id, delivery = %a.delivery_id,
+                error = exchange.error.as_deref().unwrap_or_default(),
+                "target refused by the network policy; the delivery is dead");
+            return Report {
+                verdict: Verdict::Final,
+                answered: true,
+                request: request.log_json(envelope),
+                response: None,
+                error: exchange.error,
+                duration: exchange.duration,
+            };
+        }
         let status = exchange.response.as_ref().map(|r| r.status);
         let verdict = match status {
             Some(200..=299) => Verdict::Success,
@@ -198,6 +249,14 @@ impl HttpTarget {
             None => return Ok((url, envelope_bytes, true)),
         };
         Ok((url, body, false))
+    }
+}
+
+/// How many addresses a URL's literal host stands for (`localhost` is two).
+fn ips_len(url: &Url) -> usize {
+    match url.host() {
+        Some(url::Host::Domain(_)) => 2,
+        _ => 1,
     }
 }
 

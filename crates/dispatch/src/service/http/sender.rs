@@ -137,21 +137,47 @@ impl Response {
 pub struct Exchange {
     pub response: Option<Response>,
     pub error: Option<String>,
+    /// The target was refused by the network policy (no request was sent).
+    pub refused: bool,
     pub duration: Duration,
 }
 
+/// Why a request got no response.
+struct SendError {
+    message: String,
+    refused: bool,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            refused: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("refused target {host}: {reasons}; admit it with --allow-network")]
+#[error("refused target {host}: {reasons}")]
 struct RefusedTarget {
     host: String,
     reasons: String,
+    /// Refused by the network policy (every address it resolves to is in a refused range), not
+    /// merely unresolvable: a policy refusal will not change by waiting.
+    by_policy: bool,
 }
 
 fn describe_refusal(ips: &[(IpAddr, &'static str)]) -> String {
-    ips.iter()
+    let mut text = ips
+        .iter()
         .map(|(ip, range)| format!("{ip} is in a {range} range"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if let Some((ip, _)) = ips.first() {
+        text.push_str("; ");
+        text.push_str(&posthorn_core::network::admit_hint(*ip));
+    }
+    text
 }
 
 #[derive(Clone)]
@@ -188,12 +214,17 @@ impl tower_service::Service<Name> for CheckedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let reasons = if refused.is_empty() {
-                    "it resolves to no address".to_owned()
-                } else {
+                let by_policy = !refused.is_empty();
+                let reasons = if by_policy {
                     describe_refusal(&refused)
+                } else {
+                    "it resolves to no address".to_owned()
                 };
-                return Err(Box::new(RefusedTarget { host, reasons }) as BoxError);
+                return Err(Box::new(RefusedTarget {
+                    host,
+                    reasons,
+                    by_policy,
+                }) as BoxError);
             }
             Ok(allowed.into_iter())
         })
@@ -264,6 +295,7 @@ impl HttpSender {
             RefusedTarget {
                 host: ip.to_string(),
                 reasons: describe_refusal(&[(ip, r.0)]),
+                by_policy: true,
             }
             .to_string()
         })
@@ -277,18 +309,23 @@ impl HttpSender {
             Ok(response) => Exchange {
                 response: Some(response),
                 error: None,
+                refused: false,
                 duration,
             },
             Err(error) => Exchange {
                 response: None,
-                error: Some(error),
+                error: Some(error.message),
+                refused: error.refused,
                 duration,
             },
         }
     }
 
-    async fn try_send(&self, req: &Request) -> Result<Response, String> {
-        self.check_literal(&req.url)?;
+    async fn try_send(&self, req: &Request) -> Result<Response, SendError> {
+        self.check_literal(&req.url).map_err(|message| SendError {
+            message,
+            refused: true,
+        })?;
         let client = self.client_for(&req.tls)?;
         let mut request = http::Request::new(Full::new(req.body.clone()));
         *request.method_mut() =
@@ -308,7 +345,10 @@ impl HttpSender {
             headers.insert(name, value);
         }
         tokio::time::timeout(req.timeout, async {
-            let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+            let response = client.request(request).await.map_err(|e| SendError {
+                message: error_chain(&e),
+                refused: refused_by_policy(&e),
+            })?;
             let (parts, body) = response.into_parts();
             let headers = parts
                 .headers
@@ -327,7 +367,7 @@ impl HttpSender {
             })
         })
         .await
-        .map_err(|_| format!("timed out after {} ms", req.timeout.as_millis()))?
+        .map_err(|_| SendError::from(format!("timed out after {} ms", req.timeout.as_millis())))?
     }
 }
 
@@ -345,6 +385,19 @@ async fn read_capped(mut body: hyper::body::Incoming) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a failed request was refused by the network policy (the resolver's refusal, somewhere
+/// in the chain of causes).
+fn refused_by_policy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<RefusedTarget>() {
+            return r.by_policy;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The whole chain of causes, so that "error sending request" says why.
