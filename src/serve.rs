@@ -154,6 +154,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     store.migrate().await.context("migration failed")?;
+    store.check_master_key().await?;
     let token = admin_token(&config, &store).await?;
 
     let mut allowed = config.allow_networks.clone();
@@ -184,7 +185,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
-    let listener_task = store.listen(dispatcher.waker());
+    let listener_task = store.listen();
     let purger = tokio::spawn(purge_loop(
         store.clone(),
         config.retention,

@@ -277,7 +277,95 @@ async fn secrets_are_not_in_the_database_file() {
     }
 }
 
+/// Processes started together on a new PostgreSQL database (one after the other on SQLite) with
+/// different master keys: one starts, the
+/// others refuse (a process that cannot open the subscriptions' secrets would skip them, and
+/// publish events that reach none of them). A later start with another key refuses too.
+async fn processes_with_another_master_key_refuse_to_start(backend: Backend) {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let database = backend.database_url(tmp.path()).await;
+    let start = |n: u8| {
+        let dir = tmp.path().join(format!("p{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [n; 32]);
+        let log = std::fs::File::create(dir.join("stderr")).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+            .args([
+                "--admin-token",
+                "a-test-token-of-some-length",
+                "--master-key",
+                &key,
+            ])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let started = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("posthorn listening on ") {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .expect("the process neither started nor exited");
+            let stderr = if started {
+                String::new()
+            } else {
+                let status = child.wait().await.unwrap();
+                assert!(!status.success());
+                std::fs::read_to_string(dir.join("stderr")).unwrap()
+            };
+            (started, stderr, child)
+        }
+    };
+    // SQLite is for one process (concurrent starts would race on its migrations): one after the
+    // other there.
+    let together = match backend {
+        Backend::Postgres => futures_like_join(vec![start(1), start(2), start(3)]).await,
+        Backend::Sqlite => {
+            let mut all = Vec::new();
+            for n in 1..=3 {
+                all.push(start(n).await);
+            }
+            all
+        }
+    };
+    let started: Vec<_> = together.iter().filter(|(s, _, _)| *s).collect();
+    assert_eq!(started.len(), 1, "exactly one key wins");
+    for (_, stderr, _) in together.iter().filter(|(s, _, _)| !*s) {
+        assert!(stderr.contains("master key"), "{stderr}");
+    }
+    // Later, and with yet another key: refused as well.
+    let (started, stderr, _) = start(4).await;
+    assert!(!started && stderr.contains("master key"), "{stderr}");
+}
+
+/// Runs the futures at once, answers in order.
+async fn futures_like_join<F: std::future::Future + Send + 'static>(
+    futures: Vec<F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
 both_backends!(
+    processes_with_another_master_key_refuse_to_start,
     every_accepted_event_arrives_after_a_sigkill,
     sigterm_exits_zero_in_time_and_loses_nothing,
     sigterm_after_concurrent_batches_exits_in_time,

@@ -408,7 +408,71 @@ async fn old_events_are_purged_but_never_pending_ones(backend: Backend) {
     );
 }
 
+/// "My endpoint was down, I fixed it, I pressed retry": the retry goes now, not when the circuit
+/// that the outage opened would have let a probe through; and while the circuit is open, the API
+/// says so on the subscription and on each delivery it holds back.
+async fn a_retry_closes_the_circuit_and_goes_now(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    // Nothing listens there: the connection is refused, no answer, the circuit opens at once.
+    let dead = "http://127.0.0.1:9/hook";
+    let sub = api
+        .subscribe(dead, &["e"], json!({"retry": {"schedule_s": [600]}}))
+        .await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sub["circuit"],
+        json!({"state": "closed", "until": null, "failures": 0})
+    );
+    api.publish(json!({"name": "e", "data": {"n": 1}})).await;
+    let first = first_delivery(&api, &id).await;
+    let circuit = wait_for(WAIT, "the circuit to open", || async {
+        let s = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+        (s["circuit"]["state"] == "open").then(|| s["circuit"].clone())
+    })
+    .await;
+    assert!(circuit["failures"].as_u64().unwrap() >= 1, "{circuit}");
+    let until = chrono::DateTime::parse_from_rfc3339(circuit["until"].as_str().unwrap()).unwrap();
+    // An event published meanwhile waits for the circuit, and says so.
+    api.publish(json!({"name": "e", "data": {"n": 2}})).await;
+    let second = wait_for(WAIT, "the second delivery", || async {
+        let list = api.deliveries(&id).await;
+        (list.len() == 2).then(|| list[0]["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let held = api.get(&format!("/v1/deliveries/{second}")).await.body;
+    assert_eq!(held["status"], "pending", "{held}");
+    assert_eq!(held["postponed"]["reason"], "circuit_open", "{held}");
+    assert_eq!(held["postponed"]["until"], circuit["until"], "{held}");
+    // The endpoint is fixed; the retry goes at once, well before the circuit would close.
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&json!({"config": {"url": receiver.url}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
+        .post(&format!("/v1/deliveries/{first}/retry"), json!({}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d = api.delivery_with_status(&first, "succeeded", WAIT).await;
+    let done = chrono::DateTime::parse_from_rfc3339(d["updated_at"].as_str().unwrap()).unwrap();
+    assert!(
+        done < until,
+        "the retry waited for the circuit: succeeded at {done}, the circuit was open until {until}"
+    );
+    // The backlog the circuit held goes too, and the circuit shows closed.
+    api.delivery_with_status(&second, "succeeded", WAIT).await;
+    let s = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+    assert_eq!(s["circuit"]["state"], "closed", "{s}");
+    assert_eq!(receiver.hits().len(), 2);
+}
+
 both_backends!(
+    a_retry_closes_the_circuit_and_goes_now,
     a_410_deletes_the_subscription_and_says_so,
     retry_after_is_honoured_over_the_schedule,
     a_hanging_endpoint_does_not_slow_a_healthy_one,

@@ -103,7 +103,7 @@ pub fn postgres_available() -> bool {
 }
 
 impl Backend {
-    async fn database_url(self, dir: &Path) -> String {
+    pub async fn database_url(self, dir: &Path) -> String {
         match self {
             Backend::Sqlite => format!("sqlite://{}/posthorn.db", dir.display()),
             Backend::Postgres => fresh_postgres_database().await,

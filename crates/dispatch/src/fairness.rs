@@ -113,6 +113,8 @@ pub enum Admit<T> {
 pub struct Change<T> {
     /// The circuit opened (or reopened) until this time (Unix ms): postpone the backlog.
     pub opened_until: Option<i64>,
+    /// Failures in a row when it opened.
+    pub failures: u32,
     /// The circuit closed after a successful probe: release the backlog.
     pub closed: bool,
     /// The failing streak started (`Some(true)`) or ended (`Some(false)`) as far as this process
@@ -127,6 +129,7 @@ impl<T> Default for Change<T> {
     fn default() -> Self {
         Self {
             opened_until: None,
+            failures: 0,
             closed: false,
             failing: None,
             hold: Vec::new(),
@@ -321,12 +324,24 @@ impl<T> Fairness<T> {
                 s.open_until = Some(Instant::now() + s.pause);
                 let until = millis_from_now(s.pause);
                 change.opened_until = Some(until);
+                change.failures = s.failures;
                 // What waits in memory goes back to the queue, postponed with the backlog.
                 inner.waiting -= s.waiting.len();
                 change.hold = s.waiting.drain(..).map(|item| (item, until)).collect();
             }
         }
         change
+    }
+
+    /// A person asked for an attempt now: the circuit closes and the failures are forgotten (the
+    /// subscription stays unproven until an attempt succeeds, so one attempt goes first).
+    pub fn reset(&self, sub_id: &str) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.subs.get_mut(sub_id) {
+            s.open_until = None;
+            s.pause = Duration::ZERO;
+            s.failures = 0;
+        }
     }
 
     /// The next delivery waiting in memory for a slot of this subscription, if a slot is free:

@@ -32,6 +32,9 @@ pub trait Handoff: Send + Sync + 'static {
     /// Deliveries were made due outside a publish (a retry, a recover, an enabled
     /// subscription): claim now rather than at the next poll.
     fn due(&self);
+    /// A person closed this subscription's circuit (a retry, a recover, an enable, here or in
+    /// another process): forget its failures and let its deliveries go now.
+    fn circuit_closed(&self, subscription_id: &str);
 }
 
 pub(crate) type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
@@ -334,6 +337,12 @@ impl Store {
 
     /// Tells this process's dispatcher that deliveries are due now (other processes hear of it
     /// through `NOTIFY` on PostgreSQL, or at their next poll).
+    pub(crate) fn signal_circuit_closed(&self, subscription_id: &str) {
+        if let Some(h) = self.committer.handoff.get() {
+            h.circuit_closed(subscription_id);
+        }
+    }
+
     pub(crate) fn signal_due(&self) {
         if let Some(h) = self.committer.handoff.get() {
             h.due();

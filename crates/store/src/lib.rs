@@ -188,6 +188,35 @@ impl Store {
         self.read.close().await;
     }
 
+    /// Checks that this process's master key is the database's: the first process to start on
+    /// a new database stores a value sealed with its key (a database made before this check is
+    /// judged by its sealed admin token); a process whose key does not open it must not start,
+    /// or it would skip every subscription whose secret it cannot open — and publish events that
+    /// reach none of them.
+    pub async fn check_master_key(&self) -> Result<()> {
+        const KEY_CHECK: &str = "master_key_check";
+        const EXPECTED: &str = "posthorn master key check";
+        let wrong = || {
+            StoreError::Open(
+                "the master key does not open this database's secrets: every process on one \
+                 database needs the key it was created with (--master-key or the key file)"
+                    .into(),
+            )
+        };
+        if self.secret_setting(KEY_CHECK).await.is_err() {
+            return Err(wrong());
+        }
+        // An older database: its sealed admin token tells.
+        if self.secret_setting("admin_token").await.is_err() {
+            return Err(wrong());
+        }
+        match self.init_secret_setting(KEY_CHECK, EXPECTED).await {
+            Ok((value, _)) if value == EXPECTED => Ok(()),
+            Ok(_) | Err(StoreError::Corrupt(_)) => Err(wrong()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The setting `key`, unsealed.
     pub async fn secret_setting(&self, key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1")

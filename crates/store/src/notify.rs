@@ -12,6 +12,8 @@ use crate::{Backend, Result, Store};
 /// every process keeps in memory.
 const DUE_CHANNEL: &str = "posthorn_due";
 const CHANGED_CHANNEL: &str = "posthorn_changed";
+/// The payload is a subscription id whose circuit a person closed.
+const CIRCUIT_CHANNEL: &str = "posthorn_circuit";
 
 async fn notify<'c, E>(backend: Backend, channel: &str, executor: E) -> Result<()>
 where
@@ -27,26 +29,38 @@ where
 
 impl Store {
     /// On PostgreSQL, listens for what other processes announce (`NOTIFY`): deliveries due now
-    /// (calls `wake`, so every dispatcher claims at once instead of at its next poll) and changed
-    /// subscriptions or event types (the in-memory views reload at once). Notifications lost while
-    /// the connection is re-established are covered by the polls. `None` on SQLite, where only
-    /// this process writes.
-    pub fn listen(&self, wake: impl Fn() + Send + 'static) -> Option<tokio::task::JoinHandle<()>> {
+    /// (this process's dispatcher, the [`crate::Handoff`], claims at once instead of at its next
+    /// poll), a circuit a person closed (its breaker here is reset too), and changed
+    /// subscriptions or event types (the in-memory views reload at once). Notifications lost
+    /// while the connection is re-established are covered by the polls. `None` on SQLite, where
+    /// only this process writes.
+    pub fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
         let url = self.listen_url.clone()?;
         let changed = self.changed.clone();
+        let handoff = self.committer.handoff.clone();
         Some(tokio::spawn(async move {
             loop {
                 match sqlx::postgres::PgListener::connect(&url).await {
                     Ok(mut listener) => {
-                        if let Err(e) = listener.listen_all([DUE_CHANNEL, CHANGED_CHANNEL]).await {
+                        let channels = [DUE_CHANNEL, CHANGED_CHANNEL, CIRCUIT_CHANNEL];
+                        if let Err(e) = listener.listen_all(channels).await {
                             tracing::warn!(error = %e, "LISTEN failed; retrying");
                         } else {
                             // `recv` re-establishes a lost connection itself.
                             while let Ok(n) = listener.recv().await {
-                                if n.channel() == DUE_CHANNEL {
-                                    wake();
-                                } else {
-                                    changed.notify_waiters();
+                                match n.channel() {
+                                    DUE_CHANNEL => {
+                                        if let Some(h) = handoff.get() {
+                                            h.due();
+                                        }
+                                    }
+                                    CIRCUIT_CHANNEL => {
+                                        if let Some(h) = handoff.get() {
+                                            h.circuit_closed(n.payload());
+                                            h.due();
+                                        }
+                                    }
+                                    _ => changed.notify_waiters(),
                                 }
                             }
                         }
@@ -58,6 +72,25 @@ impl Store {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }))
+    }
+
+    /// Tells every process that a person closed this subscription's circuit (PostgreSQL).
+    pub(crate) async fn notify_circuit<'c, E>(
+        backend: Backend,
+        executor: E,
+        subscription_id: &str,
+    ) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        if backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CIRCUIT_CHANNEL)
+                .bind(subscription_id)
+                .execute(executor)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Tells every process that deliveries are due (PostgreSQL; nothing on SQLite).

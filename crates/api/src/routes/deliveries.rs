@@ -43,12 +43,46 @@ pub struct DeliveryView {
     pub next_attempt_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Why a pending delivery waits past its schedule, and until when: present while its
+    /// subscription's circuit is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postponed: Option<Postponed>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt_log: Option<Vec<AttemptView>>,
 }
 
-fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>) -> DeliveryView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Postponed {
+    /// `circuit_open`.
+    pub reason: &'static str,
+    pub detail: String,
+    pub until: String,
+}
+
+/// The subscription's open circuit, if any: until when, after how many failures.
+type Circuit = Option<(i64, u32)>;
+
+fn postponed(d: &DeliveryRow, circuit: Circuit) -> Option<Postponed> {
+    let (until, failures) = circuit?;
+    let now = posthorn_core::time::now_ms();
+    // Due before the circuit closes: it is the circuit that holds it (one due later waits for
+    // its own schedule).
+    (d.status == DeliveryStatus::Pending && until > now && d.next_attempt_at <= until).then(|| {
+        Postponed {
+            reason: "circuit_open",
+            detail: format!(
+                "the subscription's circuit opened after {failures} failed attempts in a row; \
+                 its backlog waits for a probe at {} (a retry, recover or enable sends it now)",
+                to_rfc3339(until)
+            ),
+            until: to_rfc3339(until),
+        }
+    })
+}
+
+fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> DeliveryView {
     DeliveryView {
+        postponed: postponed(&d, circuit),
         next_attempt_at: (d.status == DeliveryStatus::Pending)
             .then(|| to_rfc3339(d.next_attempt_at)),
         id: d.id,
@@ -110,6 +144,7 @@ pub(crate) async fn list_for_subscription(
         })?),
     };
     check_owner(&state, &caller, &id).await?;
+    let circuit = state.store.open_circuits(&[&id]).await?.remove(&id);
     let rows = state
         .store
         .deliveries_page(&DeliveryQuery {
@@ -123,7 +158,7 @@ pub(crate) async fn list_for_subscription(
         rows,
         limit,
         |d| d.id.clone(),
-        |d| view(d, None),
+        |d| view(d, None, circuit),
     )))
 }
 
@@ -142,7 +177,9 @@ pub(crate) async fn show(
         .delivery(&caller.visibility(), &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    Ok(Json(view(delivery, Some(attempts))))
+    let sub = delivery.subscription_id.clone();
+    let circuit = state.store.open_circuits(&[&sub]).await?.remove(&sub);
+    Ok(Json(view(delivery, Some(attempts), circuit)))
 }
 
 /// One more attempt now, whatever the delivery's status.
@@ -177,10 +214,12 @@ pub(crate) async fn retry(
             "an attempt of this delivery is in progress".into(),
         ));
     }
+    // "One more attempt now": a circuit opened by earlier failures does not hold it back.
+    state.store.close_circuit(&delivery.subscription_id).await?;
     let (delivery, _) = state
         .store
         .delivery(&seen, &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    Ok((StatusCode::ACCEPTED, Json(view(delivery, None))))
+    Ok((StatusCode::ACCEPTED, Json(view(delivery, None, None))))
 }

@@ -38,11 +38,49 @@ pub struct SubscriptionView {
     pub secret: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub circuit: CircuitView,
 }
 
-fn view(sub: Subscription, show_secret: bool) -> SubscriptionView {
+/// The subscription's circuit breaker as the dispatchers last set it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CircuitView {
+    /// `closed`, or `open`: its backlog waits until `until`, when one probe goes (a retry,
+    /// recover or enable closes it at once).
+    pub state: &'static str,
+    pub until: Option<String>,
+    /// Failed attempts in a row when it opened.
+    pub failures: u32,
+}
+
+fn circuit_view(circuit: Option<(i64, u32)>) -> CircuitView {
+    match circuit {
+        Some((until, failures)) if until > now_ms() => CircuitView {
+            state: "open",
+            until: Some(to_rfc3339(until)),
+            failures,
+        },
+        _ => CircuitView {
+            state: "closed",
+            until: None,
+            failures: 0,
+        },
+    }
+}
+
+/// The view of one subscription, with its circuit read.
+async fn view_one(
+    state: &AppState,
+    sub: Subscription,
+    show_secret: bool,
+) -> ApiResult<SubscriptionView> {
+    let circuit = state.store.open_circuits(&[&sub.id]).await?.remove(&sub.id);
+    Ok(view(sub, show_secret, circuit))
+}
+
+fn view(sub: Subscription, show_secret: bool, circuit: Option<(i64, u32)>) -> SubscriptionView {
     let active = sub.is_active();
     SubscriptionView {
+        circuit: circuit_view(circuit),
         status: if active { "active" } else { "disabled" },
         disabled_reason: if active {
             None
@@ -129,7 +167,10 @@ pub(crate) async fn create(
         updated_at: now,
     };
     state.subscriptions.create(&sub).await?;
-    Ok((StatusCode::CREATED, Json(view(sub, true))))
+    Ok((
+        StatusCode::CREATED,
+        Json(view_one(&state, sub, true).await?),
+    ))
 }
 
 /// Subscriptions, newest first: `?event=N&metadata=key:value&status=S&limit=&cursor=`.
@@ -200,11 +241,16 @@ pub(crate) async fn list(
             break;
         }
     }
+    let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
+    let circuits = state.store.open_circuits(&ids).await?;
     Ok(Json(paginate(
         found,
         limit,
         |s| s.id.clone(),
-        |s| view(s, false),
+        |s| {
+            let circuit = circuits.get(&s.id).copied();
+            view(s, false, circuit)
+        },
     )))
 }
 
@@ -217,7 +263,9 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
-    Ok(Json(view(load(&state, &caller, &id).await?, false)))
+    Ok(Json(
+        view_one(&state, load(&state, &caller, &id).await?, false).await?,
+    ))
 }
 
 /// Replace every field a user writes.
@@ -233,7 +281,9 @@ pub(crate) async fn replace(
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec = checked_spec(&state, &body)?;
-    Ok(Json(view(save(&state, sub).await?, false)))
+    Ok(Json(
+        view_one(&state, save(&state, sub).await?, false).await?,
+    ))
 }
 
 /// Merge the body into the subscription (JSON merge patch: `null` removes a key).
@@ -254,7 +304,9 @@ pub(crate) async fn patch(
     let mut merged = serde_json::to_value(&sub.spec).unwrap_or(Value::Null);
     merge_patch(&mut merged, &body);
     sub.spec = checked_spec(&state, &merged)?;
-    Ok(Json(view(save(&state, sub).await?, false)))
+    Ok(Json(
+        view_one(&state, save(&state, sub).await?, false).await?,
+    ))
 }
 
 /// RFC 7396.
@@ -305,9 +357,11 @@ pub(crate) async fn enable(
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = true;
-    // The store wakes the dispatcher for the deliveries held while it was off.
+    // The store wakes the dispatcher for the deliveries held while it was off; a person
+    // enabling it wants them to go now, whatever the circuit said before.
     let sub = save(&state, sub).await?;
-    Ok(Json(view(sub, false)))
+    state.store.close_circuit(&sub.id).await?;
+    Ok(Json(view_one(&state, sub, false).await?))
 }
 
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/disable", tag = "subscriptions",
@@ -322,7 +376,9 @@ pub(crate) async fn disable(
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = false;
     sub.disabled_reason = Some(DisabledReason::Manual);
-    Ok(Json(view(save(&state, sub).await?, false)))
+    Ok(Json(
+        view_one(&state, save(&state, sub).await?, false).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -375,7 +431,9 @@ pub(crate) async fn rotate_secret(
     let mut sub = load(&state, &caller, &id).await?;
     let old = std::mem::replace(&mut sub.secret, Secret::generate());
     sub.previous_secret = Some((old, now_ms() + ROTATION_OVERLAP_MS));
-    Ok(Json(view(save(&state, sub).await?, true)))
+    Ok(Json(
+        view_one(&state, save(&state, sub).await?, true).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -407,6 +465,8 @@ pub(crate) async fn recover(
     let sub = load(&state, &caller, &id).await?;
     // The store wakes the dispatcher.
     let requeued = state.store.recover(&sub.id, since).await?;
+    // What is recovered goes now, whatever the circuit said before.
+    state.store.close_circuit(&sub.id).await?;
     Ok(Json(Recovered { requeued }))
 }
 

@@ -26,6 +26,7 @@ pub(super) enum Effect {
     Postpone {
         sub_id: String,
         until: i64,
+        failures: u32,
     },
     Failing(Subscription),
     Healthy {
@@ -77,6 +78,7 @@ pub(super) fn consequences(
         effects.push(Effect::Postpone {
             sub_id: sub.id.clone(),
             until,
+            failures: change.failures,
         });
     }
     if change.closed {
@@ -141,7 +143,11 @@ impl Dispatcher {
         let mut rest = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Postpone { sub_id, until } => postpone.push((sub_id, until)),
+                Effect::Postpone {
+                    sub_id,
+                    until,
+                    failures,
+                } => postpone.push((sub_id, until, failures)),
                 Effect::Failing(sub) => {
                     streak.insert(sub.id.clone(), Some(sub));
                 }

@@ -158,6 +158,10 @@ impl Handoff for Dispatcher {
     fn due(&self) {
         self.wake();
     }
+
+    fn circuit_closed(&self, subscription_id: &str) {
+        self.fairness.reset(subscription_id);
+    }
 }
 
 type ClaimedIds = Arc<Mutex<HashSet<String>>>;
@@ -191,12 +195,6 @@ impl Dispatcher {
     /// Call after storing deliveries that are due now, so the loop does not wait for its poll.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// A handle that wakes the loop, for wake-ups from outside (PostgreSQL `NOTIFY`).
-    pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
-        let wake = self.wake.clone();
-        move || wake.notify_one()
     }
 
     /// Runs until `stop` is cancelled, then waits up to the grace period for attempts in flight,
