@@ -1,6 +1,8 @@
 //! The API's conventions: auth, problem+json errors naming the field, lists and cursors,
 //! subscription CRUD, health and OpenAPI.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::util::{Backend, Receiver, Server};
@@ -400,7 +402,104 @@ async fn unknown_fields_are_refused_naming_the_closest_field(backend: Backend) {
     expect(&r, "x", None);
 }
 
+/// "Show me everything failing now" is one call, not one per subscription.
+async fn every_delivery_is_listed_and_filtered(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.answer_by_default(crate::util::Answer::status(500));
+    let a = api.subscribe(&ok.url, &["x", "y"], json!({})).await;
+    let b = api
+        .subscribe(&failing.url, &["x"], json!({"retry": {"schedule_s": []}}))
+        .await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let e1 = api.publish(json!({"name": "x", "data": {}})).await;
+    api.publish(json!({"name": "y", "data": {}})).await;
+    let e1 = e1["id"].as_str().unwrap();
+    let all = crate::util::wait_for(
+        Duration::from_secs(20),
+        "every delivery to settle",
+        || async {
+            let list = api.get("/v1/deliveries").await.body;
+            let items = list["items"].as_array()?.clone();
+            (items.len() == 3 && items.iter().all(|d| d["status"] != "pending")).then_some(items)
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 3);
+    let ids = |path: &str| {
+        let api = api.clone();
+        let path = path.to_owned();
+        async move {
+            let r = api.get(&path).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["subscription_id"].as_str().unwrap().to_owned(),
+                        d["event_name"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ids("/v1/deliveries?status=dead").await,
+        [(b.to_owned(), "x".to_owned())]
+    );
+    assert_eq!(
+        ids("/v1/deliveries?event_name=y").await,
+        [(a.to_owned(), "y".to_owned())]
+    );
+    assert_eq!(
+        ids(&format!("/v1/deliveries?subscription_id={a}"))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        ids(&format!("/v1/deliveries?subscription_id={a}&status=dead"))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        ids("/v1/deliveries?since=2999-01-01T00:00:00Z").await.len(),
+        0
+    );
+    assert_eq!(
+        ids("/v1/deliveries?until=2999-01-01T00:00:00Z&limit=1")
+            .await
+            .len(),
+        1
+    );
+    let mut of_event = ids(&format!("/v1/events/{e1}/deliveries")).await;
+    of_event.sort();
+    let mut expected = vec![
+        (a.to_owned(), "x".to_owned()),
+        (b.to_owned(), "x".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(of_event, expected);
+    assert_eq!(
+        ids(&format!("/v1/events/{e1}/deliveries?status=succeeded"))
+            .await
+            .len(),
+        1
+    );
+    let r = api.get("/v1/deliveries?since=yesterday").await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "since");
+    let r = api.get("/v1/events/evt_nope/deliveries").await;
+    assert_eq!(r.status, 404);
+}
+
 both_backends!(
+    every_delivery_is_listed_and_filtered,
     unknown_fields_are_refused_naming_the_closest_field,
     a_token_is_required_and_must_be_right,
     invalid_requests_are_refused_naming_the_field,

@@ -68,8 +68,17 @@ pub struct DeliveryRow {
 
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
-    pub subscription_id: String,
+    /// Only deliveries of this owner's subscriptions (`None`: everyone's, for the admin).
+    pub owner: Option<String>,
+    pub subscription_id: Option<String>,
+    /// Only the deliveries of this event (by its sequence number).
+    pub event_seq: Option<i64>,
+    pub event_name: Option<String>,
     pub status: Option<DeliveryStatus>,
+    /// Created at or after this time.
+    pub since: Option<Millis>,
+    /// Created before this time.
+    pub until: Option<Millis>,
     /// Ids below this one (the cursor).
     pub before: Option<String>,
     pub limit: usize,
@@ -303,28 +312,56 @@ impl Store {
         Ok(Some((delivery, attempts)))
     }
 
-    /// A subscription's deliveries, newest first.
+    /// Deliveries, newest first, narrowed by every filter of `q` that is set.
     pub async fn deliveries_page(&self, q: &DeliveryQuery) -> Result<Vec<DeliveryRow>> {
-        let mut sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1"
-        );
-        let mut n = 1;
-        if q.status.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND d.status = ${n}"));
+        enum Bind<'a> {
+            Text(&'a str),
+            Int(i64),
         }
-        if q.before.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND d.id < ${n}"));
+        // Each filter that is set: its condition, with `$` where its parameter goes.
+        let mut filters: Vec<(&str, Bind<'_>)> = Vec::new();
+        if let Some(owner) = &q.owner {
+            filters.push((
+                "d.subscription_id IN (SELECT id FROM subscriptions WHERE owner = $)",
+                Bind::Text(owner),
+            ));
         }
-        sql.push_str(&format!(" ORDER BY d.id DESC LIMIT {}", q.limit));
-        let mut query = sqlx::query(&sql).bind(&q.subscription_id);
+        if let Some(id) = &q.subscription_id {
+            filters.push(("d.subscription_id = $", Bind::Text(id)));
+        }
+        if let Some(seq) = q.event_seq {
+            filters.push(("d.event_seq = $", Bind::Int(seq)));
+        }
+        if let Some(name) = &q.event_name {
+            filters.push(("e.name = $", Bind::Text(name)));
+        }
         if let Some(status) = q.status {
-            query = query.bind(status.as_str());
+            filters.push(("d.status = $", Bind::Text(status.as_str())));
+        }
+        if let Some(since) = q.since {
+            filters.push(("d.created_at >= $", Bind::Int(since)));
+        }
+        if let Some(until) = q.until {
+            filters.push(("d.created_at < $", Bind::Int(until)));
         }
         if let Some(before) = &q.before {
-            query = query.bind(before);
+            filters.push(("d.id < $", Bind::Text(before)));
+        }
+        let mut sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE 1 = 1"
+        );
+        for (n, (clause, _)) in filters.iter().enumerate() {
+            sql.push_str(" AND ");
+            sql.push_str(&clause.replace('$', &format!("${}", n + 1)));
+        }
+        sql.push_str(&format!(" ORDER BY d.id DESC LIMIT {}", q.limit));
+        let mut query = sqlx::query(&sql);
+        for (_, b) in filters {
+            query = match b {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(i) => query.bind(i),
+            };
         }
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(delivery_from_row).collect()

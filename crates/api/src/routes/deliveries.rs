@@ -4,7 +4,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_core::time::to_rfc3339;
+use posthorn_core::time::{parse_rfc3339, to_rfc3339};
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Invalid};
 use posthorn_store::{DeliveryQuery, DeliveryRow, StoredAttempt};
 use serde::Serialize;
@@ -136,6 +136,22 @@ pub(crate) async fn list_for_subscription(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
     let q = Query::parse(raw.as_deref());
+    let (limit, mut query) = filters(&q)?;
+    check_owner(&state, &caller, &id).await?;
+    let circuit = state.store.open_circuits(&[&id]).await?.remove(&id);
+    query.subscription_id = Some(id);
+    let rows = state.store.deliveries_page(&query).await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |d| d.id.clone(),
+        |d| view(d, None, circuit),
+    )))
+}
+
+/// The filters every delivery list takes: `status`, `event_name`, `since`, `until`, `limit`,
+/// `cursor`.
+fn filters(q: &Query) -> ApiResult<(usize, DeliveryQuery)> {
     let limit = q.limit()?;
     let status = match q.get("status") {
         None => None,
@@ -143,22 +159,98 @@ pub(crate) async fn list_for_subscription(
             Invalid::one("status", "must be pending, succeeded, dead or cancelled")
         })?),
     };
-    check_owner(&state, &caller, &id).await?;
-    let circuit = state.store.open_circuits(&[&id]).await?.remove(&id);
-    let rows = state
-        .store
-        .deliveries_page(&DeliveryQuery {
-            subscription_id: id,
+    let time = |key: &'static str| -> ApiResult<Option<i64>> {
+        match q.get(key) {
+            None => Ok(None),
+            Some(t) => {
+                Ok(Some(parse_rfc3339(t).ok_or_else(|| {
+                    Invalid::one(key, "must be an RFC 3339 time")
+                })?))
+            }
+        }
+    };
+    Ok((
+        limit,
+        DeliveryQuery {
             status,
+            event_name: q.get("event_name").map(str::to_owned),
+            since: time("since")?,
+            until: time("until")?,
             before: q.cursor().map(str::to_owned),
             limit: limit + 1,
-        })
-        .await?;
+            ..DeliveryQuery::default()
+        },
+    ))
+}
+
+/// Every delivery the caller may see, newest first: `?status=&subscription_id=&event_name=&since=&until=&limit=&cursor=`
+/// ("everything failing now" is `?status=dead`, or `pending` for what waits).
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
+    params(("status" = Option<String>, Query, description = "pending, succeeded, dead or cancelled"),
+           ("subscription_id" = Option<String>, Query),
+           ("event_name" = Option<String>, Query),
+           ("since" = Option<String>, Query, description = "created at or after (RFC 3339)"),
+           ("until" = Option<String>, Query, description = "created before (RFC 3339)"),
+           ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<DeliveryView>), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<DeliveryView>>> {
+    let q = Query::parse(raw.as_deref());
+    let (limit, mut query) = filters(&q)?;
+    query.owner = caller.visibility().owner().map(str::to_owned);
+    query.subscription_id = q.get("subscription_id").map(str::to_owned);
+    let rows = state.store.deliveries_page(&query).await?;
+    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
+    let circuits = state.store.open_circuits(&ids).await?;
     Ok(Json(paginate(
         rows,
         limit,
         |d| d.id.clone(),
-        |d| view(d, None, circuit),
+        |d| {
+            let circuit = circuits.get(&d.subscription_id).copied();
+            view(d, None, circuit)
+        },
+    )))
+}
+
+/// The deliveries of one event, newest first, with the same filters.
+#[utoipa::path(get, path = "/v1/events/{id}/deliveries", tag = "deliveries",
+    params(("id" = String, Path, description = "Event id"),
+           ("status" = Option<String>, Query), ("limit" = Option<usize>, Query),
+           ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<DeliveryView>), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_for_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<DeliveryView>>> {
+    let q = Query::parse(raw.as_deref());
+    let (limit, mut query) = filters(&q)?;
+    let seen = caller.visibility();
+    let event = state
+        .store
+        .event(seen.owner(), &id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    query.owner = seen.owner().map(str::to_owned);
+    query.event_seq = Some(event.seq);
+    let rows = state.store.deliveries_page(&query).await?;
+    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
+    let circuits = state.store.open_circuits(&ids).await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |d| d.id.clone(),
+        |d| {
+            let circuit = circuits.get(&d.subscription_id).copied();
+            view(d, None, circuit)
+        },
     )))
 }
 

@@ -20,6 +20,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/services", get(service::services))
         .route("/v1/events", post(events::publish).get(events::list))
         .route("/v1/events/{id}", get(events::show))
+        .route(
+            "/v1/events/{id}/deliveries",
+            get(deliveries::list_for_event),
+        )
+        .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/event-types", get(event_types::list))
         .route(
             "/v1/event-types/{name}",
