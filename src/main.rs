@@ -31,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit
     Migrate(DatabaseArgs),
+    /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves)
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +45,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = config::Config::resolve(args)?;
             runtime.block_on(serve::serve(config))
+        }
+        Command::Openapi => {
+            let doc = serde_json::to_string_pretty(&posthorn_api::openapi_document())?;
+            println!("{doc}");
+            Ok(())
         }
         Command::Migrate(args) => {
             let url = database_url(&args)?;

@@ -306,6 +306,46 @@ async fn services_and_openapi_describe_the_api(backend: Backend) {
     let doc = api.without_token().get("/openapi.json").await;
     assert_eq!(doc.status, 200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    // Operation ids are unique, and every operation says what it does.
+    let mut ids = std::collections::HashSet::new();
+    for (path, ops) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+            let said = op["summary"].as_str().or(op["description"].as_str());
+            assert!(
+                said.is_some_and(|s| !s.is_empty()),
+                "{method} {path} is not described"
+            );
+        }
+    }
+    // The batch form of a publish is described.
+    let publish = &doc.body["paths"]["/v1/events"]["post"];
+    let schema = &publish["requestBody"]["content"]["application/json"]["schema"];
+    let shapes = doc.body["components"]["schemas"]
+        [schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap()]["oneOf"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(shapes.iter().any(|s| s["type"] == "array"), "{shapes:?}");
+    // And a page people can read, from the binary.
+    let docs = reqwest::get(format!("{}/docs", server.base)).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("/v1/subscriptions/{id}/recover") && page.contains("createSubscription"));
+    assert!(
+        !page.contains("<script") && !page.contains("https://"),
+        "nothing fetched from elsewhere"
+    );
+    // Text logs have no colour codes when they go to a file.
+    assert!(
+        !server.log().contains('\u{1b}'),
+        "colour codes in a log file"
+    );
     for path in [
         "/v1/events",
         "/v1/subscriptions/{id}",

@@ -77,6 +77,11 @@ impl Default for ApiConfig {
     }
 }
 
+/// The OpenAPI document of every route (what `GET /openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    <openapi::ApiDoc as utoipa::OpenApi>::openapi()
+}
+
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
         .layer(DefaultBodyLimit::max(config.body_limit))

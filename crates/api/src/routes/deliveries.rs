@@ -124,7 +124,7 @@ async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -
 }
 
 /// A subscription's deliveries, newest first: `?status=S&limit=&cursor=`.
-#[utoipa::path(get, path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
+#[utoipa::path(get, operation_id = "listSubscriptionDeliveries", path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
     params(("id" = String, Path), ("status" = Option<String>, Query, description = "pending, succeeded, dead or cancelled"),
            ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<DeliveryView>), (status = 404, body = Problem)),
@@ -185,7 +185,7 @@ fn filters(q: &Query) -> ApiResult<(usize, DeliveryQuery)> {
 
 /// Every delivery the caller may see, newest first: `?status=&subscription_id=&event_name=&since=&until=&limit=&cursor=`
 /// ("everything failing now" is `?status=dead`, or `pending` for what waits).
-#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
+#[utoipa::path(get, operation_id = "listDeliveries", path = "/v1/deliveries", tag = "deliveries",
     params(("status" = Option<String>, Query, description = "pending, succeeded, dead or cancelled"),
            ("subscription_id" = Option<String>, Query),
            ("event_name" = Option<String>, Query),
@@ -218,7 +218,7 @@ pub(crate) async fn list(
 }
 
 /// The deliveries of one event, newest first, with the same filters.
-#[utoipa::path(get, path = "/v1/events/{id}/deliveries", tag = "deliveries",
+#[utoipa::path(get, operation_id = "listEventDeliveries", path = "/v1/events/{id}/deliveries", tag = "deliveries",
     params(("id" = String, Path, description = "Event id"),
            ("status" = Option<String>, Query), ("limit" = Option<usize>, Query),
            ("cursor" = Option<String>, Query)),
@@ -255,7 +255,7 @@ pub(crate) async fn list_for_event(
 }
 
 /// A delivery with its attempt log.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries",
+#[utoipa::path(get, operation_id = "getDelivery", path = "/v1/deliveries/{id}", tag = "deliveries",
     params(("id" = String, Path)),
     responses((status = 200, body = DeliveryView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -275,7 +275,7 @@ pub(crate) async fn show(
 }
 
 /// One more attempt now, whatever the delivery's status.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+#[utoipa::path(post, operation_id = "retryDelivery", path = "/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = String, Path)),
     responses((status = 202, body = DeliveryView), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]

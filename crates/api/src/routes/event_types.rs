@@ -60,7 +60,7 @@ fn admin_only(caller: &Caller) -> ApiResult<()> {
 }
 
 /// Create or replace an event type.
-#[utoipa::path(put, path = "/v1/event-types/{name}", tag = "event types",
+#[utoipa::path(put, operation_id = "putEventType", path = "/v1/event-types/{name}", tag = "event types",
     params(("name" = String, Path)), request_body = EventTypeRequest,
     responses((status = 200, body = EventTypeView), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -107,7 +107,8 @@ pub(crate) async fn put(
     Ok(Json(view(stored)))
 }
 
-#[utoipa::path(get, path = "/v1/event-types/{name}", tag = "event types",
+/// An event type: its description, JSON Schema and examples.
+#[utoipa::path(get, operation_id = "getEventType", path = "/v1/event-types/{name}", tag = "event types",
     params(("name" = String, Path)),
     responses((status = 200, body = EventTypeView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -125,7 +126,7 @@ pub(crate) async fn show(
 }
 
 /// Event types, newest first.
-#[utoipa::path(get, path = "/v1/event-types", tag = "event types",
+#[utoipa::path(get, operation_id = "listEventTypes", path = "/v1/event-types", tag = "event types",
     params(("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<EventTypeView>)),
     security(("bearer" = [])))]
@@ -149,7 +150,8 @@ pub(crate) async fn list(
     Ok(Json(paginate(all, limit, |t| t.name.clone(), view)))
 }
 
-#[utoipa::path(delete, path = "/v1/event-types/{name}", tag = "event types",
+/// Delete an event type: events of that name are no longer checked against a schema.
+#[utoipa::path(delete, operation_id = "deleteEventType", path = "/v1/event-types/{name}", tag = "event types",
     params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]

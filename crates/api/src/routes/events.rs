@@ -9,7 +9,7 @@ use posthorn_core::time::{parse_rfc3339, to_rfc3339};
 use posthorn_core::validation::Errors;
 use posthorn_core::Invalid;
 use posthorn_store::{EventQuery, Published, StoredEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -47,6 +47,30 @@ impl From<Published> for Accepted {
     }
 }
 
+/// The body of `POST /v1/events`: one event, or a batch (described here; read by the handler).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PublishBody {
+    One(PublishRequest),
+    /// 1 to 1000 events.
+    Batch(Vec<PublishRequest>),
+}
+
+/// The answer of `POST /v1/events`: one event's, or a batch's (`items`, in order).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PublishAnswer {
+    One(Accepted),
+    Batch(AcceptedBatch),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedBatch {
+    pub items: Vec<Accepted>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliverySummary {
     pub id: String,
@@ -82,10 +106,10 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
 }
 
 /// Publish an event, or a batch of up to 1000 (a JSON array), stored atomically.
-#[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = PublishRequest, description = "An event, or an array of events (a batch)"),
+#[utoipa::path(post, operation_id = "publishEvents", path = "/v1/events", tag = "events",
+    request_body(content = PublishBody, description = "An event, or an array of 1 to 1000 events (a batch, stored atomically)"),
     responses(
-        (status = 202, description = "Stored with its deliveries (a batch answers {\"items\":[…]})", body = Accepted),
+        (status = 202, description = "Stored with its deliveries: an event's answer, or a batch's answers in order", body = PublishAnswer),
         (status = 200, description = "The id was published before; the first event", body = Accepted),
         (status = 400, description = "Malformed JSON", body = Problem),
         (status = 422, description = "Invalid event", body = Problem)),
@@ -136,12 +160,8 @@ pub(crate) async fn publish(
     let published = state.publisher.publish(events).await?;
     let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
     if batch {
-        /// Written straight from the answers, not through a `Value`.
-        #[derive(Serialize)]
-        struct Items {
-            items: Vec<Accepted>,
-        }
-        let body = Items { items: accepted };
+        // Written straight from the answers, not through a `Value`.
+        let body = AcceptedBatch { items: accepted };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let one = accepted
@@ -160,7 +180,7 @@ fn malformed(e: serde_json::Error) -> ApiError {
 }
 
 /// An event with its data and deliveries.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+#[utoipa::path(get, operation_id = "getEvent", path = "/v1/events/{id}", tag = "events",
     params(("id" = String, Path, description = "Event id")),
     responses((status = 200, body = EventView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -190,7 +210,7 @@ pub(crate) async fn show(
 }
 
 /// Events, newest first: `?name=N&since=T&limit=&cursor=`.
-#[utoipa::path(get, path = "/v1/events", tag = "events",
+#[utoipa::path(get, operation_id = "listEvents", path = "/v1/events", tag = "events",
     params(("name" = Option<String>, Query), ("since" = Option<String>, Query, description = "RFC 3339"),
            ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<EventView>)),

@@ -35,7 +35,7 @@ pub struct Evaluated {
 }
 
 /// Whether `filter` lets `event` through; a filter that does not parse is a 422 naming the column.
-#[utoipa::path(post, path = "/v1/filters/evaluate", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "evaluateFilter", path = "/v1/filters/evaluate", tag = "subscriptions",
     request_body = EvaluateRequest,
     responses((status = 200, body = Evaluated), (status = 422, body = Problem)),
     security(("bearer" = [])))]

@@ -1,6 +1,7 @@
 //! One module per resource; [`routes`] puts them together.
 
 pub(crate) mod deliveries;
+pub(crate) mod docs;
 pub(crate) mod event_types;
 pub(crate) mod events;
 pub(crate) mod filters;
@@ -17,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/openapi.json", get(service::openapi))
+        .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
         .route("/v1/events", post(events::publish).get(events::list))
         .route("/v1/events/{id}", get(events::show))

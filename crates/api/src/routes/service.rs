@@ -13,13 +13,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 /// Alive: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200)))]
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "service", responses((status = 200)))]
 pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "service", responses((status = 200), (status = 503)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
@@ -53,7 +53,7 @@ pub struct ServiceList {
 }
 
 /// The delivery services and the schema of their config.
-#[utoipa::path(get, path = "/v1/services", tag = "service",
+#[utoipa::path(get, operation_id = "listServices", path = "/v1/services", tag = "service",
     responses((status = 200, body = ServiceList)), security(("bearer" = [])))]
 pub(crate) async fn services(State(state): State<AppState>, _caller: Caller) -> Json<ServiceList> {
     Json(ServiceList {

@@ -127,7 +127,7 @@ async fn save(state: &AppState, sub: Subscription) -> ApiResult<Subscription> {
 }
 
 /// Create a subscription; the reply carries its signing secret.
-#[utoipa::path(post, path = "/v1/subscriptions", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "createSubscription", path = "/v1/subscriptions", tag = "subscriptions",
     request_body = SubscriptionSpec,
     responses((status = 201, body = SubscriptionView), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -174,7 +174,7 @@ pub(crate) async fn create(
 }
 
 /// Subscriptions, newest first: `?event=N&metadata=key:value&status=S&limit=&cursor=`.
-#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions",
+#[utoipa::path(get, operation_id = "listSubscriptions", path = "/v1/subscriptions", tag = "subscriptions",
     params(("event" = Option<String>, Query, description = "Only those that would receive this event name"),
            ("metadata" = Option<String>, Query, description = "key:value; repeatable, all must hold"),
            ("status" = Option<String>, Query, description = "active or disabled"),
@@ -254,7 +254,8 @@ pub(crate) async fn list(
     )))
 }
 
-#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+/// A subscription (its secret is not shown again).
+#[utoipa::path(get, operation_id = "getSubscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -269,7 +270,7 @@ pub(crate) async fn show(
 }
 
 /// Replace every field a user writes.
-#[utoipa::path(put, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(put, operation_id = "replaceSubscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path)), request_body = SubscriptionSpec,
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -287,7 +288,7 @@ pub(crate) async fn replace(
 }
 
 /// Merge the body into the subscription (JSON merge patch: `null` removes a key).
-#[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(patch, operation_id = "patchSubscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path)), request_body(content = Object),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -330,7 +331,7 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 /// Delete: its pending deliveries are cancelled; its deliveries and logs stay readable.
-#[utoipa::path(delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(delete, operation_id = "deleteSubscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -346,7 +347,8 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/enable", tag = "subscriptions",
+/// Enable: deliveries held while it was disabled go now, and its circuit closes.
+#[utoipa::path(post, operation_id = "enableSubscription", path = "/v1/subscriptions/{id}/enable", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -364,7 +366,8 @@ pub(crate) async fn enable(
     Ok(Json(view_one(&state, sub, false).await?))
 }
 
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/disable", tag = "subscriptions",
+/// Disable: its deliveries are held (not attempted, not lost) until it is enabled.
+#[utoipa::path(post, operation_id = "disableSubscription", path = "/v1/subscriptions/{id}/disable", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -388,7 +391,7 @@ pub struct TestSent {
 }
 
 /// Deliver a `posthorn.ping` event to this subscription alone.
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "testSubscription", path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 202, body = TestSent), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
@@ -419,7 +422,7 @@ pub(crate) async fn test(
 }
 
 /// A new signing secret; the previous one keeps signing beside it for 24 hours.
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/rotate-secret", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "rotateSubscriptionSecret", path = "/v1/subscriptions/{id}/rotate-secret", tag = "subscriptions",
     params(("id" = String, Path)),
     responses((status = 200, body = SubscriptionView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -449,7 +452,7 @@ pub struct Recovered {
 }
 
 /// Queue again this subscription's dead deliveries since a time.
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/recover", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "recoverSubscription", path = "/v1/subscriptions/{id}/recover", tag = "subscriptions",
     params(("id" = String, Path)), request_body = RecoverRequest,
     responses((status = 200, body = Recovered), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
