@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// How often the retention purge runs, in seconds [default: 300]
     #[arg(long, env = "POSTHORN_PURGE_EVERY_S")]
     pub purge_every_s: Option<u64>,
+    /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576]
+    #[arg(long, env = "POSTHORN_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
 }
 
 /// Every key of the config file, and what flags and environment variables set: figment merges
@@ -101,6 +104,7 @@ pub struct Settings {
     pub retention_days: f64,
     pub disable_after_days: f64,
     pub purge_every_s: u64,
+    pub body_limit: usize,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
@@ -117,6 +121,7 @@ struct Defaults {
     retention_days: f64,
     disable_after_days: f64,
     purge_every_s: u64,
+    body_limit: usize,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -125,6 +130,7 @@ const DEFAULTS: Defaults = Defaults {
     retention_days: 30.0,
     disable_after_days: 5.0,
     purge_every_s: 300,
+    body_limit: 1024 * 1024,
 };
 
 /// What flags (or their environment variables) set, as the top layer; absent ones leave the
@@ -153,6 +159,8 @@ struct Overrides {
     disable_after_days: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     purge_every_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_limit: Option<usize>,
 }
 
 impl Settings {
@@ -213,6 +221,7 @@ pub struct Config {
     pub retention: std::time::Duration,
     pub disable_after: std::time::Duration,
     pub purge_every: std::time::Duration,
+    pub body_limit: usize,
     pub smtp: Option<SmtpConfig>,
     pub sources: SourcesConfig,
     pub services: Vec<PluginConfig>,
@@ -242,6 +251,7 @@ impl Config {
             retention_days: args.retention_days,
             disable_after_days: args.disable_after_days,
             purge_every_s: args.purge_every_s,
+            body_limit: args.body_limit,
         };
         let file = Settings::load(args.db.config.as_deref(), overrides)?;
         let listen: SocketAddr = file.listen.parse().with_context(|| {
@@ -273,10 +283,14 @@ impl Config {
         let retention = days("--retention-days", file.retention_days)?;
         let disable_after = days("--disable-after-days", file.disable_after_days)?;
         let purge_every = std::time::Duration::from_secs(file.purge_every_s.max(1));
+        if file.body_limit < 1024 {
+            bail!("--body-limit must be at least 1024 bytes");
+        }
         Ok(Self {
             retention,
             disable_after,
             purge_every,
+            body_limit: file.body_limit,
             listen,
             database: file.database,
             admin_token: file.admin_token,

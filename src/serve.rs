@@ -204,7 +204,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         services,
         admin_token: Arc::from(token.as_str()),
     });
-    let app = router(state, &ApiConfig::default());
+    let app = router(
+        state,
+        &ApiConfig {
+            body_limit: config.body_limit,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

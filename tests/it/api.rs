@@ -538,7 +538,44 @@ async fn every_delivery_is_listed_and_filtered(backend: Backend) {
     assert_eq!(r.status, 404);
 }
 
+/// Errors outside the handlers are problem+json that say what went wrong.
+async fn errors_outside_the_handlers_say_what_is_wrong(backend: Backend) {
+    let server = Server::start_with(crate::util::ServerOptions {
+        extra: vec!["--body-limit".into(), "2048".into()],
+        ..crate::util::ServerOptions::on(backend)
+    })
+    .await;
+    let api = server.api();
+    let r = api.get("/v1/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("GET /v1/nope") && detail.contains("/docs"),
+        "{detail}"
+    );
+    let r = api.send("DELETE", "/v1/events", None).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.headers["allow"], "GET, POST");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("DELETE"),
+        "{}",
+        r.body
+    );
+    let big = json!({"name": "e", "data": {"pad": "x".repeat(4000)}});
+    let r = api.post("/v1/events", big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("2048") && detail.contains("--body-limit"),
+        "{detail}"
+    );
+}
+
 both_backends!(
+    errors_outside_the_handlers_say_what_is_wrong,
     every_delivery_is_listed_and_filtered,
     unknown_fields_are_refused_naming_the_closest_field,
     a_token_is_required_and_must_be_right,

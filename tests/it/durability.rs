@@ -349,6 +349,38 @@ async fn processes_with_another_master_key_refuse_to_start(backend: Backend) {
     assert!(!started && stderr.contains("master key"), "{stderr}");
 }
 
+/// A PostgreSQL that cannot be reached is named, with why, at once (not "pool timed out" ten
+/// seconds later).
+#[tokio::test]
+async fn an_unreachable_postgresql_is_named_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "postgres://postgres@127.0.0.1:1/x",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .current_dir(tmp.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 /// Runs the futures at once, answers in order.
 async fn futures_like_join<F: std::future::Future + Send + 'static>(
     futures: Vec<F>,

@@ -21,8 +21,16 @@ pub enum ApiError {
     Malformed(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("the request body is larger than the limit")]
-    TooLarge,
+    #[error("the request body is larger than the limit of {0} bytes (set with --body-limit)")]
+    TooLarge(usize),
+    #[error("no route {0}; the API is described at /docs and /openapi.json")]
+    NoRoute(String),
+    #[error("{method} is not allowed on {path}; allowed: {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: String,
+    },
     #[error("send the body as JSON, with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error(transparent)]
@@ -51,7 +59,13 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            Self::TooLarge => (
+            Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Request body too large",
@@ -111,6 +125,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::MethodNotAllowed { allowed, .. } = &self {
+            if let Ok(v) = HeaderValue::from_str(allowed) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

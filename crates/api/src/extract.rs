@@ -41,9 +41,13 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
                 return Err(ApiError::UnsupportedMediaType);
             }
         }
+        let limit = req
+            .extensions()
+            .get::<crate::BodyLimit>()
+            .map_or(0, |l| l.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
+                ApiError::TooLarge(limit)
             } else {
                 ApiError::BadRequest(r.body_text())
             }

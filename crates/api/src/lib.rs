@@ -82,8 +82,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     <openapi::ApiDoc as utoipa::OpenApi>::openapi()
 }
 
+/// The body limit in force, for the 413 that names it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::Extension(BodyLimit(config.body_limit)))
         .with_state(state)
 }

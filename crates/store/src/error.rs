@@ -11,7 +11,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
-    #[error("cannot open the database: {0}")]
+    #[error("{0}")]
     Open(String),
 }
 

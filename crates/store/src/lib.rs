@@ -139,6 +139,17 @@ impl Store {
                 (read, write)
             }
             Backend::Postgres => {
+                // One connection first, for a clear error ("connection refused at host:port",
+                // "password authentication failed"); the pool would only say it timed out.
+                let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Open(format!(
+                            "cannot connect to PostgreSQL at {}: {e}",
+                            postgres_address(url)
+                        ))
+                    })?;
+                let _ = sqlx::Connection::close(conn).await;
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -261,6 +272,18 @@ fn backend_of(url: &str) -> Result<Backend> {
         Err(StoreError::Open(
             "the database URL must start with sqlite: or postgres://".into(),
         ))
+    }
+}
+
+/// `host:port` of a PostgreSQL URL, for messages (never its password).
+fn postgres_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or("localhost"),
+            u.port().unwrap_or(5432)
+        ),
+        Err(_) => "the configured URL".to_owned(),
     }
 }
 

@@ -67,4 +67,48 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/deliveries/{id}", get(deliveries::show))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .fallback(service::not_found)
+        .method_not_allowed_fallback(service::method_not_allowed)
+}
+
+/// The methods the route at `path` takes, from the OpenAPI document (the one list of routes).
+pub(crate) fn allowed_methods(path: &str) -> Vec<String> {
+    use std::sync::OnceLock;
+    static PATHS: OnceLock<Vec<(Vec<String>, Vec<String>)>> = OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        let doc = serde_json::to_value(crate::openapi_document()).unwrap_or_default();
+        let mut paths: Vec<(Vec<String>, Vec<String>)> = doc["paths"]
+            .as_object()
+            .map(|p| {
+                p.iter()
+                    .map(|(template, ops)| {
+                        let segments = template.split('/').map(str::to_owned).collect();
+                        let methods = ops
+                            .as_object()
+                            .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+                            .unwrap_or_default();
+                        (segments, methods)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for page in ["/docs", "/openapi.json"] {
+            paths.push((
+                page.split('/').map(str::to_owned).collect(),
+                vec!["GET".to_owned()],
+            ));
+        }
+        paths
+    });
+    let asked: Vec<&str> = path.split('/').collect();
+    paths
+        .iter()
+        .find(|(segments, _)| {
+            segments.len() == asked.len()
+                && segments
+                    .iter()
+                    .zip(&asked)
+                    .all(|(t, a)| t == a || (t.starts_with('{') && !a.is_empty()))
+        })
+        .map(|(_, methods)| methods.clone())
+        .unwrap_or_default()
 }

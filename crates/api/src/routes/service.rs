@@ -1,7 +1,7 @@
 //! Routes about the service itself: `/healthz`, `/readyz`, `/openapi.json`, `/v1/services`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -69,6 +69,17 @@ pub(crate) async fn services(State(state): State<AppState>, _caller: Caller) -> 
     })
 }
 
-pub(crate) async fn not_found() -> ApiResult<()> {
-    Err(ApiError::NotFound("route"))
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiResult<()> {
+    Err(ApiError::NoRoute(format!("{method} {}", uri.path())))
+}
+
+/// A route that exists, asked with a method it does not take.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let path = uri.path().to_owned();
+    let allowed = crate::routes::allowed_methods(&path).join(", ");
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path,
+        allowed,
+    }
 }
