@@ -33,6 +33,20 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves)
     Openapi,
+    /// Print the generated admin token (a lost one), or replace it with --rotate
+    AdminToken(AdminTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminTokenArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// The database's master key [default: the key file beside the SQLite file, or in ./posthorn-data]
+    #[arg(long, env = "POSTHORN_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// Replace the token with a new one (running servers take it at their next start)
+    #[arg(long)]
+    rotate: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +59,14 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = config::Config::resolve(args)?;
             runtime.block_on(serve::serve(config))
+        }
+        Command::AdminToken(args) => {
+            let url = database_url(&args.db)?;
+            runtime.block_on(serve::admin_token_command(
+                &url,
+                args.master_key.as_deref(),
+                args.rotate,
+            ))
         }
         Command::Openapi => {
             let doc = serde_json::to_string_pretty(&posthorn_api::openapi_document())?;

@@ -67,15 +67,21 @@ fn key_file(database: &str) -> PathBuf {
     dir.join("master.key")
 }
 
-fn master_key(config: &Config) -> anyhow::Result<Sealer> {
-    if let Some(key) = &config.master_key {
+/// The master key: given, or read from the key file; `generate`: made and written there when
+/// there is none.
+fn master_key(given: Option<&str>, database: &str, generate: bool) -> anyhow::Result<Sealer> {
+    if let Some(key) = given {
         return Sealer::new(key).map_err(|e| anyhow::anyhow!("--master-key: {e}"));
     }
-    let path = key_file(&config.database);
+    let path = key_file(database);
     match std::fs::read_to_string(&path) {
         Ok(key) => Sealer::new(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !generate => Err(anyhow::anyhow!(
+            "no master key: give --master-key, or run where {} is",
+            path.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if config.database.starts_with("postgres") {
+            if database.starts_with("postgres") {
                 tracing::warn!(path = %path.display(), "no master key given: generating one; every process on this database needs the same key (--master-key)");
             }
             if let Some(dir) = path.parent() {
@@ -110,14 +116,53 @@ async fn admin_token(config: &Config, store: &Store) -> anyhow::Result<String> {
         }
         return Ok(token.clone());
     }
-    let fresh = format!("ph_admin_{}", hex(&rand::random::<[u8; 24]>()));
-    let (token, generated) = store.init_secret_setting("admin_token", &fresh).await?;
-    if generated {
-        println!("admin token (shown once; kept in the database): {token}");
-    } else if config.dev {
+    let (token, generated) = store
+        .init_secret_setting(ADMIN_TOKEN, &fresh_admin_token())
+        .await?;
+    if generated || config.dev {
         println!("admin token: {token}");
     }
+    if generated {
+        println!(
+            "(generated now and kept in the database; `posthorn admin-token` prints it again)"
+        );
+    }
     Ok(token)
+}
+
+const ADMIN_TOKEN: &str = "admin_token";
+
+fn fresh_admin_token() -> String {
+    format!("ph_admin_{}", hex(&rand::random::<[u8; 24]>()))
+}
+
+/// `posthorn admin-token [--rotate]`: prints the generated admin token, or replaces it.
+pub async fn admin_token_command(
+    database: &str,
+    master: Option<&str>,
+    rotate: bool,
+) -> anyhow::Result<()> {
+    let sealer = master_key(master, database, false)?;
+    let store = Store::open(database, sealer)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("migration failed")?;
+    store.check_master_key().await?;
+    let token = if rotate {
+        let fresh = fresh_admin_token();
+        store.set_secret_setting(ADMIN_TOKEN, &fresh).await?;
+        fresh
+    } else {
+        store.secret_setting(ADMIN_TOKEN).await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "this database has no generated admin token (its server runs with --admin-token); \
+                 `posthorn admin-token --rotate` makes one"
+            )
+        })?
+    };
+    println!("admin token: {token}");
+    store.close().await;
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -152,7 +197,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if !ignored.is_empty() {
         tracing::warn!(sections = ?ignored, "config file sections not acted on by this version");
     }
-    let sealer = master_key(&config)?;
+    let sealer = master_key(config.master_key.as_deref(), &config.database, true)?;
     let store = Store::open(&config.database, sealer)
         .await
         .context("cannot open the database")?;

@@ -381,6 +381,49 @@ async fn an_unreachable_postgresql_is_named_at_once() {
     );
 }
 
+/// A lost admin token is printed again by `posthorn admin-token`, and `--rotate` replaces it: the
+/// next start takes the new one, and the old one is refused.
+#[tokio::test]
+async fn a_lost_admin_token_is_printed_again_and_can_be_rotated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--log-format", "text"]
+        .map(String::from)
+        .into();
+    let token_in = |lines: &[String]| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("admin token: ").map(str::to_owned))
+            .expect("the admin token is printed")
+    };
+    let mut server = Server::spawn(tmp.path(), &args, tmp.path()).await;
+    let first = token_in(&server.stdout.lock().unwrap().clone());
+    server.terminate().await;
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+            .arg("admin-token")
+            .args(extra)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        token_in(&text.lines().map(str::to_owned).collect::<Vec<_>>())
+    };
+    assert_eq!(run(&[]), first);
+    let second = run(&["--rotate"]);
+    assert_ne!(second, first);
+    assert_eq!(run(&[]), second);
+    let server = Server::spawn(tmp.path(), &args, tmp.path()).await;
+    let fresh = crate::util::Api::new(&server.base, &second);
+    assert_eq!(fresh.get("/v1/subscriptions").await.status, 200);
+    let old = crate::util::Api::new(&server.base, &first);
+    assert_eq!(old.get("/v1/subscriptions").await.status, 401);
+}
+
 /// Runs the futures at once, answers in order.
 async fn futures_like_join<F: std::future::Future + Send + 'static>(
     futures: Vec<F>,

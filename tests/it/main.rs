@@ -32,6 +32,7 @@ macro_rules! both_backends {
 mod api;
 mod delivery;
 mod durability;
+mod examples;
 mod network;
 mod resilience;
 mod scale;

@@ -443,8 +443,8 @@ async fn a_retry_closes_the_circuit_and_goes_now(backend: Backend) {
     .await;
     let held = api.get(&format!("/v1/deliveries/{second}")).await.body;
     assert_eq!(held["status"], "pending", "{held}");
-    assert_eq!(held["postponed"]["reason"], "circuit_open", "{held}");
-    assert_eq!(held["postponed"]["until"], circuit["until"], "{held}");
+    assert_eq!(held["held"]["reason"], "circuit_open", "{held}");
+    assert_eq!(held["held"]["until"], circuit["until"], "{held}");
     // The endpoint is fixed; the retry goes at once, well before the circuit would close.
     let r = api
         .send(

@@ -240,6 +240,19 @@ impl Store {
         }
     }
 
+    /// Stores `value` (sealed) under `key`, replacing what was there.
+    pub async fn set_secret_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(self.sealer.seal(value))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Stores `value` (sealed) under `key` unless the key exists; returns the value in force and
     /// whether it is the one given.
     pub async fn init_secret_setting(&self, key: &str, value: &str) -> Result<(String, bool)> {

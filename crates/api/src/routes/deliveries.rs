@@ -44,37 +44,32 @@ pub struct DeliveryView {
     pub created_at: String,
     pub updated_at: String,
     /// Why a pending delivery waits past its schedule, and until when: present while its
-    /// subscription's circuit is open.
+    /// subscription's circuit holds it back (a retry, recover or enable sends it now).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub postponed: Option<Postponed>,
+    pub held: Option<Held>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt_log: Option<Vec<AttemptView>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Postponed {
-    /// `circuit_open`.
+pub struct Held {
+    /// `circuit_open`: the subscription's circuit opened after failed attempts in a row; one
+    /// probe goes at `until`.
     pub reason: &'static str,
-    pub detail: String,
     pub until: String,
 }
 
 /// The subscription's open circuit, if any: until when, after how many failures.
 type Circuit = Option<(i64, u32)>;
 
-fn postponed(d: &DeliveryRow, circuit: Circuit) -> Option<Postponed> {
-    let (until, failures) = circuit?;
+fn held(d: &DeliveryRow, circuit: Circuit) -> Option<Held> {
+    let (until, _) = circuit?;
     let now = posthorn_core::time::now_ms();
     // Due before the circuit closes: it is the circuit that holds it (one due later waits for
     // its own schedule).
     (d.status == DeliveryStatus::Pending && until > now && d.next_attempt_at <= until).then(|| {
-        Postponed {
+        Held {
             reason: "circuit_open",
-            detail: format!(
-                "the subscription's circuit opened after {failures} failed attempts in a row; \
-                 its backlog waits for a probe at {} (a retry, recover or enable sends it now)",
-                to_rfc3339(until)
-            ),
             until: to_rfc3339(until),
         }
     })
@@ -82,7 +77,7 @@ fn postponed(d: &DeliveryRow, circuit: Circuit) -> Option<Postponed> {
 
 fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> DeliveryView {
     DeliveryView {
-        postponed: postponed(&d, circuit),
+        held: held(&d, circuit),
         next_attempt_at: (d.status == DeliveryStatus::Pending)
             .then(|| to_rfc3339(d.next_attempt_at)),
         id: d.id,

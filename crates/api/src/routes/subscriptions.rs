@@ -44,8 +44,8 @@ pub struct SubscriptionView {
 /// The subscription's circuit breaker as the dispatchers last set it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CircuitView {
-    /// `closed`, or `open`: its backlog waits until `until`, when one probe goes (a retry,
-    /// recover or enable closes it at once).
+    /// `closed`; `open`: its backlog waits until `until`, when one probe goes; `probing`: the
+    /// pause is over and the probe's outcome not yet known. A retry, recover or enable closes it.
     pub state: &'static str,
     pub until: Option<String>,
     /// Failed attempts in a row when it opened.
@@ -54,8 +54,8 @@ pub struct CircuitView {
 
 fn circuit_view(circuit: Option<(i64, u32)>) -> CircuitView {
     match circuit {
-        Some((until, failures)) if until > now_ms() => CircuitView {
-            state: "open",
+        Some((until, failures)) => CircuitView {
+            state: if until > now_ms() { "open" } else { "probing" },
             until: Some(to_rfc3339(until)),
             failures,
         },
