@@ -101,10 +101,20 @@ async fn invalid_requests_are_refused_naming_the_field(backend: Backend) {
         .await;
     assert_eq!(r.status, 422);
     assert_eq!(fields(&r.body), ["name", "data"]);
-    let r = api
-        .post("/v1/events", json!({"name": "posthorn.ping", "data": {}}))
-        .await;
-    assert_eq!((r.status, fields(&r.body)), (422, vec!["name".to_owned()]));
+    for reserved in [
+        "posthorn.ping",
+        "POSTHORN.ping",
+        "PostHorn.subscription.deleted",
+    ] {
+        let r = api
+            .post("/v1/events", json!({"name": reserved, "data": {}}))
+            .await;
+        assert_eq!(
+            (r.status, fields(&r.body)),
+            (422, vec!["name".to_owned()]),
+            "{reserved}"
+        );
+    }
     let r = api
         .post(
             "/v1/events",

@@ -109,7 +109,58 @@ async fn a_target_that_resolves_to_loopback_is_final_at_the_attempt(backend: Bac
     );
 }
 
+/// Credentials in a URL are refused when written, and kept out of the attempt log when a
+/// template renders them.
+async fn credentials_in_a_url_stay_out_of_logs(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let body = json!({"name": "n", "service": "http",
+        "config": {"url": "https://user:hunter2@example.com/h"}, "events": ["e"]});
+    let r = api.post("/v1/subscriptions", body).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "config.url");
+    assert!(!r.body.to_string().contains("hunter2"));
+    let templated = receiver.url.replace(
+        "http://",
+        "http://{{ event.data.user }}:{{ event.data.pw }}@",
+    );
+    let sub = api
+        .subscribe(&templated, &["e"], json!({"retry": {"schedule_s": []}}))
+        .await;
+    api.publish(json!({"name": "e", "data": {"user": "u", "pw": "hunter2"}}))
+        .await;
+    let dlv = api
+        .first_delivery(sub["id"].as_str().unwrap(), Duration::from_secs(20))
+        .await;
+    let d = wait_for_settled(&api, &dlv).await;
+    let logged = d["attempt_log"][0]["request"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // (The event's own data, in the body, holds it: that is the publisher's business.)
+    assert!(
+        logged.contains("***@") && !logged.contains("hunter2"),
+        "{logged}"
+    );
+    let headers = d["attempt_log"][0]["request"]["headers"].to_string();
+    assert!(!headers.contains("hunter2"), "{headers}");
+}
+
+async fn wait_for_settled(api: &crate::util::Api, id: &str) -> serde_json::Value {
+    crate::util::wait_for(
+        Duration::from_secs(20),
+        "the delivery to settle",
+        || async {
+            let d = api.get(&format!("/v1/deliveries/{id}")).await.body;
+            (d["status"] != "pending").then_some(d)
+        },
+    )
+    .await
+}
+
 both_backends!(
+    credentials_in_a_url_stay_out_of_logs,
     a_loopback_target_is_refused_when_written,
     a_target_that_resolves_to_loopback_is_final_at_the_attempt,
 );

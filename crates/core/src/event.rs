@@ -25,8 +25,12 @@ impl EventName {
         &self.0
     }
 
+    /// `posthorn.*` in any case (`POSTHORN.ping` is reserved too: a receiver comparing names
+    /// without case must not be fooled).
     pub fn is_reserved(&self) -> bool {
-        self.0.starts_with(RESERVED_PREFIX)
+        self.0
+            .get(..RESERVED_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX))
     }
 }
 
@@ -128,6 +132,9 @@ mod tests {
         }
         assert!(EventName::parse(&"a".repeat(128)).is_ok());
         assert!(EventName::parse("posthorn.ping").unwrap().is_reserved());
+        assert!(EventName::parse("POSTHORN.ping").unwrap().is_reserved());
+        assert!(EventName::parse("PostHorn.x").unwrap().is_reserved());
+        assert!(!EventName::parse("posthornx").unwrap().is_reserved());
     }
 
     #[test]

@@ -107,6 +107,13 @@ impl Target for HttpTarget {
     /// attempt.
     fn write_check(&self) -> Result<(), Invalid> {
         let Some(url) = &self.url else { return Ok(()) };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Invalid::one(
+                "url",
+                "credentials in a URL are not sent and would show in logs; put them in headers, \
+                 e.g. \"headers\": {\"authorization\": \"Basic …\"}",
+            ));
+        }
         let ips: Vec<IpAddr> = match url.host() {
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],

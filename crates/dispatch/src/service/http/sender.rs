@@ -66,7 +66,14 @@ impl Request {
     /// part of the log, is then neither escaped into it nor written to the database again.
     pub fn log_json(&self, envelope: bool) -> String {
         let body = (!envelope).then_some(&self.body[..]);
-        request_log(self.method, self.url.as_str(), &self.headers, body)
+        if self.url.username().is_empty() && self.url.password().is_none() {
+            return request_log(self.method, self.url.as_str(), &self.headers, body);
+        }
+        // Credentials in a URL (a templated one can render them) stay out of the log.
+        let mut shown = self.url.clone();
+        let _ = shown.set_username("***");
+        let _ = shown.set_password(None);
+        request_log(self.method, shown.as_str(), &self.headers, body)
     }
 }
 
