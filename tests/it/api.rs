@@ -584,7 +584,92 @@ async fn errors_outside_the_handlers_say_what_is_wrong(backend: Backend) {
     );
 }
 
+/// What some later reading would fail on is refused when it comes: duplicate keys anywhere, data
+/// nested too deep, a lone surrogate. Nothing is stored to be read back as `null`.
+async fn unusable_json_is_refused_where_it_is(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let raw = |path: &'static str, body: String| {
+        let base = api.base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .bearer_auth(crate::util::TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = raw(
+        "/v1/subscriptions",
+        r#"{"name": "a", "name": "b", "service": "http", "config": {"url": "https://e.com/h"}, "events": ["e"]}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("name")),
+        "{body}"
+    );
+    let (status, body) = raw(
+        "/v1/subscriptions",
+        r#"{"name": "a", "service": "http", "config": {"url": "https://e.com/h", "url": "https://other.com"}, "events": ["e"]}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("config.url")),
+        "{body}"
+    );
+    let (status, body) = raw(
+        "/v1/events",
+        r#"{"name": "e", "data": {"k": 1, "k": 2}}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("data.k")),
+        "{body}"
+    );
+    // An event type's schema is not bypassed by padding the data deep.
+    let r = api
+        .send(
+            "PUT",
+            "/v1/event-types/typed",
+            Some(&json!({"schema": {"type": "object", "properties": {"s": {"type": "string"}}}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deep = format!(
+        r#"{{"name": "typed", "data": {{"s": 5, "pad": {}{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let (status, body) = raw("/v1/events", deep).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("data.pad"),
+        "{body}"
+    );
+    let (status, _) = raw(
+        "/v1/events",
+        r#"{"name": "e", "data": {"s": "\ud800"}}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Nothing of these was stored.
+    let events = api.get("/v1/events").await.body;
+    assert_eq!(events["items"], json!([]), "{events}");
+}
+
 both_backends!(
+    unusable_json_is_refused_where_it_is,
     errors_outside_the_handlers_say_what_is_wrong,
     every_delivery_is_listed_and_filtered,
     unknown_fields_are_refused_naming_the_closest_field,

@@ -312,7 +312,7 @@ fn read_log(dir: &Path) -> String {
 /// A JSON API client.
 #[derive(Clone)]
 pub struct Api {
-    base: String,
+    pub base: String,
     token: Option<String>,
     http: reqwest::Client,
 }

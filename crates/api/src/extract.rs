@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use posthorn_core::json::JsonFault;
 use posthorn_core::validation::{join_path, serde_field_error};
 use posthorn_core::Invalid;
 use serde::de::DeserializeOwned;
@@ -52,9 +53,12 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
                 ApiError::BadRequest(r.body_text())
             }
         })?;
-        // Well-formed first (400), whatever its shape; typed reading then reports shapes (422).
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
-            .map_err(|e| ApiError::Malformed(e.to_string()))?;
+        // Well-formed first (400), whatever its shape; then usable by every later reading (no
+        // duplicate key, not too deep: 422 naming where); typed reading then reports shapes (422).
+        posthorn_core::json::check(&bytes).map_err(|fault| match fault {
+            JsonFault::Malformed(m) => ApiError::Malformed(m),
+            JsonFault::Unusable { path, message } => Invalid::one(path, message).into(),
+        })?;
         Ok(RawJson(bytes))
     }
 }

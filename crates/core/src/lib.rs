@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod id;
 pub mod index;
+pub mod json;
 pub mod network;
 pub mod owner;
 pub mod pattern;

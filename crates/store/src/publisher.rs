@@ -59,11 +59,17 @@ impl Publisher {
             Ok(_) => {}
             Err(msg) => errors.add(at("name"), msg),
         }
-        // The data as a tree, built only if a schema or a filter looks into it.
+        // The data as a tree, built only if a schema or a filter looks into it. Every body passed
+        // `posthorn_core::json::check`, so this parse succeeds; if it ever did not, the event is
+        // refused — never matched or checked as `null`.
         let tree = std::cell::OnceCell::new();
+        let unreadable = std::cell::Cell::new(false);
         let data = || {
             tree.get_or_init(|| {
-                serde_json::from_str::<Value>(req.data.get()).unwrap_or(Value::Null)
+                serde_json::from_str::<Value>(req.data.get()).unwrap_or_else(|_| {
+                    unreadable.set(true);
+                    Value::Null
+                })
             })
         };
         if !req.data.get().starts_with('{') {
@@ -98,6 +104,9 @@ impl Publisher {
                 errors.add(at("tenant"), "must be an application id");
             }
         }
+        if unreadable.get() {
+            errors.add(at("data"), "cannot be read as JSON");
+        }
         errors.finish()?;
         let id = req.id.unwrap_or_else(|| new_id("evt"));
         let subscriptions = self.subscriptions.matching_with(
@@ -107,6 +116,9 @@ impl Publisher {
             req.tenant.as_deref(),
             data,
         );
+        if unreadable.get() {
+            return Err(Invalid::one(at("data"), "cannot be read as JSON"));
+        }
         Ok(NewEvent {
             publisher: publisher.to_owned(),
             data: compact_json(req.data.get()).into_owned(),

@@ -11,7 +11,6 @@ use posthorn_core::Invalid;
 use posthorn_store::{EventQuery, Published, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -83,7 +82,7 @@ pub struct EventView {
     pub id: String,
     pub name: String,
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<RawValue>,
     pub origin: Option<String>,
     pub tenant: Option<String>,
     pub occurred_at: String,
@@ -92,9 +91,14 @@ pub struct EventView {
     pub deliveries: Option<Vec<DeliverySummary>>,
 }
 
-fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
-    EventView {
-        data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<EventView> {
+    Ok(EventView {
+        // The stored text as it is: it passed the same check as every body, so it is JSON.
+        data: RawValue::from_string(e.data).map_err(|e| {
+            ApiError::Unavailable(posthorn_store::StoreError::Corrupt(format!(
+                "a stored event's data is not JSON: {e}"
+            )))
+        })?,
         id: e.id,
         name: e.name,
         origin: e.origin,
@@ -102,7 +106,7 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> EventView {
         occurred_at: to_rfc3339(e.occurred_at),
         received_at: to_rfc3339(e.received_at),
         deliveries,
-    }
+    })
 }
 
 /// Publish an event, or a batch of up to 1000 (a JSON array), stored atomically.
@@ -206,7 +210,7 @@ pub(crate) async fn show(
             status,
         })
         .collect();
-    Ok(Json(view(event, Some(deliveries))))
+    Ok(Json(view(event, Some(deliveries))?))
 }
 
 /// Events, newest first: `?name=N&since=T&limit=&cursor=`.
@@ -245,10 +249,15 @@ pub(crate) async fn list(
             limit: limit + 1,
         })
         .await?;
+    // Each view first: a row that cannot be shown fails the page, never shows as `null`.
+    let views = rows
+        .into_iter()
+        .map(|e| Ok((e.seq, view(e, None)?)))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(paginate(
-        rows,
+        views,
         limit,
-        |e| e.seq.to_string(),
-        |e| view(e, None),
+        |(seq, _)| seq.to_string(),
+        |(_, v)| v,
     )))
 }
