@@ -564,6 +564,9 @@ async fn errors_outside_the_handlers_say_what_is_wrong(backend: Backend) {
         detail.contains("GET /v1/nope") && detail.contains("/docs"),
         "{detail}"
     );
+    let r = api.get("/v1/subscriptions/%ff").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
     let r = api.send("DELETE", "/v1/events", None).await;
     assert_eq!(r.status, 405, "{}", r.body);
     assert_eq!(r.headers["content-type"], "application/problem+json");

@@ -3,7 +3,8 @@
 //! [`crate::auth`].
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::header;
 use posthorn_core::json::JsonFault;
 use posthorn_core::validation::{join_path, serde_field_error};
@@ -12,6 +13,25 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
+
+/// A path parameter (`/v1/subscriptions/{id}`), whose rejection — `%ff` that does not decode to
+/// UTF-8, a segment that is not what the route takes — is a problem+json like every error.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|r| ApiError::BadRequest(format!("the path is not usable: {}", r.body_text())))
+    }
+}
 
 /// A JSON request body, parsed but not yet typed.
 pub struct JsonBody(pub Value);

@@ -1,7 +1,7 @@
 //! Delivery logs: `GET /v1/subscriptions/{id}/deliveries`, `GET /v1/deliveries/{id}` (with every
 //! attempt's request and response), `POST /v1/deliveries/{id}/retry`.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::{parse_rfc3339, to_rfc3339};
@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::list::{paginate, Page, Query};

@@ -1,7 +1,7 @@
 //! `/v1/event-types`: the optional catalogue of event names, with a JSON Schema (2020-12) that
 //! published events must satisfy. The admin writes; every caller reads.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::to_rfc3339;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody};

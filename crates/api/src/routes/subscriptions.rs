@@ -1,7 +1,7 @@
 //! `/v1/subscriptions`: create, list, read, replace (PUT), merge (PATCH, RFC 7396), delete, and
 //! the actions enable, disable, test, rotate-secret and recover.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::event::is_valid_token;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody};
