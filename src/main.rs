@@ -35,6 +35,9 @@ enum Command {
     Openapi,
     /// Print the generated admin token (a lost one), or replace it with --rotate
     AdminToken(AdminTokenArgs),
+    /// Compile and render templates for a server, in a process of their own (started by it)
+    #[command(hide = true, name = "template-worker")]
+    TemplateWorker,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +54,10 @@ struct AdminTokenArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::TemplateWorker = cli.command {
+        // No runtime, no threads: a small process that a hostile template may take down.
+        return posthorn_dispatch::sandbox::run_worker().context("template worker");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,6 +75,7 @@ fn main() -> anyhow::Result<()> {
                 args.rotate,
             ))
         }
+        Command::TemplateWorker => Ok(()),
         Command::Openapi => {
             let doc = serde_json::to_string_pretty(&posthorn_api::openapi_document())?;
             println!("{doc}");

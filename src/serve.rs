@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
 use posthorn_core::{NetworkPolicy, Registry};
+use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
 use posthorn_store::{
@@ -209,8 +210,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if config.dev {
         allowed.extend(NetworkPolicy::dev_ranges());
     }
-    let http =
-        HttpService::new(NetworkPolicy::new(allowed)).context("cannot build the HTTP client")?;
+    // Templates compile and render in worker processes of this binary, never here.
+    let program =
+        std::env::current_exe().context("cannot find this program, for template workers")?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let sandbox = Arc::new(TemplateSandbox::new(program, cores.max(2)));
+    let http = HttpService::new(NetworkPolicy::new(allowed), sandbox)
+        .context("cannot build the HTTP client")?;
     let mut services = Registry::new();
     services.register(Arc::new(http));
     let services = Arc::new(services);

@@ -405,7 +405,98 @@ async fn broken_filters_and_templates_are_refused_at_create(backend: Backend) {
     );
 }
 
+/// Hostile templates cost only their own delivery: compiled and rendered in worker processes with
+/// a memory cap and a deadline, they cannot freeze the routes, grow the server, or take it down.
+async fn hostile_templates_cost_only_their_own_delivery(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    // Folded into a 300 MB constant when compiled: refused when saved.
+    let folded = "{{ ('a' * 100000000) ~ ('a' * 100000000) ~ ('a' * 100000000) }}";
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "folded", "service": "http", "events": ["e"],
+                "config": {"url": receiver.url, "body": folded, "content_type": "text/plain"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "config.body", "{}", r.body);
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory"),
+        "{}",
+        r.body
+    );
+    // Doubles a string forty times: 2^40 bytes.
+    let doubling = "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+    // Allocates 90 MB two hundred times: many seconds of work that fuel does not count.
+    let slow = "{% for i in range(500) %}{% set x = 'a' * (90000000 + i) %}{% endfor %}done";
+    let mut hostile = Vec::new();
+    for (name, body) in [("doubling", doubling), ("slow", slow)] {
+        let sub = api
+            .subscribe(
+                &receiver.url,
+                &["e"],
+                json!({"name": name, "config": {"url": receiver.url, "body": body, "content_type": "text/plain"}}),
+            )
+            .await;
+        hostile.push((name, sub["id"].as_str().unwrap().to_owned()));
+    }
+    let healthy = api.subscribe(&receiver.url, &["e"], json!({})).await;
+    let healthy = healthy["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "e", "data": {}})).await;
+    // While they render, the routes answer at once.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let t = std::time::Instant::now();
+        let r = api.without_token().get("/healthz").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "/healthz took {:?}",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dlv = api.first_delivery(&healthy, WAIT).await;
+    api.delivery_with_status(&dlv, "succeeded", WAIT).await;
+    for (name, id) in &hostile {
+        let dlv = api.first_delivery(id, WAIT).await;
+        let d = api.delivery_with_status(&dlv, "dead", WAIT).await;
+        let error = d["attempt_log"][0]["error"].as_str().unwrap();
+        let why = if *name == "doubling" {
+            "memory"
+        } else {
+            "longer than"
+        };
+        assert!(error.contains(why), "{name}: {error}");
+    }
+    // The server never held what the templates asked for.
+    let rss = server.resident_bytes();
+    assert!(
+        rss < 150 * 1024 * 1024,
+        "the server grew to {} MB",
+        rss / (1024 * 1024)
+    );
+    // And templates keep working after the workers that died were replaced.
+    let sub = api
+        .subscribe(
+            &receiver.url,
+            &["after"],
+            json!({"config": {"url": receiver.url, "body": "{{ event.name }}!", "content_type": "text/plain"}}),
+        )
+        .await;
+    api.publish(json!({"name": "after", "data": {}})).await;
+    let dlv = api.first_delivery(sub["id"].as_str().unwrap(), WAIT).await;
+    api.delivery_with_status(&dlv, "succeeded", WAIT).await;
+    assert!(receiver.hits().iter().any(|h| &h.body[..] == b"after!"));
+}
+
 both_backends!(
+    hostile_templates_cost_only_their_own_delivery,
     an_ftrack_status_filter_lets_only_the_status_change_through,
     data_is_delivered_as_written_and_filters_still_read_it,
     a_fluidsurveys_response_is_delivered_form_encoded,

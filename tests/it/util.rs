@@ -283,6 +283,17 @@ impl Server {
         read_log(&self.dir)
     }
 
+    /// The server's resident memory, in bytes (Linux).
+    pub fn resident_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill");

@@ -4,8 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use posthorn_core::json::JsonFault;
 use posthorn_core::validation::{join_path, serde_field_error};
 use posthorn_core::Invalid;

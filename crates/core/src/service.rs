@@ -51,8 +51,8 @@ pub trait Target: Send + Sync + fmt::Debug {
     /// Checks made when a subscription is written, and not when a stored one is loaded: a
     /// refusal that depends on how this process runs (its network policy) must not drop a
     /// subscription stored under another. Field paths relative to `config`.
-    fn write_check(&self) -> Result<(), Invalid> {
-        Ok(())
+    fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Makes one attempt. A target never panics on what a subscriber or publisher wrote: a

@@ -13,6 +13,7 @@
 
 mod dispatcher;
 pub mod fairness;
+pub mod sandbox;
 pub mod service;
 
 pub use dispatcher::{DispatchConfig, Dispatcher};

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
 

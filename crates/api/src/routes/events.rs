@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Path;
 use crate::extract::{typed_text, RawJson};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;

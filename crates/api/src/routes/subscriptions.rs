@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::extract::Path;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
@@ -98,13 +98,14 @@ fn view(sub: Subscription, show_secret: bool, circuit: Option<(i64, u32)>) -> Su
 }
 
 /// Reads and checks a spec; field paths are those of the request.
-fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Invalid> {
+async fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Invalid> {
     let spec: SubscriptionSpec = typed(body, "")?;
     let compiled = spec.validate(&state.services)?;
     // What only a write checks (the target against this server's network policy).
     compiled
         .target
         .write_check()
+        .await
         .map_err(|e| e.within("config"))?;
     Ok(spec)
 }
@@ -155,7 +156,7 @@ pub(crate) async fn create(
     if let Value::Object(fields) = &mut spec_body {
         fields.remove("owner");
     }
-    let spec = checked_spec(&state, &spec_body)?;
+    let spec = checked_spec(&state, &spec_body).await?;
     let now = now_ms();
     let sub = Subscription {
         id: new_id("sub"),
@@ -282,7 +283,7 @@ pub(crate) async fn replace(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
-    sub.spec = checked_spec(&state, &body)?;
+    sub.spec = checked_spec(&state, &body).await?;
     Ok(Json(
         view_one(&state, save(&state, sub).await?, false).await?,
     ))
@@ -305,7 +306,7 @@ pub(crate) async fn patch(
     let mut sub = load(&state, &caller, &id).await?;
     let mut merged = serde_json::to_value(&sub.spec).unwrap_or(Value::Null);
     merge_patch(&mut merged, &body);
-    sub.spec = checked_spec(&state, &merged)?;
+    sub.spec = checked_spec(&state, &merged).await?;
     Ok(Json(
         view_one(&state, save(&state, sub).await?, false).await?,
     ))

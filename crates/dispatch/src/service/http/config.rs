@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use posthorn_core::shape::{is_template, Templates};
+use posthorn_core::shape::is_template;
 use posthorn_core::validation::{serde_field_error, Errors, Invalid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -125,9 +125,10 @@ fn is_header_name(name: &str) -> bool {
 }
 
 impl HttpConfig {
-    /// Parses and checks the `config` of an `http` subscription, with its templates parsed;
-    /// field paths are relative to it.
-    pub fn from_value(value: &Value) -> Result<(Self, Option<Templates>), Invalid> {
+    /// Parses and checks the `config` of an `http` subscription; field paths are relative to it.
+    /// Its templates (a templated `url`, a `body`) are not compiled here: that happens in the
+    /// template sandbox, when the subscription is written ([`crate::sandbox`]).
+    pub fn from_value(value: &Value) -> Result<Self, Invalid> {
         let Some(obj) = value.as_object() else {
             return Err(Invalid::one("", "must be an object"));
         };
@@ -163,18 +164,6 @@ impl HttpConfig {
         } else if media.is_empty() || !media.contains('/') {
             errors.add("content_type", "must be a media type such as text/plain");
         }
-        let templates = if url_template || config.body.is_some() {
-            let url = url_template.then_some(config.url.as_str());
-            match Templates::parse(url, config.body.as_deref()) {
-                Ok(t) => Some(t),
-                Err((field, why)) => {
-                    errors.add(field, format!("the template does not parse: {why}"));
-                    None
-                }
-            }
-        } else {
-            None
-        };
         for (name, value) in &config.headers {
             let field = format!("headers.{name}");
             if !is_header_name(name) {
@@ -200,7 +189,7 @@ impl HttpConfig {
             }
         }
         errors.finish()?;
-        Ok((config, templates))
+        Ok(config)
     }
 }
 
@@ -215,9 +204,7 @@ mod tests {
 
     #[test]
     fn a_minimal_config_gets_the_defaults() {
-        let (c, templates) =
-            HttpConfig::from_value(&json!({"url": "https://example.com/h"})).unwrap();
-        assert!(templates.is_none());
+        let c = HttpConfig::from_value(&json!({"url": "https://example.com/h"})).unwrap();
         assert_eq!(c.timeout_ms, 15000);
         assert_eq!(c.method, HttpMethod::Post);
         assert_eq!(c.content_type, JSON);
@@ -248,27 +235,17 @@ mod tests {
     }
 
     #[test]
-    fn templates_and_form_encoding_are_checked() {
-        let ok = HttpConfig::from_value(
+    fn templated_urls_and_content_types_are_checked() {
+        // Templates compile in the sandbox; here, what does not need them.
+        assert!(HttpConfig::from_value(
             &json!({"url": "https://h/{{ event.data.id }}", "method": "put",
-            "body": "{{ event | tojson }}", "content_type": "text/plain"}),
+            "body": "{{ event | tojson }}", "content_type": "text/plain"})
         )
-        .unwrap();
-        assert!(ok.1.as_ref().unwrap().has_url() && ok.1.as_ref().unwrap().has_body());
-        assert!(
-            HttpConfig::from_value(&json!({"url": "https://h", "content_type": FORM}))
-                .unwrap()
-                .1
-                .is_none()
-        );
-        let e =
-            HttpConfig::from_value(&json!({"url": "https://h", "body": "{% if %}"})).unwrap_err();
-        assert_eq!(fields(e.clone()), ["body"]);
-        assert!(e.0[0].message.contains("line 1"), "{e}");
-        let e =
-            HttpConfig::from_value(&json!({"url": "https://h/{{", "content_type": "text/plain"}))
-                .unwrap_err();
-        assert_eq!(fields(e), ["content_type", "url"]);
+        .is_ok());
+        assert!(HttpConfig::from_value(&json!({"url": "https://h", "content_type": FORM})).is_ok());
+        let e = HttpConfig::from_value(&json!({"url": "https://h", "content_type": "text/plain"}))
+            .unwrap_err();
+        assert_eq!(fields(e), ["content_type"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
-use posthorn_core::shape::{form_encode, Templates};
+use posthorn_core::shape::{form_encode, is_template};
 use posthorn_core::signing::signature_header;
 use posthorn_core::validation::Invalid;
 use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
@@ -25,6 +25,8 @@ use url::Url;
 
 pub use config::{CertificateCheck, HttpConfig, HttpMethod, FORM, JSON};
 pub use sender::HttpSender;
+
+use crate::sandbox::TemplateSandbox;
 use sender::{build_request, unsent_log};
 
 /// The longest wait a `Retry-After` may impose.
@@ -34,13 +36,19 @@ const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 pub struct HttpService {
     sender: HttpSender,
     policy: Arc<NetworkPolicy>,
+    sandbox: Arc<TemplateSandbox>,
     schema: Value,
 }
 
 impl HttpService {
     /// Targets are checked against `policy` at every attempt, after resolution.
-    pub fn new(policy: NetworkPolicy) -> Result<Self, rustls::Error> {
+    /// `sandbox` compiles and renders the templates.
+    pub fn new(
+        policy: NetworkPolicy,
+        sandbox: Arc<TemplateSandbox>,
+    ) -> Result<Self, rustls::Error> {
         Ok(Self {
+            sandbox,
             policy: Arc::new(policy.clone()),
             sender: HttpSender::new(policy)?,
             schema: serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap_or(Value::Null),
@@ -62,16 +70,19 @@ impl Service for HttpService {
     }
 
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
-        let (config, templates) = HttpConfig::from_value(config)?;
+        let config = HttpConfig::from_value(config)?;
         // Parsed once here, not for every attempt (unless it is a template).
-        let url = match &templates {
-            Some(t) if t.has_url() => None,
-            _ => Url::parse(&config.url).ok(),
+        let url_template = is_template(&config.url).then(|| config.url.clone());
+        let url = match &url_template {
+            Some(_) => None,
+            None => Url::parse(&config.url).ok(),
         };
         Ok(Arc::new(HttpTarget {
+            body_template: config.body.clone(),
+            url_template,
+            sandbox: self.sandbox.clone(),
             config,
             url,
-            templates,
             sender: self.sender.clone(),
             policy: self.policy.clone(),
         }))
@@ -83,8 +94,11 @@ pub struct HttpTarget {
     config: HttpConfig,
     /// `config.url` parsed, unless it is a template.
     url: Option<Url>,
-    /// The templated URL and body, parsed.
-    templates: Option<Templates>,
+    /// The URL when it is a template, and the body template: compiled and rendered in the
+    /// sandbox, never here.
+    url_template: Option<String>,
+    body_template: Option<String>,
+    sandbox: Arc<TemplateSandbox>,
     sender: HttpSender,
     policy: Arc<NetworkPolicy>,
 }
@@ -105,7 +119,26 @@ impl Target for HttpTarget {
     /// A URL whose host is an address (or `localhost`) the network policy refuses would be
     /// refused at every attempt: say so now. A name is checked when it is resolved, at each
     /// attempt.
-    fn write_check(&self) -> Result<(), Invalid> {
+    fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
+        Box::pin(async move {
+            self.check_policy()?;
+            if self.url_template.is_some() || self.body_template.is_some() {
+                self.sandbox
+                    .check(self.url_template.as_deref(), self.body_template.as_deref())
+                    .await
+                    .map_err(|(field, why)| Invalid::one(field, why))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report> {
+        Box::pin(self.send(attempt))
+    }
+}
+
+impl HttpTarget {
+    fn check_policy(&self) -> Result<(), Invalid> {
         let Some(url) = &self.url else { return Ok(()) };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Invalid::one(
@@ -141,16 +174,10 @@ impl Target for HttpTarget {
         }
     }
 
-    fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report> {
-        Box::pin(self.send(attempt))
-    }
-}
-
-impl HttpTarget {
     async fn send(&self, a: Attempt<'_>) -> Report {
         let event = a.event;
         let timestamp = a.started_at / 1000;
-        let (url, body, envelope) = match self.shape(event) {
+        let (url, body, envelope) = match self.shape(event).await {
             Ok(shaped) => shaped,
             // A template that fails now will fail every time.
             Err(error) => {
@@ -231,25 +258,36 @@ impl HttpTarget {
 
     /// The URL and body of an attempt: the JSON envelope by default (built without parsing the
     /// stored data again; the flag says so), the data as form fields, or the rendered templates.
-    fn shape(&self, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool), String> {
+    async fn shape(&self, event: &StoredEvent) -> Result<(Url, Vec<u8>, bool), String> {
         let config = &self.config;
         let envelope_bytes = event.envelope();
-        let templates = self.templates.as_ref();
-        let needs_value = templates.is_some() || is_form(&config.content_type);
+        let templated = self.url_template.is_some() || self.body_template.is_some();
+        let needs_value = templated || is_form(&config.content_type);
         let envelope_value: Value = if needs_value {
             serde_json::from_slice(&envelope_bytes)
                 .map_err(|e| format!("stored event is not JSON: {e}"))?
         } else {
             Value::Null
         };
-        let url = match (templates.filter(|t| t.has_url()), &self.url) {
-            (Some(t), _) => http_url(t.render_url(&envelope_value)?, "the url template gave")?,
+        let (rendered_url, rendered_body) = if templated {
+            self.sandbox
+                .render(
+                    self.url_template.as_deref(),
+                    self.body_template.as_deref(),
+                    &envelope_value,
+                )
+                .await?
+        } else {
+            (None, None)
+        };
+        let url = match (rendered_url, &self.url) {
+            (Some(u), _) => http_url(u, "the url template gave")?,
             (None, Some(url)) => url.clone(),
             // Checked when the subscription was stored, so only a stored row changed since.
             (None, None) => http_url(config.url.clone(), "the url is")?,
         };
-        let body = match templates.filter(|t| t.has_body()) {
-            Some(t) => t.render_body(&envelope_value)?.into_bytes(),
+        let body = match rendered_body {
+            Some(b) => b.into_bytes(),
             None if is_form(&config.content_type) => {
                 form_encode(&envelope_value["data"]).into_bytes()
             }
