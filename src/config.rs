@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576]
     #[arg(long, env = "POSTHORN_BODY_LIMIT")]
     pub body_limit: Option<usize>,
+    /// How long an application's access token lasts, in seconds [default: 3600]
+    #[arg(long, env = "POSTHORN_TOKEN_TTL_S")]
+    pub token_ttl_s: Option<u64>,
 }
 
 /// Every key of the config file, and what flags and environment variables set: figment merges
@@ -105,6 +108,7 @@ pub struct Settings {
     pub disable_after_days: f64,
     pub purge_every_s: u64,
     pub body_limit: usize,
+    pub token_ttl_s: u64,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
@@ -122,6 +126,7 @@ struct Defaults {
     disable_after_days: f64,
     purge_every_s: u64,
     body_limit: usize,
+    token_ttl_s: u64,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -131,6 +136,7 @@ const DEFAULTS: Defaults = Defaults {
     disable_after_days: 5.0,
     purge_every_s: 300,
     body_limit: 1024 * 1024,
+    token_ttl_s: 3600,
 };
 
 /// What flags (or their environment variables) set, as the top layer; absent ones leave the
@@ -161,6 +167,8 @@ struct Overrides {
     purge_every_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     body_limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_ttl_s: Option<u64>,
 }
 
 impl Settings {
@@ -222,6 +230,7 @@ pub struct Config {
     pub disable_after: std::time::Duration,
     pub purge_every: std::time::Duration,
     pub body_limit: usize,
+    pub token_ttl: std::time::Duration,
     pub smtp: Option<SmtpConfig>,
     pub sources: SourcesConfig,
     pub services: Vec<PluginConfig>,
@@ -252,6 +261,7 @@ impl Config {
             disable_after_days: args.disable_after_days,
             purge_every_s: args.purge_every_s,
             body_limit: args.body_limit,
+            token_ttl_s: args.token_ttl_s,
         };
         let file = Settings::load(args.db.config.as_deref(), overrides)?;
         let listen: SocketAddr = file.listen.parse().with_context(|| {
@@ -291,6 +301,7 @@ impl Config {
             disable_after,
             purge_every,
             body_limit: file.body_limit,
+            token_ttl: std::time::Duration::from_secs(file.token_ttl_s.clamp(1, 86_400)),
             listen,
             database: file.database,
             admin_token: file.admin_token,

@@ -253,6 +253,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         subscriptions: writer,
         event_types,
         services,
+        token_ttl: config.token_ttl,
         admin_token: Arc::from(token.as_str()),
     });
     let app = router(

@@ -30,6 +30,7 @@ macro_rules! both_backends {
 }
 
 mod api;
+mod applications;
 mod delivery;
 mod durability;
 mod examples;

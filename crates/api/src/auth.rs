@@ -30,6 +30,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscriptions" => Some(Scope::Subscriptions),
+            "publish" => Some(Scope::Publish),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Subscriptions => "subscriptions",
@@ -156,15 +164,40 @@ impl Caller {
         }
     }
 
-    /// The caller these credentials stand for, if any.
-    pub fn resolve(state: &AppState, credentials: &Credentials) -> Option<Self> {
-        match credentials {
-            Credentials::Bearer(token) | Credentials::AuthToken(token)
-                if same(token.as_bytes(), state.admin_token.as_bytes()) =>
-            {
-                Some(Self::admin())
-            }
-            _ => None,
+    /// The caller these credentials stand for, if any: the admin token, or an application's
+    /// access token (checked against the database, through a cache trusted for half a second).
+    pub async fn resolve(
+        state: &AppState,
+        credentials: &Credentials,
+    ) -> Result<Option<Self>, ApiError> {
+        let token = match credentials {
+            Credentials::Bearer(t) | Credentials::AuthToken(t) => t,
+            Credentials::Basic { .. } => return Ok(None),
+        };
+        if same(token.as_bytes(), state.admin_token.as_bytes()) {
+            return Ok(Some(Self::admin()));
+        }
+        if !token.starts_with("pht_") {
+            return Ok(None);
+        }
+        Ok(state.store.token(token).await?.map(|grant| Caller {
+            owner: Owner::Application(grant.application_id),
+            scopes: Some(
+                grant
+                    .scopes
+                    .iter()
+                    .filter_map(|s| Scope::parse(s))
+                    .collect(),
+            ),
+        }))
+    }
+
+    /// An application caller, for tests.
+    #[cfg(test)]
+    fn application(id: &str, scopes: Vec<Scope>) -> Self {
+        Caller {
+            owner: Owner::Application(id.to_owned()),
+            scopes: Some(scopes),
         }
     }
 }
@@ -185,9 +218,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Credentials::from_headers(&parts.headers) {
-            Some(c @ Credentials::Bearer(_)) => {
-                Caller::resolve(state, &c).ok_or(ApiError::Unauthorized)
-            }
+            Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
+                .await?
+                .ok_or(ApiError::Unauthorized),
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -247,10 +280,7 @@ mod tests {
     #[test]
     fn scopes_are_required_of_applications_only() {
         assert!(Caller::admin().require(Scope::Publish).is_ok());
-        let app = Caller {
-            owner: Owner::Application("app_1".into()),
-            scopes: Some(vec![Scope::Subscriptions]),
-        };
+        let app = Caller::application("app_1", vec![Scope::Subscriptions]);
         assert!(app.require(Scope::Subscriptions).is_ok());
         assert!(app.require(Scope::Publish).is_err());
         assert!(app.require_admin().is_err());

@@ -59,6 +59,8 @@ pub struct Shared {
     /// The delivery services: listed by `GET /v1/services`, and what subscriptions are checked
     /// against.
     pub services: Arc<Registry>,
+    /// How long an application's access token lasts.
+    pub token_ttl: std::time::Duration,
     pub admin_token: Arc<str>,
 }
 

@@ -1,9 +1,13 @@
 //! The OpenAPI document, generated from the handlers' annotations and the types they exchange.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{deliveries, event_types, events, filters, service, subscriptions};
+use crate::routes::{
+    applications, deliveries, event_types, events, filters, oauth, service, subscriptions,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +21,8 @@ use crate::routes::{deliveries, event_types, events, filters, service, subscript
         subscriptions::test, subscriptions::rotate_secret, subscriptions::recover,
         filters::evaluate, deliveries::list, deliveries::list_for_subscription,
         deliveries::list_for_event, deliveries::show, deliveries::retry,
+        applications::create, applications::list, applications::show, applications::delete,
+        applications::rotate_secret, oauth::token,
     ),
     components(schemas(crate::error::Problem, posthorn_core::FieldError)),
     modifiers(&Bearer),
@@ -30,7 +36,26 @@ impl Modify for Bearer {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token, or an application's access token from /oauth/token",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
+                ClientCredentials::new(
+                    "/oauth/token",
+                    Scopes::from_iter([
+                        ("subscriptions", "manage its own subscriptions, read their deliveries, event types and services"),
+                        ("publish", "publish events (for itself as tenant)"),
+                    ]),
+                ),
+            )])),
         );
     }
 }

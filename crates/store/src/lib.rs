@@ -30,6 +30,7 @@
 //! - The store does not know the dispatcher: it hands deliveries over and says work fell due
 //!   through the [`Handoff`] it was given.
 
+mod applications;
 mod cache;
 mod commit;
 mod dialect;
@@ -51,6 +52,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
+pub use applications::{Application, CredentialsRefused, TokenGrant};
 pub use cache::SubscriptionCache;
 pub use dialect::Backend;
 pub(crate) use dialect::{get, placeholders, value_rows};
@@ -93,6 +95,8 @@ pub struct Inner {
     listen_url: Option<String>,
     /// Signalled when another process announces a change of subscriptions or event types.
     changed: Arc<tokio::sync::Notify>,
+    /// Recent access-token lookups.
+    tokens: applications::Tokens,
 }
 
 impl std::fmt::Debug for Store {
@@ -167,6 +171,7 @@ impl Store {
             committer,
             listen_url: (backend == Backend::Postgres).then(|| url.to_owned()),
             changed: Arc::default(),
+            tokens: Arc::default(),
         })))
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
@@ -131,6 +131,7 @@ pub(crate) async fn list_for_subscription(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
+    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     check_owner(&state, &caller, &id).await?;
@@ -195,6 +196,7 @@ pub(crate) async fn list(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
+    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     query.owner = caller.visibility().owner().map(str::to_owned);
@@ -226,6 +228,7 @@ pub(crate) async fn list_for_event(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
+    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     let seen = caller.visibility();
@@ -260,6 +263,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryView>> {
+    caller.require(Scope::Subscriptions)?;
     let (delivery, attempts) = state
         .store
         .delivery(&caller.visibility(), &id)
@@ -280,6 +284,7 @@ pub(crate) async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    caller.require(Scope::Subscriptions)?;
     let seen = caller.visibility();
     let (delivery, _) = state
         .store

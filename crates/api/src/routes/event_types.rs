@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
@@ -115,9 +115,10 @@ pub(crate) async fn put(
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<EventTypeView>> {
+    caller.require(Scope::Subscriptions)?;
     let t = state
         .store
         .event_type(&name)
@@ -133,9 +134,10 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<EventTypeView>>> {
+    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     // The catalogue is small: page it in memory, the cursor being the last name shown.

@@ -7,13 +7,13 @@ use axum::Json;
 use posthorn_core::event::PublishRequest;
 use posthorn_core::time::{parse_rfc3339, to_rfc3339};
 use posthorn_core::validation::Errors;
-use posthorn_core::Invalid;
+use posthorn_core::{Invalid, Owner};
 use posthorn_store::{EventQuery, Published, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed_text, RawJson};
@@ -124,6 +124,7 @@ pub(crate) async fn publish(
     caller: Caller,
     RawJson(body): RawJson,
 ) -> ApiResult<Response> {
+    caller.require(Scope::Publish)?;
     // Each event is read from its own text straight into its typed form: no `Value` tree of the
     // whole body is built, copied and dropped on the way.
     let (items, batch): (Vec<&str>, bool) = match body.trim_ascii_start().first() {
@@ -151,11 +152,13 @@ pub(crate) async fn publish(
         } else {
             String::new()
         };
-        let prepared = typed_text::<PublishRequest>(item, &prefix).and_then(|req| {
-            state
-                .publisher
-                .prepare(caller.owner().as_str(), req, &prefix)
-        });
+        let prepared = typed_text::<PublishRequest>(item, &prefix)
+            .and_then(|req| for_tenant(&caller, req, &prefix))
+            .and_then(|req| {
+                state
+                    .publisher
+                    .prepare(caller.owner().as_str(), req, &prefix)
+            });
         match prepared {
             Ok(e) => events.push(e),
             Err(invalid) => errors.extend(invalid),
@@ -178,6 +181,32 @@ pub(crate) async fn publish(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(one)).into_response())
+}
+
+/// An application publishes for itself: its events carry it as their tenant (only its own and the
+/// admin's subscriptions receive them); naming another tenant is a 422.
+fn for_tenant(
+    caller: &Caller,
+    mut req: PublishRequest,
+    prefix: &str,
+) -> Result<PublishRequest, Invalid> {
+    if let Owner::Application(app) = caller.owner() {
+        match &req.tenant {
+            Some(t) if t != app => {
+                let field = if prefix.is_empty() {
+                    "tenant".to_owned()
+                } else {
+                    format!("{prefix}.tenant")
+                };
+                return Err(Invalid::one(
+                    field,
+                    "an application publishes for itself only (leave tenant out)",
+                ));
+            }
+            _ => req.tenant = Some(app.clone()),
+        }
+    }
+    Ok(req)
 }
 
 fn malformed(e: serde_json::Error) -> ApiError {

@@ -1,10 +1,12 @@
 //! One module per resource; [`routes`] puts them together.
 
+pub(crate) mod applications;
 pub(crate) mod deliveries;
 pub(crate) mod docs;
 pub(crate) mod event_types;
 pub(crate) mod events;
 pub(crate) mod filters;
+pub(crate) mod oauth;
 pub(crate) mod service;
 pub(crate) mod subscriptions;
 
@@ -20,6 +22,19 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(service::openapi))
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
+        .route("/oauth/token", post(oauth::token))
+        .route(
+            "/v1/applications",
+            post(applications::create).get(applications::list),
+        )
+        .route(
+            "/v1/applications/{id}",
+            get(applications::show).delete(applications::delete),
+        )
+        .route(
+            "/v1/applications/{id}/rotate-secret",
+            post(applications::rotate_secret),
+        )
         .route("/v1/events", post(events::publish).get(events::list))
         .route("/v1/events/{id}", get(events::show))
         .route(

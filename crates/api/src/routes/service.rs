@@ -55,8 +55,12 @@ pub struct ServiceList {
 /// The delivery services and the schema of their config.
 #[utoipa::path(get, operation_id = "listServices", path = "/v1/services", tag = "service",
     responses((status = 200, body = ServiceList)), security(("bearer" = [])))]
-pub(crate) async fn services(State(state): State<AppState>, _caller: Caller) -> Json<ServiceList> {
-    Json(ServiceList {
+pub(crate) async fn services(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ServiceList>> {
+    caller.require(crate::auth::Scope::Subscriptions)?;
+    Ok(Json(ServiceList {
         items: state
             .services
             .iter()
@@ -66,7 +70,7 @@ pub(crate) async fn services(State(state): State<AppState>, _caller: Caller) -> 
                 config_schema: s.config_schema().clone(),
             })
             .collect(),
-    })
+    }))
 }
 
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiResult<()> {

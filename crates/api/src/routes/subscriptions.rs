@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
@@ -138,11 +138,14 @@ pub(crate) async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
+    caller.require(Scope::Subscriptions)?;
     let owner = match body.get("owner") {
         None | Some(Value::Null) => caller.owner().as_str().to_owned(),
         Some(Value::String(o)) if caller.is_admin() => {
-            if o != ADMIN && !is_valid_token(o) {
-                return Err(Invalid::one("owner", "must be admin or an application id").into());
+            if o != ADMIN && (!is_valid_token(o) || state.store.application(o).await?.is_none()) {
+                return Err(
+                    Invalid::one("owner", "must be admin or the id of an application").into(),
+                );
             }
             o.clone()
         }
@@ -188,6 +191,7 @@ pub(crate) async fn list(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<SubscriptionView>>> {
+    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     let event = q.get("event");
@@ -266,6 +270,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     Ok(Json(
         view_one(&state, load(&state, &caller, &id).await?, false).await?,
     ))
@@ -282,6 +287,7 @@ pub(crate) async fn replace(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec = checked_spec(&state, &body).await?;
     Ok(Json(
@@ -300,6 +306,7 @@ pub(crate) async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     if !body.is_object() {
         return Err(Invalid::one("", "must be a JSON object").into());
     }
@@ -342,6 +349,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    caller.require(Scope::Subscriptions)?;
     load(&state, &caller, &id).await?;
     if !state.subscriptions.delete(&id).await? {
         return Err(ApiError::NotFound("subscription"));
@@ -359,6 +367,7 @@ pub(crate) async fn enable(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = true;
     // The store wakes the dispatcher for the deliveries held while it was off; a person
@@ -378,6 +387,7 @@ pub(crate) async fn disable(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = false;
     sub.disabled_reason = Some(DisabledReason::Manual);
@@ -402,6 +412,7 @@ pub(crate) async fn test(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TestSent>)> {
+    caller.require(Scope::Subscriptions)?;
     let sub = load(&state, &caller, &id).await?;
     if !sub.is_active() {
         return Err(ApiError::Conflict(
@@ -433,6 +444,7 @@ pub(crate) async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
+    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     let old = std::mem::replace(&mut sub.secret, Secret::generate());
     sub.previous_secret = Some((old, now_ms() + ROTATION_OVERLAP_MS));
@@ -464,6 +476,7 @@ pub(crate) async fn recover(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Recovered>> {
+    caller.require(Scope::Subscriptions)?;
     let req: RecoverRequest = typed(&body, "")?;
     let since = parse_rfc3339(&req.since)
         .ok_or_else(|| Invalid::one("since", "must be an RFC 3339 time"))?;

@@ -1,0 +1,185 @@
+//! `/v1/applications` (admin): the OAuth2 clients that own subscriptions — create (the client
+//! secret shown once), list, read, delete (its tokens revoked, its subscriptions deleted),
+//! rotate-secret.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use posthorn_core::time::to_rfc3339;
+use posthorn_core::validation::Errors;
+use posthorn_core::Owner;
+use posthorn_store::{Application, SubscriptionQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{typed, JsonBody, Path};
+use crate::list::{paginate, Page, Query};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    /// 1–128 characters.
+    pub name: String,
+    /// What its tokens may do: `subscriptions`, `publish`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: String,
+    pub name: String,
+    pub client_id: String,
+    /// Shown on create and on rotation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn view(app: Application, secret: Option<String>) -> ApplicationView {
+    ApplicationView {
+        id: app.id,
+        name: app.name,
+        client_id: app.client_id,
+        client_secret: secret,
+        scopes: app.scopes,
+        created_at: to_rfc3339(app.created_at),
+        updated_at: to_rfc3339(app.updated_at),
+    }
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<Application> {
+    state
+        .store
+        .application(id)
+        .await?
+        .ok_or(ApiError::NotFound("application"))
+}
+
+/// Create an application; the reply carries its client secret, shown this once.
+#[utoipa::path(post, operation_id = "createApplication", path = "/v1/applications", tag = "applications",
+    request_body = ApplicationRequest,
+    responses((status = 201, body = ApplicationView), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<ApplicationView>)> {
+    caller.require_admin()?;
+    let req: ApplicationRequest = typed(&body, "")?;
+    let mut errors = Errors::default();
+    if req.name.trim().is_empty() || req.name.chars().count() > 128 {
+        errors.add("name", "must be 1 to 128 characters");
+    }
+    if req.scopes.is_empty() {
+        errors.add("scopes", "must name at least one of subscriptions, publish");
+    }
+    let mut scopes = Vec::new();
+    for (i, s) in req.scopes.iter().enumerate() {
+        match Scope::parse(s) {
+            Some(scope) if !scopes.contains(&scope.as_str().to_owned()) => {
+                scopes.push(scope.as_str().to_owned())
+            }
+            Some(_) => {}
+            None => errors.add(format!("scopes[{i}]"), "must be subscriptions or publish"),
+        }
+    }
+    errors.finish()?;
+    let (app, secret) = state.store.create_application(&req.name, &scopes).await?;
+    Ok((StatusCode::CREATED, Json(view(app, Some(secret)))))
+}
+
+/// Applications, newest first.
+#[utoipa::path(get, operation_id = "listApplications", path = "/v1/applications", tag = "applications",
+    params(("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<ApplicationView>), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<ApplicationView>>> {
+    caller.require_admin()?;
+    let q = Query::parse(raw.as_deref());
+    let limit = q.limit()?;
+    let rows = state.store.applications_page(q.cursor(), limit + 1).await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |a| a.id.clone(),
+        |a| view(a, None),
+    )))
+}
+
+/// An application (its secret is not shown again).
+#[utoipa::path(get, operation_id = "getApplication", path = "/v1/applications/{id}", tag = "applications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApplicationView>> {
+    caller.require_admin()?;
+    Ok(Json(view(load(&state, &id).await?, None)))
+}
+
+/// Delete an application: its tokens stop working at once, its subscriptions are deleted (their
+/// pending deliveries cancelled, their logs kept).
+#[utoipa::path(delete, operation_id = "deleteApplication", path = "/v1/applications/{id}", tag = "applications",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    load(&state, &id).await?;
+    // Tokens first: from here on the application can do nothing.
+    state.store.delete_application(&id).await?;
+    let owner = Owner::Application(id);
+    loop {
+        let page = state
+            .store
+            .subscriptions_page(&SubscriptionQuery {
+                owner: Some(owner.as_str().to_owned()),
+                before: None,
+                limit: 200,
+            })
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for sub in page {
+            state.subscriptions.delete(&sub.id).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new client secret; the old one stops working at once (tokens already issued run out).
+#[utoipa::path(post, operation_id = "rotateApplicationSecret", path = "/v1/applications/{id}/rotate-secret", tag = "applications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ApplicationView), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApplicationView>> {
+    caller.require_admin()?;
+    let secret = state
+        .store
+        .rotate_application_secret(&id)
+        .await?
+        .ok_or(ApiError::NotFound("application"))?;
+    Ok(Json(view(load(&state, &id).await?, Some(secret))))
+}

@@ -1,0 +1,519 @@
+//! Applications: OAuth2 clients that own their subscriptions and see nothing else — the token
+//! endpoint as RFC 6749 says, isolation probe by probe, scopes, tenants, revocation and expiry,
+//! and no secret in clear anywhere.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::util::{wait_for, Api, Backend, Receiver, Server, ServerOptions};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An application: its id, client id and secret.
+struct App {
+    id: String,
+    client_id: String,
+    secret: String,
+}
+
+async fn application(admin: &Api, scopes: &[&str]) -> App {
+    let r = admin
+        .post(
+            "/v1/applications",
+            json!({"name": "integrator", "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body["id"].as_str().unwrap().starts_with("app_"));
+    App {
+        id: r.body["id"].as_str().unwrap().to_owned(),
+        client_id: r.body["client_id"].as_str().unwrap().to_owned(),
+        secret: r.body["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// `POST /oauth/token` with these form fields (and Basic credentials when given).
+async fn token_request(
+    base: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .form(form);
+    if let Some((id, secret)) = basic {
+        // RFC 6749 §2.3.1: each form-encoded, then Basic.
+        let pair = format!(
+            "{}:{}",
+            urlencoding::encode(id),
+            urlencoding::encode(secret)
+        );
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
+        req = req.header("authorization", format!("Basic {b64}"));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn token(base: &str, app: &App) -> String {
+    let (status, _, body) = token_request(
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn two_applications_see_and_change_only_their_own(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let receiver = Receiver::start().await;
+    let (a, b) = (
+        application(&admin, &["subscriptions", "publish"]).await,
+        application(&admin, &["subscriptions", "publish"]).await,
+    );
+    let api_a = Api::new(&server.base, &token(&server.base, &a).await);
+    let api_b = Api::new(&server.base, &token(&server.base, &b).await);
+    let sa = api_a.subscribe(&receiver.url, &["e"], json!({})).await;
+    assert_eq!(sa["owner"], a.id.as_str());
+    let sb = api_b.subscribe(&receiver.url, &["e"], json!({})).await;
+    let admin_sub = admin.subscribe(&receiver.url, &["e"], json!({})).await;
+    let (sa, sb) = (
+        sa["id"].as_str().unwrap().to_owned(),
+        sb["id"].as_str().unwrap().to_owned(),
+    );
+    // A's event carries A as its tenant: A's and the admin's subscriptions get it, B's does not.
+    let event = api_a.publish(json!({"name": "e", "data": {"n": 1}})).await;
+    let event_id = event["id"].as_str().unwrap().to_owned();
+    assert_eq!(event["deliveries"], 2, "{event}");
+    let da = api_a.first_delivery(&sa, WAIT).await;
+    api_a.delivery_with_status(&da, "succeeded", WAIT).await;
+    admin
+        .first_delivery(admin_sub["id"].as_str().unwrap(), WAIT)
+        .await;
+    assert!(api_b.deliveries(&sb).await.is_empty());
+    let shown = api_a.get(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(shown.body["tenant"], a.id.as_str());
+    // An application cannot publish for another tenant.
+    let r = api_a
+        .post(
+            "/v1/events",
+            json!({"name": "e", "data": {}, "tenant": b.id}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["field"].as_str()),
+        (422, Some("tenant"))
+    );
+    // Every probe of B at A's objects is a 404, never their data.
+    let probes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/v1/subscriptions/{sa}"), None),
+        (
+            "PUT",
+            format!("/v1/subscriptions/{sa}"),
+            Some(json!({"name": "x", "service": "http",
+            "config": {"url": receiver.url}, "events": ["e"]})),
+        ),
+        (
+            "PATCH",
+            format!("/v1/subscriptions/{sa}"),
+            Some(json!({"name": "x"})),
+        ),
+        ("POST", format!("/v1/subscriptions/{sa}/enable"), None),
+        ("POST", format!("/v1/subscriptions/{sa}/disable"), None),
+        ("POST", format!("/v1/subscriptions/{sa}/test"), None),
+        (
+            "POST",
+            format!("/v1/subscriptions/{sa}/rotate-secret"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/subscriptions/{sa}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        ),
+        ("GET", format!("/v1/subscriptions/{sa}/deliveries"), None),
+        ("GET", format!("/v1/deliveries/{da}"), None),
+        ("POST", format!("/v1/deliveries/{da}/retry"), None),
+        ("GET", format!("/v1/events/{event_id}"), None),
+        ("GET", format!("/v1/events/{event_id}/deliveries"), None),
+        ("DELETE", format!("/v1/subscriptions/{sa}"), None),
+    ];
+    for (method, path, body) in &probes {
+        let r = api_b.send(method, path, body.as_ref()).await;
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+        assert!(
+            !r.body.to_string().contains(&sa) || path.contains(&sa),
+            "{}",
+            r.body
+        );
+    }
+    // Lists hold only their own.
+    let mine = api_b.get("/v1/subscriptions").await.body;
+    let ids: Vec<&str> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [sb.as_str()]);
+    assert_eq!(api_b.get("/v1/deliveries").await.body["items"], json!([]));
+    assert_eq!(api_b.get("/v1/events").await.body["items"], json!([]));
+    // A's subscription is untouched, and A still sees it.
+    let still = api_a.get(&format!("/v1/subscriptions/{sa}")).await;
+    assert_eq!(
+        (still.status, still.body["status"].as_str()),
+        (200, Some("active"))
+    );
+    // The admin sees everything and may act for an application.
+    let for_a = admin
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "by admin", "service": "http",
+            "config": {"url": receiver.url}, "events": ["x"], "owner": a.id}),
+        )
+        .await;
+    assert_eq!(for_a.status, 201, "{}", for_a.body);
+    let listed = api_a.get("/v1/subscriptions").await.body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let r = admin
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "n", "service": "http",
+            "config": {"url": receiver.url}, "events": ["x"], "owner": "app_nope"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["field"].as_str()),
+        (422, Some("owner"))
+    );
+    // Applications do not manage applications, nor set owners.
+    assert_eq!(api_a.get("/v1/applications").await.status, 403);
+    let r = api_a
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "n", "service": "http",
+            "config": {"url": receiver.url}, "events": ["x"], "owner": b.id}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+async fn scopes_limit_what_a_token_does(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let publisher = application(&admin, &["publish"]).await;
+    let manager = application(&admin, &["subscriptions"]).await;
+    let p = Api::new(&server.base, &token(&server.base, &publisher).await);
+    let m = Api::new(&server.base, &token(&server.base, &manager).await);
+    let r = p.get("/v1/subscriptions").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("subscriptions"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        p.post("/v1/events", json!({"name": "e", "data": {}}))
+            .await
+            .status,
+        202
+    );
+    let r = m.post("/v1/events", json!({"name": "e", "data": {}})).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("publish"),
+        "{}",
+        r.body
+    );
+    assert_eq!(m.get("/v1/services").await.status, 200);
+    assert_eq!(m.get("/v1/event-types").await.status, 200);
+    assert_eq!(
+        m.send("PUT", "/v1/event-types/x", Some(&json!({"schema": null})))
+            .await
+            .status,
+        403
+    );
+    // A narrowed token has only what it asked for.
+    let both = application(&admin, &["subscriptions", "publish"]).await;
+    let (status, _, body) = token_request(
+        &server.base,
+        &[("grant_type", "client_credentials"), ("scope", "publish")],
+        Some((&both.client_id, &both.secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["scope"].as_str()),
+        (200, Some("publish")),
+        "{body}"
+    );
+    let narrowed = Api::new(&server.base, body["access_token"].as_str().unwrap());
+    assert_eq!(narrowed.get("/v1/subscriptions").await.status, 403);
+}
+
+async fn the_token_endpoint_follows_rfc_6749(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let app = application(&admin, &["subscriptions", "publish"]).await;
+    let base = server.base.as_str();
+    let grant = [("grant_type", "client_credentials")];
+    // Form fields, and HTTP Basic.
+    let (status, headers, body) = token_request(
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "subscriptions publish");
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, _, body) = token_request(base, &grant, Some((&app.client_id, &app.secret))).await;
+    assert_eq!(status, 200, "{body}");
+    // The errors of §5.2.
+    let error = |expected_status: u16, expected: &'static str| {
+        move |(status, headers, body): (u16, reqwest::header::HeaderMap, Value)| {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (expected_status, Some(expected)),
+                "{body}"
+            );
+            assert!(body["error_description"].is_string());
+            assert_eq!(headers["cache-control"], "no-store");
+            if expected_status == 401 {
+                assert!(headers.contains_key("www-authenticate"));
+            }
+        }
+    };
+    error(401, "invalid_client")(
+        token_request(base, &grant, Some((&app.client_id, "phs_wrong"))).await,
+    );
+    error(401, "invalid_client")(token_request(base, &grant, Some(("cli_nobody", "x"))).await);
+    error(401, "invalid_client")(token_request(base, &grant, None).await);
+    error(400, "invalid_request")(
+        token_request(
+            base,
+            &[
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+            ],
+            None,
+        )
+        .await,
+    );
+    error(400, "unsupported_grant_type")(
+        token_request(
+            base,
+            &[("grant_type", "password")],
+            Some((&app.client_id, &app.secret)),
+        )
+        .await,
+    );
+    error(400, "invalid_scope")(
+        token_request(
+            base,
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+            Some((&app.client_id, &app.secret)),
+        )
+        .await,
+    );
+    error(400, "invalid_request")(
+        token_request(
+            base,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", &app.secret),
+            ],
+            Some((&app.client_id, &app.secret)),
+        )
+        .await,
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Guessing is slowed down: past a few wrong secrets, even the right one waits.
+    let guessed = application(&admin, &["publish"]).await;
+    for _ in 0..6 {
+        token_request(base, &grant, Some((&guessed.client_id, "phs_guess"))).await;
+    }
+    let (status, headers, body) =
+        token_request(base, &grant, Some((&guessed.client_id, &guessed.secret))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    // A rotated secret: the old one is refused, the new one works.
+    let r = admin
+        .post(
+            &format!("/v1/applications/{}/rotate-secret", app.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let new_secret = r.body["client_secret"].as_str().unwrap();
+    error(401, "invalid_client")(
+        token_request(base, &grant, Some((&app.client_id, &app.secret))).await,
+    );
+    let (status, _, _) = token_request(base, &grant, Some((&app.client_id, new_secret))).await;
+    assert_eq!(status, 200);
+    // The application is read without its secret, and listed.
+    let shown = admin
+        .get(&format!("/v1/applications/{}", app.id))
+        .await
+        .body;
+    assert!(shown.get("client_secret").is_none(), "{shown}");
+    let listed = admin.get("/v1/applications").await.body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+}
+
+async fn expired_and_revoked_tokens_are_refused(backend: Backend) {
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--token-ttl-s".into(), "1".into()],
+        ..ServerOptions::on(backend)
+    })
+    .await;
+    let admin = server.api();
+    let app = application(&admin, &["subscriptions", "publish"]).await;
+    let t = token(&server.base, &app).await;
+    let api = Api::new(&server.base, &t);
+    assert_eq!(api.get("/v1/subscriptions").await.status, 200);
+    wait_for(Duration::from_secs(5), "the token to expire", || async {
+        (api.get("/v1/subscriptions").await.status == 401).then_some(())
+    })
+    .await;
+    // A deleted application: its token stops at once, its subscriptions go, their pending
+    // deliveries are cancelled.
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let app = application(&admin, &["subscriptions", "publish"]).await;
+    let api = Api::new(&server.base, &token(&server.base, &app).await);
+    let sub = api
+        .subscribe(
+            "http://127.0.0.1:9/hook",
+            &["e"],
+            json!({"retry": {"schedule_s": [600]}}),
+        )
+        .await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "e", "data": {}})).await;
+    let dlv = admin.first_delivery(&sub, WAIT).await;
+    assert_eq!(
+        admin
+            .send("DELETE", &format!("/v1/applications/{}", app.id), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/v1/subscriptions").await.status, 401);
+    assert_eq!(
+        admin.get(&format!("/v1/subscriptions/{sub}")).await.status,
+        404
+    );
+    admin.delivery_with_status(&dlv, "cancelled", WAIT).await;
+    assert_eq!(
+        admin
+            .get(&format!("/v1/applications/{}", app.id))
+            .await
+            .status,
+        404
+    );
+}
+
+/// On one PostgreSQL database, a token revoked through one process is refused by another
+/// within a second.
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
+async fn a_deleted_applications_token_is_refused_by_every_process() {
+    if !crate::util::postgres_available() {
+        return;
+    }
+    let servers = Server::start_many(2, ServerOptions::on(Backend::Postgres)).await;
+    let (one, two) = (servers[0].api(), &servers[1]);
+    let app = application(&one, &["subscriptions"]).await;
+    let t = token(&servers[0].base, &app).await;
+    let on_two = Api::new(&two.base, &t);
+    assert_eq!(on_two.get("/v1/subscriptions").await.status, 200);
+    assert_eq!(
+        one.send("DELETE", &format!("/v1/applications/{}", app.id), None)
+            .await
+            .status,
+        204
+    );
+    let deleted = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(1),
+        "the other process to refuse the token",
+        || async { (on_two.get("/v1/subscriptions").await.status == 401).then_some(()) },
+    )
+    .await;
+    assert!(deleted.elapsed() < Duration::from_secs(1));
+}
+
+/// No client secret, access token or signing secret in clear in the log or the database file.
+#[tokio::test]
+async fn no_secret_is_kept_in_clear() {
+    let mut server = Server::start(Backend::Sqlite).await;
+    let admin = server.api();
+    let app = application(&admin, &["subscriptions"]).await;
+    let t = token(&server.base, &app).await;
+    let api = Api::new(&server.base, &t);
+    let sub = api
+        .subscribe("https://example.com/h", &["a"], json!({}))
+        .await;
+    let signing = sub["secret"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("whsec_")
+        .to_owned();
+    assert_eq!(api.get("/v1/subscriptions").await.status, 200);
+    server.terminate().await;
+    let log = server.log();
+    for secret in [&app.secret, &t, &signing] {
+        assert!(!log.contains(secret.as_str()), "the log holds a secret");
+    }
+    for entry in std::fs::read_dir(&server.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("posthorn.db") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for secret in [&app.secret, &t, &signing] {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{} holds a secret",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+both_backends!(
+    two_applications_see_and_change_only_their_own,
+    scopes_limit_what_a_token_does,
+    the_token_endpoint_follows_rfc_6749,
+    expired_and_revoked_tokens_are_refused,
+);
