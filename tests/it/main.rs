@@ -34,6 +34,7 @@ mod applications;
 mod delivery;
 mod durability;
 mod examples;
+mod fluidsurveys;
 mod network;
 mod resilience;
 mod scale;

@@ -192,6 +192,14 @@ impl Caller {
         }))
     }
 
+    /// An application with these scopes (as stored), calling with its client credentials.
+    pub fn for_application(id: &str, scopes: &[String]) -> Self {
+        Caller {
+            owner: Owner::Application(id.to_owned()),
+            scopes: Some(scopes.iter().filter_map(|s| Scope::parse(s)).collect()),
+        }
+    }
+
     /// An application caller, for tests.
     #[cfg(test)]
     fn application(id: &str, scopes: Vec<Scope>) -> Self {

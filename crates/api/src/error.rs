@@ -51,6 +51,12 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with (front doors that shape errors their own way use
+    /// it with the error's message).
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),

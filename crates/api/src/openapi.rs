@@ -6,7 +6,8 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    applications, deliveries, event_types, events, filters, oauth, service, subscriptions,
+    applications, deliveries, event_types, events, filters, fluidsurveys, oauth, service,
+    subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +24,7 @@ use crate::routes::{
         deliveries::list_for_event, deliveries::show, deliveries::retry,
         applications::create, applications::list, applications::show, applications::delete,
         applications::rotate_secret, oauth::token,
+        fluidsurveys::list, fluidsurveys::subscribe, fluidsurveys::unsubscribe,
     ),
     components(schemas(crate::error::Problem, posthorn_core::FieldError)),
     modifiers(&Bearer),
@@ -41,6 +43,17 @@ impl Modify for Bearer {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The admin token, or an application's access token from /oauth/token",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "An application's client_id:client_secret (front doors)",
                     ))
                     .build(),
             ),

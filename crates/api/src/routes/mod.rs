@@ -6,6 +6,7 @@ pub(crate) mod docs;
 pub(crate) mod event_types;
 pub(crate) mod events;
 pub(crate) mod filters;
+pub(crate) mod fluidsurveys;
 pub(crate) mod oauth;
 pub(crate) mod service;
 pub(crate) mod subscriptions;
@@ -23,6 +24,12 @@ pub fn routes() -> Router<AppState> {
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
         .route("/oauth/token", post(oauth::token))
+        .route("/api/v2/webhooks/", get(fluidsurveys::list))
+        .route("/api/v2/webhooks/subscribe/", post(fluidsurveys::subscribe))
+        .route(
+            "/api/v2/webhooks/unsubscribe/",
+            post(fluidsurveys::unsubscribe),
+        )
         .route(
             "/v1/applications",
             post(applications::create).get(applications::list),
