@@ -309,10 +309,10 @@ pub(crate) async fn retry(
     }
     // "One more attempt now": a circuit opened by earlier failures does not hold it back.
     state.store.close_circuit(&delivery.subscription_id).await?;
-    let (delivery, _) = state
-        .store
-        .delivery(&seen, &id)
-        .await?
-        .ok_or(ApiError::NotFound("delivery"))?;
+    // The answer is the delivery as the retry left it (pending, due now): read back, it could
+    // already show the attempt that the retry started.
+    let mut delivery = delivery;
+    delivery.status = DeliveryStatus::Pending;
+    delivery.next_attempt_at = posthorn_core::time::now_ms();
     Ok((StatusCode::ACCEPTED, Json(view(delivery, None, None))))
 }
