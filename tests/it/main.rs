@@ -41,3 +41,4 @@ mod scale;
 mod shaping;
 mod tls;
 mod util;
+mod wazo;

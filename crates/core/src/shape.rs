@@ -77,18 +77,26 @@ impl Templates {
         self.has_body
     }
 
-    pub fn render_url(&self, envelope: &Value) -> Result<String, String> {
-        self.render(URL, envelope).map(|s| s.trim().to_owned())
+    /// Renders the URL template over the envelope; `event_is_data`: templates see the event's
+    /// `data` as `event` (as wazo-webhookd's do), not the whole envelope.
+    pub fn render_url(&self, envelope: &Value, event_is_data: bool) -> Result<String, String> {
+        self.render(URL, envelope, event_is_data)
+            .map(|s| s.trim().to_owned())
     }
 
-    pub fn render_body(&self, envelope: &Value) -> Result<String, String> {
-        self.render(BODY, envelope)
+    pub fn render_body(&self, envelope: &Value, event_is_data: bool) -> Result<String, String> {
+        self.render(BODY, envelope, event_is_data)
     }
 
-    fn render(&self, name: &str, envelope: &Value) -> Result<String, String> {
+    fn render(&self, name: &str, envelope: &Value, event_is_data: bool) -> Result<String, String> {
         let template = self.env.get_template(name).map_err(|e| describe(&e))?;
+        let event = if event_is_data {
+            envelope.get("data").unwrap_or(&Value::Null)
+        } else {
+            envelope
+        };
         let ctx = minijinja::context! {
-            event => envelope,
+            event => event,
             event_name => envelope.get("name"),
             wazo_uuid => envelope.get("origin"),
         };
@@ -198,10 +206,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            t.render_url(&envelope()).unwrap(),
+            t.render_url(&envelope(), false).unwrap(),
             "https://example.com/users/8e58?n=user_created"
         );
-        let body: Value = serde_json::from_str(&t.render_body(&envelope()).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_str(&t.render_body(&envelope(), false).unwrap()).unwrap();
         assert_eq!(body["user"]["id"], 12);
         assert_eq!(body["tags"], "a%20b");
         assert_eq!(body["from"], "a1b2");
@@ -220,16 +229,16 @@ mod tests {
     fn runaway_templates_are_stopped() {
         let loops =
             Templates::parse(None, Some("{% for i in range(60000) %}{{ i }}{% endfor %}")).unwrap();
-        let e = loops.render_body(&envelope()).unwrap_err();
+        let e = loops.render_body(&envelope(), false).unwrap_err();
         assert!(e.contains("fuel") || e.contains("out of"), "{e}");
         let wide = Templates::parse(
             None,
             Some("{% for i in range(9000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}"),
         )
         .unwrap();
-        let e = wide.render_body(&envelope()).unwrap_err();
+        let e = wide.render_body(&envelope(), false).unwrap_err();
         assert!(e.contains("bytes"), "{e}");
         let bad = Templates::parse(None, Some("{{ no_such_function() }}")).unwrap();
-        assert!(bad.render_body(&envelope()).is_err());
+        assert!(bad.render_body(&envelope(), false).is_err());
     }
 }

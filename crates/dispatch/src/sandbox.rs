@@ -42,6 +42,9 @@ pub struct Request {
     pub body: Option<String>,
     /// The event's envelope, when rendering.
     pub event: Option<Value>,
+    /// Templates see the event's `data` as `event` (wazo-webhookd's way), not the envelope.
+    #[serde(default)]
+    pub event_is_data: bool,
 }
 
 /// What a worker answers.
@@ -89,6 +92,7 @@ impl TemplateSandbox {
                 url: url.map(str::to_owned),
                 body: body.map(str::to_owned),
                 event: None,
+                event_is_data: false,
             })
             .await;
         match answer {
@@ -115,12 +119,14 @@ impl TemplateSandbox {
         url: Option<&str>,
         body: Option<&str>,
         event: &Value,
+        event_is_data: bool,
     ) -> Result<(Option<String>, Option<String>), String> {
         let answer = self
             .call(&Request {
                 url: url.map(str::to_owned),
                 body: body.map(str::to_owned),
                 event: Some(event.clone()),
+                event_is_data,
             })
             .await?;
         match answer.error {
@@ -239,7 +245,7 @@ pub fn run_worker() -> std::io::Result<()> {
                     Templates::parse(req.url.as_deref(), req.body.as_deref())
                         .map_err(|(field, why)| (field.to_owned(), why))
                 });
-                answer(templates, req.event.as_ref())
+                answer(templates, req.event.as_ref(), req.event_is_data)
             }
         };
         let mut out = serde_json::to_vec(&answer).unwrap_or_default();
@@ -250,7 +256,7 @@ pub fn run_worker() -> std::io::Result<()> {
     Ok(())
 }
 
-fn answer(templates: &Compiled, event: Option<&Value>) -> Answer {
+fn answer(templates: &Compiled, event: Option<&Value>, event_is_data: bool) -> Answer {
     let t = match templates {
         Ok(t) => t,
         Err((field, why)) => {
@@ -265,7 +271,7 @@ fn answer(templates: &Compiled, event: Option<&Value>) -> Answer {
         return Answer::default();
     };
     let url = if t.has_url() {
-        match t.render_url(event) {
+        match t.render_url(event, event_is_data) {
             Ok(u) => Some(u),
             Err(e) => return failed(e),
         }
@@ -273,7 +279,7 @@ fn answer(templates: &Compiled, event: Option<&Value>) -> Answer {
         None
     };
     let body = if t.has_body() {
-        match t.render_body(event) {
+        match t.render_body(event, event_is_data) {
             Ok(b) => Some(b),
             Err(e) => return failed(e),
         }

@@ -10,6 +10,7 @@ pub(crate) mod fluidsurveys;
 pub(crate) mod oauth;
 pub(crate) mod service;
 pub(crate) mod subscriptions;
+pub(crate) mod wazo;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,6 +25,24 @@ pub fn routes() -> Router<AppState> {
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
         .route("/oauth/token", post(oauth::token))
+        .route("/1.0/status", get(wazo::status))
+        .route("/1.0/subscriptions", get(wazo::list).post(wazo::create))
+        .route("/1.0/subscriptions/services", get(wazo::services))
+        .route(
+            "/1.0/subscriptions/{id}",
+            get(wazo::show).put(wazo::edit).delete(wazo::delete),
+        )
+        .route("/1.0/subscriptions/{id}/logs", get(wazo::logs))
+        .route(
+            "/1.0/users/me/subscriptions",
+            get(wazo::user_list).post(wazo::user_create),
+        )
+        .route(
+            "/1.0/users/me/subscriptions/{id}",
+            get(wazo::user_show)
+                .put(wazo::user_edit)
+                .delete(wazo::user_delete),
+        )
         .route("/api/v2/webhooks/", get(fluidsurveys::list))
         .route("/api/v2/webhooks/subscribe/", post(fluidsurveys::subscribe))
         .route(

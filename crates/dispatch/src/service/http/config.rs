@@ -40,6 +40,15 @@ impl HttpMethod {
     }
 }
 
+/// `template_event`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateEvent {
+    #[default]
+    Envelope,
+    Data,
+}
+
 /// `verify_certificate`: on, off, or the path of a CA bundle to verify against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -83,6 +92,10 @@ pub struct HttpConfig {
     /// `true`, `false`, or the path of a CA bundle to verify against.
     #[serde(default)]
     pub verify_certificate: CertificateCheck,
+    /// What `event` is in templates: `envelope` (the default: `event.data.x`) or `data` (the
+    /// event's data itself, `event.x`, as wazo-webhookd templates have it).
+    #[serde(default)]
+    pub template_event: TemplateEvent,
     /// How long the receiver has to answer, 1 to 30000.
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 30000))]
@@ -106,6 +119,7 @@ impl Default for HttpConfig {
             body: None,
             headers: BTreeMap::new(),
             verify_certificate: CertificateCheck::default(),
+            template_event: TemplateEvent::default(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
     }

@@ -23,7 +23,7 @@ use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
 use serde_json::Value;
 use url::Url;
 
-pub use config::{CertificateCheck, HttpConfig, HttpMethod, FORM, JSON};
+pub use config::{CertificateCheck, HttpConfig, HttpMethod, TemplateEvent, FORM, JSON};
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
@@ -275,6 +275,7 @@ impl HttpTarget {
                     self.url_template.as_deref(),
                     self.body_template.as_deref(),
                     &envelope_value,
+                    config.template_event == TemplateEvent::Data,
                 )
                 .await?
         } else {

@@ -1,0 +1,706 @@
+//! The wazo-webhookd front door, under `/1.0/`: its clients manage subscriptions, read their logs
+//! and the services, as they did against wazo-webhookd, and get the same subscriptions `/v1` shows.
+//!
+//! Translation, not a second engine: a wazo subscription is a Posthorn `http` subscription whose
+//! templates see the event's `data` as `event` (`template_event: data`, beside `event_name` and
+//! `wazo_uuid`), whose default body is that data as JSON, `events_user_uuid` a filter on
+//! `user_uuid`, `events_wazo_uuid` one on the origin. What wazo has and Posthorn does not name
+//! (those two, `owner_user_uuid`) is kept in metadata under `wazo.`. Its `uuid` is the Posthorn
+//! id. Token in `X-Auth-Token` (an application's, or the admin's; `Wazo-Tenant` lets the admin act
+//! for an application); errors are wazo's `{"message","error_id","details","timestamp"}`; unknown
+//! fields are ignored, as wazo does.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use posthorn_core::id::new_id;
+use posthorn_core::subscription::SubscriptionSpec;
+use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Secret, Subscription};
+use posthorn_store::{DeliveryQuery, SubscriptionQuery};
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Caller, Credentials, Scope};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, Path};
+use crate::list::Query;
+use crate::AppState;
+
+const USER_KEY: &str = "wazo.events_user_uuid";
+const ORIGIN_KEY: &str = "wazo.events_wazo_uuid";
+const OWNER_USER_KEY: &str = "wazo.owner_user_uuid";
+/// The body of a wazo subscription without one: the event's data, as JSON.
+const DATA_AS_JSON: &str = "{{ event | tojson }}";
+
+/// A wazo-webhookd error.
+pub(crate) struct WazoError {
+    status: StatusCode,
+    message: String,
+    error_id: &'static str,
+    details: Value,
+}
+
+impl IntoResponse for WazoError {
+    fn into_response(self) -> Response {
+        let timestamp = now_ms() as f64 / 1000.0;
+        (
+            self.status,
+            Json(json!({"message": self.message, "error_id": self.error_id,
+                "details": self.details, "timestamp": timestamp})),
+        )
+            .into_response()
+    }
+}
+
+impl From<ApiError> for WazoError {
+    fn from(e: ApiError) -> Self {
+        let status = e.status();
+        let (error_id, details) = match &e {
+            ApiError::Invalid(invalid) => (
+                "invalid-data",
+                Value::Object(
+                    invalid
+                        .0
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.field.clone(),
+                                json!({"message": f.message, "constraint_id": "invalid"}),
+                            )
+                        })
+                        .collect(),
+                ),
+            ),
+            ApiError::NotFound(_) => ("not-found", json!({})),
+            ApiError::Unauthorized => ("unauthorized", json!({})),
+            _ => ("error", json!({})),
+        };
+        // wazo answers every validation failure with a 400.
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        WazoError {
+            status,
+            message: e.to_string(),
+            error_id,
+            details,
+        }
+    }
+}
+
+impl From<posthorn_store::StoreError> for WazoError {
+    fn from(e: posthorn_store::StoreError) -> Self {
+        WazoError::from(ApiError::from(e))
+    }
+}
+
+fn invalid(field: &str, message: &str) -> WazoError {
+    WazoError::from(ApiError::Invalid(posthorn_core::Invalid::one(
+        field, message,
+    )))
+}
+
+fn not_found() -> WazoError {
+    WazoError {
+        status: StatusCode::NOT_FOUND,
+        message: "No such subscription".into(),
+        error_id: "not-found",
+        details: json!({"resource": "subscription"}),
+    }
+}
+
+/// Who calls: `X-Auth-Token` (or a Bearer token); the admin may act for an application with
+/// `Wazo-Tenant`.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, WazoError> {
+    let unauthorized = || WazoError {
+        status: StatusCode::UNAUTHORIZED,
+        message: "Unauthorized".into(),
+        error_id: "unauthorized",
+        details: json!({}),
+    };
+    let credentials = match Credentials::from_headers(headers) {
+        Some(c @ (Credentials::AuthToken(_) | Credentials::Bearer(_))) => c,
+        _ => return Err(unauthorized()),
+    };
+    let caller = Caller::resolve(state, &credentials)
+        .await?
+        .ok_or_else(unauthorized)?;
+    caller.require(Scope::Subscriptions)?;
+    match headers.get("wazo-tenant").and_then(|v| v.to_str().ok()) {
+        Some(tenant) if caller.is_admin() && tenant != "admin" => {
+            let app = state
+                .store
+                .application(tenant)
+                .await?
+                .ok_or_else(unauthorized)?;
+            Ok(Caller::for_application(&app.id, &app.scopes))
+        }
+        _ => Ok(caller),
+    }
+}
+
+/// A subscription as wazo shows it.
+fn view(sub: &Subscription) -> Value {
+    let mut config = Map::new();
+    if sub.spec.service == "http" {
+        let c = &sub.spec.config;
+        for key in ["url", "method", "content_type"] {
+            if let Some(v) = c.get(key).and_then(Value::as_str) {
+                config.insert(key.into(), json!(v));
+            }
+        }
+        if let Some(body) = c
+            .get("body")
+            .and_then(Value::as_str)
+            .filter(|b| *b != DATA_AS_JSON)
+        {
+            config.insert("body".into(), json!(body));
+        } else {
+            config.remove("content_type");
+        }
+        let verify = match c.get("verify_certificate") {
+            Some(Value::Bool(false)) => "false".to_owned(),
+            Some(Value::String(path)) => path.clone(),
+            _ => "true".to_owned(),
+        };
+        config.insert("verify_certificate".into(), json!(verify));
+    } else if let Some(c) = sub.spec.config.as_object() {
+        config = c.clone();
+    }
+    let meta = &sub.spec.metadata;
+    let metadata: Map<String, Value> = meta
+        .iter()
+        .filter(|(k, _)| !k.starts_with("wazo."))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    json!({
+        "uuid": sub.id,
+        "name": sub.spec.name,
+        "service": sub.spec.service,
+        "config": config,
+        "events": sub.spec.events,
+        "events_user_uuid": meta.get(USER_KEY),
+        "events_wazo_uuid": meta.get(ORIGIN_KEY),
+        "owner_user_uuid": meta.get(OWNER_USER_KEY),
+        "owner_tenant_uuid": sub.owner,
+        "metadata": metadata,
+    })
+}
+
+/// A wazo subscription body as a Posthorn spec (unknown fields ignored); `owner_user` marks one
+/// made through `users/me`.
+fn spec_of(body: &Value, owner_user: Option<&str>) -> Result<SubscriptionSpec, WazoError> {
+    let text = |field: &str, required: bool| -> Result<Option<String>, WazoError> {
+        match body.get(field) {
+            Some(Value::String(s)) if s.chars().count() <= 128 => Ok(Some(s.clone())),
+            None | Some(Value::Null) if !required => Ok(None),
+            None | Some(Value::Null) => Err(invalid(field, "Missing data for required field.")),
+            _ => Err(invalid(
+                field,
+                "Not a valid string of at most 128 characters.",
+            )),
+        }
+    };
+    let name = text("name", true)?.unwrap_or_default();
+    let service = text("service", true)?.unwrap_or_default();
+    let events: Vec<String> = match body.get("events") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|e| e.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid("events", "Not a valid list of strings."))?,
+        _ => return Err(invalid("events", "Missing data for required field.")),
+    };
+    let Some(Value::Object(given)) = body.get("config") else {
+        return Err(invalid("config", "Missing data for required field."));
+    };
+    let config = if service == "http" {
+        let mut c = Map::new();
+        for key in ["url", "method"] {
+            match given.get(key) {
+                Some(Value::String(v)) => {
+                    c.insert(key.into(), json!(v.to_lowercase_if(key == "method")))
+                }
+                _ => {
+                    return Err(invalid(
+                        &format!("config.{key}"),
+                        "Missing data for required field.",
+                    ))
+                }
+            };
+        }
+        match given.get("body").and_then(Value::as_str) {
+            Some(b) => {
+                c.insert("body".into(), json!(b));
+                let ct = given
+                    .get("content_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("text/plain");
+                c.insert("content_type".into(), json!(ct));
+            }
+            None => {
+                c.insert("body".into(), json!(DATA_AS_JSON));
+                c.insert("content_type".into(), json!("application/json"));
+            }
+        }
+        let verify = match given.get("verify_certificate") {
+            None | Some(Value::Null) => json!(true),
+            Some(Value::String(s)) if s == "true" => json!(true),
+            Some(Value::String(s)) if s == "false" => json!(false),
+            Some(Value::Bool(b)) => json!(b),
+            Some(Value::String(s)) if s.starts_with('/') => json!(s),
+            _ => {
+                return Err(invalid(
+                    "config.verify_certificate",
+                    "Wrong value for verify_certificate: true, false or a path",
+                ))
+            }
+        };
+        c.insert("verify_certificate".into(), verify);
+        c.insert("template_event".into(), json!("data"));
+        Value::Object(c)
+    } else {
+        Value::Object(given.clone())
+    };
+    let mut metadata = BTreeMap::new();
+    if let Some(Value::Object(m)) = body.get("metadata") {
+        for (k, v) in m {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            metadata.insert(k.clone(), v);
+        }
+    }
+    let mut filter = Vec::new();
+    if let Some(user) = text("events_user_uuid", false)? {
+        filter.push(format!("user_uuid = {}", json!(user)));
+        metadata.insert(USER_KEY.into(), user);
+    }
+    if let Some(origin) = text("events_wazo_uuid", false)? {
+        filter.push(format!("$event.origin = {}", json!(origin)));
+        metadata.insert(ORIGIN_KEY.into(), origin);
+    }
+    if let Some(user) = owner_user {
+        metadata.insert(OWNER_USER_KEY.into(), user.to_owned());
+    }
+    serde_json::from_value(json!({
+        "name": name, "service": service, "config": config, "events": events,
+        "filter": (!filter.is_empty()).then(|| filter.join(" and ")), "metadata": metadata,
+    }))
+    .map_err(|e| invalid("", &e.to_string()))
+}
+
+trait LowercaseIf {
+    fn to_lowercase_if(&self, yes: bool) -> String;
+}
+
+impl LowercaseIf for String {
+    fn to_lowercase_if(&self, yes: bool) -> String {
+        if yes {
+            self.to_lowercase()
+        } else {
+            self.clone()
+        }
+    }
+}
+
+async fn checked(state: &AppState, spec: &SubscriptionSpec) -> Result<(), WazoError> {
+    let compiled = spec
+        .validate(&state.services)
+        .map_err(|e| WazoError::from(ApiError::Invalid(e)))?;
+    compiled
+        .target
+        .write_check()
+        .await
+        .map_err(|e| WazoError::from(ApiError::Invalid(e.within("config"))))
+}
+
+/// The caller's subscriptions (`user`: only those made through `users/me`), narrowed by every
+/// `search_metadata=key:value`.
+async fn own(
+    state: &AppState,
+    caller: &Caller,
+    user: bool,
+    raw: Option<&str>,
+) -> Result<Vec<Subscription>, WazoError> {
+    let q = Query::parse(raw);
+    let wanted: Vec<(String, String)> = q
+        .all("search_metadata")
+        .filter_map(|m| m.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut found = Vec::new();
+    let mut before = None;
+    loop {
+        let page = state
+            .store
+            .subscriptions_page(&SubscriptionQuery {
+                owner: caller.visibility().owner().map(str::to_owned),
+                before: before.clone(),
+                limit: 500,
+            })
+            .await
+            .map_err(ApiError::from)?;
+        let done = page.len() < 500;
+        before = page.last().map(|s| s.id.clone());
+        found.extend(page.into_iter().filter(|s| {
+            (!user || s.spec.metadata.contains_key(OWNER_USER_KEY))
+                && wanted
+                    .iter()
+                    .all(|(k, v)| s.spec.metadata.get(k) == Some(v))
+        }));
+        if done {
+            return Ok(found);
+        }
+    }
+}
+
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    user: bool,
+) -> Result<Subscription, WazoError> {
+    let sub = state
+        .store
+        .subscription(&caller.visibility(), id)
+        .await?
+        .ok_or_else(not_found)?;
+    if user && !sub.spec.metadata.contains_key(OWNER_USER_KEY) {
+        return Err(not_found());
+    }
+    Ok(sub)
+}
+
+fn list_answer(subs: &[Subscription]) -> Json<Value> {
+    let items: Vec<Value> = subs.iter().map(view).collect();
+    Json(json!({"total": items.len(), "items": items}))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    Ok(list_answer(
+        &own(&state, &caller, false, raw.as_deref()).await?,
+    ))
+}
+
+pub(crate) async fn user_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    Ok(list_answer(
+        &own(&state, &caller, true, raw.as_deref()).await?,
+    ))
+}
+
+async fn create_for(
+    state: &AppState,
+    caller: &Caller,
+    body: Result<JsonBody, ApiError>,
+    user: bool,
+) -> Result<(StatusCode, Json<Value>), WazoError> {
+    let JsonBody(body) = body?;
+    let owner = caller.owner().as_str().to_owned();
+    let spec = spec_of(&body, user.then_some(owner.as_str()))?;
+    checked(state, &spec).await?;
+    let now = now_ms();
+    let sub = Subscription {
+        id: new_id("sub"),
+        owner,
+        spec,
+        disabled_reason: None,
+        secret: Secret::generate(),
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .subscriptions
+        .create(&sub)
+        .await
+        .map_err(ApiError::from)?;
+    Ok((StatusCode::CREATED, Json(view(&sub))))
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<JsonBody, ApiError>,
+) -> Result<(StatusCode, Json<Value>), WazoError> {
+    let caller = caller(&state, &headers).await?;
+    create_for(&state, &caller, body, false).await
+}
+
+pub(crate) async fn user_create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<JsonBody, ApiError>,
+) -> Result<(StatusCode, Json<Value>), WazoError> {
+    let caller = caller(&state, &headers).await?;
+    create_for(&state, &caller, body, true).await
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    Ok(Json(view(&load(&state, &caller, &id, false).await?)))
+}
+
+pub(crate) async fn user_show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    Ok(Json(view(&load(&state, &caller, &id, true).await?)))
+}
+
+async fn edit_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: Result<JsonBody, ApiError>,
+    user: bool,
+) -> Result<Json<Value>, WazoError> {
+    let mut sub = load(state, caller, id, user).await?;
+    let JsonBody(body) = body?;
+    let owner_user = sub.spec.metadata.get(OWNER_USER_KEY).cloned();
+    sub.spec = spec_of(&body, owner_user.as_deref())?;
+    checked(state, &sub.spec).await?;
+    let saved = state
+        .subscriptions
+        .save(sub)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(not_found)?;
+    Ok(Json(view(&saved)))
+}
+
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    edit_for(&state, &caller, &id, body, false).await
+}
+
+pub(crate) async fn user_edit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    edit_for(&state, &caller, &id, body, true).await
+}
+
+async fn delete_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    user: bool,
+) -> Result<StatusCode, WazoError> {
+    load(state, caller, id, user).await?;
+    if !state
+        .subscriptions
+        .delete(id)
+        .await
+        .map_err(ApiError::from)?
+    {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    delete_for(&state, &caller, &id, false).await
+}
+
+pub(crate) async fn user_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    delete_for(&state, &caller, &id, true).await
+}
+
+/// `{"services": {"http": {}, …}}`, from the service registry.
+pub(crate) async fn services(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, WazoError> {
+    caller(&state, &headers).await?;
+    let services: Map<String, Value> = state
+        .services
+        .iter()
+        .map(|s| (s.name().to_owned(), json!({})))
+        .collect();
+    Ok(Json(json!({"services": services})))
+}
+
+/// A subscription's logs: one per delivery attempted, newest first by default.
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    let sub = load(&state, &caller, &id, false).await?;
+    let q = Query::parse(raw.as_deref());
+    let number = |key: &str, default: usize| -> Result<usize, WazoError> {
+        q.get(key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| invalid(key, "Not a valid integer."))
+        })
+    };
+    let (limit, offset) = (number("limit", 100)?, number("offset", 0)?);
+    let from = match q.get("from_date") {
+        None => None,
+        Some(t) => {
+            Some(parse_rfc3339(t).ok_or_else(|| invalid("from_date", "Not a valid datetime."))?)
+        }
+    };
+    let order = q.get("order").unwrap_or("started_at");
+    if ![
+        "started_at",
+        "ended_at",
+        "status",
+        "attempts",
+        "max_attempts",
+    ]
+    .contains(&order)
+    {
+        return Err(invalid(
+            "order",
+            "Must be one of: started_at, ended_at, status, attempts, max_attempts.",
+        ));
+    }
+    let ascending = match q.get("direction").unwrap_or("desc") {
+        "asc" => true,
+        "desc" => false,
+        _ => return Err(invalid("direction", "Must be one of: asc, desc.")),
+    };
+    let rows = state
+        .store
+        .deliveries_page(&DeliveryQuery {
+            subscription_id: Some(sub.id.clone()),
+            since: from,
+            limit: 1000,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .map_err(ApiError::from)?;
+    let max_attempts = posthorn_core::RetryPolicy::new(
+        sub.spec
+            .retry
+            .as_ref()
+            .map(|r| r.schedule_s.clone())
+            .unwrap_or_else(|| posthorn_core::retry::DEFAULT_SCHEDULE_S.to_vec()),
+    )
+    .max_attempts();
+    let mut items = Vec::new();
+    for row in rows.into_iter().filter(|d| d.attempts > 0) {
+        let Some((d, attempts)) = state
+            .store
+            .delivery(&caller.visibility(), &row.id)
+            .await
+            .map_err(ApiError::from)?
+        else {
+            continue;
+        };
+        let (Some(first), Some(last)) = (attempts.first(), attempts.last()) else {
+            continue;
+        };
+        let status = match (d.status, last.outcome) {
+            (DeliveryStatus::Succeeded, _) => "success",
+            (_, AttemptOutcome::Final) if last.response.is_none() => "error",
+            _ => "failure",
+        };
+        let event = state
+            .store
+            .event(None, &d.event_id)
+            .await
+            .map_err(ApiError::from)?;
+        let event = event.map(|e| {
+            json!({"name": e.name, "origin_uuid": e.origin,
+                "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null)})
+        });
+        let detail = json!({
+            "request": serde_json::from_str::<Value>(&last.request).unwrap_or(Value::Null),
+            "response": last.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+            "error": last.error,
+        });
+        items.push((
+            first.started_at,
+            last.started_at + last.duration_ms,
+            json!({"uuid": d.id, "status": status, "attempts": d.attempts,
+                "max_attempts": max_attempts, "started_at": to_rfc3339(first.started_at),
+                "ended_at": to_rfc3339(last.started_at + last.duration_ms), "event": event, "detail": detail}),
+        ));
+    }
+    items.sort_by(|a, b| {
+        let key = |x: &(i64, i64, Value)| match order {
+            "ended_at" => json!(x.1),
+            "started_at" => json!(x.0),
+            other => x.2[other].clone(),
+        };
+        let (ka, kb) = (key(a), key(b));
+        let ord = match (ka.as_i64(), kb.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => ka.to_string().cmp(&kb.to_string()),
+        };
+        if ascending {
+            ord
+        } else {
+            ord.reverse()
+        }
+    });
+    let total = items.len();
+    let page: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, _, v)| v)
+        .collect();
+    Ok(Json(json!({"total": total, "items": page})))
+}
+
+/// The daemon's status, as wazo reports it.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, WazoError> {
+    caller(&state, &headers).await?;
+    let database = if state.store.ping().await.is_ok() {
+        "ok"
+    } else {
+        "fail"
+    };
+    Ok(Json(
+        json!({"bus_consumer": {"status": "ok"}, "master_tenant": {"status": "ok"},
+        "rest_api": {"status": "ok"}, "database": {"status": database}}),
+    ))
+}
