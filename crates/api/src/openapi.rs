@@ -1,13 +1,14 @@
 //! The OpenAPI document, generated from the handlers' annotations and the types they exchange.
 
 use utoipa::openapi::security::{
-    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+    ApiKey, ApiKeyValue, ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes,
+    SecurityScheme,
 };
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     applications, deliveries, event_types, events, filters, fluidsurveys, oauth, service,
-    subscriptions,
+    subscriptions, wazo,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +26,9 @@ use crate::routes::{
         applications::create, applications::list, applications::show, applications::delete,
         applications::rotate_secret, oauth::token,
         fluidsurveys::list, fluidsurveys::subscribe, fluidsurveys::unsubscribe,
+        wazo::list, wazo::create, wazo::show, wazo::edit, wazo::delete, wazo::services, wazo::logs,
+        wazo::user_list, wazo::user_create, wazo::user_show, wazo::user_edit, wazo::user_delete,
+        wazo::status,
     ),
     components(schemas(crate::error::Problem, posthorn_core::FieldError)),
     modifiers(&Bearer),
@@ -46,6 +50,13 @@ impl Modify for Bearer {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "x_auth_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "The admin token or an application's access token (the wazo-webhookd door)",
+            ))),
         );
         components.add_security_scheme(
             "basic",

@@ -383,6 +383,11 @@ fn list_answer(subs: &[Subscription]) -> Json<Value> {
     Json(json!({"total": items.len(), "items": items}))
 }
 
+/// Subscriptions, narrowed by `search_metadata=key:value` (repeatable, all must hold).
+#[utoipa::path(get, operation_id = "wazoListSubscriptions", path = "/1.0/subscriptions", tag = "wazo-webhookd",
+    params(("search_metadata" = Option<String>, Query, description = "key:value; repeatable")),
+    responses((status = 200, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -394,6 +399,10 @@ pub(crate) async fn list(
     ))
 }
 
+/// The caller's own subscriptions made as a user.
+#[utoipa::path(get, operation_id = "wazoListUserSubscriptions", path = "/1.0/users/me/subscriptions", tag = "wazo-webhookd",
+    responses((status = 200, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn user_list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -434,6 +443,11 @@ async fn create_for(
     Ok((StatusCode::CREATED, Json(view(&sub))))
 }
 
+/// Create a subscription (wazo-webhookd's schema; unknown fields ignored).
+#[utoipa::path(post, operation_id = "wazoCreateSubscription", path = "/1.0/subscriptions", tag = "wazo-webhookd",
+    request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
+    responses((status = 201, body = Object), (status = 400, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -443,6 +457,11 @@ pub(crate) async fn create(
     create_for(&state, &caller, body, false).await
 }
 
+/// Create a subscription as a user.
+#[utoipa::path(post, operation_id = "wazoCreateUserSubscription", path = "/1.0/users/me/subscriptions", tag = "wazo-webhookd",
+    request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
+    responses((status = 201, body = Object), (status = 400, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn user_create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -452,6 +471,11 @@ pub(crate) async fn user_create(
     create_for(&state, &caller, body, true).await
 }
 
+/// A subscription.
+#[utoipa::path(get, operation_id = "wazoGetSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -461,6 +485,11 @@ pub(crate) async fn show(
     Ok(Json(view(&load(&state, &caller, &id, false).await?)))
 }
 
+/// A subscription made as a user.
+#[utoipa::path(get, operation_id = "wazoGetUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn user_show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -491,6 +520,12 @@ async fn edit_for(
     Ok(Json(view(&saved)))
 }
 
+/// Replace a subscription.
+#[utoipa::path(put, operation_id = "wazoEditSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn edit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -501,6 +536,12 @@ pub(crate) async fn edit(
     edit_for(&state, &caller, &id, body, false).await
 }
 
+/// Replace a subscription made as a user.
+#[utoipa::path(put, operation_id = "wazoEditUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn user_edit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -529,6 +570,11 @@ async fn delete_for(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Delete a subscription.
+#[utoipa::path(delete, operation_id = "wazoDeleteSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -538,6 +584,11 @@ pub(crate) async fn delete(
     delete_for(&state, &caller, &id, false).await
 }
 
+/// Delete a subscription made as a user.
+#[utoipa::path(delete, operation_id = "wazoDeleteUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn user_delete(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -548,6 +599,10 @@ pub(crate) async fn user_delete(
 }
 
 /// `{"services": {"http": {}, …}}`, from the service registry.
+/// The delivery services: `{"services": {"http": {}, …}}`.
+#[utoipa::path(get, operation_id = "wazoListServices", path = "/1.0/subscriptions/services", tag = "wazo-webhookd",
+    responses((status = 200, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn services(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -562,6 +617,11 @@ pub(crate) async fn services(
 }
 
 /// A subscription's logs: one per delivery attempted, newest first by default.
+/// A subscription's logs, one per delivery attempted: `from_date`, `limit`, `offset`, `order`, `direction`.
+#[utoipa::path(get, operation_id = "wazoSubscriptionLogs", path = "/1.0/subscriptions/{id}/logs", tag = "wazo-webhookd",
+    params(("id" = String, Path), ("from_date" = Option<String>, Query), ("limit" = Option<usize>, Query), ("offset" = Option<usize>, Query), ("order" = Option<String>, Query), ("direction" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -689,6 +749,10 @@ pub(crate) async fn logs(
 }
 
 /// The daemon's status, as wazo reports it.
+/// The daemon's status, as wazo-webhookd reports it.
+#[utoipa::path(get, operation_id = "wazoStatus", path = "/1.0/status", tag = "wazo-webhookd",
+    responses((status = 200, body = Object), (status = 401, body = Object)),
+    security(("x_auth_token" = [])))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
