@@ -29,7 +29,15 @@ thread_local! {
 
 /// Checks `bytes` (see the module documentation).
 pub fn check(bytes: &[u8]) -> Result<(), JsonFault> {
+    // Plainly first: tracking the path of every value costs on every body, and only a fault
+    // needs it, so only a fault walks the body again with it.
     DEPTH.with(|d| d.set(0));
+    let mut plain = serde_json::Deserializer::from_slice(bytes);
+    let fine = <Checked as de::Deserialize>::deserialize(&mut plain).is_ok() && plain.end().is_ok();
+    DEPTH.with(|d| d.set(0));
+    if fine {
+        return Ok(());
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = serde_path_to_error::deserialize::<_, Checked>(&mut de)
         .map_err(|e| {
@@ -173,21 +181,26 @@ impl<'de> Visitor<'de> for Walk {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
         let _level = enter()?;
-        // Most objects are small: a list is faster than a set until it is not.
-        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        // Most objects are small: their keys stay on the stack, compared one by one; a larger
+        // object moves them to a set.
+        const SMALL: usize = 16;
+        let mut small: [Option<Cow<'de, str>>; SMALL] = Default::default();
+        let mut len = 0;
         let mut many: Option<std::collections::HashSet<Cow<'de, str>>> = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let duplicate = match &mut many {
                 Some(set) => !set.insert(key.clone()),
-                None if seen.len() >= 32 => {
-                    let mut set: std::collections::HashSet<_> = seen.drain(..).collect();
+                None if len == SMALL => {
+                    let mut set: std::collections::HashSet<_> =
+                        small.iter_mut().filter_map(Option::take).collect();
                     let dup = !set.insert(key.clone());
                     many = Some(set);
                     dup
                 }
                 None => {
-                    let dup = seen.contains(&key);
-                    seen.push(key.clone());
+                    let dup = small[..len].iter().flatten().any(|k| *k == key);
+                    small[len] = Some(key.clone());
+                    len += 1;
                     dup
                 }
             };

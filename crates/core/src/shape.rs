@@ -217,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn wazo_templates_see_the_data_as_event() {
+        let t = Templates::parse(
+            Some("https://pbx/{{ event.uuid }}"),
+            Some("{{ event_name }}: {{ event.tags[0] }} from {{ wazo_uuid }}"),
+        )
+        .unwrap();
+        assert_eq!(t.render_url(&envelope(), true).unwrap(), "https://pbx/8e58");
+        assert_eq!(
+            t.render_body(&envelope(), true).unwrap(),
+            "user_created: a b from a1b2"
+        );
+    }
+
+    #[test]
     fn broken_templates_are_refused_with_the_reason() {
         let (field, why) = Templates::parse(None, Some("{{ event.data ")).unwrap_err();
         assert_eq!(field, "body");
