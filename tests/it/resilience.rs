@@ -200,6 +200,44 @@ async fn a_rate_limit_spreads_deliveries(backend: Backend) {
     }
 }
 
+/// A limit is reached when nothing else holds the subscription back: at 200/s with ten in
+/// flight to a receiver on loopback, 400 deliveries take about two seconds, not seven (the rate
+/// once waited in the queue, re-claimed every 20 ms: about 60/s).
+async fn a_high_rate_limit_is_reached(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let sub = api
+        .subscribe(&receiver.url, &["e"], json!({"rate_limit_per_s": 200}))
+        .await;
+    // Proven first (a new subscription has one attempt in flight until one succeeds).
+    api.publish(json!({"name": "e", "data": {}})).await;
+    let first = api.first_delivery(sub["id"].as_str().unwrap(), WAIT).await;
+    api.delivery_with_status(&first, "succeeded", WAIT).await;
+    for chunk in 0..4 {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| json!({"name": "e", "data": {"i": chunk * 100 + i}}))
+            .collect();
+        assert_eq!(
+            api.post("/v1/events", Value::Array(batch)).await.status,
+            202
+        );
+    }
+    let hits = receiver.wait_hits(401, WAIT).await;
+    let span = hits[400].at - hits[1].at;
+    assert!(
+        span < Duration::from_millis(4500),
+        "400 deliveries at 200/s took {span:?}"
+    );
+    for (i, h) in hits.iter().enumerate() {
+        let within = hits[i..]
+            .iter()
+            .take_while(|o| o.at - h.at < Duration::from_millis(950))
+            .count();
+        assert!(within <= 201, "{within} deliveries within a second");
+    }
+}
+
 async fn ordered_delivery_keeps_order_through_retries_of_the_head(backend: Backend) {
     let server = Server::start(backend).await;
     let receiver = Receiver::start().await;
@@ -478,6 +516,7 @@ both_backends!(
     a_hanging_endpoint_does_not_slow_a_healthy_one,
     max_in_flight_is_never_exceeded,
     a_rate_limit_spreads_deliveries,
+    a_high_rate_limit_is_reached,
     ordered_delivery_keeps_order_through_retries_of_the_head,
     recover_requeues_dead_deliveries,
     a_dead_delivery_is_announced,

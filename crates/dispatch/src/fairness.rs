@@ -32,8 +32,6 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use posthorn_core::time::now_ms;
 use posthorn_core::Subscription;
 
@@ -43,6 +41,9 @@ const FIRST_PAUSE: Duration = Duration::from_secs(5);
 const LONGEST_PAUSE: Duration = Duration::from_secs(600);
 /// How many times its in-flight cap a healthy subscription may have waiting in memory.
 const DEPTH: usize = 16;
+/// The longest a delivery waits in memory for its rate limit's slot (a later slot: back to the
+/// queue until then).
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
 /// How long a delivery refused by the failing share is put off.
 const SHARE_HOLD: Duration = Duration::from_millis(500);
 
@@ -57,7 +58,8 @@ struct State<T> {
     open_until: Option<Instant>,
     pause: Duration,
     probing: bool,
-    limiter: Option<(u32, DefaultDirectRateLimiter)>,
+    /// The rate limit's next free slot.
+    next_slot: Option<Instant>,
     /// The in-flight cap at the last admission, and when the rate limit next allows one.
     cap: u32,
     not_before: Option<Instant>,
@@ -80,7 +82,7 @@ impl<T> Default for State<T> {
             open_until: None,
             pause: Duration::ZERO,
             probing: false,
-            limiter: None,
+            next_slot: None,
             cap: 0,
             not_before: None,
             gone: false,
@@ -102,6 +104,10 @@ impl<T> State<T> {
 pub enum Admit<T> {
     /// Attempt it now (a slot is taken: call [`Fairness::finished`] after).
     Go(T),
+    /// Attempt it at this instant, the rate limit's slot reserved for it (a slot is taken: call
+    /// [`Fairness::finished`] after). The wait is short ([`MAX_RATE_WAIT`]): the attempt waits in
+    /// memory rather than go back to the queue and be claimed again.
+    GoAt(T, Instant),
     /// It waits in memory for a slot of its subscription.
     Waiting,
     /// Leave it pending until this time (Unix ms).
@@ -254,22 +260,22 @@ impl<T> Fairness<T> {
         if suspect && inner.suspect_in_flight >= self.suspect_limit {
             return Admit::HoldUntil(item, millis_from_now(SHARE_HOLD));
         }
+        let mut go_at = None;
         if let Some(rate) = limits.rate.and_then(NonZeroU32::new) {
-            if s.limiter.as_ref().is_none_or(|(r, _)| *r != rate.get()) {
-                // A burst of one: deliveries are spaced evenly, so no one-second window holds
-                // more than the rate (a burst of `rate` would let twice that into the first).
-                let quota = Quota::per_second(rate).allow_burst(NonZeroU32::MIN);
-                s.limiter = Some((rate.get(), RateLimiter::direct(quota)));
+            // Evenly spaced, a burst of one: each admission reserves the next slot, one
+            // interval after the last (no one-second window holds more than the rate). A slot
+            // within MAX_RATE_WAIT is waited for in memory; later ones go back to the queue.
+            let interval = Duration::from_secs(1) / rate.get();
+            let slot = s.next_slot.map_or(now, |t| t.max(now));
+            if slot > now + MAX_RATE_WAIT {
+                s.not_before = Some(slot);
+                return Admit::HoldUntil(item, millis_from_now(slot - now));
             }
-            if let Some((_, limiter)) = &s.limiter {
-                if let Err(not_until) = limiter.check() {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    s.not_before = Some(now + wait);
-                    return Admit::HoldUntil(
-                        item,
-                        millis_from_now(wait.max(Duration::from_millis(1))),
-                    );
-                }
+            s.next_slot = Some(slot + interval);
+            // Claims skip it while its next slot is ahead.
+            s.not_before = Some(slot + interval);
+            if slot > now {
+                go_at = Some(slot);
             }
         }
         if s.open_until.is_some() {
@@ -280,7 +286,10 @@ impl<T> Fairness<T> {
             s.suspect_in_flight += 1;
             inner.suspect_in_flight += 1;
         }
-        Admit::Go(item)
+        match go_at {
+            Some(at) => Admit::GoAt(item, at),
+            None => Admit::Go(item),
+        }
     }
 
     /// Records the end of an admitted attempt: `succeeded`, or failed with an answer from the
@@ -435,6 +444,38 @@ mod tests {
 
     fn go<T>(a: Admit<T>) -> bool {
         matches!(a, Admit::Go(_))
+    }
+
+    #[test]
+    fn the_rate_reserves_evenly_spaced_slots_within_a_second() {
+        let f = Fairness::new(100);
+        let s = sub(json!({"rate_limit_per_s": 5, "max_in_flight": 100}));
+        prove(&f, &s);
+        let start = Instant::now();
+        let mut slots = Vec::new();
+        let mut held = 0;
+        for i in 0..20 {
+            match f.admit(&s, i) {
+                Admit::Go(_) => slots.push(Duration::ZERO),
+                Admit::GoAt(_, at) => slots.push(at - start),
+                Admit::HoldUntil(..) => held += 1,
+                Admit::Waiting => {}
+            }
+        }
+        // One slot every 200 ms (the proving attempt took the first), up to a second ahead.
+        assert_eq!(slots.len(), 5, "{slots:?}");
+        for pair in slots.windows(2) {
+            let gap = pair[1].saturating_sub(pair[0]);
+            assert!(
+                gap >= Duration::from_millis(195) && gap <= Duration::from_millis(205),
+                "{slots:?}"
+            );
+        }
+        assert_eq!(held, 15);
+        assert!(
+            f.blocked(10).contains(&"sub_1".to_owned()),
+            "claims skip it meanwhile"
+        );
     }
 
     /// Admits one delivery and lets it succeed, so that the full cap applies.

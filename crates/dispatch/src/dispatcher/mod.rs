@@ -426,6 +426,11 @@ impl Dispatcher {
         }
         match self.fairness.admit(sub, c) {
             Admit::Go(c) => Some(self.attempt_admitted(c, sub, compiled).await),
+            Admit::GoAt(c, at) => {
+                // The rate limit's slot, reserved for it: waited for here, still leased.
+                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                Some(self.attempt_admitted(c, sub, compiled).await)
+            }
             Admit::Waiting => None,
             Admit::HoldUntil(c, until) => Some(hold(c, until).into()),
         }
