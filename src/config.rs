@@ -329,9 +329,6 @@ impl Config {
         if !self.sources.amqp.is_empty() || !self.sources.nats.is_empty() {
             ignored.push("sources");
         }
-        if !self.services.is_empty() {
-            ignored.push("services");
-        }
         ignored
     }
 }

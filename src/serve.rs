@@ -13,6 +13,7 @@ use posthorn_core::id::new_id;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::http::HttpService;
+use posthorn_dispatch::service::plugin::PluginService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
 use posthorn_store::{
     sqlite_path, EventTypeCache, Publisher, Sealer, Store, SubscriptionCache, SubscriptionWriter,
@@ -219,6 +220,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot build the HTTP client")?;
     let mut services = Registry::new();
     services.register(Arc::new(http));
+    for plugin in &config.services {
+        let service = PluginService::new(plugin.clone()).map_err(anyhow::Error::msg)?;
+        tracing::info!(service = %plugin.name, command = ?plugin.command, "plugin service");
+        services.register(Arc::new(service));
+    }
     let services = Arc::new(services);
     let cache = SubscriptionCache::load(store.clone(), services.clone()).await?;
     let watcher = cache.watch(Duration::from_secs(1));

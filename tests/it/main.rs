@@ -36,6 +36,7 @@ mod durability;
 mod examples;
 mod fluidsurveys;
 mod network;
+mod plugins;
 mod resilience;
 mod scale;
 mod shaping;

@@ -160,6 +160,9 @@ pub struct PluginConfig {
     pub config_schema: Value,
     #[serde(default = "plugin_timeout")]
     pub timeout_ms: u64,
+    /// Most of its attempts running at once, in one process.
+    #[serde(default = "plugin_concurrency")]
+    pub max_concurrent: u32,
     /// Environment variables set for the command (besides a minimal inherited set).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -171,6 +174,10 @@ fn any_object() -> Value {
 
 fn plugin_timeout() -> u64 {
     30_000
+}
+
+fn plugin_concurrency() -> u32 {
+    4
 }
 
 /// A URL with its password replaced, for logs and `Debug`.

@@ -2,5 +2,7 @@
 //! module of its own, and the dispatcher names none of them.
 //!
 //! - [`http`]: a signed HTTP request per attempt.
+//! - [`plugin`]: an external command per attempt, configured in `[[services]]`.
 
 pub mod http;
+pub mod plugin;

@@ -1,0 +1,208 @@
+//! External plugins: `[[services]]` commands run once per attempt, in any language — listed with
+//! their schema, their config checked against it, their exit status the verdict (0, 75, other),
+//! their output in the attempt log, killed with their process group at the deadline.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::util::{Api, Backend, Server, ServerOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A plugin whose `config.mode` says what it does: `ok`, `retry` (exit 75), `fail` (exit 1 after
+/// a word on stderr), `hang` (sleeps, beside a child of its own whose pid it writes down).
+const SCRIPTED: &str = r#"
+import json, os, subprocess, sys, time
+request = json.load(sys.stdin)
+mode = request["config"]["mode"]
+out = os.environ["PLUGIN_OUT"]
+with open(os.path.join(out, request["delivery"]["id"] + ".json"), "w") as f:
+    json.dump(request, f)
+if mode == "ok":
+    print("done")
+elif mode == "retry":
+    print("busy, later", file=sys.stderr)
+    sys.exit(75)
+elif mode == "fail":
+    print("boom: the mail server refused", file=sys.stderr)
+    sys.exit(1)
+else:
+    child = subprocess.Popen(["sleep", "60"])
+    with open(os.path.join(out, "grandchild.pid"), "w") as f:
+        f.write(str(child.pid))
+    time.sleep(60)
+"#;
+
+async fn setup(backend: Backend) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scripted.py"), SCRIPTED).unwrap();
+    let example = format!("{}/examples/plugins/sleep.py", env!("CARGO_MANIFEST_DIR"));
+    let config = format!(
+        r#"
+[[services]]
+name = "example"
+description = "Sleeps config.sleep_time seconds"
+command = ["python3", "{example}"]
+timeout_ms = 30000
+config_schema = {{ type = "object", required = ["sleep_time"], properties = {{ sleep_time = {{ type = "number" }} }} }}
+
+[[services]]
+name = "scripted"
+description = "Does what config.mode says"
+command = ["python3", "{scripted}"]
+timeout_ms = 1000
+env = {{ PLUGIN_OUT = "{out}" }}
+config_schema = {{ type = "object", required = ["mode"], properties = {{ mode = {{ enum = ["ok", "retry", "fail", "hang"] }} }} }}
+"#,
+        scripted = dir.path().join("scripted.py").display(),
+        out = dir.path().display(),
+    );
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::on(backend)
+    })
+    .await;
+    (server, dir)
+}
+
+async fn subscribe(api: &Api, service: &str, config: Value, retry: Value) -> String {
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": service, "service": service, "config": config, "events": ["e"], "retry": retry}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn plugins_run_as_their_exit_status_says(backend: Backend) {
+    let (server, dir) = setup(backend).await;
+    let api = server.api();
+    let services = api.get("/v1/services").await.body;
+    let names: Vec<&str> = services["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "example", "scripted"]);
+    assert_eq!(
+        services["items"][1]["config_schema"]["required"],
+        json!(["sleep_time"])
+    );
+    // The schema of the entry is enforced.
+    let r = api
+        .post("/v1/subscriptions", json!({"name": "x", "service": "example", "config": {"sleep_time": "long"}, "events": ["e"]}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "config.sleep_time");
+    // The reference page's example service, as a plugin: delivered after its sleep.
+    let example = subscribe(&api, "example", json!({"sleep_time": 0.3}), json!(null)).await;
+    let ok = subscribe(&api, "scripted", json!({"mode": "ok"}), json!(null)).await;
+    let retry = subscribe(
+        &api,
+        "scripted",
+        json!({"mode": "retry"}),
+        json!({"schedule_s": [0, 0]}),
+    )
+    .await;
+    let fail = subscribe(&api, "scripted", json!({"mode": "fail"}), json!(null)).await;
+    let hang = subscribe(
+        &api,
+        "scripted",
+        json!({"mode": "hang"}),
+        json!({"schedule_s": []}),
+    )
+    .await;
+    api.publish(json!({"name": "e", "data": {"user": 12}}))
+        .await;
+
+    let d = api.first_delivery(&example, WAIT).await;
+    let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
+    let attempt = &d["attempt_log"][0];
+    assert!(attempt["duration_ms"].as_i64().unwrap() >= 300, "{attempt}");
+    assert_eq!(attempt["response"]["exit_code"], 0);
+    assert!(
+        attempt["response"]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("slept 0.3 s for e"),
+        "{attempt}"
+    );
+
+    let d = api.first_delivery(&ok, WAIT).await;
+    api.delivery_with_status(&d, "succeeded", WAIT).await;
+    let given: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("{d}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(given["event"]["name"], "e");
+    assert_eq!(given["event"]["data"], json!({"user": 12}));
+    assert_eq!(given["delivery"], json!({"id": d, "attempt": 1}));
+    assert_eq!(given["config"], json!({"mode": "ok"}));
+
+    // 75: retried per the schedule, then dead.
+    let d = api.first_delivery(&retry, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    let outcomes: Vec<&str> = d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "retry", "final"]);
+    assert!(
+        d["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 75"),
+        "{d}"
+    );
+
+    // Any other status: dead at once, its stderr in the log.
+    let d = api.first_delivery(&fail, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    assert_eq!(d["attempts"], 1);
+    assert!(
+        d["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("boom"),
+        "{d}"
+    );
+    assert!(
+        d["attempt_log"][0]["response"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("boom"),
+        "{d}"
+    );
+
+    // A plugin that hangs is killed at its deadline, with what it started.
+    let d = api.first_delivery(&hang, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    let attempt = &d["attempt_log"][0];
+    assert!(
+        attempt["error"].as_str().unwrap().contains("timed out"),
+        "{attempt}"
+    );
+    assert!(attempt["duration_ms"].as_i64().unwrap() < 5000, "{attempt}");
+    let pid = std::fs::read_to_string(dir.path().join("grandchild.pid")).unwrap();
+    crate::util::wait_for(
+        Duration::from_secs(5),
+        "the plugin's own child to be killed",
+        || async {
+            let state =
+                std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            // Gone, or a zombie waiting for its parent (also killed).
+            (state.is_empty() || state.contains(") Z ")).then_some(())
+        },
+    )
+    .await;
+}
+
+both_backends!(plugins_run_as_their_exit_status_says,);
