@@ -43,3 +43,4 @@ mod shaping;
 mod tls;
 mod util;
 mod wazo;
+mod wazo_plugins;
