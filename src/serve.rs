@@ -12,6 +12,7 @@ use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
+use posthorn_dispatch::service::email::EmailService;
 use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::service::plugin::PluginService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
@@ -216,10 +217,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         std::env::current_exe().context("cannot find this program, for template workers")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let sandbox = Arc::new(TemplateSandbox::new(program, cores.max(2)));
-    let http = HttpService::new(NetworkPolicy::new(allowed), sandbox)
+    let http = HttpService::new(NetworkPolicy::new(allowed), sandbox.clone())
         .context("cannot build the HTTP client")?;
+    let email = EmailService::new(config.smtp.as_ref(), sandbox).map_err(anyhow::Error::msg)?;
     let mut services = Registry::new();
     services.register(Arc::new(http));
+    services.register(Arc::new(email));
     for plugin in &config.services {
         let service = PluginService::new(plugin.clone()).map_err(anyhow::Error::msg)?;
         tracing::info!(service = %plugin.name, command = ?plugin.command, "plugin service");

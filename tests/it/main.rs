@@ -33,6 +33,7 @@ mod api;
 mod applications;
 mod delivery;
 mod durability;
+mod email;
 mod examples;
 mod fluidsurveys;
 mod network;
