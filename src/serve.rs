@@ -12,6 +12,7 @@ use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
+use posthorn_dispatch::service::broker::{AmqpService, NatsService};
 use posthorn_dispatch::service::email::EmailService;
 use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::service::plugin::PluginService;
@@ -196,6 +197,9 @@ async fn shutdown_signal() {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
+    // One TLS crypto provider for every library that makes a TLS configuration of its own (the
+    // SMTP and broker clients), so none is left to guess between the ones compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let ignored = config.ignored_sections();
     if !ignored.is_empty() {
         tracing::warn!(sections = ?ignored, "config file sections not acted on by this version");
@@ -217,12 +221,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         std::env::current_exe().context("cannot find this program, for template workers")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let sandbox = Arc::new(TemplateSandbox::new(program, cores.max(2)));
-    let http = HttpService::new(NetworkPolicy::new(allowed), sandbox.clone())
+    let policy = NetworkPolicy::new(allowed);
+    let http = HttpService::new(policy.clone(), sandbox.clone())
         .context("cannot build the HTTP client")?;
-    let email = EmailService::new(config.smtp.as_ref(), sandbox).map_err(anyhow::Error::msg)?;
+    let email =
+        EmailService::new(config.smtp.as_ref(), sandbox.clone()).map_err(anyhow::Error::msg)?;
     let mut services = Registry::new();
     services.register(Arc::new(http));
     services.register(Arc::new(email));
+    services.register(Arc::new(AmqpService::new(policy.clone(), sandbox.clone())));
+    services.register(Arc::new(NatsService::new(policy, sandbox)));
     for plugin in &config.services {
         let service = PluginService::new(plugin.clone()).map_err(anyhow::Error::msg)?;
         tracing::info!(service = %plugin.name, command = ?plugin.command, "plugin service");

@@ -31,6 +31,7 @@ macro_rules! both_backends {
 
 mod api;
 mod applications;
+mod brokers;
 mod delivery;
 mod durability;
 mod email;

@@ -3,8 +3,10 @@
 //!
 //! - [`http`]: a signed HTTP request per attempt.
 //! - [`email`]: a mail per attempt, through the SMTP server of `[smtp]`.
+//! - [`broker`]: a message per attempt to the subscriber's own queue (`amqp`, `nats`).
 //! - [`plugin`]: an external command per attempt, configured in `[[services]]`.
 
+pub mod broker;
 pub mod email;
 pub mod http;
 pub mod plugin;

@@ -1,0 +1,518 @@
+//! Broker destinations: deliveries published to a queue of the subscriber's own instead of an
+//! HTTP endpoint — `amqp` (RabbitMQ, with publisher confirms, persistent) and `nats` (JetStream,
+//! acknowledged by the stream). The message is the event's envelope, its id the event id (AMQP
+//! `message_id`, `Nats-Msg-Id`), so that consumers can drop duplicates; a delivery succeeds only
+//! once the broker has confirmed it. Connections are kept per broker URL, not opened per attempt;
+//! a connection that fails is dropped and the attempt retried. A broker's host is checked against
+//! the network policy like an HTTP target's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use posthorn_core::config::redact_url;
+use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
+use posthorn_core::shape::is_template;
+use posthorn_core::validation::{serde_field_error, Errors, Invalid};
+use posthorn_core::NetworkPolicy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::sandbox::TemplateSandbox;
+
+/// How long connecting and confirming may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Config of the `amqp` service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:5672/vhost` (or `amqps://`).
+    pub url: String,
+    /// The exchange to publish to; empty for the default exchange (routing key = queue name).
+    #[serde(default)]
+    pub exchange: String,
+    /// The routing key; may be a template (`events.{{ event.name }}`).
+    pub routing_key: String,
+    /// Headers set on every message.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Config of the `nats` service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://host:4222`.
+    pub url: String,
+    /// The subject to publish on, which a JetStream stream must cover; may be a template.
+    pub subject: String,
+}
+
+/// What the two services share: the sandbox (templated keys and subjects) and the policy.
+struct Common {
+    sandbox: Arc<TemplateSandbox>,
+    policy: NetworkPolicy,
+}
+
+impl Common {
+    /// Checks the broker's host against the network policy, resolved now.
+    async fn check_host(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("{}: {e}", redact_url(url)))?;
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = parsed.port().unwrap_or(5672);
+        let addresses = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        for a in addresses {
+            if let Err(r) = self.policy.check(a.ip()) {
+                return Err(format!(
+                    "refused target {host}: {} is in a {} range; {}",
+                    a.ip(),
+                    r.0,
+                    posthorn_core::network::admit_hint(a.ip())
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn render(&self, text: &str, event: &Value) -> Result<String, String> {
+        if !is_template(text) {
+            return Ok(text.to_owned());
+        }
+        let (rendered, _) = self.sandbox.render(Some(text), None, event, false).await?;
+        Ok(rendered.unwrap_or_default())
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(config: &Value) -> Result<T, Invalid> {
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        Invalid(vec![serde_field_error(&path, &e.into_inner().to_string())])
+    })
+}
+
+fn check_url(errors: &mut Errors, url: &str, schemes: &[&str]) {
+    match url::Url::parse(url) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => {}
+        _ => errors.add(
+            "url",
+            format!("must be a {} URL with a host", schemes.join(" or ")),
+        ),
+    }
+}
+
+fn report(
+    verdict: Verdict,
+    answered: bool,
+    request: Value,
+    response: Option<Value>,
+    error: Option<String>,
+    started: Instant,
+) -> Report {
+    Report {
+        verdict,
+        answered,
+        request: request.to_string(),
+        response: response.map(|r| r.to_string()),
+        error,
+        duration: started.elapsed(),
+    }
+}
+
+/// The `amqp` service.
+pub struct AmqpService {
+    common: Arc<Common>,
+    /// One confirming channel per broker URL.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    schema: Value,
+}
+
+impl AmqpService {
+    pub fn new(policy: NetworkPolicy, sandbox: Arc<TemplateSandbox>) -> Self {
+        Self {
+            common: Arc::new(Common { sandbox, policy }),
+            channels: Arc::default(),
+            schema: serde_json::to_value(schemars::schema_for!(AmqpConfig)).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl Service for AmqpService {
+    fn name(&self) -> &str {
+        "amqp"
+    }
+    fn description(&self) -> &str {
+        "A persistent message to an AMQP 0-9-1 exchange (RabbitMQ), confirmed by the broker"
+    }
+    fn config_schema(&self) -> &Value {
+        &self.schema
+    }
+    fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
+        let config: AmqpConfig = typed(config)?;
+        let mut errors = Errors::default();
+        check_url(&mut errors, &config.url, &["amqp", "amqps"]);
+        if config.routing_key.len() > 255 {
+            errors.add("routing_key", "must be at most 255 bytes");
+        }
+        errors.finish()?;
+        Ok(Arc::new(AmqpTarget {
+            common: self.common.clone(),
+            channels: self.channels.clone(),
+            config,
+        }))
+    }
+}
+
+struct AmqpTarget {
+    common: Arc<Common>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    config: AmqpConfig,
+}
+
+impl std::fmt::Debug for AmqpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTarget")
+            .field("url", &redact_url(&self.config.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target for AmqpTarget {
+    fn destination(&self) -> Option<&str> {
+        Some(&self.config.url)
+    }
+
+    fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
+        Box::pin(async move {
+            if is_template(&self.config.routing_key) {
+                self.common
+                    .sandbox
+                    .check(Some(&self.config.routing_key), None)
+                    .await
+                    .map_err(|(_, why)| Invalid::one("routing_key", why))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn attempt<'a>(&'a self, a: Attempt<'a>) -> BoxFuture<'a, Report> {
+        Box::pin(self.publish(a))
+    }
+}
+
+impl AmqpTarget {
+    async fn channel(&self) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().await;
+        if let Some(ch) = channels.get(&self.config.url) {
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+            channels.remove(&self.config.url);
+        }
+        self.common.check_host(&self.config.url).await?;
+        let open = async {
+            let conn =
+                Connection::connect(&self.config.url, ConnectionProperties::default()).await?;
+            let ch = conn.create_channel().await?;
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok::<_, lapin::Error>(ch)
+        };
+        let ch = tokio::time::timeout(BROKER_TIMEOUT, open)
+            .await
+            .map_err(|_| format!("connecting to {} timed out", redact_url(&self.config.url)))?
+            .map_err(|e| format!("cannot connect to {}: {e}", redact_url(&self.config.url)))?;
+        channels.insert(self.config.url.clone(), ch.clone());
+        Ok(ch)
+    }
+
+    async fn publish(&self, a: Attempt<'_>) -> Report {
+        let started = Instant::now();
+        let body = a.event.envelope();
+        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let routing_key = match self.common.render(&self.config.routing_key, &event).await {
+            Ok(k) => k,
+            Err(why) => {
+                return report(
+                    Verdict::Final,
+                    true,
+                    json!({"url": redact_url(&self.config.url)}),
+                    None,
+                    Some(why),
+                    started,
+                )
+            }
+        };
+        let request = json!({"url": redact_url(&self.config.url), "exchange": self.config.exchange,
+            "routing_key": routing_key, "message_id": a.event.id, "headers": self.config.headers, "envelope": 1});
+        let channel = match self.channel().await {
+            Ok(ch) => ch,
+            Err(why) => {
+                let refused = why.starts_with("refused target");
+                let verdict = if refused {
+                    Verdict::Final
+                } else {
+                    Verdict::Retry { after_ms: None }
+                };
+                return report(verdict, refused, request, None, Some(why), started);
+            }
+        };
+        let mut headers = FieldTable::default();
+        for (k, v) in &self.config.headers {
+            headers.insert(k.clone().into(), AMQPValue::LongString(v.clone().into()));
+        }
+        headers.insert(
+            "posthorn-event".into(),
+            AMQPValue::LongString(a.event.name.clone().into()),
+        );
+        headers.insert(
+            "posthorn-delivery".into(),
+            AMQPValue::LongString(a.delivery_id.to_owned().into()),
+        );
+        headers.insert("posthorn-attempt".into(), AMQPValue::LongUInt(a.number));
+        let properties = BasicProperties::default()
+            .with_message_id(a.event.id.clone().into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let sent = async {
+            channel
+                .basic_publish(
+                    self.config.exchange.clone().into(),
+                    routing_key.clone().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(BROKER_TIMEOUT, sent).await {
+            Ok(Ok(Confirmation::Nack(_))) => report(
+                Verdict::Retry { after_ms: None },
+                true,
+                request,
+                Some(json!({"confirmation": "nack"})),
+                Some("the broker refused the message (nack)".into()),
+                started,
+            ),
+            Ok(Ok(_)) => report(
+                Verdict::Success,
+                true,
+                request,
+                Some(json!({"confirmation": "ack"})),
+                None,
+                started,
+            ),
+            Ok(Err(e)) => {
+                self.channels.lock().await.remove(&self.config.url);
+                report(
+                    Verdict::Retry { after_ms: None },
+                    false,
+                    request,
+                    None,
+                    Some(format!("AMQP: {e}")),
+                    started,
+                )
+            }
+            Err(_) => {
+                self.channels.lock().await.remove(&self.config.url);
+                report(
+                    Verdict::Retry { after_ms: None },
+                    false,
+                    request,
+                    None,
+                    Some("the broker did not confirm in time".into()),
+                    started,
+                )
+            }
+        }
+    }
+}
+
+/// The `nats` service.
+pub struct NatsService {
+    common: Arc<Common>,
+    clients: Arc<Mutex<HashMap<String, async_nats::jetstream::Context>>>,
+    schema: Value,
+}
+
+impl NatsService {
+    pub fn new(policy: NetworkPolicy, sandbox: Arc<TemplateSandbox>) -> Self {
+        Self {
+            common: Arc::new(Common { sandbox, policy }),
+            clients: Arc::default(),
+            schema: serde_json::to_value(schemars::schema_for!(NatsConfig)).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl Service for NatsService {
+    fn name(&self) -> &str {
+        "nats"
+    }
+    fn description(&self) -> &str {
+        "A message on a NATS JetStream subject, acknowledged by the stream"
+    }
+    fn config_schema(&self) -> &Value {
+        &self.schema
+    }
+    fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
+        let config: NatsConfig = typed(config)?;
+        let mut errors = Errors::default();
+        check_url(&mut errors, &config.url, &["nats", "tls"]);
+        if config.subject.is_empty()
+            || config.subject.contains(char::is_whitespace) && !is_template(&config.subject)
+        {
+            errors.add("subject", "must be a subject without spaces");
+        }
+        errors.finish()?;
+        Ok(Arc::new(NatsTarget {
+            common: self.common.clone(),
+            clients: self.clients.clone(),
+            config,
+        }))
+    }
+}
+
+struct NatsTarget {
+    common: Arc<Common>,
+    clients: Arc<Mutex<HashMap<String, async_nats::jetstream::Context>>>,
+    config: NatsConfig,
+}
+
+impl std::fmt::Debug for NatsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTarget")
+            .field("url", &redact_url(&self.config.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target for NatsTarget {
+    fn destination(&self) -> Option<&str> {
+        Some(&self.config.url)
+    }
+
+    fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
+        Box::pin(async move {
+            if is_template(&self.config.subject) {
+                self.common
+                    .sandbox
+                    .check(Some(&self.config.subject), None)
+                    .await
+                    .map_err(|(_, why)| Invalid::one("subject", why))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn attempt<'a>(&'a self, a: Attempt<'a>) -> BoxFuture<'a, Report> {
+        Box::pin(self.publish(a))
+    }
+}
+
+impl NatsTarget {
+    async fn context(&self) -> Result<async_nats::jetstream::Context, String> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&self.config.url) {
+            return Ok(c.clone());
+        }
+        self.common.check_host(&self.config.url).await?;
+        let client = tokio::time::timeout(BROKER_TIMEOUT, async_nats::connect(&self.config.url))
+            .await
+            .map_err(|_| format!("connecting to {} timed out", redact_url(&self.config.url)))?
+            .map_err(|e| format!("cannot connect to {}: {e}", redact_url(&self.config.url)))?;
+        let context = async_nats::jetstream::new(client);
+        clients.insert(self.config.url.clone(), context.clone());
+        Ok(context)
+    }
+
+    async fn publish(&self, a: Attempt<'_>) -> Report {
+        let started = Instant::now();
+        let body = a.event.envelope();
+        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let subject = match self.common.render(&self.config.subject, &event).await {
+            Ok(s) => s,
+            Err(why) => {
+                return report(
+                    Verdict::Final,
+                    true,
+                    json!({"url": redact_url(&self.config.url)}),
+                    None,
+                    Some(why),
+                    started,
+                )
+            }
+        };
+        let request = json!({"url": redact_url(&self.config.url), "subject": subject,
+            "message_id": a.event.id, "envelope": 1});
+        let context = match self.context().await {
+            Ok(c) => c,
+            Err(why) => {
+                let refused = why.starts_with("refused target");
+                let verdict = if refused {
+                    Verdict::Final
+                } else {
+                    Verdict::Retry { after_ms: None }
+                };
+                return report(verdict, refused, request, None, Some(why), started);
+            }
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", a.event.id.as_str());
+        headers.insert("Posthorn-Event", a.event.name.as_str());
+        headers.insert("Posthorn-Delivery", a.delivery_id);
+        headers.insert("Posthorn-Attempt", a.number.to_string().as_str());
+        let sent = async {
+            context
+                .publish_with_headers(subject.clone(), headers, body.into())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(BROKER_TIMEOUT, sent).await {
+            Ok(Ok(ack)) => report(
+                Verdict::Success,
+                true,
+                request,
+                Some(
+                    json!({"stream": ack.stream, "sequence": ack.sequence, "duplicate": ack.duplicate}),
+                ),
+                None,
+                started,
+            ),
+            Ok(Err(e)) => report(
+                Verdict::Retry { after_ms: None },
+                true,
+                request,
+                None,
+                Some(format!("JetStream: {e}")),
+                started,
+            ),
+            Err(_) => {
+                self.clients.lock().await.remove(&self.config.url);
+                report(
+                    Verdict::Retry { after_ms: None },
+                    false,
+                    request,
+                    None,
+                    Some("the stream did not acknowledge in time".into()),
+                    started,
+                )
+            }
+        }
+    }
+}
