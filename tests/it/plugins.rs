@@ -89,9 +89,12 @@ async fn plugins_run_as_their_exit_status_says(backend: Backend) {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["http", "example", "scripted"]);
     assert_eq!(
-        services["items"][1]["config_schema"]["required"],
+        names,
+        ["http", "email", "amqp", "nats", "example", "scripted"]
+    );
+    assert_eq!(
+        services["items"][4]["config_schema"]["required"],
         json!(["sleep_time"])
     );
     // The schema of the entry is enforced.

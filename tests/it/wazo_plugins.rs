@@ -179,7 +179,7 @@ command = ["{runner}", "flaky"]
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["http", "example", "flaky"]);
+    assert_eq!(names, ["http", "email", "amqp", "nats", "example", "flaky"]);
     let subscribe = |service: &'static str, config: serde_json::Value, retry: serde_json::Value| {
         let api = api.clone();
         async move {
