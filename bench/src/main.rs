@@ -48,6 +48,9 @@ struct Args {
     /// Concurrent connections of the load generator
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Also deliver end to end to a RabbitMQ queue (the `amqp` service) at this broker
+    #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
+    amqp: Option<String>,
     /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, memory)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -387,6 +390,100 @@ impl Bench {
         Ok(())
     }
 
+    /// Events through one `amqp` subscription to a RabbitMQ queue (persistent messages, each
+    /// confirmed by the broker before its delivery counts), counted by a consumer of the queue.
+    async fn end_to_end_amqp(
+        &mut self,
+        server: &Server,
+        url: &str,
+        max_in_flight: usize,
+    ) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
+        use lapin::types::FieldTable;
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        let queue = format!("posthorn-bench-{}", server.run);
+        channel
+            .queue_declare(
+                queue.clone().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let received = Arc::new(AtomicU64::new(0));
+        let mut consumer = channel
+            .basic_consume(
+                queue.clone().into(),
+                "bench".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let counter = received.clone();
+        let counting = tokio::spawn(async move {
+            while let Some(Ok(_)) = consumer.next().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let name = "bench.amqp";
+        server
+            .subscribe(
+                "http://unused.example",
+                &[name],
+                json!({"service": "amqp", "max_in_flight": max_in_flight,
+                    "config": {"url": url, "exchange": "", "routing_key": queue}}),
+            )
+            .await?;
+        let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
+        let post = Post::new(
+            &self.client,
+            server.url("/v1/events"),
+            Some(&server.token),
+            &event(name, None),
+        );
+        let published = Arc::new(AtomicU64::new(0));
+        let p = published.clone();
+        load(self.args.concurrency, self.seconds(), move |_| {
+            let (post, p) = (post.clone(), p.clone());
+            async move {
+                let ok = post.send().await == 202;
+                if ok {
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
+                ok
+            }
+        })
+        .await;
+        let total = published.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while received.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = received.load(Ordering::Relaxed);
+        let rate = got as f64 / start.elapsed().as_secs_f64();
+        let cpu = cpu_per(server.cpu() - cpu, got as f64);
+        let machine = machine.since();
+        let mut note = format!(" ({got} delivered, each confirmed by the broker)");
+        if got < total {
+            note += &format!(" ({got} of {total} by the deadline)");
+        }
+        self.record(
+            &format!("3c. end to end to a RabbitMQ queue (amqp), max_in_flight {max_in_flight}"),
+            server.backend,
+            format!("{rate:.0} deliveries/s{note}{cpu}{machine}"),
+            Some(rate),
+        );
+        counting.abort();
+        channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await?;
+        Ok(())
+    }
+
     async fn fan_out(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
         let sizes: &[usize] = if self.args.quick {
             &[1000]
@@ -653,6 +750,9 @@ async fn main() -> anyhow::Result<()> {
                 let concurrency = bench.args.concurrency;
                 bench.end_to_end(&s, &sink, Some(concurrency)).await?;
                 bench.end_to_end(&s, &sink, None).await?;
+                if let Some(url) = bench.args.amqp.clone() {
+                    bench.end_to_end_amqp(&s, &url, concurrency).await?;
+                }
             }
             if bench.args.runs("latency") {
                 bench.latency(&s, &sink).await?;
