@@ -323,8 +323,8 @@ impl Config {
     /// Sections of the file this version reads and checks but does not act on yet.
     pub fn ignored_sections(&self) -> Vec<&'static str> {
         let mut ignored = Vec::new();
-        if !self.sources.amqp.is_empty() || !self.sources.nats.is_empty() {
-            ignored.push("sources");
+        if !self.sources.nats.is_empty() {
+            ignored.push("sources.nats");
         }
         ignored
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
+use posthorn_core::source::SourceBoard;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::broker::{AmqpService, NatsService};
@@ -264,6 +265,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let stop = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
+    // Broker sources: messages into events through the same publisher as the API.
+    let source_board = SourceBoard::default();
+    let consumers = posthorn_ingest::start(
+        &config.sources,
+        publisher.clone(),
+        source_board.clone(),
+        stop.clone(),
+    );
     let state = AppState::new(Shared {
         store: store.clone(),
         publisher,
@@ -271,6 +280,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         event_types,
         services,
         token_ttl: config.token_ttl,
+        sources: source_board,
         admin_token: Arc::from(token.as_str()),
     });
     let app = router(
@@ -301,6 +311,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
     if finished.is_err() {
         tracing::warn!("shutdown took too long; exiting");
+    }
+    for consumer in consumers {
+        consumer.abort();
     }
     watcher.abort();
     purger.abort();

@@ -42,6 +42,7 @@ mod plugins;
 mod resilience;
 mod scale;
 mod shaping;
+mod sources;
 mod tls;
 mod util;
 mod wazo;

@@ -61,6 +61,8 @@ pub struct Shared {
     pub services: Arc<Registry>,
     /// How long an application's access token lasts.
     pub token_ttl: std::time::Duration,
+    /// The event sources' state (`GET /v1/sources`, `/readyz`).
+    pub sources: posthorn_core::source::SourceBoard,
     pub admin_token: Arc<str>,
 }
 

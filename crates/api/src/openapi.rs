@@ -15,7 +15,7 @@ use crate::routes::{
 #[openapi(
     info(title = "Posthorn", description = "Webhook dispatch service"),
     paths(
-        service::healthz, service::readyz, service::services,
+        service::healthz, service::readyz, service::services, service::sources,
         events::publish, events::list, events::show,
         event_types::put, event_types::show, event_types::list, event_types::delete,
         subscriptions::create, subscriptions::list, subscriptions::show, subscriptions::replace,

@@ -22,6 +22,7 @@ pub mod retry;
 pub mod service;
 pub mod shape;
 pub mod signing;
+pub mod source;
 pub mod subscription;
 pub mod time;
 pub mod validation;

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(service::openapi))
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
+        .route("/v1/sources", get(service::sources))
         .route("/oauth/token", post(oauth::token))
         .route("/1.0/status", get(wazo::status))
         .route("/1.0/subscriptions", get(wazo::list).post(wazo::create))

@@ -18,19 +18,46 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers. The event sources' state is shown beside it (a source that
+/// lost its broker reconnects by itself and does not make the process unready).
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "service", responses((status = 200), (status = 503)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let sources = state.sources.all();
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "sources": sources})),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "detail": "the database does not answer"})),
+                Json(
+                    json!({"status": "unavailable", "detail": "the database does not answer",
+                    "sources": sources}),
+                ),
             )
         }
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    pub items: Vec<posthorn_core::source::SourceStatus>,
+}
+
+/// The event sources (broker consumers) and their state: connected, last error, messages taken
+/// and rejected.
+#[utoipa::path(get, operation_id = "listSources", path = "/v1/sources", tag = "service",
+    responses((status = 200, body = SourceList), (status = 403, body = crate::error::Problem)), security(("bearer" = [])))]
+pub(crate) async fn sources(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SourceList>> {
+    caller.require_admin()?;
+    Ok(Json(SourceList {
+        items: state.sources.all(),
+    }))
 }
 
 /// The OpenAPI 3.1 description of every route.

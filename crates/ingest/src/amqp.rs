@@ -1,0 +1,225 @@
+//! A RabbitMQ source: declares its exchange (of its type) and its durable queue, binds them
+//! (routing keys, or values of the `name` header on a headers exchange, as wazo's `wazo-headers`),
+//! and consumes with a prefetch window. Each message is published on a task of its own, so that a
+//! burst rides a few group commits, and acknowledged once stored; a message that can never be an
+//! event is rejected without requeue. A lost connection is re-established with a backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use posthorn_core::config::{redact_url, AmqpSource, ExchangeType};
+use posthorn_core::source::SourceBoard;
+use posthorn_store::Publisher;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{request, Unusable};
+
+/// The longest wait between attempts to connect, or to store a message.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Consumes the source until `stop`, reconnecting as needed.
+pub async fn run(
+    source: AmqpSource,
+    publisher: Publisher,
+    board: SourceBoard,
+    slot: usize,
+    stop: CancellationToken,
+) {
+    let source = Arc::new(source);
+    let mut backoff = Duration::from_secs(1);
+    while !stop.is_cancelled() {
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = consume(&source, &publisher, &board, slot, &stop) => r,
+        };
+        let why = match outcome {
+            Ok(()) => "the broker closed the consumer".to_owned(),
+            Err(e) => e,
+        };
+        tracing::warn!(queue = %source.queue, url = %redact_url(&source.url), error = %why,
+            "AMQP source lost; reconnecting in {} s", backoff.as_secs());
+        board.update(slot, |s| {
+            s.connected = false;
+            s.last_error = Some(why);
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn consume(
+    source: &Arc<AmqpSource>,
+    publisher: &Publisher,
+    board: &SourceBoard,
+    slot: usize,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let e = |what: &str| {
+        let what = what.to_owned();
+        move |err: lapin::Error| format!("{what}: {err}")
+    };
+    let conn = Connection::connect(&source.url, ConnectionProperties::default())
+        .await
+        .map_err(e("connect"))?;
+    let channel = conn.create_channel().await.map_err(e("open a channel"))?;
+    let kind = match source.exchange_type {
+        ExchangeType::Direct => ExchangeKind::Direct,
+        ExchangeType::Topic => ExchangeKind::Topic,
+        ExchangeType::Fanout => ExchangeKind::Fanout,
+        ExchangeType::Headers => ExchangeKind::Headers,
+    };
+    if !source.exchange.is_empty() {
+        channel
+            .exchange_declare(
+                source.exchange.clone().into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(e("declare the exchange"))?;
+    }
+    channel
+        .queue_declare(
+            source.queue.clone().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e("declare the queue"))?;
+    if !source.exchange.is_empty() {
+        for binding in &source.bindings {
+            let (key, args) = if source.exchange_type == ExchangeType::Headers {
+                let mut args = FieldTable::default();
+                args.insert("x-match".into(), AMQPValue::LongString("all".into()));
+                args.insert("name".into(), AMQPValue::LongString(binding.clone().into()));
+                (String::new(), args)
+            } else {
+                (binding.clone(), FieldTable::default())
+            };
+            channel
+                .queue_bind(
+                    source.queue.clone().into(),
+                    source.exchange.clone().into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    args,
+                )
+                .await
+                .map_err(e("bind the queue"))?;
+        }
+    }
+    channel
+        .basic_qos(source.prefetch.max(1), BasicQosOptions::default())
+        .await
+        .map_err(e("set the prefetch"))?;
+    let mut consumer = channel
+        .basic_consume(
+            source.queue.clone().into(),
+            "posthorn".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e("consume"))?;
+    board.update(slot, |s| {
+        s.connected = true;
+        s.last_error = None;
+    });
+    tracing::info!(queue = %source.queue, "AMQP source consuming");
+    while let Some(delivery) = consumer.next().await {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        let delivery = delivery.map_err(e("receive"))?;
+        let (publisher, board, source) = (publisher.clone(), board.clone(), source.clone());
+        tokio::spawn(async move { take(delivery, &source, &publisher, &board, slot).await });
+    }
+    Ok(())
+}
+
+fn text_header(headers: Option<&FieldTable>, key: &str) -> Option<String> {
+    match headers?.inner().get(&ShortString::from(key.to_owned()))? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Stores one message as an event, then acknowledges it; or rejects it for good.
+async fn take(
+    delivery: Delivery,
+    source: &AmqpSource,
+    publisher: &Publisher,
+    board: &SourceBoard,
+    slot: usize,
+) {
+    let props = &delivery.properties;
+    let headers = props.headers().as_ref();
+    let id = props
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str().to_owned())
+        .or_else(|| {
+            source
+                .message_id_header
+                .as_deref()
+                .and_then(|h| text_header(headers, h))
+        });
+    let made = request(
+        &delivery.data,
+        text_header(headers, "name"),
+        delivery.routing_key.as_str(),
+        id,
+    )
+    .map_err(|Unusable(why)| why)
+    .and_then(|req| {
+        publisher
+            .prepare(&format!("amqp:{}", source.queue), req, "")
+            .map_err(|e| e.to_string())
+    });
+    let event = match made {
+        Ok(event) => event,
+        Err(why) => {
+            tracing::warn!(queue = %source.queue, reason = %why, "AMQP message rejected: it cannot be an event");
+            board.update(slot, |s| s.rejected += 1);
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    // Stored, or kept: while the database is away, the message waits here, unacknowledged
+    // (within the prefetch window, so the consumer takes no more).
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match publisher.publish(vec![event.clone()]).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(queue = %source.queue, error = %e, "storing an AMQP message failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    board.update(slot, |s| s.taken += 1);
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        // Stored already: a redelivery is answered as a duplicate (same message id).
+        tracing::warn!(queue = %source.queue, error = %e, "acknowledging an AMQP message failed");
+    }
+}
