@@ -319,15 +319,6 @@ impl Config {
             services: file.services,
         })
     }
-
-    /// Sections of the file this version reads and checks but does not act on yet.
-    pub fn ignored_sections(&self) -> Vec<&'static str> {
-        let mut ignored = Vec::new();
-        if !self.sources.nats.is_empty() {
-            ignored.push("sources.nats");
-        }
-        ignored
-    }
 }
 
 #[cfg(test)]

@@ -201,10 +201,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One TLS crypto provider for every library that makes a TLS configuration of its own (the
     // SMTP and broker clients), so none is left to guess between the ones compiled in.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let ignored = config.ignored_sections();
-    if !ignored.is_empty() {
-        tracing::warn!(sections = ?ignored, "config file sections not acted on by this version");
-    }
     let sealer = master_key(config.master_key.as_deref(), &config.database, true)?;
     let store = Store::open(&config.database, sealer)
         .await

@@ -276,3 +276,94 @@ bindings = ["order.*"]
         let _ = channel.exchange_delete(x.into(), Default::default()).await;
     }
 }
+
+/// A NATS message becomes an event named by its subject less the prefix, once per `Nats-Msg-Id`;
+/// one that cannot be an event is terminated, not redelivered.
+#[tokio::test]
+#[cfg_attr(
+    not(nats_tests),
+    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
+)]
+async fn nats_messages_become_events() {
+    let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
+        return;
+    };
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (stream, prefix) = (format!("POSTHORN_SRC_{run}"), format!("src{run}."));
+    let client = async_nats::connect(&url).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[sources.nats]]
+url = "{url}"
+stream = "{stream}"
+subjects = ["{prefix}>"]
+strip_prefix = "{prefix}"
+consumer = "posthorn"
+"#
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::on(Backend::Sqlite)
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url, &["invoice.*"], json!({}))
+        .await;
+    wait_for(WAIT, "the source to connect", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["connected"] == true).then_some(())
+    })
+    .await;
+    for body in [
+        &br#"{"total": 12}"#[..],
+        &br#"{"total": 12}"#[..],
+        &b"not json"[..],
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            if body == b"not json" {
+                "bad-1"
+            } else {
+                "inv-1"
+            },
+        );
+        // The second copy: the stream's own window may drop it; either way, one event.
+        js.publish_with_headers(
+            format!("{prefix}invoice.paid"),
+            headers,
+            body.to_vec().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let hits = receiver.wait_hits(1, WAIT).await;
+    let body: Value = serde_json::from_slice(&hits[0].body).unwrap();
+    assert_eq!(
+        (body["name"].as_str(), body["id"].as_str()),
+        (Some("invoice.paid"), Some("inv-1"))
+    );
+    assert_eq!(body["data"], json!({"total": 12}));
+    wait_for(WAIT, "the malformed message to be terminated", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["rejected"] == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events_named(&api, "invoice.paid").await.len(), 1);
+    assert_eq!(receiver.hits().len(), 1);
+    let _ = js.delete_stream(&stream).await;
+}

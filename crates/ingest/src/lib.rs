@@ -6,6 +6,7 @@
 //!   as the data; the message id as the event's client id, so a redelivered message makes no
 //!   second event (on one process or many).
 //! - `amqp.rs`: a RabbitMQ queue, bound to an exchange, consumed with a prefetch window.
+//! - `nats.rs`: a durable JetStream pull consumer on a stream's subjects.
 //!
 //! Invariants: a message is acknowledged only once its event and deliveries are durably stored
 //! (the publish answered); a message that can never be an event (not JSON, no usable name, its
@@ -15,6 +16,7 @@
 
 mod amqp;
 mod message;
+mod nats;
 
 use posthorn_core::config::SourcesConfig;
 use posthorn_core::source::SourceBoard;
@@ -39,8 +41,15 @@ pub fn start(
             stop.clone(),
         )));
     }
-    if !sources.nats.is_empty() {
-        tracing::warn!("[[sources.nats]] is read but not consumed yet by this version");
+    for source in &sources.nats {
+        let slot = board.add("nats", &format!("{}/{}", source.stream, source.consumer));
+        tasks.push(tokio::spawn(nats::run(
+            source.clone(),
+            publisher.clone(),
+            board.clone(),
+            slot,
+            stop.clone(),
+        )));
     }
     tasks
 }

@@ -1,0 +1,151 @@
+//! A NATS JetStream source: a durable pull consumer (shared by every process on one database,
+//! so that each message goes to one of them) on the configured stream and subjects. The subject,
+//! less `strip_prefix`, is the event's name; `Nats-Msg-Id` its client id. A message is
+//! acknowledged once stored, terminated (`term`) when it can never be an event, and left to be
+//! redelivered otherwise.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures_util::StreamExt;
+use posthorn_core::config::{redact_url, NatsSource};
+use posthorn_core::source::SourceBoard;
+use posthorn_store::Publisher;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{request, Unusable};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Consumes the source until `stop`, reconnecting as needed.
+pub async fn run(
+    source: NatsSource,
+    publisher: Publisher,
+    board: SourceBoard,
+    slot: usize,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    while !stop.is_cancelled() {
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = consume(&source, &publisher, &board, slot) => r,
+        };
+        let why = match outcome {
+            Ok(()) => "the consumer ended".to_owned(),
+            Err(e) => e,
+        };
+        tracing::warn!(stream = %source.stream, url = %redact_url(&source.url), error = %why,
+            "NATS source lost; reconnecting in {} s", backoff.as_secs());
+        board.update(slot, |s| {
+            s.connected = false;
+            s.last_error = Some(why);
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn consume(
+    source: &NatsSource,
+    publisher: &Publisher,
+    board: &SourceBoard,
+    slot: usize,
+) -> Result<(), String> {
+    let client = async_nats::connect(&source.url)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: source.stream.clone(),
+            subjects: source.subjects.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("the stream {}: {e}", source.stream))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &source.consumer,
+            pull::Config {
+                durable_name: Some(source.consumer.clone()),
+                filter_subjects: source.subjects.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("the consumer {}: {e}", source.consumer))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("consume: {e}"))?;
+    board.update(slot, |s| {
+        s.connected = true;
+        s.last_error = None;
+    });
+    tracing::info!(stream = %source.stream, consumer = %source.consumer, "NATS source consuming");
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| format!("receive: {e}"))?;
+        let (publisher, board, source) = (publisher.clone(), board.clone(), source.clone());
+        tokio::spawn(async move { take(message, &source, &publisher, &board, slot).await });
+    }
+    Ok(())
+}
+
+async fn take(
+    message: jetstream::Message,
+    source: &NatsSource,
+    publisher: &Publisher,
+    board: &SourceBoard,
+    slot: usize,
+) {
+    let subject = message.subject.as_str();
+    let name = source
+        .strip_prefix
+        .as_deref()
+        .and_then(|p| subject.strip_prefix(p))
+        .unwrap_or(subject)
+        .to_owned();
+    let id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.as_str().to_owned());
+    let made = request(&message.payload, None, &name, id)
+        .map_err(|Unusable(why)| why)
+        .and_then(|req| {
+            publisher
+                .prepare(&format!("nats:{}", source.stream), req, "")
+                .map_err(|e| e.to_string())
+        });
+    let event = match made {
+        Ok(event) => event,
+        Err(why) => {
+            tracing::warn!(stream = %source.stream, reason = %why, "NATS message terminated: it cannot be an event");
+            board.update(slot, |s| s.rejected += 1);
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match publisher.publish(vec![event.clone()]).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(stream = %source.stream, error = %e, "storing a NATS message failed; retrying");
+                // Still ours meanwhile: tell the server, so that it does not redeliver it.
+                let _ = message.ack_with(AckKind::Progress).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    board.update(slot, |s| s.taken += 1);
+    if let Err(e) = message.ack().await {
+        tracing::warn!(stream = %source.stream, error = %e, "acknowledging a NATS message failed");
+    }
+}
