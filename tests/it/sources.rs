@@ -60,7 +60,20 @@ async fn events_named(api: &crate::util::Api, name: &str) -> Vec<Value> {
     not(amqp_tests),
     ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
 )]
-async fn rabbitmq_messages_become_events() {
+async fn rabbitmq_messages_become_events_sqlite() {
+    rabbitmq_messages_become_events(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(all(amqp_tests, postgres_tests)),
+    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+)]
+async fn rabbitmq_messages_become_events_postgres() {
+    rabbitmq_messages_become_events(Backend::Postgres).await;
+}
+
+async fn rabbitmq_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
@@ -154,7 +167,7 @@ bindings = ["order.*"]
     .unwrap();
     let server = Server::start_with(ServerOptions {
         extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(Backend::Sqlite)
+        ..ServerOptions::on(backend)
     })
     .await;
     let api = server.api();
@@ -271,6 +284,104 @@ bindings = ["order.*"]
         log.contains("AMQP message rejected"),
         "the rejection is logged"
     );
+    // The broker drops this source's connection between two halves of a flood: nothing is lost,
+    // nothing is doubled (unacknowledged messages come back; their ids make no second event).
+    let flood = 200;
+    for n in 0..flood / 2 {
+        let id = format!("flood-{n}");
+        let body = format!(r#"{{"n": {n}}}"#);
+        channel
+            .basic_publish(
+                topic_exchange.clone().into(),
+                "order.flooded".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_message_id(id.into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+    // This source's connection only (other tests share the broker): found by its name.
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "--no-table-headers",
+            "--quiet",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let ours: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.contains(&format!("posthorn source {topic_queue}")))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(ours.len(), 1, "{listed}");
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args([
+            "close_connection",
+            ours[0],
+            "posthorn test: dropped mid-stream",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    // And the second half while the source reconnects.
+    for n in flood / 2..flood {
+        let id = format!("flood-{n}");
+        let body = format!(r#"{{"n": {n}}}"#);
+        channel
+            .basic_publish(
+                topic_exchange.clone().into(),
+                "order.flooded".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_message_id(id.into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "every flooded message as one event",
+        || async {
+            let n = api
+                .get("/v1/events?name=order.flooded&limit=1000")
+                .await
+                .body["items"]
+                .as_array()
+                .map_or(0, Vec::len);
+            (n == flood).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = api
+        .get("/v1/events?name=order.flooded&limit=1000")
+        .await
+        .body["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(n, flood, "no message made two events");
+    wait_for(WAIT, "the source to reconnect", || async {
+        let s = api.get("/v1/sources").await.body;
+        s["items"]
+            .as_array()?
+            .iter()
+            .all(|x| x["connected"] == true)
+            .then_some(())
+    })
+    .await;
     for (q, x) in [(wazo_queue, wazo_exchange), (topic_queue, topic_exchange)] {
         let _ = channel.queue_delete(q.into(), Default::default()).await;
         let _ = channel.exchange_delete(x.into(), Default::default()).await;

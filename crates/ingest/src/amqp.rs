@@ -69,7 +69,10 @@ async fn consume(
         let what = what.to_owned();
         move |err: lapin::Error| format!("{what}: {err}")
     };
-    let conn = Connection::connect(&source.url, ConnectionProperties::default())
+    // Named, so that an operator (or a test) can tell this source's connection apart.
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("posthorn source {}", source.queue).into());
+    let conn = Connection::connect(&source.url, properties)
         .await
         .map_err(e("connect"))?;
     let channel = conn.create_channel().await.map_err(e("open a channel"))?;
