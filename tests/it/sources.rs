@@ -395,7 +395,20 @@ bindings = ["order.*"]
     not(nats_tests),
     ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
 )]
-async fn nats_messages_become_events() {
+async fn nats_messages_become_events_sqlite() {
+    nats_messages_become_events(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(all(nats_tests, postgres_tests)),
+    ignore = "POSTHORN_TEST_NATS_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+)]
+async fn nats_messages_become_events_postgres() {
+    nats_messages_become_events(Backend::Postgres).await;
+}
+
+async fn nats_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
     };
@@ -424,7 +437,7 @@ consumer = "posthorn"
     .unwrap();
     let server = Server::start_with(ServerOptions {
         extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(Backend::Sqlite)
+        ..ServerOptions::on(backend)
     })
     .await;
     let api = server.api();
