@@ -390,6 +390,89 @@ impl Bench {
         Ok(())
     }
 
+    /// A backlog of messages in a RabbitMQ queue taken by an `[[sources.amqp]]` source, until
+    /// every one is a stored event: messages/s from the broker into the database.
+    async fn ingest_amqp(&mut self, url: &str, postgres: Option<&str>) -> anyhow::Result<()> {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let n: usize = if self.args.quick { 20_000 } else { 100_000 };
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let queue = format!("posthorn-bench-source-{run}");
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .queue_declare(
+                queue.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let body = serde_json::to_vec(&event("bench.source", None)["data"])?;
+        let mut confirms = Vec::with_capacity(n);
+        for i in 0..n {
+            confirms.push(
+                channel
+                    .basic_publish(
+                        "".into(),
+                        queue.clone().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        lapin::BasicProperties::default()
+                            .with_message_id(format!("m-{i}").into())
+                            .with_delivery_mode(2),
+                    )
+                    .await?,
+            );
+        }
+        for c in confirms {
+            c.await?;
+        }
+        let config = format!(
+            "[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"\"\nqueue = \"{queue}\"\nprefetch = 500\n"
+        );
+        let server = Server::start_with(postgres, None, Some(&config)).await?;
+        sqlx::any::install_default_drivers();
+        let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&server.database)
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut stored = 0i64;
+        while (stored as usize) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                .fetch_one(&db)
+                .await
+                .unwrap_or(0);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let rate = stored as f64 / secs;
+        let cpu = cpu_per(server.cpu() - cpu, stored as f64);
+        let machine = machine.since();
+        let note = if (stored as usize) < n {
+            format!(" ({stored} of {n} by the deadline)")
+        } else {
+            format!(" ({n} messages, prefetch 500)")
+        };
+        self.record(
+            "2c. ingest from a RabbitMQ queue (a backlog, acked once stored)",
+            server.backend,
+            format!("{rate:.0} messages/s{note}{cpu}{machine}"),
+            None,
+        );
+        let _ = channel.queue_delete(queue.into(), Default::default()).await;
+        Ok(())
+    }
+
     /// Events through one `amqp` subscription to a RabbitMQ queue (persistent messages, each
     /// confirmed by the broker before its delivery counts), counted by a consumer of the queue.
     async fn end_to_end_amqp(
@@ -744,6 +827,9 @@ async fn main() -> anyhow::Result<()> {
             let s = start("throughput").await?;
             if bench.args.runs("ingest") {
                 bench.ingest(&s, &sink).await;
+                if let Some(url) = bench.args.amqp.clone() {
+                    bench.ingest_amqp(&url, pg.as_deref()).await?;
+                }
             }
             if bench.args.runs("e2e") {
                 // With the load generator's concurrency (the baseline's), then the default.

@@ -17,6 +17,8 @@ pub struct Server {
     pub backend: &'static str,
     /// Distinguishes this process's client ids from another run's.
     pub run: u128,
+    /// The database URL (to count what it stores).
+    pub database: String,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
     keep_log: Option<PathBuf>,
@@ -59,7 +61,22 @@ async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
 impl Server {
     /// Starts `posthorn serve`; with `keep_log`, its log is copied there when it stops.
     pub async fn start(postgres: Option<&str>, keep_log: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with(postgres, keep_log, None).await
+    }
+
+    /// Starts `posthorn serve` with this `posthorn.toml`, if any.
+    pub async fn start_with(
+        postgres: Option<&str>,
+        keep_log: Option<PathBuf>,
+        config: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(text) = config {
+            let path = dir.path().join("posthorn.toml");
+            std::fs::write(&path, text)?;
+            extra.extend(["--config".to_owned(), path.display().to_string()]);
+        }
         let (database, backend) = match postgres {
             Some(url) => (fresh_postgres(url).await?, "PostgreSQL"),
             None => (
@@ -83,6 +100,7 @@ impl Server {
                 "--log-format",
                 "json",
             ])
+            .args(&extra)
             .current_dir(dir.path())
             .env(
                 "RUST_LOG",
@@ -116,6 +134,7 @@ impl Server {
             run: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_nanos(),
+            database: database.clone(),
             client: reqwest::Client::new(),
             _dir: dir,
             keep_log: keep_log.map(|p| {
