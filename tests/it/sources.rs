@@ -491,3 +491,88 @@ consumer = "posthorn"
     assert_eq!(receiver.hits().len(), 1);
     let _ = js.delete_stream(&stream).await;
 }
+
+/// Messages published while Posthorn was stopped are delivered once it starts again; `/readyz`
+/// shows the source.
+#[tokio::test]
+#[cfg_attr(
+    not(amqp_tests),
+    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+)]
+async fn messages_sent_while_stopped_are_delivered_after_the_start_sqlite() {
+    messages_sent_while_stopped_are_delivered_after_the_start(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(all(amqp_tests, postgres_tests)),
+    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+)]
+async fn messages_sent_while_stopped_are_delivered_after_the_start_postgres() {
+    messages_sent_while_stopped_are_delivered_after_the_start(Backend::Postgres).await;
+}
+
+async fn messages_sent_while_stopped_are_delivered_after_the_start(backend: Backend) {
+    let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
+        return;
+    };
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (exchange, queue) = (
+        format!("posthorn-test-stop-{run}"),
+        format!("posthorn-test-stopq-{run}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(
+        &path,
+        format!("[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"{exchange}\"\nexchange_type = \"direct\"\nqueue = \"{queue}\"\nbindings = [\"ticket.opened\"]\n"),
+    )
+    .unwrap();
+    let mut server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::on(backend)
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    let sub = api
+        .subscribe(&receiver.url, &["ticket.opened"], json!({}))
+        .await;
+    let ready = wait_for(WAIT, "the source in /readyz", || async {
+        let r = api.without_token().get("/readyz").await.body;
+        (r["sources"][0]["connected"] == true).then_some(r)
+    })
+    .await;
+    assert_eq!(ready["sources"][0]["name"], queue.as_str());
+    server.terminate().await;
+    // Posthorn is stopped: the messages wait in its (durable) queue.
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    for n in 0..5 {
+        let body = format!(r#"{{"ticket": {n}}}"#);
+        publish(
+            &channel,
+            &exchange,
+            "ticket.opened",
+            None,
+            Some(&format!("t-{n}")),
+            body.as_bytes(),
+        )
+        .await;
+    }
+    server.restart().await;
+    let hits = receiver.wait_hits(5, WAIT).await;
+    assert_eq!(hits.len(), 5);
+    let api = server.api();
+    assert_eq!(api.deliveries(sub["id"].as_str().unwrap()).await.len(), 5);
+    let _ = channel.queue_delete(queue.into(), Default::default()).await;
+    let _ = channel
+        .exchange_delete(exchange.into(), Default::default())
+        .await;
+}
