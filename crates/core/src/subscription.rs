@@ -201,6 +201,21 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A new subscription of `owner`: a fresh id and signing secret, enabled, made now.
+    pub fn new(owner: impl Into<String>, spec: SubscriptionSpec) -> Self {
+        let now = crate::time::now_ms();
+        Self {
+            id: crate::id::new_id("sub"),
+            owner: owner.into(),
+            spec,
+            disabled_reason: None,
+            secret: Secret::generate(),
+            previous_secret: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.spec.enabled && self.disabled_reason.is_none()
     }

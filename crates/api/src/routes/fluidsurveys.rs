@@ -17,10 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use posthorn_core::id::new_id;
 use posthorn_core::subscription::SubscriptionSpec;
-use posthorn_core::time::now_ms;
-use posthorn_core::{Secret, Subscription};
+use posthorn_core::Subscription;
 use posthorn_store::{CredentialsRefused, SubscriptionQuery};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -244,17 +242,7 @@ pub(crate) async fn subscribe(
         .write_check()
         .await
         .map_err(|e| bad(e.within("subscription_url").to_string()))?;
-    let now = now_ms();
-    let sub = Subscription {
-        id: new_id("sub"),
-        owner: caller.owner().as_str().to_owned(),
-        spec,
-        disabled_reason: None,
-        secret: Secret::generate(),
-        previous_secret: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let sub = Subscription::new(caller.owner().as_str().to_owned(), spec);
     state
         .subscriptions
         .create(&sub)

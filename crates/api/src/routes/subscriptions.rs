@@ -5,7 +5,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::event::is_valid_token;
-use posthorn_core::id::new_id;
 use posthorn_core::owner::ADMIN;
 use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
@@ -160,17 +159,7 @@ pub(crate) async fn create(
         fields.remove("owner");
     }
     let spec = checked_spec(&state, &spec_body).await?;
-    let now = now_ms();
-    let sub = Subscription {
-        id: new_id("sub"),
-        owner,
-        spec,
-        disabled_reason: None,
-        secret: Secret::generate(),
-        previous_secret: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let sub = Subscription::new(owner, spec);
     state.subscriptions.create(&sub).await?;
     Ok((
         StatusCode::CREATED,

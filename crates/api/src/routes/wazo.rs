@@ -16,10 +16,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use posthorn_core::id::new_id;
 use posthorn_core::subscription::SubscriptionSpec;
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
-use posthorn_core::{AttemptOutcome, DeliveryStatus, Secret, Subscription};
+use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription};
 use posthorn_store::{DeliveryQuery, SubscriptionQuery};
 use serde_json::{json, Map, Value};
 
@@ -424,17 +423,7 @@ async fn create_for(
     let owner = caller.owner().as_str().to_owned();
     let spec = spec_of(&body, user.then_some(owner.as_str()))?;
     checked(state, &spec).await?;
-    let now = now_ms();
-    let sub = Subscription {
-        id: new_id("sub"),
-        owner,
-        spec,
-        disabled_reason: None,
-        secret: Secret::generate(),
-        previous_secret: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let sub = Subscription::new(owner, spec);
     state
         .subscriptions
         .create(&sub)
