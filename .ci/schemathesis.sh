@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# No request that /openapi.json allows makes the server answer 5xx, as the admin or as an
+# application (schemathesis, generated requests, bounded). Run by .ci/run after the tests; needs
+# target/debug/posthorn.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis
+dir=$(mktemp -d)
+admin=ci-schemathesis-admin-token
+target/debug/posthorn serve --listen 127.0.0.1:0 --admin-token "$admin" \
+  --database "sqlite://$dir/posthorn.db" --allow-network 127.0.0.0/8 >"$dir/out" 2>"$dir/err" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do grep -q "listening on" "$dir/out" && break; sleep 0.1; done
+base=$(sed -n 's/^posthorn listening on //p' "$dir/out")
+[ -n "$base" ] || { cat "$dir/err" >&2; exit 1; }
+# An application and its token, through the API as an integrator would get them.
+app_token=$(python3 - "$base" "$admin" <<'PY'
+import base64, json, sys, urllib.request
+base, admin = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(base + "/v1/applications", method="POST",
+    data=json.dumps({"name": "ci", "scopes": ["subscriptions", "publish"]}).encode(),
+    headers={"authorization": "Bearer " + admin, "content-type": "application/json"})
+app = json.load(urllib.request.urlopen(req))
+basic = base64.b64encode(f"{app['client_id']}:{app['client_secret']}".encode()).decode()
+req = urllib.request.Request(base + "/oauth/token", method="POST",
+    data=b"grant_type=client_credentials",
+    headers={"authorization": "Basic " + basic, "content-type": "application/x-www-form-urlencoded"})
+print(json.load(urllib.request.urlopen(req))["access_token"])
+PY
+)
+# The application first: the admin pass may delete or rotate it, which ends its token.
+for token in "$app_token" "$admin"; do
+  python3 -m schemathesis.cli run "$base/openapi.json" -H "Authorization: Bearer $token" \
+    --checks not_a_server_error --max-examples 30 --workers 2 --suppress-health-check=all
+done
+if grep -q '"level":"ERROR"\|panicked' "$dir/err"; then
+  echo "the server logged errors under schemathesis:" >&2
+  grep '"level":"ERROR"\|panicked' "$dir/err" | head -20 >&2
+  exit 1
+fi
