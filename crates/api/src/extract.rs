@@ -7,7 +7,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use posthorn_core::json::JsonFault;
-use posthorn_core::validation::{join_path, serde_field_error};
+use posthorn_core::validation::invalid_at;
+pub use posthorn_core::validation::typed;
 use posthorn_core::Invalid;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -101,21 +102,6 @@ pub fn typed_text<T: DeserializeOwned>(json: &str, prefix: &str) -> Result<T, In
         let message = message.strip_suffix(&position).unwrap_or(&message);
         invalid_at(prefix, e.path().to_string(), message)
     })
-}
-
-/// A 422 for `message` about the field at `path` below `prefix` (an unknown field named with the
-/// closest valid one).
-fn invalid_at(prefix: &str, path: String, message: &str) -> Invalid {
-    let mut e = serde_field_error(&path, message);
-    e.field = join_path(prefix, &e.field);
-    Invalid(vec![e])
-}
-
-/// Reads a `T` out of `value`; a value of the wrong shape is a 422 naming the field, as a path
-/// below `prefix`.
-pub fn typed<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, Invalid> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| invalid_at(prefix, e.path().to_string(), &e.inner().to_string()))
 }
 
 #[cfg(test)]

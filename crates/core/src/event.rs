@@ -114,6 +114,13 @@ impl StoredEvent {
         out.push(b'}');
         out
     }
+
+    /// The envelope as a value, for templates and plugins: an error, never `null`, when the
+    /// stored data cannot be read.
+    pub fn envelope_value(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.envelope())
+            .map_err(|e| format!("stored event is not JSON: {e}"))
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,27 @@ pub struct Report {
     pub duration: Duration,
 }
 
+impl Report {
+    /// A report whose request and answer are JSON objects, timed from `started`.
+    pub fn logged(
+        verdict: Verdict,
+        answered: bool,
+        request: serde_json::Value,
+        response: Option<serde_json::Value>,
+        error: Option<String>,
+        started: std::time::Instant,
+    ) -> Self {
+        Report {
+            verdict,
+            answered,
+            request: request.to_string(),
+            response: response.map(|r| r.to_string()),
+            error,
+            duration: started.elapsed(),
+        }
+    }
+}
+
 /// The services of this process, in the order they are listed.
 #[derive(Clone, Default)]
 pub struct Registry {

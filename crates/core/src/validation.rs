@@ -111,6 +111,24 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
+/// A 422 for `message` about the field at `path` (a serde_path_to_error path) below `prefix`
+/// (an unknown field named with the closest valid one).
+pub fn invalid_at(prefix: &str, path: String, message: &str) -> Invalid {
+    let mut e = serde_field_error(&path, message);
+    e.field = join_path(prefix, &e.field);
+    Invalid(vec![e])
+}
+
+/// Reads a `T` out of `value`; a value of the wrong shape is a 422 naming the field, as a path
+/// below `prefix` (empty for none).
+pub fn typed<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    prefix: &str,
+) -> Result<T, Invalid> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| invalid_at(prefix, e.path().to_string(), &e.inner().to_string()))
+}
+
 /// `a` + `b` → `a.b`; `a` + `[1]` → `a[1]`.
 pub fn join_path(prefix: &str, path: &str) -> String {
     match (prefix.is_empty(), path.is_empty()) {

@@ -21,9 +21,7 @@ use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{request, Unusable};
-
-/// The longest wait between attempts to connect, or to store a message.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::{reconnecting, MAX_BACKOFF};
 
 /// Consumes the source until `stop`, reconnecting as needed.
 pub async fn run(
@@ -34,28 +32,20 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let source = Arc::new(source);
-    let mut backoff = Duration::from_secs(1);
-    while !stop.is_cancelled() {
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = consume(&source, &publisher, &board, slot, &stop) => r,
-        };
-        let why = match outcome {
-            Ok(()) => "the broker closed the consumer".to_owned(),
-            Err(e) => e,
-        };
-        tracing::warn!(queue = %source.queue, url = %redact_url(&source.url), error = %why,
-            "AMQP source lost; reconnecting in {} s", backoff.as_secs());
-        board.update(slot, |s| {
-            s.connected = false;
-            s.last_error = Some(why);
-        });
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    let what = format!(
+        "AMQP source (queue {} at {})",
+        source.queue,
+        redact_url(&source.url)
+    );
+    reconnecting(
+        &what,
+        "the broker closed the consumer",
+        &board,
+        slot,
+        &stop,
+        || consume(&source, &publisher, &board, slot, &stop),
+    )
+    .await;
 }
 
 async fn consume(

@@ -18,10 +18,50 @@ mod amqp;
 mod message;
 mod nats;
 
+use std::future::Future;
+use std::time::Duration;
+
 use posthorn_core::config::SourcesConfig;
 use posthorn_core::source::SourceBoard;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
+
+/// The longest wait between attempts to connect, or to store a message.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs `consume` until `stop`, and again after each loss with a doubling wait (up to
+/// [`MAX_BACKOFF`]); each loss is logged (`what`: the source) and shown on the board. `consume`
+/// returning `Ok` means the broker ended it (`ended` says so).
+async fn reconnecting<F, Fut>(
+    what: &str,
+    ended: &str,
+    board: &SourceBoard,
+    slot: usize,
+    stop: &CancellationToken,
+    mut consume: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut backoff = Duration::from_secs(1);
+    while !stop.is_cancelled() {
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = consume() => r,
+        };
+        let why = outcome.err().unwrap_or_else(|| ended.to_owned());
+        tracing::warn!(error = %why, "{what} lost; reconnecting in {} s", backoff.as_secs());
+        board.update(slot, |s| {
+            s.connected = false;
+            s.last_error = Some(why);
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
 
 /// Starts a consumer for every configured source; they run until `stop`.
 pub fn start(

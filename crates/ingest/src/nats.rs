@@ -14,8 +14,7 @@ use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{request, Unusable};
-
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::{reconnecting, MAX_BACKOFF};
 
 /// Consumes the source until `stop`, reconnecting as needed.
 pub async fn run(
@@ -25,28 +24,15 @@ pub async fn run(
     slot: usize,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_secs(1);
-    while !stop.is_cancelled() {
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = consume(&source, &publisher, &board, slot) => r,
-        };
-        let why = match outcome {
-            Ok(()) => "the consumer ended".to_owned(),
-            Err(e) => e,
-        };
-        tracing::warn!(stream = %source.stream, url = %redact_url(&source.url), error = %why,
-            "NATS source lost; reconnecting in {} s", backoff.as_secs());
-        board.update(slot, |s| {
-            s.connected = false;
-            s.last_error = Some(why);
-        });
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    let what = format!(
+        "NATS source (stream {} at {})",
+        source.stream,
+        redact_url(&source.url)
+    );
+    reconnecting(&what, "the consumer ended", &board, slot, &stop, || {
+        consume(&source, &publisher, &board, slot)
+    })
+    .await;
 }
 
 async fn consume(

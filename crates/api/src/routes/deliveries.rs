@@ -180,6 +180,26 @@ fn filters(q: &Query) -> ApiResult<(usize, DeliveryQuery)> {
     ))
 }
 
+/// A page of the deliveries `query` selects, each showing its subscription's circuit.
+async fn page(
+    state: &AppState,
+    query: &DeliveryQuery,
+    limit: usize,
+) -> ApiResult<Json<Page<DeliveryView>>> {
+    let rows = state.store.deliveries_page(query).await?;
+    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
+    let circuits = state.store.open_circuits(&ids).await?;
+    Ok(Json(paginate(
+        rows,
+        limit,
+        |d| d.id.clone(),
+        |d| {
+            let circuit = circuits.get(&d.subscription_id).copied();
+            view(d, None, circuit)
+        },
+    )))
+}
+
 /// Every delivery the caller may see, newest first: `?status=&subscription_id=&event_name=&since=&until=&limit=&cursor=`
 /// ("everything failing now" is `?status=dead`, or `pending` for what waits).
 #[utoipa::path(get, operation_id = "listDeliveries", path = "/v1/deliveries", tag = "deliveries",
@@ -201,18 +221,7 @@ pub(crate) async fn list(
     let (limit, mut query) = filters(&q)?;
     query.owner = caller.visibility().owner().map(str::to_owned);
     query.subscription_id = q.get("subscription_id").map(str::to_owned);
-    let rows = state.store.deliveries_page(&query).await?;
-    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
-    let circuits = state.store.open_circuits(&ids).await?;
-    Ok(Json(paginate(
-        rows,
-        limit,
-        |d| d.id.clone(),
-        |d| {
-            let circuit = circuits.get(&d.subscription_id).copied();
-            view(d, None, circuit)
-        },
-    )))
+    page(&state, &query, limit).await
 }
 
 /// The deliveries of one event, newest first, with the same filters.
@@ -239,18 +248,7 @@ pub(crate) async fn list_for_event(
         .ok_or(ApiError::NotFound("event"))?;
     query.owner = seen.owner().map(str::to_owned);
     query.event_seq = Some(event.seq);
-    let rows = state.store.deliveries_page(&query).await?;
-    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
-    let circuits = state.store.open_circuits(&ids).await?;
-    Ok(Json(paginate(
-        rows,
-        limit,
-        |d| d.id.clone(),
-        |d| {
-            let circuit = circuits.get(&d.subscription_id).copied();
-            view(d, None, circuit)
-        },
-    )))
+    page(&state, &query, limit).await
 }
 
 /// A delivery with its attempt log.

@@ -17,7 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use posthorn_core::config::redact_url;
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::shape::is_template;
-use posthorn_core::validation::{serde_field_error, Errors, Invalid};
+use posthorn_core::validation::{typed, Errors, Invalid};
 use posthorn_core::NetworkPolicy;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,10 +61,36 @@ struct Common {
     policy: NetworkPolicy,
 }
 
+/// Why an attempt found no connection: the network policy refuses the broker (final), or the
+/// broker cannot be reached now (retried).
+enum Unconnected {
+    Refused(String),
+    Failed(String),
+}
+
+impl Unconnected {
+    fn report(self, request: Value, started: Instant) -> Report {
+        match self {
+            Unconnected::Refused(why) => {
+                Report::logged(Verdict::Final, true, request, None, Some(why), started)
+            }
+            Unconnected::Failed(why) => Report::logged(
+                Verdict::Retry { after_ms: None },
+                false,
+                request,
+                None,
+                Some(why),
+                started,
+            ),
+        }
+    }
+}
+
 impl Common {
     /// Checks the broker's host against the network policy, resolved now.
-    async fn check_host(&self, url: &str) -> Result<(), String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("{}: {e}", redact_url(url)))?;
+    async fn check_host(&self, url: &str) -> Result<(), Unconnected> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Unconnected::Failed(format!("{}: {e}", redact_url(url))))?;
         let host = parsed
             .host_str()
             .unwrap_or_default()
@@ -73,34 +99,42 @@ impl Common {
         let port = parsed.port().unwrap_or(5672);
         let addresses = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+            .map_err(|e| Unconnected::Failed(format!("cannot resolve {host}: {e}")))?;
         for a in addresses {
             if let Err(r) = self.policy.check(a.ip()) {
-                return Err(format!(
+                return Err(Unconnected::Refused(format!(
                     "refused target {host}: {} is in a {} range; {}",
                     a.ip(),
                     r.0,
                     posthorn_core::network::admit_hint(a.ip())
-                ));
+                )));
             }
         }
         Ok(())
     }
 
-    async fn render(&self, text: &str, event: &Value) -> Result<String, String> {
+    /// `text` (a routing key, a subject) rendered for the event whose envelope is `body`; the
+    /// envelope is read only when `text` is a template.
+    async fn render(&self, text: &str, body: &[u8]) -> Result<String, String> {
         if !is_template(text) {
             return Ok(text.to_owned());
         }
-        let (rendered, _) = self.sandbox.render(Some(text), None, event, false).await?;
+        let event: Value =
+            serde_json::from_slice(body).map_err(|e| format!("stored event is not JSON: {e}"))?;
+        let (rendered, _) = self.sandbox.render(Some(text), None, &event, false).await?;
         Ok(rendered.unwrap_or_default())
     }
-}
 
-fn typed<T: serde::de::DeserializeOwned>(config: &Value) -> Result<T, Invalid> {
-    serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = e.path().to_string();
-        Invalid(vec![serde_field_error(&path, &e.into_inner().to_string())])
-    })
+    /// Refuses, when a delivery is written, a `field` template that does not compile.
+    async fn check_template(&self, field: &str, text: &str) -> Result<(), Invalid> {
+        if is_template(text) {
+            self.sandbox
+                .check(Some(text), None)
+                .await
+                .map_err(|(_, why)| Invalid::one(field, why))?;
+        }
+        Ok(())
+    }
 }
 
 fn check_url(errors: &mut Errors, url: &str, schemes: &[&str]) {
@@ -110,24 +144,6 @@ fn check_url(errors: &mut Errors, url: &str, schemes: &[&str]) {
             "url",
             format!("must be a {} URL with a host", schemes.join(" or ")),
         ),
-    }
-}
-
-fn report(
-    verdict: Verdict,
-    answered: bool,
-    request: Value,
-    response: Option<Value>,
-    error: Option<String>,
-    started: Instant,
-) -> Report {
-    Report {
-        verdict,
-        answered,
-        request: request.to_string(),
-        response: response.map(|r| r.to_string()),
-        error,
-        duration: started.elapsed(),
     }
 }
 
@@ -160,7 +176,7 @@ impl Service for AmqpService {
         &self.schema
     }
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
-        let config: AmqpConfig = typed(config)?;
+        let config: AmqpConfig = typed(config, "")?;
         let mut errors = Errors::default();
         check_url(&mut errors, &config.url, &["amqp", "amqps"]);
         if config.routing_key.len() > 255 {
@@ -195,16 +211,10 @@ impl Target for AmqpTarget {
     }
 
     fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
-        Box::pin(async move {
-            if is_template(&self.config.routing_key) {
-                self.common
-                    .sandbox
-                    .check(Some(&self.config.routing_key), None)
-                    .await
-                    .map_err(|(_, why)| Invalid::one("routing_key", why))?;
-            }
-            Ok(())
-        })
+        Box::pin(
+            self.common
+                .check_template("routing_key", &self.config.routing_key),
+        )
     }
 
     fn attempt<'a>(&'a self, a: Attempt<'a>) -> BoxFuture<'a, Report> {
@@ -213,7 +223,7 @@ impl Target for AmqpTarget {
 }
 
 impl AmqpTarget {
-    async fn channel(&self) -> Result<Channel, String> {
+    async fn channel(&self) -> Result<Channel, Unconnected> {
         let mut channels = self.channels.lock().await;
         if let Some(ch) = channels.get(&self.config.url) {
             if ch.status().connected() {
@@ -231,8 +241,18 @@ impl AmqpTarget {
         };
         let ch = tokio::time::timeout(BROKER_TIMEOUT, open)
             .await
-            .map_err(|_| format!("connecting to {} timed out", redact_url(&self.config.url)))?
-            .map_err(|e| format!("cannot connect to {}: {e}", redact_url(&self.config.url)))?;
+            .map_err(|_| {
+                Unconnected::Failed(format!(
+                    "connecting to {} timed out",
+                    redact_url(&self.config.url)
+                ))
+            })?
+            .map_err(|e| {
+                Unconnected::Failed(format!(
+                    "cannot connect to {}: {e}",
+                    redact_url(&self.config.url)
+                ))
+            })?;
         channels.insert(self.config.url.clone(), ch.clone());
         Ok(ch)
     }
@@ -240,11 +260,10 @@ impl AmqpTarget {
     async fn publish(&self, a: Attempt<'_>) -> Report {
         let started = Instant::now();
         let body = a.event.envelope();
-        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let routing_key = match self.common.render(&self.config.routing_key, &event).await {
+        let routing_key = match self.common.render(&self.config.routing_key, &body).await {
             Ok(k) => k,
             Err(why) => {
-                return report(
+                return Report::logged(
                     Verdict::Final,
                     true,
                     json!({"url": redact_url(&self.config.url)}),
@@ -258,15 +277,7 @@ impl AmqpTarget {
             "routing_key": routing_key, "message_id": a.event.id, "headers": self.config.headers, "envelope": 1});
         let channel = match self.channel().await {
             Ok(ch) => ch,
-            Err(why) => {
-                let refused = why.starts_with("refused target");
-                let verdict = if refused {
-                    Verdict::Final
-                } else {
-                    Verdict::Retry { after_ms: None }
-                };
-                return report(verdict, refused, request, None, Some(why), started);
-            }
+            Err(why) => return why.report(request, started),
         };
         let mut headers = FieldTable::default();
         for (k, v) in &self.config.headers {
@@ -299,7 +310,7 @@ impl AmqpTarget {
                 .await
         };
         match tokio::time::timeout(BROKER_TIMEOUT, sent).await {
-            Ok(Ok(Confirmation::Nack(_))) => report(
+            Ok(Ok(Confirmation::Nack(_))) => Report::logged(
                 Verdict::Retry { after_ms: None },
                 true,
                 request,
@@ -307,7 +318,7 @@ impl AmqpTarget {
                 Some("the broker refused the message (nack)".into()),
                 started,
             ),
-            Ok(Ok(_)) => report(
+            Ok(Ok(_)) => Report::logged(
                 Verdict::Success,
                 true,
                 request,
@@ -317,7 +328,7 @@ impl AmqpTarget {
             ),
             Ok(Err(e)) => {
                 self.channels.lock().await.remove(&self.config.url);
-                report(
+                Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,
                     request,
@@ -328,7 +339,7 @@ impl AmqpTarget {
             }
             Err(_) => {
                 self.channels.lock().await.remove(&self.config.url);
-                report(
+                Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,
                     request,
@@ -369,7 +380,7 @@ impl Service for NatsService {
         &self.schema
     }
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
-        let config: NatsConfig = typed(config)?;
+        let config: NatsConfig = typed(config, "")?;
         let mut errors = Errors::default();
         check_url(&mut errors, &config.url, &["nats", "tls"]);
         if config.subject.is_empty()
@@ -406,16 +417,7 @@ impl Target for NatsTarget {
     }
 
     fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
-        Box::pin(async move {
-            if is_template(&self.config.subject) {
-                self.common
-                    .sandbox
-                    .check(Some(&self.config.subject), None)
-                    .await
-                    .map_err(|(_, why)| Invalid::one("subject", why))?;
-            }
-            Ok(())
-        })
+        Box::pin(self.common.check_template("subject", &self.config.subject))
     }
 
     fn attempt<'a>(&'a self, a: Attempt<'a>) -> BoxFuture<'a, Report> {
@@ -424,7 +426,7 @@ impl Target for NatsTarget {
 }
 
 impl NatsTarget {
-    async fn context(&self) -> Result<async_nats::jetstream::Context, String> {
+    async fn context(&self) -> Result<async_nats::jetstream::Context, Unconnected> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&self.config.url) {
             return Ok(c.clone());
@@ -432,8 +434,18 @@ impl NatsTarget {
         self.common.check_host(&self.config.url).await?;
         let client = tokio::time::timeout(BROKER_TIMEOUT, async_nats::connect(&self.config.url))
             .await
-            .map_err(|_| format!("connecting to {} timed out", redact_url(&self.config.url)))?
-            .map_err(|e| format!("cannot connect to {}: {e}", redact_url(&self.config.url)))?;
+            .map_err(|_| {
+                Unconnected::Failed(format!(
+                    "connecting to {} timed out",
+                    redact_url(&self.config.url)
+                ))
+            })?
+            .map_err(|e| {
+                Unconnected::Failed(format!(
+                    "cannot connect to {}: {e}",
+                    redact_url(&self.config.url)
+                ))
+            })?;
         let context = async_nats::jetstream::new(client);
         clients.insert(self.config.url.clone(), context.clone());
         Ok(context)
@@ -442,11 +454,10 @@ impl NatsTarget {
     async fn publish(&self, a: Attempt<'_>) -> Report {
         let started = Instant::now();
         let body = a.event.envelope();
-        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let subject = match self.common.render(&self.config.subject, &event).await {
+        let subject = match self.common.render(&self.config.subject, &body).await {
             Ok(s) => s,
             Err(why) => {
-                return report(
+                return Report::logged(
                     Verdict::Final,
                     true,
                     json!({"url": redact_url(&self.config.url)}),
@@ -460,15 +471,7 @@ impl NatsTarget {
             "message_id": a.event.id, "envelope": 1});
         let context = match self.context().await {
             Ok(c) => c,
-            Err(why) => {
-                let refused = why.starts_with("refused target");
-                let verdict = if refused {
-                    Verdict::Final
-                } else {
-                    Verdict::Retry { after_ms: None }
-                };
-                return report(verdict, refused, request, None, Some(why), started);
-            }
+            Err(why) => return why.report(request, started),
         };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", a.event.id.as_str());
@@ -484,7 +487,7 @@ impl NatsTarget {
                 .map_err(|e| e.to_string())
         };
         match tokio::time::timeout(BROKER_TIMEOUT, sent).await {
-            Ok(Ok(ack)) => report(
+            Ok(Ok(ack)) => Report::logged(
                 Verdict::Success,
                 true,
                 request,
@@ -494,7 +497,7 @@ impl NatsTarget {
                 None,
                 started,
             ),
-            Ok(Err(e)) => report(
+            Ok(Err(e)) => Report::logged(
                 Verdict::Retry { after_ms: None },
                 true,
                 request,
@@ -504,7 +507,7 @@ impl NatsTarget {
             ),
             Err(_) => {
                 self.clients.lock().await.remove(&self.config.url);
-                report(
+                Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,
                     request,

@@ -15,7 +15,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use posthorn_core::config::{SmtpConfig, SmtpTls};
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
-use posthorn_core::validation::{serde_field_error, Errors, Invalid};
+use posthorn_core::validation::{typed, Errors, Invalid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -118,10 +118,7 @@ impl Service for EmailService {
     }
 
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
-        let config: EmailConfig = serde_path_to_error::deserialize(config).map_err(|e| {
-            let path = e.path().to_string();
-            Invalid(vec![serde_field_error(&path, &e.into_inner().to_string())])
-        })?;
+        let config: EmailConfig = typed(config, "")?;
         let mut errors = Errors::default();
         if config.to.is_empty() || config.to.len() > MAX_RECIPIENTS {
             errors.add("to", format!("must hold 1 to {MAX_RECIPIENTS} addresses"));
@@ -190,7 +187,7 @@ impl EmailTarget {
     async fn send(&self, a: Attempt<'_>) -> Report {
         let started = Instant::now();
         let Some(smtp) = &self.smtp else {
-            return report(
+            return Report::logged(
                 Verdict::Final,
                 true,
                 json!({}),
@@ -199,22 +196,25 @@ impl EmailTarget {
                 started,
             );
         };
-        let envelope: Value = serde_json::from_slice(&a.event.envelope()).unwrap_or(Value::Null);
         // The subject renders in the URL's place (and is kept to one line).
-        let rendered = self
-            .sandbox
-            .render(
-                Some(&self.config.subject),
-                Some(&self.config.body),
-                &envelope,
-                false,
-            )
-            .await;
+        let rendered = match a.event.envelope_value() {
+            Ok(envelope) => {
+                self.sandbox
+                    .render(
+                        Some(&self.config.subject),
+                        Some(&self.config.body),
+                        &envelope,
+                        false,
+                    )
+                    .await
+            }
+            Err(why) => Err(why),
+        };
         let (subject, body) = match rendered {
             Ok((Some(s), Some(b))) => (s.replace(['\r', '\n'], " "), b),
             Ok(_) => (String::new(), String::new()),
             Err(why) => {
-                return report(
+                return Report::logged(
                     Verdict::Final,
                     true,
                     json!({"to": self.config.to}),
@@ -246,7 +246,7 @@ impl EmailTarget {
         let message = match builder.body(body) {
             Ok(m) => m,
             Err(e) => {
-                return report(
+                return Report::logged(
                     Verdict::Final,
                     true,
                     request,
@@ -260,7 +260,7 @@ impl EmailTarget {
             Ok(response) => {
                 let reply = json!({"code": response.code().to_string(),
                     "message": response.message().collect::<Vec<_>>()});
-                report(Verdict::Success, true, request, Some(reply), None, started)
+                Report::logged(Verdict::Success, true, request, Some(reply), None, started)
             }
             Err(e) => {
                 let code = e.status().map(|c| c.to_string());
@@ -274,7 +274,7 @@ impl EmailTarget {
                 };
                 // A reply (4xx, 5xx) is an answer; a connection that failed is not.
                 let answered = e.is_permanent() || e.is_transient();
-                report(
+                Report::logged(
                     verdict,
                     answered,
                     request,
@@ -284,23 +284,5 @@ impl EmailTarget {
                 )
             }
         }
-    }
-}
-
-fn report(
-    verdict: Verdict,
-    answered: bool,
-    request: Value,
-    response: Option<Value>,
-    error: Option<String>,
-    started: Instant,
-) -> Report {
-    Report {
-        verdict,
-        answered,
-        request: request.to_string(),
-        response: response.map(|r| r.to_string()),
-        error,
-        duration: started.elapsed(),
     }
 }

@@ -119,14 +119,26 @@ struct Run {
 impl PluginTarget {
     async fn run(&self, a: Attempt<'_>) -> Report {
         let plugin = &self.inner.config;
-        let event: Value = serde_json::from_slice(&a.event.envelope()).unwrap_or(Value::Null);
         let delivery = json!({"id": a.delivery_id, "attempt": a.number});
-        let input = json!({"config": self.config, "event": event, "delivery": delivery});
         // The log shows the command and what it was given, less the event (the delivery's log
         // shows its event already).
         let request =
             json!({"command": plugin.command, "config": self.config, "delivery": delivery})
                 .to_string();
+        let event = match a.event.envelope_value() {
+            Ok(event) => event,
+            Err(why) => {
+                return report(
+                    Verdict::Final,
+                    true,
+                    request,
+                    None,
+                    Some(why),
+                    Duration::ZERO,
+                )
+            }
+        };
+        let input = json!({"config": self.config, "event": event, "delivery": delivery});
         let Ok(_turn) = self.inner.turns.acquire().await else {
             return report(
                 Verdict::Retry { after_ms: None },

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use posthorn_core::shape::is_template;
-use posthorn_core::validation::{serde_field_error, Errors, Invalid};
+use posthorn_core::validation::{typed, Errors, Invalid};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -149,10 +149,7 @@ impl HttpConfig {
         if !obj.contains_key("url") {
             return Err(Invalid::one("url", "is required"));
         }
-        let config: HttpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            Invalid(vec![serde_field_error(&path, &e.into_inner().to_string())])
-        })?;
+        let config: HttpConfig = typed(value, "")?;
         let mut errors = Errors::default();
         let url_template = is_template(&config.url);
         match url::Url::parse(&config.url) {
