@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs `consume` until `stop`, and again after each loss with a doubling wait (up to
-/// [`MAX_BACKOFF`]); each loss is logged (`what`: the source) and shown on the board. `consume`
+/// [`MAX_BACKOFF`], back to 1 s once a connection has held longer than that); each loss is logged (`what`: the source) and shown on the board. `consume`
 /// returning `Ok` means the broker ended it (`ended` says so).
 async fn reconnecting<F, Fut>(
     what: &str,
@@ -45,11 +45,16 @@ async fn reconnecting<F, Fut>(
 {
     let mut backoff = Duration::from_secs(1);
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
             r = consume() => r,
         };
         let why = outcome.err().unwrap_or_else(|| ended.to_owned());
+        // A connection that held for a while was a recovery: the next loss starts over at 1 s.
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_secs(1);
+        }
         tracing::warn!(error = %why, "{what} lost; reconnecting in {} s", backoff.as_secs());
         board.update(slot, |s| {
             s.connected = false;
