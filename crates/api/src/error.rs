@@ -3,9 +3,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use posthorn_core::{FieldError, Invalid};
+use posthorn_core::Invalid;
 use posthorn_store::StoreError;
-use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,16 +38,7 @@ pub enum ApiError {
     Unavailable(#[from] StoreError),
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
-}
+pub use posthorn_client::wire::Problem;
 
 impl ApiError {
     /// The HTTP status this error answers with (front doors that shape errors their own way use
@@ -121,7 +111,7 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem {
             kind: format!("urn:posthorn:problem:{slug}"),
-            title,
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
             errors,

@@ -1,17 +1,12 @@
 //! Lists: `?limit=N` (default 50, at most 1000) and `?cursor=C`, answered as
 //! `{"items":[…],"next_cursor":C|null}`, newest first.
 
+pub use posthorn_client::wire::Page;
 use posthorn_core::Invalid;
 use serde::Serialize;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
 
 /// The query string as ordered pairs: lists take repeated keys (`metadata=a:1&metadata=b:2`).
 pub struct Query(pub Vec<(String, String)>);

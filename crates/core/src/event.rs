@@ -1,7 +1,7 @@
 //! Events: what a platform tells Posthorn happened. An event has a name (`new_feed_entry`,
 //! `ftrack.entity`), a JSON object of data, and the envelope fields around it.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::time::{to_rfc3339, Millis};
@@ -44,7 +44,7 @@ pub fn is_valid_token(s: &str) -> bool {
 
 /// An event as a publisher sends it, through any front (`POST /v1/events`, a broker source, a
 /// front door): checked and matched by the publisher (`posthorn_store::Publisher`).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// 1–128 of `A-Za-z0-9_.:-`; `posthorn.*` is reserved.
@@ -53,15 +53,15 @@ pub struct PublishRequest {
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     /// Optional client id: the event id, and an idempotency key per publisher.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// RFC 3339; the time of receipt when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<String>,
     /// Only this application's subscriptions (and the admin's) receive the event.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }
 

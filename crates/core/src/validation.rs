@@ -1,9 +1,9 @@
 //! Validation failures that name the field at fault, as a dotted path into the request
 //! (`config.url`, `events[2]`). The API turns an [`Invalid`] into a 422 problem+json.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -9,36 +9,13 @@ use posthorn_core::time::to_rfc3339;
 use posthorn_core::validation::Errors;
 use posthorn_core::Owner;
 use posthorn_store::{Application, SubscriptionQuery};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody, Path};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicationRequest {
-    /// 1–128 characters.
-    pub name: String,
-    /// What its tokens may do: `subscriptions`, `publish`.
-    pub scopes: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationView {
-    pub id: String,
-    pub name: String,
-    pub client_id: String,
-    /// Shown on create and on rotation only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    pub scopes: Vec<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
+use posthorn_client::wire::{ApplicationRequest, ApplicationView};
 
 fn view(app: Application, secret: Option<String>) -> ApplicationView {
     ApplicationView {

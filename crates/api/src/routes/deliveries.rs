@@ -5,60 +5,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::{parse_rfc3339, to_rfc3339};
-use posthorn_core::{AttemptOutcome, DeliveryStatus, Invalid};
+use posthorn_core::{DeliveryStatus, Invalid};
 use posthorn_store::{DeliveryQuery, DeliveryRow, StoredAttempt};
-use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
-    pub number: i64,
-    pub started_at: String,
-    pub duration_ms: i64,
-    /// `{"method","url","headers","body"}`.
-    #[schema(value_type = Object)]
-    pub request: Value,
-    /// `{"status","headers","body"}` (body up to 16 KiB), or null when no response came.
-    #[schema(value_type = Option<Object>)]
-    pub response: Option<Value>,
-    pub error: Option<String>,
-    pub outcome: AttemptOutcome,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryView {
-    pub id: String,
-    pub event_id: String,
-    pub event_name: String,
-    pub subscription_id: String,
-    pub status: DeliveryStatus,
-    pub attempts: i64,
-    /// When the next attempt is due; null unless pending.
-    pub next_attempt_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    /// Why a pending delivery waits past its schedule, and until when: present while its
-    /// subscription's circuit holds it back (a retry, recover or enable sends it now).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub held: Option<Held>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt_log: Option<Vec<AttemptView>>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Held {
-    /// `circuit_open`: the subscription's circuit opened after failed attempts in a row; one
-    /// probe goes at `until`.
-    pub reason: &'static str,
-    pub until: String,
-}
+use posthorn_client::wire::{AttemptView, DeliveryView, Held, HeldReason};
 
 /// The subscription's open circuit, if any: until when, after how many failures.
 type Circuit = Option<(i64, u32)>;
@@ -70,7 +26,7 @@ fn held(d: &DeliveryRow, circuit: Circuit) -> Option<Held> {
     // its own schedule).
     (d.status == DeliveryStatus::Pending && until > now && d.next_attempt_at <= until).then(|| {
         Held {
-            reason: "circuit_open",
+            reason: HeldReason::CircuitOpen,
             until: to_rfc3339(until),
         }
     })

@@ -8,9 +8,6 @@ use posthorn_core::time::to_rfc3339;
 use posthorn_core::validation::Errors;
 use posthorn_core::{EventName, Invalid};
 use posthorn_store::{compile_schema, schema_errors, EventType};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::ToSchema;
 
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -18,32 +15,7 @@ use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventTypeRequest {
-    #[serde(default)]
-    pub description: Option<String>,
-    /// JSON Schema 2020-12 for the event's `data`, or null for none.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub schema: Option<Value>,
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub examples: Vec<Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventTypeView {
-    pub name: String,
-    pub description: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub schema: Option<Value>,
-    #[schema(value_type = Vec<Object>)]
-    pub examples: Vec<Value>,
-    pub created_at: String,
-    pub updated_at: String,
-}
+use posthorn_client::wire::{EventTypeRequest, EventTypeView};
 
 fn view(t: EventType) -> EventTypeView {
     EventTypeView {

@@ -19,31 +19,18 @@ use crate::extract::Path;
 use crate::extract::{typed_text, RawJson};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
+use posthorn_client::wire::{Accepted, AcceptedBatch, DeliverySummary, EventView};
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
-    pub id: String,
-    pub name: String,
-    pub occurred_at: String,
-    /// How many deliveries the event made.
-    pub deliveries: u64,
-    /// Present and true when the id had been published before: nothing new was stored.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub duplicate: bool,
-}
-
-impl From<Published> for Accepted {
-    fn from(p: Published) -> Self {
-        Self {
-            id: p.id,
-            name: p.name,
-            occurred_at: to_rfc3339(p.occurred_at),
-            deliveries: p.deliveries,
-            duplicate: p.duplicate,
-        }
+fn accepted(p: Published) -> Accepted {
+    Accepted {
+        id: p.id,
+        name: p.name,
+        occurred_at: to_rfc3339(p.occurred_at),
+        deliveries: p.deliveries,
+        duplicate: p.duplicate,
     }
 }
 
@@ -64,32 +51,6 @@ pub enum PublishBody {
 pub enum PublishAnswer {
     One(Accepted),
     Batch(AcceptedBatch),
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AcceptedBatch {
-    pub items: Vec<Accepted>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliverySummary {
-    pub id: String,
-    pub subscription_id: String,
-    pub status: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
-    pub id: String,
-    pub name: String,
-    #[schema(value_type = Object)]
-    pub data: Box<RawValue>,
-    pub origin: Option<String>,
-    pub tenant: Option<String>,
-    pub occurred_at: String,
-    pub received_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deliveries: Option<Vec<DeliverySummary>>,
 }
 
 fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<EventView> {
@@ -166,7 +127,7 @@ pub(crate) async fn publish(
     }
     errors.finish()?;
     let published = state.publisher.publish(events).await?;
-    let mut accepted: Vec<Accepted> = published.into_iter().map(Accepted::from).collect();
+    let mut accepted: Vec<Accepted> = published.into_iter().map(accepted).collect();
     if batch {
         // Written straight from the answers, not through a `Value`.
         let body = AcceptedBatch { items: accepted };

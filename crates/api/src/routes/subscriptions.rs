@@ -10,9 +10,7 @@ use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
 use posthorn_store::SubscriptionQuery;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -20,47 +18,27 @@ use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
+use posthorn_client::wire::{
+    CircuitState, CircuitView, RecoverRequest, Recovered, SubscriptionState, SubscriptionStatus,
+    SubscriptionView, TestSent,
+};
 
 /// How long the previous secret keeps signing after a rotation.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SubscriptionView {
-    pub id: String,
-    pub owner: String,
-    #[serde(flatten)]
-    pub spec: SubscriptionSpec,
-    /// `active` or `disabled`.
-    pub status: &'static str,
-    pub disabled_reason: Option<DisabledReason>,
-    /// The signing secret: shown on create and on rotation only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub circuit: CircuitView,
-}
-
-/// The subscription's circuit breaker as the dispatchers last set it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CircuitView {
-    /// `closed`; `open`: its backlog waits until `until`, when one probe goes; `probing`: the
-    /// pause is over and the probe's outcome not yet known. A retry, recover or enable closes it.
-    pub state: &'static str,
-    pub until: Option<String>,
-    /// Failed attempts in a row when it opened.
-    pub failures: u32,
-}
-
 fn circuit_view(circuit: Option<(i64, u32)>) -> CircuitView {
     match circuit {
         Some((until, failures)) => CircuitView {
-            state: if until > now_ms() { "open" } else { "probing" },
+            state: if until > now_ms() {
+                CircuitState::Open
+            } else {
+                CircuitState::Probing
+            },
             until: Some(to_rfc3339(until)),
             failures,
         },
         _ => CircuitView {
-            state: "closed",
+            state: CircuitState::Closed,
             until: None,
             failures: 0,
         },
@@ -79,9 +57,13 @@ async fn view_one(
 
 fn view(sub: Subscription, show_secret: bool, circuit: Option<(i64, u32)>) -> SubscriptionView {
     let active = sub.is_active();
-    SubscriptionView {
+    let state = SubscriptionState {
         circuit: circuit_view(circuit),
-        status: if active { "active" } else { "disabled" },
+        status: if active {
+            SubscriptionStatus::Active
+        } else {
+            SubscriptionStatus::Disabled
+        },
         disabled_reason: if active {
             None
         } else {
@@ -92,8 +74,8 @@ fn view(sub: Subscription, show_secret: bool, circuit: Option<(i64, u32)>) -> Su
         updated_at: to_rfc3339(sub.updated_at),
         id: sub.id,
         owner: sub.owner,
-        spec: sub.spec,
-    }
+    };
+    SubscriptionView::new(sub.spec, state)
 }
 
 /// Reads and checks a spec; field paths are those of the request.
@@ -385,12 +367,6 @@ pub(crate) async fn disable(
     ))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TestSent {
-    pub event_id: String,
-    pub delivery_id: String,
-}
-
 /// Deliver a `posthorn.ping` event to this subscription alone.
 #[utoipa::path(post, operation_id = "testSubscription", path = "/v1/subscriptions/{id}/test", tag = "subscriptions",
     params(("id" = String, Path)),
@@ -440,18 +416,6 @@ pub(crate) async fn rotate_secret(
     Ok(Json(
         view_one(&state, save(&state, sub).await?, true).await?,
     ))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecoverRequest {
-    /// RFC 3339: dead deliveries created since then are queued again.
-    pub since: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Recovered {
-    pub requeued: u64,
 }
 
 /// Queue again this subscription's dead deliveries since a time.

@@ -1,0 +1,14 @@
+//! A client of Posthorn's HTTP API, and the API's wire types.
+//!
+//! - [`wire`]: what the server answers and the bodies it takes, defined once for both sides
+//!   (the server depends on this crate without its `http` feature, for these alone).
+//! - [`Client`] (feature `http`): one method per API call the command line makes; an answer
+//!   outside 2xx is an [`Error::Api`] carrying the server's problem+json.
+
+pub mod wire;
+
+#[cfg(feature = "http")]
+mod client;
+
+#[cfg(feature = "http")]
+pub use client::{Client, Error};

@@ -1,0 +1,331 @@
+//! The API's wire types: what the server answers (`*View`, [`Page`], [`Problem`]) and the
+//! request bodies that are not domain types of their own (a subscription is written as a
+//! [`SubscriptionSpec`], an event as a [`PublishRequest`]). The server serializes them, the
+//! client reads them back: one definition, so the two cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use posthorn_core::subscription::{DisabledReason, RetrySpec, SubscriptionSpec};
+use posthorn_core::validation::FieldError;
+use posthorn_core::{AttemptOutcome, DeliveryStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+pub use posthorn_core::event::PublishRequest;
+
+/// A page of a list: `items` newest first, and the cursor of the next page (`?cursor=`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// An error, as RFC 9457 problem+json.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// `urn:posthorn:problem:{slug}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The fields at fault, for a 422.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// `active` or `disabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    Active,
+    Disabled,
+}
+
+/// A subscription as the API shows it: what its owner wrote, and what the service keeps.
+///
+/// The written part is spelled out rather than flattened from [`SubscriptionSpec`] (serde
+/// cannot read a flattened struct that refuses unknown fields); [`SubscriptionView::spec`] and
+/// the server's constructor destructure the spec whole, so a field added there fails to
+/// compile until it is added here.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub service: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub events: Vec<String>,
+    pub filter: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub enabled: bool,
+    pub retry: Option<RetrySpec>,
+    pub rate_limit_per_s: Option<u32>,
+    pub max_in_flight: u32,
+    pub ordered: bool,
+    pub status: SubscriptionStatus,
+    pub disabled_reason: Option<DisabledReason>,
+    /// The signing secret: shown on create and on rotation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub circuit: CircuitView,
+}
+
+/// What the service keeps of a subscription beside its spec.
+#[derive(Debug)]
+pub struct SubscriptionState {
+    pub id: String,
+    pub owner: String,
+    pub status: SubscriptionStatus,
+    pub disabled_reason: Option<DisabledReason>,
+    pub secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub circuit: CircuitView,
+}
+
+impl SubscriptionView {
+    pub fn new(spec: SubscriptionSpec, state: SubscriptionState) -> Self {
+        let SubscriptionSpec {
+            name,
+            service,
+            config,
+            events,
+            filter,
+            metadata,
+            enabled,
+            retry,
+            rate_limit_per_s,
+            max_in_flight,
+            ordered,
+        } = spec;
+        let SubscriptionState {
+            id,
+            owner,
+            status,
+            disabled_reason,
+            secret,
+            created_at,
+            updated_at,
+            circuit,
+        } = state;
+        Self {
+            id,
+            owner,
+            name,
+            service,
+            config,
+            events,
+            filter,
+            metadata,
+            enabled,
+            retry,
+            rate_limit_per_s,
+            max_in_flight,
+            ordered,
+            status,
+            disabled_reason,
+            secret,
+            created_at,
+            updated_at,
+            circuit,
+        }
+    }
+
+    /// The part its owner writes: what `PUT` takes back.
+    pub fn spec(&self) -> SubscriptionSpec {
+        SubscriptionSpec {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            config: self.config.clone(),
+            events: self.events.clone(),
+            filter: self.filter.clone(),
+            metadata: self.metadata.clone(),
+            enabled: self.enabled,
+            retry: self.retry.clone(),
+            rate_limit_per_s: self.rate_limit_per_s,
+            max_in_flight: self.max_in_flight,
+            ordered: self.ordered,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CircuitState {
+    Closed,
+    /// Its backlog waits until `until`, when one probe goes.
+    Open,
+    /// The pause is over and the probe's outcome not yet known.
+    Probing,
+}
+
+/// The subscription's circuit breaker as the dispatchers last set it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CircuitView {
+    /// A retry, recover or enable closes it.
+    pub state: CircuitState,
+    pub until: Option<String>,
+    /// Failed attempts in a row when it opened.
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TestSent {
+    pub event_id: String,
+    pub delivery_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// RFC 3339: dead deliveries created since then are queued again.
+    pub since: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Recovered {
+    pub requeued: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub number: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    /// `{"method","url","headers","body"}`.
+    #[schema(value_type = Object)]
+    pub request: Value,
+    /// `{"status","headers","body"}` (body up to 16 KiB), or null when no response came.
+    #[schema(value_type = Option<Object>)]
+    pub response: Option<Value>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub subscription_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    /// When the next attempt is due; null unless pending.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Why a pending delivery waits past its schedule, and until when: present while its
+    /// subscription's circuit holds it back (a retry, recover or enable sends it now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldReason {
+    /// The subscription's circuit opened after failed attempts in a row; one probe goes at
+    /// `until`.
+    CircuitOpen,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Held {
+    pub reason: HeldReason,
+    pub until: String,
+}
+
+/// What `POST /v1/events` answers for one event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub name: String,
+    pub occurred_at: String,
+    /// How many deliveries the event made.
+    pub deliveries: u64,
+    /// Present and true when the id had been published before: nothing new was stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedBatch {
+    pub items: Vec<Accepted>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliverySummary {
+    pub id: String,
+    pub subscription_id: String,
+    /// A delivery status (`pending`, `succeeded`, `dead`, `cancelled`).
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    pub origin: Option<String>,
+    pub tenant: Option<String>,
+    pub occurred_at: String,
+    pub received_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliverySummary>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeRequest {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema 2020-12 for the event's `data`, or null for none.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub examples: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventTypeView {
+    pub name: String,
+    pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub examples: Vec<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    /// 1–128 characters.
+    pub name: String,
+    /// What its tokens may do: `subscriptions`, `publish`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: String,
+    pub name: String,
+    pub client_id: String,
+    /// Shown on create and on rotation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
