@@ -81,6 +81,13 @@ pub struct ServeArgs {
     /// How long an application's access token lasts, in seconds [default: 3600]
     #[arg(long, env = "POSTHORN_TOKEN_TTL_S")]
     pub token_ttl_s: Option<u64>,
+    /// Bearer token that GET /metrics requires [default: none, /metrics is open]
+    #[arg(long, env = "POSTHORN_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Subscriptions with a /metrics series of their own: those with the most failed attempts
+    /// (the rest are summed in one) [default: 20]
+    #[arg(long, env = "POSTHORN_METRICS_TOP_SUBSCRIPTIONS")]
+    pub metrics_top_subscriptions: Option<usize>,
 }
 
 /// Every key of the config file, and what flags and environment variables set: figment merges
@@ -110,6 +117,9 @@ pub struct Settings {
     pub body_limit: usize,
     pub token_ttl_s: u64,
     #[serde(default)]
+    pub metrics_token: Option<String>,
+    pub metrics_top_subscriptions: usize,
+    #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
     pub sources: SourcesConfig,
@@ -127,6 +137,7 @@ struct Defaults {
     purge_every_s: u64,
     body_limit: usize,
     token_ttl_s: u64,
+    metrics_top_subscriptions: usize,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -137,6 +148,7 @@ const DEFAULTS: Defaults = Defaults {
     purge_every_s: 300,
     body_limit: 1024 * 1024,
     token_ttl_s: 3600,
+    metrics_top_subscriptions: 20,
 };
 
 /// What flags (or their environment variables) set, as the top layer; absent ones leave the
@@ -169,6 +181,10 @@ struct Overrides {
     body_limit: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_ttl_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_top_subscriptions: Option<usize>,
 }
 
 impl Settings {
@@ -231,6 +247,8 @@ pub struct Config {
     pub purge_every: std::time::Duration,
     pub body_limit: usize,
     pub token_ttl: std::time::Duration,
+    pub metrics_token: Option<String>,
+    pub metrics_top_subscriptions: usize,
     pub smtp: Option<SmtpConfig>,
     pub sources: SourcesConfig,
     pub services: Vec<PluginConfig>,
@@ -262,6 +280,8 @@ impl Config {
             purge_every_s: args.purge_every_s,
             body_limit: args.body_limit,
             token_ttl_s: args.token_ttl_s,
+            metrics_token: args.metrics_token,
+            metrics_top_subscriptions: args.metrics_top_subscriptions,
         };
         let file = Settings::load(args.db.config.as_deref(), overrides)?;
         let listen: SocketAddr = file.listen.parse().with_context(|| {
@@ -314,6 +334,8 @@ impl Config {
             } else {
                 LogFormat::Json
             }),
+            metrics_token: file.metrics_token.filter(|t| !t.is_empty()),
+            metrics_top_subscriptions: file.metrics_top_subscriptions.min(1000),
             smtp: file.smtp,
             sources: file.sources,
             services: file.services,

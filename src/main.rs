@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API, the dispatcher and ingest in one process
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves)
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
-            let config = config::Config::resolve(args)?;
+            let config = config::Config::resolve(*args)?;
             runtime.block_on(serve::serve(config))
         }
         Command::AdminToken(args) => {

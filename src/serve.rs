@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use posthorn_api::telemetry::Metrics;
 use posthorn_api::{router, ApiConfig, AppState, Shared};
 use posthorn_core::id::new_id;
 use posthorn_core::source::SourceBoard;
+use posthorn_core::tally::SubscriptionTally;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::broker::{AmqpService, NatsService};
@@ -196,8 +199,115 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Installs the Prometheus recorder every `metrics::` call in the crates records into, with
+/// the buckets of each histogram, and describes the series.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let rows = [
+        1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("posthorn_attempt_duration_seconds".into()),
+            &seconds,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("posthorn_http_request_duration_seconds".into()),
+            &seconds,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("posthorn_group_commit_seconds".into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ],
+        )?
+        .set_buckets_for_metric(Matcher::Full("posthorn_group_commit_rows".into()), &rows)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "posthorn_events_received_total",
+        "Events accepted, by source (http, amqp, nats)"
+    );
+    describe_counter!(
+        "posthorn_attempts_total",
+        "Delivery attempts by service and outcome (success, retry, final: the delivery is dead)"
+    );
+    describe_histogram!(
+        "posthorn_attempt_duration_seconds",
+        Unit::Seconds,
+        "Duration of delivery attempts, by service"
+    );
+    describe_gauge!(
+        "posthorn_attempts_in_flight",
+        "Attempts under way in this process"
+    );
+    describe_gauge!(
+        "posthorn_queue_pending",
+        "Deliveries waiting for an attempt (in flight included), all processes"
+    );
+    describe_gauge!(
+        "posthorn_queue_due",
+        "Pending deliveries due now and not in flight"
+    );
+    describe_gauge!(
+        "posthorn_queue_lease_expired",
+        "Due deliveries whose process stopped or died holding them: the next claim takes them over"
+    );
+    describe_gauge!(
+        "posthorn_queue_held",
+        "Pending deliveries held past their schedule, by what holds them (circuit: an open circuit)"
+    );
+    describe_gauge!(
+        "posthorn_queue_waiting_in_memory",
+        "Deliveries this process holds in memory for a slot of their subscription (in-flight cap, rate limit)"
+    );
+    describe_counter!(
+        "posthorn_leases_lost_total",
+        "Attempt outcomes dropped because another process had taken the delivery over"
+    );
+    describe_histogram!(
+        "posthorn_group_commit_seconds",
+        Unit::Seconds,
+        "Time to write one group commit (publishes and attempt outcomes together)"
+    );
+    describe_histogram!(
+        "posthorn_group_commit_rows",
+        "Rows (events and attempt outcomes) per group commit"
+    );
+    describe_counter!(
+        "posthorn_http_requests_total",
+        "API requests by method, route template and status class"
+    );
+    describe_histogram!(
+        "posthorn_http_request_duration_seconds",
+        Unit::Seconds,
+        "API request duration by route template"
+    );
+    describe_gauge!(
+        "posthorn_store_up",
+        "1 when the last scrape could read the database"
+    );
+    Ok(handle)
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
+    let metrics_handle = install_metrics()?;
+    // Histogram samples wait in the recorder until a scrape or this drains them.
+    let upkeep = {
+        let handle = metrics_handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
+    let tally = SubscriptionTally::default();
     // One TLS crypto provider for every library that makes a TLS configuration of its own (the
     // SMTP and broker clients), so none is left to guess between the ones compiled in.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -250,6 +360,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             grace: GRACE,
             process_id: new_id("proc"),
             disable_after: config.disable_after,
+            tally: tally.clone(),
         },
     );
 
@@ -278,6 +389,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         token_ttl: config.token_ttl,
         sources: source_board,
         admin_token: Arc::from(token.as_str()),
+        metrics: Some(Metrics {
+            handle: metrics_handle,
+            tally,
+            top_subscriptions: config.metrics_top_subscriptions,
+            token: config.metrics_token.clone(),
+        }),
     });
     let app = router(
         state,
@@ -317,6 +434,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         t.abort();
     }
     types_watcher.abort();
+    upkeep.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -38,6 +38,7 @@ mod email;
 mod examples;
 mod fluidsurveys;
 mod network;
+mod operating;
 mod plugins;
 mod resilience;
 mod scale;

@@ -214,9 +214,10 @@ impl Server {
             database.to_owned(),
             "--admin-token".into(),
             TOKEN.into(),
-            "--log-format".into(),
-            "text".into(),
         ];
+        if !options.extra.iter().any(|a| a == "--log-format") {
+            args.extend(["--log-format".into(), "text".into()]);
+        }
         if options.allow_loopback {
             args.extend(["--allow-network".into(), "127.0.0.0/8".into()]);
         }

@@ -21,6 +21,7 @@ pub mod extract;
 mod list;
 mod openapi;
 mod routes;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -64,6 +65,8 @@ pub struct Shared {
     /// The event sources' state (`GET /v1/sources`, `/readyz`).
     pub sources: posthorn_core::source::SourceBoard,
     pub admin_token: Arc<str>,
+    /// What `/metrics` serves; `None`: no metrics recorder in this process (404).
+    pub metrics: Option<telemetry::Metrics>,
 }
 
 /// Settings of the API layer.
@@ -92,6 +95,7 @@ pub struct BodyLimit(pub usize);
 
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
+        .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::Extension(BodyLimit(config.body_limit)))
         .with_state(state)

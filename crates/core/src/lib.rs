@@ -24,6 +24,7 @@ pub mod shape;
 pub mod signing;
 pub mod source;
 pub mod subscription;
+pub mod tally;
 pub mod time;
 pub mod validation;
 

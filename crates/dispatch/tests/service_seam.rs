@@ -128,6 +128,7 @@ async fn world() -> World {
             grace: Duration::from_secs(1),
             process_id: new_id("proc"),
             disable_after: Duration::from_secs(86_400),
+            tally: Default::default(),
         },
     );
     let stop = CancellationToken::new();

@@ -211,6 +211,7 @@ async fn take(
         }
     }
     board.update(slot, |s| s.taken += 1);
+    metrics::counter!("posthorn_events_received_total", "source" => "amqp").increment(1);
     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
         // Stored already: a redelivery is answered as a duplicate (same message id).
         tracing::warn!(queue = %source.queue, error = %e, "acknowledging an AMQP message failed");

@@ -131,6 +131,7 @@ async fn take(
         }
     }
     board.update(slot, |s| s.taken += 1);
+    metrics::counter!("posthorn_events_received_total", "source" => "nats").increment(1);
     if let Err(e) = message.ack().await {
         tracing::warn!(stream = %source.stream, error = %e, "acknowledging a NATS message failed");
     }

@@ -233,7 +233,11 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
             .pop()
             .unwrap_or_else(|| Held::new(queue.failed.clone()));
         let handoff = handoff.get().map(|h| &**h);
+        let started = Instant::now();
         let result = commit(&pool, &mut held, backend, &jobs, handoff).await;
+        metrics::histogram!("posthorn_group_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("posthorn_group_commit_rows").record(count as f64);
         if result.is_err() {
             // Back to the pool (which tests it before handing it out again); the other
             // committers test theirs before their next group.

@@ -59,6 +59,7 @@ pub(crate) use dialect::{get, placeholders, value_rows};
 pub use error::{Result, StoreError};
 pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
 pub use events::{EventQuery, Handoff, NewEvent, Published};
+pub use health::QueueDepth;
 pub(crate) use notify::watch_revision;
 pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use publisher::Publisher;

@@ -127,6 +127,8 @@ pub(crate) async fn publish(
     }
     errors.finish()?;
     let published = state.publisher.publish(events).await?;
+    metrics::counter!("posthorn_events_received_total", "source" => "http")
+        .increment(published.len() as u64);
     let mut accepted: Vec<Accepted> = published.into_iter().map(accepted).collect();
     if batch {
         // Written straight from the answers, not through a `Value`.

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
+        .route("/metrics", get(crate::telemetry::metrics))
         .route("/openapi.json", get(service::openapi))
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))

@@ -111,7 +111,14 @@ impl Dispatcher {
                     .settle(&self.config.process_id, records.clone())
                     .await
                 {
-                    Ok(_) => break true,
+                    Ok(written) => {
+                        // The rest were taken over by another process after our lease ran out.
+                        let lost = records.len().saturating_sub(written);
+                        if lost > 0 {
+                            metrics::counter!("posthorn_leases_lost_total").increment(lost as u64);
+                        }
+                        break true;
+                    }
                     Err(e) if tries < 5 => {
                         tries += 1;
                         tracing::warn!(error = %e, "recording attempts failed; retrying");

@@ -18,6 +18,7 @@ use std::time::Duration;
 use posthorn_core::index::IndexedSubscription;
 use posthorn_core::service::{Attempt, Verdict};
 use posthorn_core::subscription::Compiled;
+use posthorn_core::tally::SubscriptionTally;
 use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
 use posthorn_store::{
@@ -48,6 +49,8 @@ pub struct DispatchConfig {
     pub process_id: String,
     /// A subscription whose deliveries have all failed for this long is disabled.
     pub disable_after: Duration,
+    /// Where each attempt is counted for `/metrics`, per subscription.
+    pub tally: SubscriptionTally,
 }
 
 /// How long a delivery of a disabled subscription is put off before it is looked at again
@@ -245,6 +248,7 @@ impl Dispatcher {
             }
             let lease_ms = self.config.lease.as_millis() as i64;
             let skip = self.fairness.blocked(MAX_SKIPPED);
+            metrics::gauge!("posthorn_queue_waiting_in_memory").set(self.fairness.waiting() as f64);
             lock(&self.skipped_due).clear();
             let claimed = match self
                 .store
@@ -447,6 +451,8 @@ impl Dispatcher {
         let number = c.attempts + 1;
         let started_at = now_ms();
         let event = &c.event;
+        let in_flight = metrics::gauge!("posthorn_attempts_in_flight");
+        in_flight.increment(1.0);
         let report = compiled
             .target
             .attempt(Attempt {
@@ -458,6 +464,7 @@ impl Dispatcher {
                 secrets: sub.signing_secrets(started_at),
             })
             .await;
+        in_flight.decrement(1.0);
         let succeeded = report.verdict == Verdict::Success;
         let mut records = Vec::new();
         if report.verdict == Verdict::Gone {
@@ -504,6 +511,12 @@ impl Dispatcher {
             }
         };
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
+        let service = &sub.spec.service;
+        metrics::counter!("posthorn_attempts_total", "service" => service.clone(), "outcome" => outcome.as_str())
+            .increment(1);
+        metrics::histogram!("posthorn_attempt_duration_seconds", "service" => service.clone())
+            .record(report.duration.as_secs_f64());
+        self.config.tally.record(&sub.id, succeeded);
         records.insert(
             0,
             AttemptRecord {
