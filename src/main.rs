@@ -1,12 +1,17 @@
 //! `posthorn`: the command line. `serve` runs the API and the dispatcher in one process;
-//! `migrate` applies the database migrations. All the work is in the library crates under
-//! `crates/`; this binary reads the configuration and wires them together.
+//! `migrate` applies the database migrations; the client commands (`publish`, `subscriptions`,
+//! `deliveries`, …, in `cli/`) speak the API of a running server, and `listen` and `verify` check
+//! signed webhooks. All the work is in the library crates under `crates/`; this binary reads the
+//! configuration and wires them together.
 
+mod cli;
 mod config;
 mod serve;
 
+use std::process::ExitCode;
+
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use config::{database_url, DatabaseArgs, ServeArgs};
 
@@ -25,6 +30,16 @@ struct Cli {
     command: Command,
 }
 
+/// The client commands: the server's URL and the caller's token (flags or `POSTHORN_URL`,
+/// `POSTHORN_TOKEN`), `--json` for scripts.
+#[derive(Debug, clap::Args)]
+struct ClientCommand<T: clap::Subcommand> {
+    #[command(flatten)]
+    remote: cli::Remote,
+    #[command(subcommand)]
+    command: T,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API, the dispatcher and ingest in one process
@@ -35,6 +50,40 @@ enum Command {
     Openapi,
     /// Print the generated admin token (a lost one), or replace it with --rotate
     AdminToken(AdminTokenArgs),
+    /// Publish an event, or a file of them
+    Publish {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(flatten)]
+        args: cli::publish::PublishArgs,
+    },
+    /// Manage subscriptions
+    Subscriptions(ClientCommand<cli::resources::Subscriptions>),
+    /// Read delivery logs, retry deliveries
+    Deliveries(ClientCommand<cli::resources::Deliveries>),
+    /// Queue a subscription's dead deliveries again
+    Recover {
+        #[command(flatten)]
+        remote: cli::Remote,
+        /// The subscription
+        subscription: String,
+        /// Dead deliveries created since this time (RFC 3339) are queued again
+        #[arg(long)]
+        since: String,
+        /// Return once they are queued, without following them
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Manage event types (names, descriptions, schemas)
+    EventTypes(ClientCommand<cli::resources::EventTypes>),
+    /// Manage applications (OAuth2 clients; admin)
+    Applications(ClientCommand<cli::resources::Applications>),
+    /// A local receiver: verifies each webhook's signature, prints it, optionally forwards it
+    Listen(cli::listen::ListenArgs),
+    /// Verify the signature of a saved request
+    Verify(cli::listen::VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
     /// Compile and render templates for a server, in a process of their own (started by it)
     #[command(hide = true, name = "template-worker")]
     TemplateWorker,
@@ -52,20 +101,76 @@ struct AdminTokenArgs {
     rotate: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    if let Command::TemplateWorker = cli.command {
-        // No runtime, no threads: a small process that a hostile template may take down.
-        return posthorn_dispatch::sandbox::run_worker().context("template worker");
+    match cli.command {
+        Command::TemplateWorker => {
+            // No runtime, no threads: a small process that a hostile template may take down.
+            posthorn_dispatch::sandbox::run_worker().context("template worker")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "posthorn",
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Verify(args) => return Ok(cli::listen::verify(args).into()),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let exit = |e: cli::Exit| Ok(ExitCode::from(e));
     match cli.command {
+        Command::Publish { remote, args } => {
+            exit(runtime.block_on(cli::publish::publish(&remote, args)))
+        }
+        Command::Subscriptions(c) => {
+            exit(runtime.block_on(cli::resources::subscriptions(&c.remote, c.command)))
+        }
+        Command::Deliveries(c) => {
+            exit(runtime.block_on(cli::resources::deliveries(&c.remote, c.command)))
+        }
+        Command::Recover {
+            remote,
+            subscription,
+            since,
+            no_wait,
+        } => exit(runtime.block_on(cli::resources::recover(
+            &remote,
+            &subscription,
+            &since,
+            !no_wait,
+        ))),
+        Command::EventTypes(c) => {
+            exit(runtime.block_on(cli::resources::event_types(&c.remote, c.command)))
+        }
+        Command::Applications(c) => {
+            exit(runtime.block_on(cli::resources::applications(&c.remote, c.command)))
+        }
+        Command::Listen(args) => exit(runtime.block_on(cli::listen::listen(args))),
+        Command::Verify(_) | Command::Completions { .. } | Command::TemplateWorker => {
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let config = config::Config::resolve(*args)?;
-            runtime.block_on(serve::serve(config))
+            runtime.block_on(serve::serve(config))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken(args) => {
             let url = database_url(&args.db)?;
@@ -73,17 +178,18 @@ fn main() -> anyhow::Result<()> {
                 &url,
                 args.master_key.as_deref(),
                 args.rotate,
-            ))
+            ))?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::TemplateWorker => Ok(()),
         Command::Openapi => {
             let doc = serde_json::to_string_pretty(&posthorn_api::openapi_document())?;
             println!("{doc}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(args) => {
             let url = database_url(&args)?;
-            runtime.block_on(serve::migrate(&url))
+            runtime.block_on(serve::migrate(&url))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

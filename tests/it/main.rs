@@ -32,6 +32,7 @@ macro_rules! both_backends {
 mod api;
 mod applications;
 mod brokers;
+mod cli;
 mod delivery;
 mod durability;
 mod email;

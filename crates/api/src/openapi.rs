@@ -16,6 +16,7 @@ use crate::routes::{
     info(title = "Posthorn", description = "Webhook dispatch service"),
     paths(
         service::healthz, service::readyz, service::services, service::sources,
+        crate::telemetry::metrics,
         events::publish, events::list, events::show,
         event_types::put, event_types::show, event_types::list, event_types::delete,
         subscriptions::create, subscriptions::list, subscriptions::show, subscriptions::replace,

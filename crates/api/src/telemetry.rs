@@ -33,7 +33,14 @@ pub struct Metrics {
 /// The header that carries a request's id, taken from the request when it has a usable one.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Prometheus text: the recorded series, the queue read now, the per-subscription counts.
+/// Prometheus text (format 0.0.4): events received, attempts by service and outcome, latency
+/// histograms, the delivery queue read now, per-subscription failures (bounded). Open unless the
+/// server runs with `--metrics-token`, which a scrape then sends as a bearer token.
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, body = crate::error::Problem, content_type = "application/problem+json")),
+    security((), ("bearer" = [])))]
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(m) = &state.metrics else {
         return ApiError::NoRoute("/metrics".into()).into_response();

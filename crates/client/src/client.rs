@@ -18,7 +18,7 @@ pub enum Error {
     #[error("{}: {}", .0.title, .0.detail)]
     Api(Problem),
     /// No answer: the server is down, the address is wrong, the connection broke.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}")]
     Unreachable {
         url: String,
         #[source]
@@ -128,6 +128,14 @@ impl Client {
 
     /// `POST /v1/events` with a batch (1 to 1000 events).
     pub async fn publish_batch(&self, events: &[PublishRequest]) -> Result<AcceptedBatch, Error> {
+        self.post("/v1/events", Some(events)).await
+    }
+
+    /// The same, from borrowed events (a batch sent again without some of them).
+    pub async fn publish_batch_refs(
+        &self,
+        events: &[&PublishRequest],
+    ) -> Result<AcceptedBatch, Error> {
         self.post("/v1/events", Some(events)).await
     }
 

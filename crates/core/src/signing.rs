@@ -1,6 +1,7 @@
 //! Signing per the Standard Webhooks scheme: `webhook-signature` is `v1,` followed by the base64
 //! HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret's decoded bytes. Secrets are shown to
-//! users as `whsec_` + base64 of 32 random bytes.
+//! users as `whsec_` + base64 of 32 random bytes. [`verify`] is the receiving side, as
+//! `posthorn listen` and `posthorn verify` check what arrives.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -70,6 +71,64 @@ pub fn signature_header<'a>(
         .join(" ")
 }
 
+/// Why a webhook is not accepted as signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unverified {
+    #[error("the {0} header is missing")]
+    Missing(&'static str),
+    #[error("webhook-timestamp is not a number of seconds")]
+    BadTimestamp,
+    #[error("webhook-timestamp is {age_s} s away from now (tolerance {tolerance_s} s): a replay, or a clock off")]
+    Stale { age_s: i64, tolerance_s: i64 },
+    #[error(
+        "no v1 signature matches the secret (wrong secret, or the body or headers were changed)"
+    )]
+    NoMatch,
+}
+
+/// Checks a webhook as a receiver does: one of the space-separated `v1,` signatures of
+/// `signature_header` must be the HMAC of `{id}.{timestamp}.{body}` under `secret` (compared in
+/// constant time), and with a `tolerance_s`, the timestamp must be that close to `now_s`.
+pub fn verify(
+    secret: &Secret,
+    msg_id: Option<&str>,
+    timestamp: Option<&str>,
+    signature_header: Option<&str>,
+    body: &[u8],
+    now_s: i64,
+    tolerance_s: Option<i64>,
+) -> Result<(), Unverified> {
+    let msg_id = msg_id.ok_or(Unverified::Missing("webhook-id"))?;
+    let timestamp = timestamp.ok_or(Unverified::Missing("webhook-timestamp"))?;
+    let signatures = signature_header.ok_or(Unverified::Missing("webhook-signature"))?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| Unverified::BadTimestamp)?;
+    if let Some(tolerance_s) = tolerance_s {
+        let age_s = now_s - ts;
+        if age_s.abs() > tolerance_s {
+            return Err(Unverified::Stale { age_s, tolerance_s });
+        }
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    mac.update(msg_id.as_bytes());
+    mac.update(b".");
+    mac.update(ts.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let matches = signatures
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .any(|given| mac.clone().verify_slice(&given).is_ok());
+    if matches {
+        Ok(())
+    } else {
+        Err(Unverified::NoMatch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +143,68 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    /// The same vector, on the receiving side: accepted as published, refused when anything
+    /// changed, and refused as stale past the tolerance.
+    #[test]
+    fn verifies_the_published_test_vector() {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#.as_slice(),
+        );
+        let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let check = |id, ts, sig, body: &[u8], now, tol| {
+            verify(&secret, Some(id), Some(ts), Some(sig), body, now, tol)
+        };
+        assert_eq!(check(id, ts, sig, body, 1614265330, Some(300)), Ok(()));
+        // Among others (a rotation, or a scheme we do not know).
+        let several = format!("v2,abc v1,bm90IHRoaXM= {sig}");
+        assert_eq!(check(id, ts, &several, body, 1614265330, Some(300)), Ok(()));
+        assert_eq!(
+            check(id, ts, sig, br#"{"test": 2432232315}"#, 1614265330, None),
+            Err(Unverified::NoMatch)
+        );
+        assert_eq!(
+            check("msg_other", ts, sig, body, 1614265330, None),
+            Err(Unverified::NoMatch)
+        );
+        assert_eq!(
+            check(id, "1614265331", sig, body, 1614265331, None),
+            Err(Unverified::NoMatch)
+        );
+        assert_eq!(
+            check(id, ts, sig, body, 1614265330 + 301, Some(300)),
+            Err(Unverified::Stale {
+                age_s: 301,
+                tolerance_s: 300
+            })
+        );
+        // A saved request checked later, without a tolerance.
+        assert_eq!(check(id, ts, sig, body, 1914265330, None), Ok(()));
+        assert_eq!(
+            check(id, "soon", sig, body, 0, None),
+            Err(Unverified::BadTimestamp)
+        );
+        assert_eq!(
+            verify(&secret, Some(id), Some(ts), None, body, 0, None),
+            Err(Unverified::Missing("webhook-signature"))
+        );
+        let other = Secret::generate();
+        assert_eq!(
+            verify(
+                &other,
+                Some(id),
+                Some(ts),
+                Some(sig),
+                body,
+                1614265330,
+                None
+            ),
+            Err(Unverified::NoMatch)
+        );
     }
 
     #[test]

@@ -1,0 +1,575 @@
+//! `posthorn subscriptions|deliveries|event-types|applications …` and `posthorn recover`: one
+//! API call each, shown as a table (or the server's JSON with `--json`).
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use indicatif::ProgressBar;
+use posthorn_client::wire::{
+    ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest, EventTypeView,
+    SubscriptionStatus, SubscriptionView,
+};
+use posthorn_client::Client;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{cut, json_arg, print_json, refuse, report, table, Exit, Remote};
+
+#[derive(Debug, Subcommand)]
+pub enum Subscriptions {
+    /// List subscriptions (newest first)
+    List {
+        /// Most to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only `active` or `disabled` ones
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Create a subscription: from JSON (--from), or an HTTP one from --target-url and --events
+    Create {
+        /// The whole subscription as JSON, inline or @FILE (@- for standard input)
+        #[arg(long, conflicts_with_all = ["target_url", "events"])]
+        from: Option<String>,
+        /// Where to POST each event (an `http` subscription)
+        #[arg(long = "target-url", requires = "events")]
+        target_url: Option<String>,
+        /// Event names or patterns, comma-separated (`order.*`, `*`)
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// A filter expression over the event
+        #[arg(long)]
+        filter: Option<String>,
+        /// A name people recognise it by [default: the target URL]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one subscription
+    Show { id: String },
+    /// Change fields: a JSON merge patch (RFC 7396), inline or @FILE
+    Update {
+        id: String,
+        /// e.g. '{"events":["order.*"],"filter":null}'
+        #[arg(long)]
+        set: String,
+    },
+    /// Delete a subscription (its pending deliveries are cancelled)
+    Delete { id: String },
+    /// Enable a subscription (its held deliveries go now)
+    Enable { id: String },
+    /// Disable a subscription (deliveries wait until it is enabled)
+    Disable { id: String },
+    /// A new signing secret (the previous one signs beside it for 24 hours)
+    RotateSecret { id: String },
+    /// Send a `posthorn.ping` event to it alone
+    Test { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Deliveries {
+    /// List deliveries (newest first): one subscription's with --subscription, or all you see
+    List {
+        #[arg(long)]
+        subscription: Option<String>,
+        /// `pending`, `succeeded`, `dead` or `cancelled`
+        #[arg(long)]
+        status: Option<String>,
+        /// Only those created since this time (RFC 3339)
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a delivery with every attempt's request and response
+    Show { id: String },
+    /// One more attempt now, whatever its status
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventTypes {
+    /// List event types
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Create or replace an event type
+    Put {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// JSON Schema (2020-12) that the event's data must satisfy, inline or @FILE
+        #[arg(long)]
+        schema: Option<String>,
+        /// An example of its data, inline or @FILE (repeatable)
+        #[arg(long)]
+        example: Vec<String>,
+    },
+    /// Delete an event type
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Applications {
+    /// List applications (admin)
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Create an application; its client secret is shown once
+    Create {
+        name: String,
+        /// What its tokens may do, comma-separated: subscriptions, publish
+        #[arg(long, value_delimiter = ',', default_value = "subscriptions")]
+        scopes: Vec<String>,
+    },
+    /// Show one application
+    Show { id: String },
+    /// Delete an application, its tokens and its subscriptions
+    Delete { id: String },
+    /// A new client secret (the old one stops working), shown once
+    RotateSecret { id: String },
+}
+
+/// Runs a call and shows its answer with `show`, or as JSON.
+async fn run<T: Serialize>(
+    remote: &Remote,
+    call: impl std::future::Future<Output = Result<T, posthorn_client::Error>>,
+    show: impl FnOnce(&T),
+) -> Exit {
+    match call.await {
+        Ok(answer) => {
+            if remote.json {
+                print_json(&answer);
+            } else {
+                show(&answer);
+            }
+            Exit::Ok
+        }
+        Err(e) => report(&e),
+    }
+}
+
+fn limit(n: usize) -> (&'static str, String) {
+    ("limit", n.clamp(1, 1000).to_string())
+}
+
+fn subscription_rows(subs: &[SubscriptionView]) {
+    let mut t = table(&["id", "name", "events", "service", "status", "circuit"]);
+    for s in subs {
+        let status = match (s.status, s.disabled_reason) {
+            (SubscriptionStatus::Active, _) => "active".to_owned(),
+            (SubscriptionStatus::Disabled, Some(r)) => format!("disabled ({})", r.as_str()),
+            (SubscriptionStatus::Disabled, None) => "disabled".to_owned(),
+        };
+        let circuit = serde_json::to_value(s.circuit.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        t.add_row(vec![
+            s.id.clone(),
+            cut(&s.name, 30),
+            cut(&s.events.join(","), 30),
+            s.service.clone(),
+            status,
+            circuit,
+        ]);
+    }
+    println!("{t}");
+}
+
+fn subscription_detail(s: &SubscriptionView) {
+    subscription_rows(std::slice::from_ref(s));
+    if let Some(filter) = &s.filter {
+        println!("filter:  {filter}");
+    }
+    println!(
+        "config:  {}",
+        serde_json::to_string(&s.config).unwrap_or_default()
+    );
+    if let Some(secret) = &s.secret {
+        println!("secret:  {secret}   (shown once: keep it to verify signatures)");
+    }
+}
+
+pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
+    let c = remote.client();
+    match cmd {
+        Subscriptions::List { limit: n, status } => {
+            let mut q = vec![limit(n)];
+            if let Some(s) = status {
+                q.push(("status", s));
+            }
+            run(remote, c.subscriptions(&q), |p| {
+                subscription_rows(&p.items);
+                more(p.next_cursor.as_deref());
+            })
+            .await
+        }
+        Subscriptions::Create {
+            from,
+            target_url,
+            events,
+            filter,
+            name,
+        } => {
+            let body = match (from, target_url) {
+                (Some(from), _) => match json_arg(&from, "--from") {
+                    Ok(v) => v,
+                    Err(e) => return e,
+                },
+                (None, Some(url)) => {
+                    let mut b = json!({
+                        "name": name.unwrap_or_else(|| url.clone()),
+                        "service": "http",
+                        "config": {"url": url},
+                        "events": events,
+                    });
+                    if let Some(f) = filter {
+                        b["filter"] = Value::String(f);
+                    }
+                    b
+                }
+                (None, None) => {
+                    return refuse("give --from JSON, or --target-url URL --events NAMES")
+                }
+            };
+            run(remote, c.create_subscription(&body), subscription_detail).await
+        }
+        Subscriptions::Show { id } => run(remote, c.subscription(&id), subscription_detail).await,
+        Subscriptions::Update { id, set } => {
+            let patch = match json_arg(&set, "--set") {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            run(
+                remote,
+                c.patch_subscription(&id, &patch),
+                subscription_detail,
+            )
+            .await
+        }
+        Subscriptions::Delete { id } => {
+            run(remote, c.delete_subscription(&id), |_| {
+                println!("deleted {id}")
+            })
+            .await
+        }
+        Subscriptions::Enable { id } => {
+            run(
+                remote,
+                c.subscription_action(&id, "enable"),
+                subscription_detail,
+            )
+            .await
+        }
+        Subscriptions::Disable { id } => {
+            run(
+                remote,
+                c.subscription_action(&id, "disable"),
+                subscription_detail,
+            )
+            .await
+        }
+        Subscriptions::RotateSecret { id } => {
+            run(
+                remote,
+                c.subscription_action(&id, "rotate-secret"),
+                subscription_detail,
+            )
+            .await
+        }
+        Subscriptions::Test { id } => {
+            run(remote, c.test_subscription(&id), |t| {
+                println!(
+                    "sent posthorn.ping: event {}, delivery {}",
+                    t.event_id, t.delivery_id
+                )
+            })
+            .await
+        }
+    }
+}
+
+fn more(cursor: Option<&str>) {
+    if let Some(c) = cursor {
+        println!("(more: --limit, or the API's ?cursor={c})");
+    }
+}
+
+fn delivery_rows(ds: &[DeliveryView]) {
+    let mut t = table(&[
+        "id",
+        "event",
+        "subscription",
+        "status",
+        "attempts",
+        "next attempt",
+    ]);
+    for d in ds {
+        let mut status = d.status.as_str().to_owned();
+        if d.held.is_some() {
+            status.push_str(" (held: circuit open)");
+        }
+        t.add_row(vec![
+            d.id.clone(),
+            cut(&d.event_name, 30),
+            d.subscription_id.clone(),
+            status,
+            d.attempts.to_string(),
+            d.next_attempt_at.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// A delivery and its attempts, each request and response pretty-printed.
+fn delivery_detail(d: &DeliveryView) {
+    delivery_rows(std::slice::from_ref(d));
+    for a in d.attempt_log.iter().flatten() {
+        println!();
+        println!(
+            "attempt {} at {}, {} ms: {}{}",
+            a.number,
+            a.started_at,
+            a.duration_ms,
+            a.outcome.as_str(),
+            a.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+        println!(
+            "  → {} {}",
+            str_of(&a.request["method"]),
+            str_of(&a.request["url"])
+        );
+        print_body("    ", &a.request["body"]);
+        match &a.response {
+            Some(r) => {
+                println!("  ← {}", r["status"]);
+                print_body("    ", &r["body"]);
+            }
+            None => println!("  ← no response"),
+        }
+    }
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// A logged body: pretty JSON when it is JSON text, else as it is; bounded.
+pub fn print_body(indent: &str, body: &Value) {
+    let text = match body {
+        Value::Null => return,
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| s.clone()),
+            Err(_) => s.clone(),
+        },
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    };
+    for line in cut(&text, 4000).lines() {
+        println!("{indent}{line}");
+    }
+}
+
+pub async fn deliveries(remote: &Remote, cmd: Deliveries) -> Exit {
+    let c = remote.client();
+    match cmd {
+        Deliveries::List {
+            subscription,
+            status,
+            since,
+            limit: n,
+        } => {
+            let mut q = vec![limit(n)];
+            if let Some(s) = status {
+                q.push(("status", s));
+            }
+            if let Some(s) = since {
+                q.push(("since", s));
+            }
+            run(remote, c.deliveries(subscription.as_deref(), &q), |p| {
+                delivery_rows(&p.items);
+                more(p.next_cursor.as_deref());
+            })
+            .await
+        }
+        Deliveries::Show { id } => run(remote, c.delivery(&id), delivery_detail).await,
+        Deliveries::Retry { id } => {
+            run(remote, c.retry(&id), |d| {
+                println!("retrying {}: next attempt now", d.id)
+            })
+            .await
+        }
+    }
+}
+
+/// `posthorn recover SUB --since T`: queues the subscription's dead deliveries again, then
+/// follows them until none is pending (or `--no-wait`).
+pub async fn recover(remote: &Remote, id: &str, since: &str, wait: bool) -> Exit {
+    let c = remote.client();
+    let spinner = (!remote.json).then(|| {
+        let s = ProgressBar::new_spinner().with_message(format!("recovering {id} since {since}"));
+        s.enable_steady_tick(Duration::from_millis(100));
+        s
+    });
+    let recovered = match c.recover(id, since).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            return report(&e);
+        }
+    };
+    if remote.json {
+        print_json(&recovered);
+        return Exit::Ok;
+    }
+    let spinner = spinner.expect("not --json");
+    spinner.finish_and_clear();
+    println!("requeued {} dead deliveries of {id}", recovered.requeued);
+    if !wait || recovered.requeued == 0 {
+        return Exit::Ok;
+    }
+    follow(&c, id, recovered.requeued).await
+}
+
+/// A bar of the requeued deliveries as they leave `pending`.
+async fn follow(c: &Client, id: &str, requeued: u64) -> Exit {
+    let bar = ProgressBar::new(requeued);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} delivered again {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    loop {
+        let q = [("status", "pending".to_owned()), limit(1000)];
+        match c.deliveries(Some(id), &q).await {
+            Ok(page) => {
+                let left = page.items.len() as u64;
+                bar.set_position(requeued.saturating_sub(left));
+                if left == 0 {
+                    bar.finish_with_message("(done)");
+                    return Exit::Ok;
+                }
+            }
+            Err(e) => {
+                bar.abandon();
+                return report(&e);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn event_type_rows(ts: &[EventTypeView]) {
+    let mut t = table(&["name", "description", "schema", "updated"]);
+    for e in ts {
+        t.add_row(vec![
+            e.name.clone(),
+            cut(e.description.as_deref().unwrap_or(""), 40),
+            if e.schema.is_some() { "yes" } else { "no" }.to_owned(),
+            e.updated_at.clone(),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub async fn event_types(remote: &Remote, cmd: EventTypes) -> Exit {
+    let c = remote.client();
+    match cmd {
+        EventTypes::List { limit: n } => {
+            run(remote, c.event_types(&[limit(n)]), |p| {
+                event_type_rows(&p.items);
+                more(p.next_cursor.as_deref());
+            })
+            .await
+        }
+        EventTypes::Put {
+            name,
+            description,
+            schema,
+            example,
+        } => {
+            let schema = match schema.map(|s| json_arg(&s, "--schema")).transpose() {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
+            let examples = match example
+                .iter()
+                .map(|e| json_arg(e, "--example"))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(e) => e,
+                Err(e) => return e,
+            };
+            let body = EventTypeRequest {
+                description,
+                schema,
+                examples,
+            };
+            run(remote, c.put_event_type(&name, &body), |t| {
+                event_type_rows(std::slice::from_ref(t))
+            })
+            .await
+        }
+        EventTypes::Delete { name } => {
+            run(remote, c.delete_event_type(&name), |_| {
+                println!("deleted {name}")
+            })
+            .await
+        }
+    }
+}
+
+fn application_rows(apps: &[ApplicationView]) {
+    let mut t = table(&["id", "name", "client id", "scopes", "created"]);
+    for a in apps {
+        t.add_row(vec![
+            a.id.clone(),
+            cut(&a.name, 30),
+            a.client_id.clone(),
+            a.scopes.join(","),
+            a.created_at.clone(),
+        ]);
+    }
+    println!("{t}");
+}
+
+fn application_detail(a: &ApplicationView) {
+    application_rows(std::slice::from_ref(a));
+    if let Some(secret) = &a.client_secret {
+        println!("client secret: {secret}   (shown once)");
+    }
+}
+
+pub async fn applications(remote: &Remote, cmd: Applications) -> Exit {
+    let c = remote.client();
+    match cmd {
+        Applications::List { limit: n } => {
+            run(remote, c.applications(&[limit(n)]), |p| {
+                application_rows(&p.items);
+                more(p.next_cursor.as_deref());
+            })
+            .await
+        }
+        Applications::Create { name, scopes } => {
+            let body = ApplicationRequest { name, scopes };
+            run(remote, c.create_application(&body), application_detail).await
+        }
+        Applications::Show { id } => run(remote, c.application(&id), application_detail).await,
+        Applications::Delete { id } => {
+            run(remote, c.delete_application(&id), |_| {
+                println!("deleted {id}")
+            })
+            .await
+        }
+        Applications::RotateSecret { id } => {
+            run(remote, c.rotate_application_secret(&id), application_detail).await
+        }
+    }
+}
