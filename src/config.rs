@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// (the rest are summed in one) [default: 20]
     #[arg(long, env = "POSTHORN_METRICS_TOP_SUBSCRIPTIONS")]
     pub metrics_top_subscriptions: Option<usize>,
+    /// An origin that may embed the dashboard in a frame (the portal), e.g.
+    /// https://platform.example.com (repeatable) [default: none, it cannot be framed]
+    #[arg(long, env = "POSTHORN_UI_FRAME_ANCESTORS", value_delimiter = ',')]
+    pub ui_frame_ancestors: Vec<String>,
+    /// The URL browsers reach this server at, for portal links [default: the request's Host]
+    #[arg(long, env = "POSTHORN_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Every key of the config file, and what flags and environment variables set: figment merges
@@ -119,6 +126,10 @@ pub struct Settings {
     #[serde(default)]
     pub metrics_token: Option<String>,
     pub metrics_top_subscriptions: usize,
+    #[serde(default)]
+    pub ui_frame_ancestors: Vec<String>,
+    #[serde(default)]
+    pub public_url: Option<String>,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
@@ -185,6 +196,10 @@ struct Overrides {
     metrics_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_top_subscriptions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ui_frame_ancestors: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<String>,
 }
 
 impl Settings {
@@ -249,9 +264,34 @@ pub struct Config {
     pub token_ttl: std::time::Duration,
     pub metrics_token: Option<String>,
     pub metrics_top_subscriptions: usize,
+    pub ui_frame_ancestors: Vec<String>,
+    pub public_url: Option<String>,
     pub smtp: Option<SmtpConfig>,
     pub sources: SourcesConfig,
     pub services: Vec<PluginConfig>,
+}
+
+/// Origins for `frame-ancestors`: `scheme://host[:port]` each (they go into a header as they are).
+fn checked_origins(origins: &[String]) -> anyhow::Result<Vec<String>> {
+    origins
+        .iter()
+        .map(|o| {
+            let ok = url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && !o.ends_with('/')
+                    && u.query().is_none()
+            });
+            if ok {
+                Ok(o.clone())
+            } else {
+                bail!(
+                    "ui_frame_ancestors: {o:?} is not an origin like https://platform.example.com"
+                )
+            }
+        })
+        .collect()
 }
 
 /// The database URL, for `migrate`: the same layers as `serve`.
@@ -282,6 +322,9 @@ impl Config {
             token_ttl_s: args.token_ttl_s,
             metrics_token: args.metrics_token,
             metrics_top_subscriptions: args.metrics_top_subscriptions,
+            ui_frame_ancestors: (!args.ui_frame_ancestors.is_empty())
+                .then_some(args.ui_frame_ancestors),
+            public_url: args.public_url,
         };
         let file = Settings::load(args.db.config.as_deref(), overrides)?;
         let listen: SocketAddr = file.listen.parse().with_context(|| {
@@ -336,6 +379,8 @@ impl Config {
             }),
             metrics_token: file.metrics_token.filter(|t| !t.is_empty()),
             metrics_top_subscriptions: file.metrics_top_subscriptions.min(1000),
+            ui_frame_ancestors: checked_origins(&file.ui_frame_ancestors)?,
+            public_url: file.public_url.filter(|u| !u.is_empty()),
             smtp: file.smtp,
             sources: file.sources,
             services: file.services,

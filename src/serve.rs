@@ -395,6 +395,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             top_subscriptions: config.metrics_top_subscriptions,
             token: config.metrics_token.clone(),
         }),
+        ui: posthorn_api::ui::UiConfig {
+            frame_ancestors: config.ui_frame_ancestors.clone(),
+            public_url: config.public_url.clone(),
+        },
     });
     let app = router(
         state,

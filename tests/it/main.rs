@@ -33,6 +33,7 @@ mod api;
 mod applications;
 mod brokers;
 mod cli;
+mod dashboard;
 mod delivery;
 mod durability;
 mod email;

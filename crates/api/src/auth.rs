@@ -220,7 +220,8 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
-/// The `/v1` API takes `Authorization: Bearer` only (section 2 of the contract).
+/// The `/v1` API takes `Authorization: Bearer` (section 2 of the contract); a request without
+/// `Authorization` may carry the dashboard's session cookie instead (`crate::ui`).
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -229,7 +230,14 @@ impl FromRequestParts<AppState> for Caller {
             Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
                 .await?
                 .ok_or(ApiError::Unauthorized),
-            _ => Err(ApiError::Unauthorized),
+            Some(_) => Err(ApiError::Unauthorized),
+            None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                Err(ApiError::Unauthorized)
+            }
+            None => match crate::ui::cookie(&parts.headers) {
+                Some(session) => crate::ui::cookie_caller(state, parts, &session).await,
+                None => Err(ApiError::Unauthorized),
+            },
         }
     }
 }

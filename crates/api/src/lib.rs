@@ -22,6 +22,7 @@ mod list;
 mod openapi;
 mod routes;
 pub mod telemetry;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -67,6 +68,8 @@ pub struct Shared {
     pub admin_token: Arc<str>,
     /// What `/metrics` serves; `None`: no metrics recorder in this process (404).
     pub metrics: Option<telemetry::Metrics>,
+    /// The dashboard's settings.
+    pub ui: ui::UiConfig,
 }
 
 /// Settings of the API layer.
@@ -95,6 +98,7 @@ pub struct BodyLimit(pub usize);
 
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::Extension(BodyLimit(config.body_limit)))

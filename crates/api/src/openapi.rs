@@ -7,7 +7,7 @@ use utoipa::openapi::security::{
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    applications, deliveries, event_types, events, filters, fluidsurveys, oauth, service,
+    applications, deliveries, event_types, events, filters, fluidsurveys, oauth, service, stats,
     subscriptions, wazo,
 };
 
@@ -23,9 +23,9 @@ use crate::routes::{
         subscriptions::patch, subscriptions::delete, subscriptions::enable, subscriptions::disable,
         subscriptions::test, subscriptions::rotate_secret, subscriptions::recover,
         filters::evaluate, deliveries::list, deliveries::list_for_subscription,
-        deliveries::list_for_event, deliveries::show, deliveries::retry,
+        deliveries::list_for_event, deliveries::show, deliveries::retry, stats::deliveries,
         applications::create, applications::list, applications::show, applications::delete,
-        applications::rotate_secret, oauth::token,
+        applications::rotate_secret, applications::portal_link, oauth::token,
         fluidsurveys::list, fluidsurveys::subscribe, fluidsurveys::unsubscribe,
         wazo::list, wazo::create, wazo::show, wazo::edit, wazo::delete, wazo::services, wazo::logs,
         wazo::user_list, wazo::user_create, wazo::user_show, wazo::user_edit, wazo::user_delete,

@@ -317,6 +317,15 @@ pub struct ApplicationRequest {
     pub scopes: Vec<String>,
 }
 
+/// `POST /v1/applications/{id}/portal-link`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortalLink {
+    /// Opens the dashboard as the application until `expires_at`; its ticket is in the
+    /// fragment, which browsers do not send to servers or proxies.
+    pub url: String,
+    pub expires_at: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApplicationView {
     pub id: String,
@@ -328,4 +337,46 @@ pub struct ApplicationView {
     pub scopes: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `GET /v1/stats/deliveries`: attempts over the last hour (by minute) or day (by half hour).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryStats {
+    /// `hour` or `day`.
+    pub window: String,
+    /// The width of each bucket, in seconds.
+    pub bucket_s: u32,
+    /// Oldest first; every bucket of the window, empty ones included.
+    pub buckets: Vec<StatsBucket>,
+    pub totals: OutcomeCounts,
+    /// Attempt durations over the whole window.
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatsBucket {
+    /// The bucket's start (RFC 3339).
+    pub at: String,
+    #[serde(flatten)]
+    pub outcomes: OutcomeCounts,
+    pub latency_ms: Percentiles,
+}
+
+/// Attempts by outcome.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+pub struct OutcomeCounts {
+    pub success: u64,
+    /// Failed, and retried later.
+    pub retry: u64,
+    /// Failed for good: the delivery went dead.
+    pub r#final: u64,
+}
+
+/// Duration percentiles, each the upper bound of the histogram class it falls in (5, 10, 25, 50,
+/// 100, 250, 500 ms, 1, 2.5, 5, 10, 30 s; a figure above 30 s reads 30000); null without attempts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+pub struct Percentiles {
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
 }

@@ -42,6 +42,7 @@ mod notify;
 mod publisher;
 mod queue;
 pub mod seal;
+mod stats;
 mod subscriptions;
 mod writer;
 
@@ -65,6 +66,7 @@ pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use publisher::Publisher;
 pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
 pub use seal::Sealer;
+pub use stats::{AttemptCount, DURATION_BOUNDS_MS};
 pub use subscriptions::SubscriptionQuery;
 pub use writer::SubscriptionWriter;
 

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody, Path};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{ApplicationRequest, ApplicationView};
+use posthorn_client::wire::{ApplicationRequest, ApplicationView, PortalLink};
 
 fn view(app: Application, secret: Option<String>) -> ApplicationView {
     ApplicationView {
@@ -159,4 +159,56 @@ pub(crate) async fn rotate_secret(
         .await?
         .ok_or(ApiError::NotFound("application"))?;
     Ok(Json(view(load(&state, &id).await?, Some(secret))))
+}
+
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalLinkRequest {
+    /// How long the link opens the portal, in seconds: 60 to 86400 [default: 600]. The session
+    /// it opens lasts as long as an access token (`--token-ttl-s`).
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// A short-lived signed link to the dashboard, scoped to this application (its subscriptions,
+/// deliveries and event types only), to embed in the platform's own pages.
+#[utoipa::path(post, operation_id = "applicationPortalLink", path = "/v1/applications/{id}/portal-link", tag = "applications",
+    params(("id" = String, Path)), request_body(content = Option<PortalLinkRequest>),
+    responses((status = 201, body = PortalLink), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn portal_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<PortalLink>)> {
+    caller.require_admin()?;
+    let req: PortalLinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PortalLinkRequest::default()
+    } else {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::Malformed("the body is not UTF-8".into()))?;
+        crate::extract::typed_text(text, "")?
+    };
+    let ttl_s = req.expires_in_s.unwrap_or(600);
+    if !(60..=86_400).contains(&ttl_s) {
+        return Err(posthorn_core::Invalid::one("expires_in_s", "must be from 60 to 86400").into());
+    }
+    let app = load(&state, &id).await?;
+    if !app.scopes.iter().any(|s| s == "subscriptions") {
+        return Err(ApiError::Conflict(
+            "the application has no subscriptions scope: its portal would show nothing".into(),
+        ));
+    }
+    let expires = posthorn_core::time::now_ms() + ttl_s as i64 * 1000;
+    let ticket = crate::ui::session::portal_ticket(&state.admin_token, &app.id, expires);
+    let base = crate::ui::public_base(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(PortalLink {
+            url: format!("{base}/ui/#portal={ticket}"),
+            expires_at: to_rfc3339(expires),
+        }),
+    ))
 }

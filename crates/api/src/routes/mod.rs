@@ -9,6 +9,7 @@ pub(crate) mod filters;
 pub(crate) mod fluidsurveys;
 pub(crate) mod oauth;
 pub(crate) mod service;
+pub(crate) mod stats;
 pub(crate) mod subscriptions;
 pub(crate) mod wazo;
 
@@ -70,6 +71,7 @@ pub fn routes() -> Router<AppState> {
             get(deliveries::list_for_event),
         )
         .route("/v1/deliveries", get(deliveries::list))
+        .route("/v1/stats/deliveries", get(stats::deliveries))
         .route("/v1/event-types", get(event_types::list))
         .route(
             "/v1/event-types/{name}",
@@ -109,6 +111,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/filters/evaluate", post(filters::evaluate))
         .route("/v1/deliveries/{id}", get(deliveries::show))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route(
+            "/v1/applications/{id}/portal-link",
+            post(applications::portal_link),
+        )
         .fallback(service::not_found)
         .method_not_allowed_fallback(service::method_not_allowed)
 }

@@ -1,0 +1,465 @@
+// Posthorn's dashboard: a page over the /v1 API. Everything it shows of events, requests and
+// responses is untrusted text: it is put in the page with textContent, never as HTML.
+"use strict";
+
+const S = { bearer: null, csrf: null, who: null, portal: false };
+const $main = () => document.getElementById("main");
+
+// h("tag.class", {attrs}, ...children): an element; strings become text nodes.
+function h(spec, attrs, ...children) {
+  const [tag, ...classes] = spec.split(".");
+  const el = document.createElement(tag || "div");
+  if (classes.length) el.className = classes.join(" ");
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || "HTTP " + status);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (S.bearer) headers["Authorization"] = "Bearer " + S.bearer;
+  else if (method !== "GET" && S.csrf) headers["X-CSRF-Token"] = S.csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  if (!r.ok) {
+    if (r.status === 401 && !path.startsWith("/ui/")) { signedOut(); }
+    throw new ApiError(r.status, json);
+  }
+  return json;
+}
+
+function toast(msg) {
+  const t = h("div", { text: msg });
+  document.getElementById("toast").append(t);
+  setTimeout(() => t.remove(), 5000);
+}
+
+// An error where it happened: the problem's detail and each field at fault.
+function problem(e) {
+  const p = e.problem || {};
+  return h("div.card.error", { role: "alert" },
+    h("strong", { text: (p.title || "Error") + (e.status ? " (" + e.status + ")" : "") }),
+    h("div", { text: p.detail || e.message }),
+    p.errors && p.errors.length ? h("ul", {}, p.errors.map((f) => h("li", { text: (f.field ? f.field + ": " : "") + f.message }))) : null);
+}
+
+function badge(s) { return h("span.badge." + String(s).replace(/[^a-z_]/g, ""), { text: s }); }
+function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+function cut(s, n) { s = String(s ?? ""); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+function link(href, text) { return h("a", { href, text }); }
+
+// A body as logged: pretty JSON when it is JSON, bounded.
+function pretty(body) {
+  if (body === null || body === undefined) return h("p.muted", { text: "(no body)" });
+  let text = typeof body === "string" ? body : JSON.stringify(body, null, 2);
+  if (typeof body === "string") {
+    try { text = JSON.stringify(JSON.parse(body), null, 2); } catch (_) { /* as it is */ }
+  }
+  const limit = 64 * 1024;
+  return h("pre", { text: text.length > limit ? text.slice(0, limit) + "\n… (" + text.length + " characters, cut)" : text });
+}
+
+function headersTable(headers) {
+  const rows = Array.isArray(headers) ? headers : Object.entries(headers || {});
+  if (!rows.length) return null;
+  return h("div.scroll", {}, h("table", {}, h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("td.mono", { text: k }), h("td.mono", { text: Array.isArray(v) ? v.join(", ") : v }))))));
+}
+
+function page(title, ...children) {
+  const m = $main();
+  m.replaceChildren(h("h1", { text: title }), ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  document.title = title + " · Posthorn";
+  m.focus();
+}
+
+// ---- sign-in ---------------------------------------------------------------------------------
+
+function signedOut(message) {
+  S.csrf = null; S.who = null;
+  document.getElementById("nav").hidden = true;
+  const err = h("div");
+  if (message) err.append(problem(new ApiError(0, { title: message })));
+  const token = h("input", { type: "password", name: "token", id: "token", autocomplete: "off" });
+  const cid = h("input", { name: "client_id", id: "client_id", autocomplete: "username" });
+  const secret = h("input", { type: "password", name: "client_secret", id: "client_secret", autocomplete: "current-password" });
+  const submit = async (ev) => {
+    ev.preventDefault();
+    err.replaceChildren();
+    const body = token.value ? { token: token.value } : { client_id: cid.value, client_secret: secret.value };
+    try { await api("POST", "/ui/login", body); await start(); }
+    catch (e) { err.replaceChildren(problem(e)); }
+  };
+  $main().replaceChildren(h("div.login.card", {},
+    h("h1", { text: "Sign in" }),
+    err,
+    h("form.stack", { onsubmit: submit },
+      h("label", {}, "Admin token or access token", token),
+      h("p.muted", { text: "or an application's client credentials:" }),
+      h("label", {}, "Client id", cid),
+      h("label", {}, "Client secret", secret),
+      h("button", { type: "submit", id: "signin" }, "Sign in"))));
+  document.title = "Sign in · Posthorn";
+}
+
+async function start() {
+  const hash = location.hash;
+  if (hash.startsWith("#portal=")) {
+    const ticket = decodeURIComponent(hash.slice("#portal=".length));
+    history.replaceState(null, "", location.pathname + "#/subscriptions");
+    try {
+      const r = await api("POST", "/ui/portal", { ticket });
+      S.bearer = r.access_token; S.portal = true;
+      S.who = { admin: false, owner: r.application.id, name: r.application.name };
+    } catch (e) {
+      $main().replaceChildren(h("div.card.error", { role: "alert", id: "portal-refused" },
+        h("h1", { text: "This link cannot be opened" }),
+        h("p", { text: "The portal link is invalid or has expired. Ask for a new one." })));
+      return;
+    }
+  } else {
+    const who = await api("GET", "/ui/session");
+    if (!who.signed_in) return signedOut();
+    S.csrf = who.csrf; S.who = who;
+  }
+  const nav = document.getElementById("nav");
+  nav.hidden = false;
+  document.getElementById("who").textContent = S.who.admin ? "admin" : (S.who.name || S.who.owner);
+  document.getElementById("signout").hidden = S.portal;
+  if (!location.hash || location.hash === "#") location.hash = "#/subscriptions";
+  route();
+}
+
+// ---- pages -----------------------------------------------------------------------------------
+
+async function subscriptionsPage() {
+  const list = await api("GET", "/v1/subscriptions?limit=100");
+  const rate = (id, cell) => api("GET", "/v1/stats/deliveries?window=day&subscription_id=" + encodeURIComponent(id))
+    .then((s) => {
+      const t = s.totals, n = t.success + t.retry + t.final;
+      cell.textContent = n ? Math.round((100 * t.success) / n) + " % of " + n : "—";
+    }).catch(() => { cell.textContent = "?"; });
+  const rows = list.items.map((s) => {
+    const rateCell = h("td", { text: "…" });
+    rate(s.id, rateCell);
+    const failing = s.circuit.state === "closed" ? "—" : s.circuit.failures + " failed in a row" + (s.circuit.until ? ", next probe " + when(s.circuit.until) : "");
+    return h("tr", { "data-id": s.id },
+      h("td", {}, link("#/subscriptions/" + encodeURIComponent(s.id), s.name)),
+      h("td", {}, badge(s.status), s.disabled_reason ? h("span.muted", { text: " " + s.disabled_reason }) : null),
+      h("td.mono", { text: cut(s.events.join(", "), 40) }),
+      h("td.mono.hide-narrow", { text: cut(s.filter || "—", 40) }),
+      h("td.hide-narrow", { text: s.service }),
+      h("td", {}, badge(s.circuit.state), " ", h("span.muted", { text: failing })),
+      rateCell);
+  });
+  page("Subscriptions",
+    h("div.actions", {}, h("button", { type: "button", text: "New subscription", onclick: () => { location.hash = "#/subscriptions/new"; } })),
+    list.items.length ? h("div.scroll", {}, h("table", { id: "subscriptions" },
+      h("thead", {}, h("tr", {}, ["Name", "Status", "Events", "Filter", "Service", "Failing", "Success (24 h)"].map((c, i) => h("th" + (i === 3 || i === 4 ? ".hide-narrow" : ""), { text: c })))),
+      h("tbody", {}, rows))) : h("p.muted", { text: "No subscriptions yet." }));
+}
+
+async function subscriptionForm(id) {
+  const existing = id ? await api("GET", "/v1/subscriptions/" + encodeURIComponent(id)) : null;
+  const services = await api("GET", "/v1/services").catch(() => ({ items: [{ name: "http" }] }));
+  const f = {
+    name: h("input", { name: "name", required: true, value: existing ? existing.name : "" }),
+    service: h("select", { name: "service" }, (services.items || []).map((s) => h("option", { value: s.name, selected: existing ? existing.service === s.name : s.name === "http", text: s.name }))),
+    config: h("textarea", { name: "config" }),
+    events: h("input", { name: "events", required: true, value: existing ? existing.events.join(", ") : "", placeholder: "order.paid, invoice.*" }),
+    filter: h("input", { name: "filter", value: existing && existing.filter ? existing.filter : "", placeholder: "amount > 100 and currency = \"EUR\"" }),
+  };
+  f.config.value = JSON.stringify(existing ? existing.config : { url: "https://" }, null, 2);
+  const err = h("div");
+  const submit = async (ev) => {
+    ev.preventDefault();
+    err.replaceChildren();
+    let config;
+    try { config = JSON.parse(f.config.value); } catch (e) { err.replaceChildren(problem(new ApiError(0, { title: "The config is not JSON", detail: e.message }))); return; }
+    const body = {
+      name: f.name.value, service: f.service.value, config,
+      events: f.events.value.split(",").map((s) => s.trim()).filter(Boolean),
+      filter: f.filter.value.trim() || null,
+    };
+    try {
+      const saved = existing
+        ? await api("PATCH", "/v1/subscriptions/" + encodeURIComponent(id), body)
+        : await api("POST", "/v1/subscriptions", body);
+      if (saved.secret) sessionStorage.setItem("secret:" + saved.id, saved.secret);
+      location.hash = "#/subscriptions/" + encodeURIComponent(saved.id);
+    } catch (e) { err.replaceChildren(problem(e)); }
+  };
+  page(existing ? "Edit " + existing.name : "New subscription", err,
+    h("form.stack.card", { onsubmit: submit },
+      h("label", {}, "Name", f.name),
+      h("label", {}, "Service", f.service),
+      h("label", {}, "Config (JSON; for http: url, method, headers, content_type, body…)", f.config),
+      h("label", {}, "Events (names or patterns, comma-separated)", f.events),
+      h("label", {}, "Filter (optional)", f.filter),
+      h("div.actions", {}, h("button", { type: "submit", text: existing ? "Save" : "Create" }), link(existing ? "#/subscriptions/" + encodeURIComponent(id) : "#/subscriptions", "Cancel"))));
+}
+
+async function subscriptionPage(id, params) {
+  const s = await api("GET", "/v1/subscriptions/" + encodeURIComponent(id));
+  const path = "/v1/subscriptions/" + encodeURIComponent(id);
+  const act = (label, fn, cls) => h("button" + (cls ? "." + cls : ""), { type: "button", onclick: async (ev) => {
+    ev.target.disabled = true;
+    try { await fn(); } catch (e) { $main().prepend(problem(e)); ev.target.disabled = false; }
+  }, text: label });
+  const secret = sessionStorage.getItem("secret:" + id);
+  sessionStorage.removeItem("secret:" + id);
+  const since = h("input", { type: "datetime-local", name: "recover-since", "aria-label": "Recover dead deliveries since" });
+  const status = h("select", { name: "status", "aria-label": "Status" }, ["", "pending", "succeeded", "dead", "cancelled"].map((v) => h("option", { value: v, selected: params.get("status") === v, text: v || "any status" })));
+  const from = h("input", { type: "datetime-local", name: "since", "aria-label": "Since", value: params.get("since") || "" });
+  const q = new URLSearchParams({ limit: "50" });
+  if (params.get("status")) q.set("status", params.get("status"));
+  if (params.get("since")) q.set("since", new Date(params.get("since")).toISOString());
+  const deliveries = await api("GET", path + "/deliveries?" + q);
+  page(s.name,
+    secret ? h("div.card", { role: "status" }, h("strong", { text: "Signing secret (shown once): " }), h("code", { text: secret })) : null,
+    h("div.card", {}, h("dl", {},
+      h("dt", { text: "Id" }), h("dd.mono", { text: s.id }),
+      h("dt", { text: "Status" }), h("dd", {}, badge(s.status), s.disabled_reason ? " " + s.disabled_reason : ""),
+      h("dt", { text: "Events" }), h("dd.mono", { text: s.events.join(", ") }),
+      h("dt", { text: "Filter" }), h("dd.mono", { text: s.filter || "—" }),
+      h("dt", { text: "Service" }), h("dd", { text: s.service }),
+      h("dt", { text: "Config" }), h("dd", {}, pretty(s.config)),
+      h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""))),
+    h("div.actions", {},
+      s.status === "active"
+        ? act("Disable", async () => { await api("POST", path + "/disable"); toast("Disabled"); route(); }, "secondary")
+        : act("Enable", async () => { await api("POST", path + "/enable"); toast("Enabled"); route(); }),
+      act("Send test event", async () => { await api("POST", path + "/test"); toast("posthorn.ping sent"); setTimeout(route, 800); }, "secondary"),
+      act("Rotate secret", async () => {
+        if (!confirm("A new signing secret; the current one keeps signing for 24 hours. Go on?")) return;
+        const r = await api("POST", path + "/rotate-secret");
+        sessionStorage.setItem("secret:" + id, r.secret); route();
+      }, "secondary"),
+      link("#/subscriptions/" + encodeURIComponent(id) + "/edit", "Edit"),
+      act("Delete", async () => {
+        if (!confirm("Delete this subscription? Its pending deliveries are cancelled.")) return;
+        await api("DELETE", path); toast("Deleted"); location.hash = "#/subscriptions";
+      }, "danger")),
+    h("h2", { text: "Deliveries" }),
+    h("form.row", { onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      if (status.value) p.set("status", status.value);
+      if (from.value) p.set("since", from.value);
+      location.hash = "#/subscriptions/" + encodeURIComponent(id) + (p.toString() ? "?" + p : "");
+    } }, h("label", {}, "Status", status), h("label", {}, "Since", from), h("button.secondary", { type: "submit", text: "Show" })),
+    deliveryTable(deliveries.items, false),
+    h("form.row", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      if (!since.value) return;
+      try {
+        const r = await api("POST", path + "/recover", { since: new Date(since.value).toISOString() });
+        toast("Requeued " + r.requeued + " dead deliveries"); route();
+      } catch (e) { $main().prepend(problem(e)); }
+    } }, h("label", {}, "Recover dead deliveries since", since), h("button.secondary", { type: "submit", text: "Recover" })));
+}
+
+function deliveryTable(items, withSubscription) {
+  if (!items.length) return h("p.muted", { text: "No deliveries." });
+  return h("div.scroll", {}, h("table", { id: "deliveries" },
+    h("thead", {}, h("tr", {}, ["Delivery", "Event", withSubscription ? "Subscription" : null, "Status", "Attempts", "Created", "Next attempt"].filter(Boolean).map((c) => h("th", { text: c })))),
+    h("tbody", {}, items.map((d) => h("tr", { "data-id": d.id },
+      h("td.mono", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)),
+      h("td.mono", { text: d.event_name }),
+      withSubscription ? h("td.mono", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)) : null,
+      h("td", {}, badge(d.status), d.held ? h("span.muted", { text: " held: circuit open" }) : null),
+      h("td", { text: d.attempts }),
+      h("td", { text: when(d.created_at) }),
+      h("td", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }))))));
+}
+
+async function deliveriesPage(params) {
+  const status = h("select", { name: "status", "aria-label": "Status" }, ["", "pending", "succeeded", "dead", "cancelled"].map((v) => h("option", { value: v, selected: params.get("status") === v, text: v || "any status" })));
+  const q = new URLSearchParams({ limit: "100" });
+  if (params.get("status")) q.set("status", params.get("status"));
+  const list = await api("GET", "/v1/deliveries?" + q);
+  page("Deliveries",
+    h("form.row", { onsubmit: (ev) => { ev.preventDefault(); location.hash = "#/deliveries" + (status.value ? "?status=" + status.value : ""); } },
+      h("label", {}, "Status", status), h("button.secondary", { type: "submit", text: "Show" })),
+    deliveryTable(list.items, true));
+}
+
+async function deliveryPage(id) {
+  const d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id));
+  const retry = h("button", { type: "button", id: "retry", text: "Retry now", onclick: async () => {
+    retry.disabled = true;
+    try { await api("POST", "/v1/deliveries/" + encodeURIComponent(id) + "/retry"); toast("Retrying"); setTimeout(route, 1000); }
+    catch (e) { $main().prepend(problem(e)); retry.disabled = false; }
+  } });
+  const attempts = (d.attempt_log || []).slice().reverse().map((a) => h("section.attempt." + a.outcome, { "data-number": a.number },
+    h("h2", {}, "Attempt " + a.number + " ", badge(a.outcome)),
+    h("p.muted", { text: when(a.started_at) + " · " + a.duration_ms + " ms" }),
+    a.error ? h("p.error", { text: a.error }) : null,
+    h("h3", { text: "Request" }),
+    h("p.mono", { text: (a.request.method || "") + " " + (a.request.url || "") }),
+    headersTable(a.request.headers),
+    pretty(a.request.body),
+    h("h3", { text: "Response" }),
+    a.response ? [h("p", {}, "Status ", h("strong.response-status", { text: a.response.status })), headersTable(a.response.headers), pretty(a.response.body)] : h("p.muted", { text: "No response." })));
+  page("Delivery " + d.id,
+    h("div.card", {}, h("dl", {},
+      h("dt", { text: "Status" }), h("dd", { id: "delivery-status" }, badge(d.status), d.held ? " held until " + when(d.held.until) + " (circuit open)" : ""),
+      h("dt", { text: "Event" }), h("dd", {}, link("#/events/" + encodeURIComponent(d.event_id), d.event_name + " · " + d.event_id)),
+      h("dt", { text: "Subscription" }), h("dd", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)),
+      h("dt", { text: "Attempts" }), h("dd", { text: d.attempts }),
+      h("dt", { text: "Next attempt" }), h("dd", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }))),
+    h("div.actions", {}, retry),
+    attempts.length ? attempts : h("p.muted", { text: "No attempt yet." }));
+}
+
+async function eventsPage(params) {
+  const name = h("input", { name: "name", value: params.get("name") || "", placeholder: "order.paid", "aria-label": "Event name" });
+  const since = h("input", { type: "datetime-local", name: "since", value: params.get("since") || "", "aria-label": "Since" });
+  const q = new URLSearchParams({ limit: "100" });
+  if (params.get("name")) q.set("name", params.get("name"));
+  if (params.get("since")) q.set("since", new Date(params.get("since")).toISOString());
+  const list = await api("GET", "/v1/events?" + q);
+  page("Events",
+    h("form.row", { onsubmit: (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      if (name.value) p.set("name", name.value);
+      if (since.value) p.set("since", since.value);
+      location.hash = "#/events" + (p.toString() ? "?" + p : "");
+    } }, h("label", {}, "Name", name), h("label", {}, "Since", since), h("button.secondary", { type: "submit", text: "Search" })),
+    list.items.length ? h("div.scroll", {}, h("table", { id: "events" },
+      h("thead", {}, h("tr", {}, ["Event", "Name", "Occurred", "Data"].map((c) => h("th", { text: c })))),
+      h("tbody", {}, list.items.map((e) => h("tr", {},
+        h("td.mono", {}, link("#/events/" + encodeURIComponent(e.id), e.id)),
+        h("td.mono", { text: e.name }),
+        h("td", { text: when(e.occurred_at) }),
+        h("td.mono", { text: cut(JSON.stringify(e.data), 80) })))))) : h("p.muted", { text: "No events." }));
+}
+
+async function eventPage(id) {
+  const e = await api("GET", "/v1/events/" + encodeURIComponent(id));
+  page("Event " + e.name,
+    h("div.card", {}, h("dl", {},
+      h("dt", { text: "Id" }), h("dd.mono", { text: e.id }),
+      h("dt", { text: "Occurred" }), h("dd", { text: when(e.occurred_at) }),
+      h("dt", { text: "Received" }), h("dd", { text: when(e.received_at) }),
+      h("dt", { text: "Origin" }), h("dd", { text: e.origin || "—" }))),
+    h("h2", { text: "Data" }), pretty(e.data),
+    h("h2", { text: "Deliveries" }),
+    (e.deliveries || []).length ? h("div.scroll", {}, h("table", {}, h("tbody", {}, e.deliveries.map((d) => h("tr", {},
+      h("td.mono", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)),
+      h("td.mono", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)),
+      h("td", {}, badge(d.status))))))) : h("p.muted", { text: "No subscription took it." }));
+}
+
+async function eventTypesPage() {
+  const list = await api("GET", "/v1/event-types?limit=200");
+  page("Event types", list.items.length ? h("div.scroll", {}, h("table", {},
+    h("thead", {}, h("tr", {}, ["Name", "Description", "Schema"].map((c) => h("th", { text: c })))),
+    h("tbody", {}, list.items.map((t) => h("tr", {},
+      h("td.mono", { text: t.name }), h("td", { text: t.description || "" }),
+      h("td", {}, t.schema ? h("details", {}, h("summary", { text: "schema" }), pretty(t.schema)) : "—")))))) : h("p.muted", { text: "No event types registered." }));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  for (const c of children) if (c) el.append(c);
+  return el;
+}
+
+async function chartsPage(params) {
+  const window = params.get("window") === "day" ? "day" : "hour";
+  const s = await api("GET", "/v1/stats/deliveries?window=" + window);
+  const W = 720, H = 220, pad = 30, n = s.buckets.length, bw = (W - pad) / n;
+  const colors = { success: "#1a7f45", retry: "#d08a00", final: "#b3261e" };
+  const max = Math.max(1, ...s.buckets.map((b) => b.success + b.retry + b.final));
+  const bars = svg("svg", { viewBox: `0 0 ${W} ${H + 20}`, class: "chart", role: "img", "aria-label": "Attempts per " + (window === "hour" ? "minute" : "half hour") + " by outcome", id: "chart-outcomes" });
+  bars.append(svg("text", { x: 2, y: 12, "font-size": 11, fill: "#5d6778" }, document.createTextNode(String(max))));
+  s.buckets.forEach((b, i) => {
+    let y = H;
+    for (const k of ["success", "retry", "final"]) {
+      const v = b[k]; if (!v) continue;
+      const hgt = (v / max) * (H - 20);
+      y -= hgt;
+      const r = svg("rect", { x: pad + i * bw + 1, y, width: Math.max(1, bw - 2), height: hgt, fill: colors[k] });
+      r.append(svg("title", {}, document.createTextNode(`${new Date(b.at).toLocaleTimeString()}: ${v} ${k}`)));
+      bars.append(r);
+    }
+  });
+  bars.append(svg("line", { x1: pad, y1: H, x2: W, y2: H, stroke: "#b9c0cc" }));
+  const lat = svg("svg", { viewBox: `0 0 ${W} ${H + 20}`, class: "chart", role: "img", "aria-label": "Attempt latency percentiles", id: "chart-latency" });
+  const lmax = Math.max(1, ...s.buckets.map((b) => b.latency_ms.p99 || 0));
+  const lineColors = { p50: "#2456c8", p90: "#7a4cc2", p99: "#b3261e" };
+  for (const k of ["p50", "p90", "p99"]) {
+    const pts = s.buckets.map((b, i) => b.latency_ms[k] == null ? null : `${pad + i * bw + bw / 2},${H - (b.latency_ms[k] / lmax) * (H - 20)}`).filter(Boolean);
+    if (pts.length) lat.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: lineColors[k], "stroke-width": 2 }));
+  }
+  lat.append(svg("text", { x: 2, y: 12, "font-size": 11, fill: "#5d6778" }, document.createTextNode(lmax + " ms")));
+  lat.append(svg("line", { x1: pad, y1: H, x2: W, y2: H, stroke: "#b9c0cc" }));
+  const t = s.totals, L = s.latency_ms;
+  page("Charts",
+    h("div.actions", {}, link("#/charts?window=hour", "Last hour"), link("#/charts?window=day", "Last day")),
+    h("p", { id: "totals" }, `${t.success} succeeded, ${t.retry} failed and retried, ${t.final} failed for good, over the last ${window}. Latency p50 ${L.p50 ?? "—"} ms, p90 ${L.p90 ?? "—"} ms, p99 ${L.p99 ?? "—"} ms.`),
+    h("h2", { text: "Attempts per " + (window === "hour" ? "minute" : "half hour") }),
+    h("div.legend", {}, Object.keys(colors).map((k) => h("span", {}, h("span.swatch." + k), k))),
+    bars,
+    h("h2", { text: "Attempt latency" }),
+    h("div.legend", {}, Object.keys(lineColors).map((k) => h("span", {}, h("span.swatch." + k), k))),
+    lat);
+}
+
+// ---- routing ---------------------------------------------------------------------------------
+
+async function route() {
+  if (!S.who) return;
+  const [path, query] = (location.hash.slice(1) || "/subscriptions").split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", path.startsWith(a.getAttribute("href").slice(1)));
+  try {
+    if (parts[0] === "subscriptions" && parts[1] === "new") await subscriptionForm(null);
+    else if (parts[0] === "subscriptions" && parts[2] === "edit") await subscriptionForm(parts[1]);
+    else if (parts[0] === "subscriptions" && parts[1]) await subscriptionPage(parts[1], params);
+    else if (parts[0] === "deliveries" && parts[1]) await deliveryPage(parts[1]);
+    else if (parts[0] === "deliveries") await deliveriesPage(params);
+    else if (parts[0] === "events" && parts[1]) await eventPage(parts[1]);
+    else if (parts[0] === "events") await eventsPage(params);
+    else if (parts[0] === "event-types") await eventTypesPage();
+    else if (parts[0] === "charts") await chartsPage(params);
+    else await subscriptionsPage();
+  } catch (e) {
+    if (S.who) page("Error", problem(e));
+  }
+}
+
+window.addEventListener("hashchange", route);
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("signout").addEventListener("click", async () => {
+    try { await api("POST", "/ui/logout"); } catch (_) { /* signed out anyway */ }
+    S.who = null; signedOut();
+  });
+  start().catch((e) => $main().replaceChildren(problem(e)));
+});

@@ -1,0 +1,126 @@
+//! What the dashboard signs: the admin's session cookie and the portal's link tickets.
+//!
+//! Both are `prefix` + fields + an HMAC-SHA256 under a key derived from the admin token, so they
+//! hold on every process of a deployment (which share the token) without a table, and rotating
+//! the admin token ends every admin session and every portal link at once. An application's
+//! session is not signed here: it is an ordinary access token (`pht_…`), checked, expired and
+//! revoked like any other.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::auth::same;
+
+const ADMIN: &str = "phs_";
+const PORTAL: &str = "ppl_";
+
+fn key(admin_token: &str) -> Hmac<Sha256> {
+    let mut derive =
+        Hmac::<Sha256>::new_from_slice(admin_token.as_bytes()).expect("HMAC takes any key length");
+    derive.update(b"posthorn-ui-v1");
+    let key = derive.finalize().into_bytes();
+    Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length")
+}
+
+fn mac(admin_token: &str, what: &str) -> String {
+    let mut m = key(admin_token);
+    m.update(what.as_bytes());
+    URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+/// A new admin session, valid until `expires_ms`.
+pub fn admin_session(admin_token: &str, expires_ms: i64) -> String {
+    let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
+    let body = format!("{expires_ms}.{nonce}");
+    format!(
+        "{ADMIN}{body}.{}",
+        mac(admin_token, &format!("admin|{body}"))
+    )
+}
+
+/// Whether `value` is an admin session this server signed, not expired at `now_ms`.
+pub fn is_admin_session(admin_token: &str, value: &str, now_ms: i64) -> bool {
+    let Some(rest) = value.strip_prefix(ADMIN) else {
+        return false;
+    };
+    let Some((body, sig)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    let expires: i64 = body
+        .split('.')
+        .next()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    same(
+        sig.as_bytes(),
+        mac(admin_token, &format!("admin|{body}")).as_bytes(),
+    ) && expires > now_ms
+}
+
+/// The CSRF token of a cookie session: what a state-changing request must send beside it in
+/// `X-CSRF-Token` (a page of another origin can make the browser send the cookie, not read this).
+pub fn csrf_token(admin_token: &str, session: &str) -> String {
+    mac(admin_token, &format!("csrf|{session}"))
+}
+
+/// A portal ticket: opens the dashboard as `application_id` until `expires_ms`.
+pub fn portal_ticket(admin_token: &str, application_id: &str, expires_ms: i64) -> String {
+    let body = format!("{application_id}.{expires_ms}");
+    format!(
+        "{PORTAL}{body}.{}",
+        mac(admin_token, &format!("portal|{body}"))
+    )
+}
+
+/// The application a ticket opens the dashboard for, if this server signed it and it has not
+/// expired at `now_ms`.
+pub fn open_portal_ticket(admin_token: &str, ticket: &str, now_ms: i64) -> Option<String> {
+    let rest = ticket.strip_prefix(PORTAL)?;
+    let (body, sig) = rest.rsplit_once('.')?;
+    if !same(
+        sig.as_bytes(),
+        mac(admin_token, &format!("portal|{body}")).as_bytes(),
+    ) {
+        return None;
+    }
+    let (app, expires) = body.rsplit_once('.')?;
+    (expires.parse::<i64>().ok()? > now_ms).then(|| app.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_and_tickets_hold_only_as_signed_and_in_time() {
+        let token = "admin-token-0123456789";
+        let s = admin_session(token, 2_000);
+        assert!(is_admin_session(token, &s, 1_000));
+        assert!(!is_admin_session(token, &s, 2_000), "expired");
+        assert!(
+            !is_admin_session("another-admin-token", &s, 1_000),
+            "rotated"
+        );
+        let forged = s.replacen("phs_2000", "phs_9999", 1);
+        assert!(!is_admin_session(token, &forged, 1_000));
+        assert_ne!(
+            csrf_token(token, &s),
+            csrf_token(token, &admin_session(token, 2_000))
+        );
+
+        let t = portal_ticket(token, "app_1", 2_000);
+        assert_eq!(
+            open_portal_ticket(token, &t, 1_000).as_deref(),
+            Some("app_1")
+        );
+        assert_eq!(open_portal_ticket(token, &t, 2_001), None);
+        let other = t.replacen("app_1", "app_2", 1);
+        assert_eq!(open_portal_ticket(token, &other, 1_000), None);
+        assert_eq!(
+            open_portal_ticket(token, "ppl_app_1.9999999999999.AAAA", 1_000),
+            None
+        );
+    }
+}

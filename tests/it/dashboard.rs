@@ -1,0 +1,416 @@
+//! The dashboard in a real browser (headless Chromium through chromedriver): sign in, follow a
+//! failing delivery to its attempts, retry it once the receiver is fixed; the portal shows one
+//! application's objects and refuses forged and expired links; another origin cannot use the
+//! session. Runs when `POSTHORN_TEST_CHROMEDRIVER` names a chromedriver (`.ci/run` installs
+//! Debian's); `POSTHORN_SCREENSHOTS=DIR` also saves a screenshot of each page there.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::util::{wait_for, Answer, Backend, Receiver, Server, TOKEN};
+
+/// A chromedriver and a headless Chromium session, ended on drop (`kill_on_drop`).
+struct Browser {
+    client: Client,
+    _driver: Child,
+}
+
+impl Browser {
+    async fn start(width: u32, height: u32) -> Self {
+        // Several TLS providers are compiled in; the WebDriver client needs one named.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let driver_path = std::env::var("POSTHORN_TEST_CHROMEDRIVER").expect("chromedriver");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--window-size={width},{height}"),
+            ]}),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let client = wait_for(Duration::from_secs(20), "chromedriver", || {
+            let caps = caps.clone();
+            let url = url.clone();
+            async move {
+                ClientBuilder::rustls()
+                    .ok()?
+                    .capabilities(caps)
+                    .connect(&url)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        Self {
+            client,
+            _driver: driver,
+        }
+    }
+
+    /// Waits for `css` to be shown and to contain `text`.
+    async fn wait_text(&self, css: &str, text: &str) -> String {
+        let c = &self.client;
+        wait_for(
+            Duration::from_secs(15),
+            &format!("{css} to show {text:?}"),
+            || async move {
+                let el = c.find(Locator::Css(css)).await.ok()?;
+                let t = el.text().await.ok()?;
+                t.contains(text).then_some(t)
+            },
+        )
+        .await
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        el.click().await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let el = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        el.send_keys(value).await.unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("POSTHORN_SCREENSHOTS") {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn sign_in(&self, base: &str) {
+        self.client.goto(&format!("{base}/ui/")).await.unwrap();
+        self.fill("#token", TOKEN).await;
+        self.click("#signin").await;
+        self.wait_text("#who", "admin").await;
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn sign_in_follow_a_failing_delivery_and_retry_it() {
+    let server = Server::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::status(500));
+    let api = server.api();
+    let sub = api
+        .subscribe(
+            &receiver.url,
+            &["invoice.paid"],
+            json!({"name": "Billing hook", "filter": "amount > 10", "retry": {"schedule_s": []}}),
+        )
+        .await;
+    api.subscribe(&receiver.url, &["user.*"], json!({"name": "Users hook"}))
+        .await;
+    let event = api
+        .publish(json!({"name": "invoice.paid", "data": {"amount": 42, "note": "<script>alert(1)</script>"}}))
+        .await;
+    let delivery = api
+        .first_delivery(sub["id"].as_str().unwrap(), Duration::from_secs(5))
+        .await;
+    api.delivery_with_status(&delivery, "dead", Duration::from_secs(10))
+        .await;
+
+    let b = Browser::start(1280, 900).await;
+    // Not signed in: the sign-in form.
+    b.client
+        .goto(&format!("{}/ui/", server.base))
+        .await
+        .unwrap();
+    b.wait_text("h1", "Sign in").await;
+    b.screenshot("sign-in").await;
+    // A wrong token is refused where it was typed.
+    b.fill("#token", "not-the-admin-token").await;
+    b.click("#signin").await;
+    b.wait_text(".error", "Unauthorized").await;
+    b.client.refresh().await.unwrap();
+    b.fill("#token", TOKEN).await;
+    b.click("#signin").await;
+    let table = b.wait_text("#subscriptions", "Billing hook").await;
+    assert!(
+        table.contains("Users hook") && table.contains("amount > 10"),
+        "{table}"
+    );
+    // The failing one: its circuit and its success rate.
+    b.wait_text("#subscriptions", "0 % of 1").await;
+    b.screenshot("subscriptions").await;
+
+    b.click(&format!("tr[data-id='{}'] a", sub["id"].as_str().unwrap()))
+        .await;
+    b.wait_text("#deliveries", &delivery).await;
+    b.wait_text("#deliveries", "dead").await;
+    b.screenshot("subscription").await;
+    b.click(&format!("#deliveries tr[data-id='{delivery}'] a"))
+        .await;
+    let attempt = b.wait_text("section.attempt", "Attempt 1").await;
+    assert!(attempt.contains("500"), "{attempt}");
+    // The event's data is shown as text, not run as HTML.
+    assert!(attempt.contains("<script>alert(1)</script>"), "{attempt}");
+    assert!(
+        attempt.contains(event["id"].as_str().unwrap()),
+        "the request body: {attempt}"
+    );
+    b.screenshot("delivery").await;
+
+    // The receiver is fixed; Retry; the delivery succeeds, and the page shows it.
+    receiver.answer_by_default(Answer::status(204));
+    b.click("#retry").await;
+    api.delivery_with_status(&delivery, "succeeded", Duration::from_secs(10))
+        .await;
+    b.wait_text("#delivery-status", "succeeded").await;
+    let second = b
+        .wait_text("section.attempt[data-number='2']", "Attempt 2")
+        .await;
+    assert!(
+        second.contains("success") && second.contains("204"),
+        "{second}"
+    );
+
+    b.client
+        .goto(&format!("{}/ui/#/charts?window=hour", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#totals", "1 succeeded").await;
+    b.wait_text("#totals", "1 failed for good").await;
+    b.screenshot("charts").await;
+    b.client
+        .goto(&format!("{}/ui/#/events", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#events", event["id"].as_str().unwrap()).await;
+    b.screenshot("events").await;
+    b.client.close().await.unwrap();
+
+    // A phone-sized screen.
+    let phone = Browser::start(390, 844).await;
+    phone.sign_in(&server.base).await;
+    phone.wait_text("#subscriptions", "Billing hook").await;
+    phone.screenshot("phone").await;
+    phone.client.close().await.unwrap();
+}
+
+/// An application's access token, through its client credentials.
+async fn app_with_subscription(server: &Server, name: &str, url: &str) -> (String, String) {
+    let api = server.api();
+    let app = api
+        .post(
+            "/v1/applications",
+            json!({"name": name, "scopes": ["subscriptions", "publish"]}),
+        )
+        .await
+        .body;
+    let token = reqwest::Client::new()
+        .post(format!("{}/oauth/token", server.base))
+        .basic_auth(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.with_token(&token)
+        .subscribe(
+            url,
+            &["order.paid"],
+            json!({"name": format!("{name} orders")}),
+        )
+        .await;
+    (app["id"].as_str().unwrap().to_owned(), token)
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn a_portal_link_shows_its_application_only() {
+    let server = Server::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let (acme, _) = app_with_subscription(&server, "Acme", &receiver.url).await;
+    let (_globex, _) = app_with_subscription(&server, "Globex", &receiver.url).await;
+    let api = server.api();
+    // Only the admin makes links.
+    let link = api
+        .post(
+            &format!("/v1/applications/{acme}/portal-link"),
+            json!({"expires_in_s": 300}),
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    let url = link.body["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/ui/#portal=ppl_", server.base)),
+        "{url}"
+    );
+
+    let b = Browser::start(1280, 900).await;
+    b.client.goto(&url).await.unwrap();
+    let table = b.wait_text("#subscriptions", "Acme orders").await;
+    assert!(
+        !table.contains("Globex"),
+        "another application's subscription: {table}"
+    );
+    b.wait_text("#who", "Acme").await;
+    // The ticket left the address bar.
+    assert!(!b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("ppl_"));
+    b.screenshot("portal").await;
+    // Its API calls carry its own token: another application's objects are 404s.
+    b.client
+        .goto(&format!("{}/ui/#/deliveries", server.base))
+        .await
+        .unwrap();
+
+    // Forged: another application's id under Acme's signature.
+    let forged = url.replace(&acme, "app_someone_else");
+    let b2 = Browser::start(1280, 900).await;
+    b2.client.goto(&forged).await.unwrap();
+    b2.wait_text("#portal-refused", "cannot be opened").await;
+    // Expired: signed right, a minute ago.
+    let expired = format!(
+        "{}/ui/#portal={}",
+        server.base,
+        ticket(&acme, chrono::Utc::now().timestamp_millis() - 60_000)
+    );
+    b2.client.goto("about:blank").await.unwrap();
+    b2.client.goto(&expired).await.unwrap();
+    b2.wait_text("#portal-refused", "invalid or has expired")
+        .await;
+    // The same ticket, unexpired, is accepted: the refusal was the time.
+    b2.client.goto("about:blank").await.unwrap();
+    let fresh = format!(
+        "{}/ui/#portal={}",
+        server.base,
+        ticket(&acme, chrono::Utc::now().timestamp_millis() + 60_000)
+    );
+    b2.client.goto(&fresh).await.unwrap();
+    b2.wait_text("#subscriptions", "Acme orders").await;
+    b.client.close().await.unwrap();
+    b2.client.close().await.unwrap();
+
+    // An application cannot make links; a link is refused over HTTP too.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/ui/portal", server.base))
+        .json(&json!({"ticket": forged.split("#portal=").nth(1).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+/// A portal ticket as the server signs it (tests know the admin token).
+fn ticket(app: &str, expires_ms: i64) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut derive = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    derive.update(b"posthorn-ui-v1");
+    let key = derive.finalize().into_bytes();
+    let body = format!("{app}.{expires_ms}");
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    m.update(format!("portal|{body}").as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+    format!("ppl_{body}.{sig}")
+}
+
+/// A page of another origin makes the signed-in browser post a change to Posthorn: the cookie
+/// goes with it (same site: another port), and the change is refused.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn another_origin_cannot_use_the_session() {
+    let server = Server::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let sub = api
+        .subscribe(&receiver.url, &["a"], json!({"name": "Target"}))
+        .await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    // The attacker's page, on another port.
+    let target = format!("{}/v1/subscriptions/{id}/disable", server.base);
+    let page = format!(
+        "<!doctype html><form method=post action=\"{target}\"></form>\
+         <script>fetch(\"{target}\", {{method: \"POST\", credentials: \"include\", mode: \"no-cors\"}})\
+         .finally(() => document.forms[0].submit());</script>"
+    );
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}/", evil.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let page = page.clone();
+        async move { axum::response::Html(page) }
+    });
+    tokio::spawn(async move { axum::serve(evil, app).await });
+
+    let b = Browser::start(1280, 900).await;
+    b.sign_in(&server.base).await;
+    b.client.goto(&evil_url).await.unwrap();
+    // The form's answer is the refusal.
+    b.wait_text("body", "another origin").await;
+    let after = api.get(&format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(after.body["status"], "active", "the change was refused");
+    // The dashboard itself still may (its own origin, with its CSRF token).
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions/{id}", server.base))
+        .await
+        .unwrap();
+    b.wait_text("main", "Target").await;
+    b.click("button.secondary").await; // Disable
+    wait_for(
+        Duration::from_secs(10),
+        "disabled from the dashboard",
+        || async {
+            (api.get(&format!("/v1/subscriptions/{id}")).await.body["status"] == "disabled")
+                .then_some(())
+        },
+    )
+    .await;
+    b.client.close().await.unwrap();
+    assert!(!server.log().contains(TOKEN));
+}
