@@ -40,9 +40,13 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal, not in a file or a log collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log that cannot be written (a full disk) is dropped: by default the subscriber reports
+    // that with `eprint!`, which panics when standard error is the full disk, and takes the
+    // request that logged with it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

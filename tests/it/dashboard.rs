@@ -200,6 +200,35 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
         "{second}"
     );
 
+    // A new subscription through the form.
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions/new", server.base))
+        .await
+        .unwrap();
+    b.fill("input[name=name]", "Made in the browser").await;
+    b.fill("input[name=events]", "refund.created, refund.failed")
+        .await;
+    let config = b
+        .client
+        .find(Locator::Css("textarea[name=config]"))
+        .await
+        .unwrap();
+    config.clear().await.unwrap();
+    config
+        .send_keys(&json!({"url": receiver.url}).to_string())
+        .await
+        .unwrap();
+    b.click("form button[type=submit]").await;
+    b.wait_text("main", "Signing secret (shown once)").await;
+    let made = b.wait_text("main", "refund.created, refund.failed").await;
+    assert!(made.contains("Made in the browser"), "{made}");
+    let listed = api.get("/v1/subscriptions?limit=10").await.body;
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "Made in the browser"));
+
     b.client
         .goto(&format!("{}/ui/#/charts?window=hour", server.base))
         .await
@@ -413,4 +442,199 @@ async fn another_origin_cannot_use_the_session() {
     .await;
     b.client.close().await.unwrap();
     assert!(!server.log().contains(TOKEN));
+}
+
+/// Without a browser: signing in with client credentials gives a cookie that sees only the
+/// application's objects; the page's headers; signing out.
+#[tokio::test]
+async fn cookie_sessions_over_http() {
+    let server = crate::util::Server::start_with(crate::util::ServerOptions {
+        extra: vec![
+            "--ui-frame-ancestors".into(),
+            "https://platform.example.com".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    api.subscribe(&receiver.url, &["a"], json!({"name": "the admin's"}))
+        .await;
+    let app = api
+        .post(
+            "/v1/applications",
+            json!({"name": "Acme", "scopes": ["subscriptions"]}),
+        )
+        .await
+        .body;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/ui/login", server.base);
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    // Wrong credentials: no cookie.
+    let wrong = login(json!({"client_id": app["client_id"], "client_secret": "nope"})).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let bad = login(json!({"token": "x", "client_id": "y"})).await;
+    assert_eq!(bad.status(), 422);
+
+    let ok =
+        login(json!({"client_id": app["client_id"], "client_secret": app["client_secret"]})).await;
+    assert_eq!(ok.status(), 204);
+    let set = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let with_cookie = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", server.base))
+            .header("cookie", cookie.clone())
+    };
+    let who: Value = with_cookie(reqwest::Method::GET, "/ui/session")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["signed_in"], true);
+    assert_eq!(who["admin"], false);
+    assert_eq!(who["owner"], app["id"]);
+    let csrf = who["csrf"].as_str().unwrap().to_owned();
+    let list: Value = with_cookie(reqwest::Method::GET, "/v1/subscriptions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]), "not the admin's subscription");
+    // A change needs the CSRF token.
+    let body = json!({"name": "Acme's", "service": "http", "config": {"url": receiver.url}, "events": ["a"]});
+    let without = with_cookie(reqwest::Method::POST, "/v1/subscriptions")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403);
+    let with = with_cookie(reqwest::Method::POST, "/v1/subscriptions")
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), 201);
+    let created: Value = with.json().await.unwrap();
+    assert_eq!(created["owner"], app["id"]);
+    // The admin cannot be reached through an application's cookie; the app's own admin-only
+    // routes stay closed.
+    let apps = with_cookie(reqwest::Method::GET, "/v1/applications")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(apps.status(), 403);
+
+    // The page: only its own resources, framed only where allowed, never cached.
+    let page = http
+        .get(format!("{}/ui/", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'self' https://platform.example.com"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resource"
+    );
+    assert_eq!(
+        http.get(format!("{}/ui", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        308
+    );
+    assert_eq!(
+        http.get(format!("{}/ui/app.js", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Signing out clears the cookie.
+    let out = http
+        .post(format!("{}/ui/logout", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+
+    // Only the admin makes portal links; the expiry is bounded.
+    let app_id = app["id"].as_str().unwrap();
+    assert_eq!(
+        api.post(
+            &format!("/v1/applications/{app_id}/portal-link"),
+            json!({"expires_in_s": 5})
+        )
+        .await
+        .status,
+        422
+    );
+    let link = api
+        .send(
+            "POST",
+            &format!("/v1/applications/{app_id}/portal-link"),
+            None,
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    let token = reqwest::Client::new()
+        .post(format!("{}/oauth/token", server.base))
+        .basic_auth(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_app = api
+        .with_token(&token)
+        .send(
+            "POST",
+            &format!("/v1/applications/{app_id}/portal-link"),
+            None,
+        )
+        .await;
+    assert_eq!(by_app.status, 403);
+    assert!(!server
+        .log()
+        .contains(app["client_secret"].as_str().unwrap()));
 }

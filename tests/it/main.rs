@@ -38,6 +38,7 @@ mod delivery;
 mod durability;
 mod email;
 mod examples;
+mod faults;
 mod fluidsurveys;
 mod network;
 mod operating;

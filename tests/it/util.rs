@@ -205,7 +205,7 @@ impl Server {
         *self = next;
     }
 
-    async fn spawn_in(dir: &Path, database: &str, options: &ServerOptions) -> Self {
+    pub async fn spawn_in(dir: &Path, database: &str, options: &ServerOptions) -> Self {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),

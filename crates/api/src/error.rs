@@ -126,6 +126,12 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::ALLOW, v);
             }
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database is away: a client may try again shortly (nothing was stored).
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

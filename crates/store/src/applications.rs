@@ -197,19 +197,20 @@ impl Store {
     /// Deletes the application and revokes its tokens (at once here; within
     /// [`TOKEN_CACHE_TTL`] on other processes). Its subscriptions are the caller's to delete.
     pub async fn delete_application(&self, id: &str) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let n = sqlx::query("DELETE FROM applications WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        self.tokens.forget_application(id);
-        Ok(n == 1)
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query("DELETE FROM applications WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            self.tokens.forget_application(id);
+            Ok(n == 1)
+        })
     }
 
     /// Checks client credentials; on success, the application. Wrong secrets are counted and,

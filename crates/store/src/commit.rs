@@ -16,8 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use posthorn_core::time::now_ms;
+use posthorn_core::time::Millis;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection};
+
+use crate::Claimed;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{insert_events, HandoffCell, NewEvent, Published, EVENT_PARAMS};
@@ -305,17 +308,13 @@ impl Held {
     }
 
     fn drop_connection(&mut self) {
+        // Closed, not handed back: whatever state the failure left it in goes with it.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
         self.conn = None;
         self.used = None;
         self.seen = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-    }
-
-    /// Opens the group's transaction.
-    async fn begin(&mut self, pool: &AnyPool, backend: Backend) -> Result<Transaction<'_, Any>> {
-        if backend == Backend::Sqlite {
-            return Ok(pool.begin().await?);
-        }
-        Ok(self.conn(pool).await?.begin().await?)
     }
 
     /// The PostgreSQL connection for the group, tested if it sat idle or a group failed since.
@@ -335,6 +334,31 @@ impl Held {
         };
         Ok(&mut **conn)
     }
+}
+
+/// The group's transaction on `conn`: its events, its settles, the notice of due work.
+async fn write_group(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    events: &[&NewEvent],
+    jobs: &[Job],
+    now: Millis,
+    handoff: Option<&dyn Handoff>,
+) -> Result<(Vec<Published>, Vec<usize>, Vec<Claimed>, bool)> {
+    let mut tx = conn.begin().await?;
+    let (published, handed, queued) = insert_events(&mut tx, backend, events, now, handoff).await?;
+    let mut settled = Vec::new();
+    for job in jobs {
+        if let Job::Settle { owner, records, .. } = job {
+            settled.push(settle_in(&mut tx, backend, owner, records, now).await?);
+        }
+    }
+    if queued {
+        // Delivered to listeners when the transaction commits.
+        Store::notify_due(backend, &mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok((published, settled, handed, queued))
 }
 
 /// Writes a group: the answers to its publishes, every event of the group in order, and how many
@@ -368,20 +392,25 @@ async fn commit(
         let (published, _, _) = insert_events(conn, backend, &events, now, handoff).await?;
         return Ok((published, Vec::new()));
     }
-    let mut tx = held.begin(pool, backend).await?;
-    let (published, handed, queued) =
-        insert_events(&mut tx, backend, &events, now, handoff).await?;
-    let mut settled = Vec::new();
-    for job in jobs {
-        if let Job::Settle { owner, records, .. } = job {
-            settled.push(settle_in(&mut tx, backend, owner, records, now).await?);
+    let written = match backend {
+        Backend::Sqlite => {
+            let mut conn = pool.acquire().await?;
+            let written = write_group(&mut conn, backend, &events, jobs, now, handoff).await;
+            if written.is_err() {
+                // A failed write can leave the connection believing it is inside a transaction
+                // that SQLite already rolled back (a full disk does): the next group would then
+                // "commit" a savepoint of nothing and answer 202 for events never stored. A
+                // fresh connection starts clean.
+                conn.close_on_drop();
+            }
+            written?
         }
-    }
-    if queued {
-        // Delivered to listeners when the transaction commits.
-        Store::notify_due(backend, &mut *tx).await?;
-    }
-    tx.commit().await?;
+        Backend::Postgres => {
+            let conn = held.conn(pool).await?;
+            write_group(conn, backend, &events, jobs, now, handoff).await?
+        }
+    };
+    let (published, settled, handed, queued) = written;
     if let Some(h) = handoff {
         if !handed.is_empty() || queued {
             h.take(handed, queued);

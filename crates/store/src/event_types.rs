@@ -59,25 +59,26 @@ impl Store {
         examples: &[Value],
     ) -> Result<EventType> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO event_types ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) \
+        write_tx!(self, |tx| {
+            let row = sqlx::query(&format!(
+                "INSERT INTO event_types ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $5) \
              ON CONFLICT (name) DO UPDATE SET description = $2, schema = $3, examples = $4, \
              updated_at = $5 RETURNING {COLUMNS}"
-        ))
-        .bind(name)
-        .bind(description)
-        .bind(schema.map(Value::to_string))
-        .bind(Value::Array(examples.to_vec()).to_string())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
-            .execute(&mut *tx)
+            ))
+            .bind(name)
+            .bind(description)
+            .bind(schema.map(Value::to_string))
+            .bind(Value::Array(examples.to_vec()).to_string())
+            .bind(now)
+            .fetch_one(&mut *tx)
             .await?;
-        Store::notify_changed(self.backend, &mut *tx).await?;
-        tx.commit().await?;
-        from_row(&row)
+            sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
+                .execute(&mut *tx)
+                .await?;
+            Store::notify_changed(self.backend, &mut *tx).await?;
+            tx.commit().await?;
+            from_row(&row)
+        })
     }
 
     pub async fn event_type(&self, name: &str) -> Result<Option<EventType>> {
@@ -101,18 +102,19 @@ impl Store {
     }
 
     pub async fn delete_event_type(&self, name: &str) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
-        let n = sqlx::query("DELETE FROM event_types WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
-            .execute(&mut *tx)
-            .await?;
-        Store::notify_changed(self.backend, &mut *tx).await?;
-        tx.commit().await?;
-        Ok(n == 1)
+        write_tx!(self, |tx| {
+            let n = sqlx::query("DELETE FROM event_types WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
+                .execute(&mut *tx)
+                .await?;
+            Store::notify_changed(self.backend, &mut *tx).await?;
+            tx.commit().await?;
+            Ok(n == 1)
+        })
     }
 
     /// The value of a revision counter.

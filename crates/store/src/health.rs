@@ -90,27 +90,28 @@ impl Store {
     /// closed on a success).
     pub async fn release_backlog(&self, subscription_id: &str) -> Result<u64> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE subscriptions SET circuit_until = NULL, circuit_failures = 0 WHERE id = $1",
-        )
-        .bind(subscription_id)
-        .execute(&mut *tx)
-        .await?;
-        let n = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE subscriptions SET circuit_until = NULL, circuit_failures = 0 WHERE id = $1",
+            )
+            .bind(subscription_id)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
              AND status = 'pending' AND lease IS NULL AND next_attempt_at > $1",
-        )
-        .bind(now)
-        .bind(subscription_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            Store::notify_due(self.backend, &mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(n)
+            )
+            .bind(now)
+            .bind(subscription_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                Store::notify_due(self.backend, &mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     /// Closes a subscription's circuit because a person asked for an attempt now (a retry, a
@@ -216,31 +217,32 @@ impl Store {
     /// events none of whose deliveries is pending; at most `batch` events a call, so that each
     /// transaction is short. Returns how many events went.
     pub async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64> {
-        let mut tx = self.write.begin().await?;
-        let old = format!(
-            "SELECT e.seq FROM events e WHERE e.received_at < $1 AND NOT EXISTS \
+        write_tx!(self, |tx| {
+            let old = format!(
+                "SELECT e.seq FROM events e WHERE e.received_at < $1 AND NOT EXISTS \
              (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status = 'pending') \
              ORDER BY e.seq LIMIT {batch}"
-        );
-        sqlx::query(&format!(
-            "DELETE FROM attempts WHERE delivery_id IN \
+            );
+            sqlx::query(&format!(
+                "DELETE FROM attempts WHERE delivery_id IN \
              (SELECT id FROM deliveries WHERE event_seq IN ({old}))"
-        ))
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&format!(
-            "DELETE FROM deliveries WHERE event_seq IN ({old})"
-        ))
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        let n = sqlx::query(&format!("DELETE FROM events WHERE seq IN ({old})"))
+            ))
             .bind(cutoff)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n)
+            .await?;
+            sqlx::query(&format!(
+                "DELETE FROM deliveries WHERE event_seq IN ({old})"
+            ))
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query(&format!("DELETE FROM events WHERE seq IN ({old})"))
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 }

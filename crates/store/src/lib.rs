@@ -30,6 +30,27 @@
 //! - The store does not know the dispatcher: it hands deliveries over and says work fell due
 //!   through the [`Handoff`] it was given.
 
+/// Runs `$body` in a transaction `$tx` on a connection of `$store`'s write pool; `$body` commits
+/// it and ends with `Ok(…)`. If it fails, the connection is closed instead of going back to the
+/// pool: a failed write can leave a connection believing it is inside a transaction that SQLite
+/// already rolled back (a full disk does), and the next writer on it would then "commit" a
+/// savepoint of nothing.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut conn = $store.write.acquire().await?;
+        let result: $crate::Result<_> = async {
+            #[allow(unused_mut)]
+            let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
+            $body
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }};
+}
+
 mod applications;
 mod cache;
 mod commit;
@@ -157,6 +178,9 @@ impl Store {
                         ))
                     })?;
                 let _ = sqlx::Connection::close(conn).await;
+                // While the server is away, a request waits this long for a connection before
+                // its 503 (sqlx keeps trying to connect until then). Shorter, a busy server (its
+                // connection slots full) failed settles that then ran again: duplicates.
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))

@@ -67,73 +67,75 @@ impl Store {
 
     /// Returns the `subscriptions` revision this write made.
     pub async fn insert_subscription(&self, sub: &Subscription) -> Result<i64> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&sub.id)
-        .bind(&sub.owner)
-        .bind(spec_json(sub))
-        .bind(sub.disabled_reason.map(|r| r.as_str()))
-        .bind(self.sealer.seal(&sub.secret.expose()))
-        .bind(
-            sub.previous_secret
-                .as_ref()
-                .map(|(s, _)| self.sealer.seal(&s.expose())),
-        )
-        .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
-        .bind(sub.created_at)
-        .bind(sub.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        let revision = bump_revision(self.backend, &mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        write_tx!(self, |tx| {
+            sqlx::query(&format!(
+                "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(&sub.id)
+            .bind(&sub.owner)
+            .bind(spec_json(sub))
+            .bind(sub.disabled_reason.map(|r| r.as_str()))
+            .bind(self.sealer.seal(&sub.secret.expose()))
+            .bind(
+                sub.previous_secret
+                    .as_ref()
+                    .map(|(s, _)| self.sealer.seal(&s.expose())),
+            )
+            .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
+            .bind(sub.created_at)
+            .bind(sub.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            let revision = bump_revision(self.backend, &mut tx).await?;
+            tx.commit().await?;
+            Ok(revision)
+        })
     }
 
     /// Writes every field of `sub` but its id, owner and creation time. Returns the revision
     /// this write made, or `None` if the subscription is gone.
     pub async fn update_subscription(&self, sub: &Subscription) -> Result<Option<i64>> {
-        let mut tx = self.write.begin().await?;
-        let n = sqlx::query(
-            "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
+        write_tx!(self, |tx| {
+            let n = sqlx::query(
+                "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
              previous_secret = $4, previous_secret_until = $5, updated_at = $6 \
              WHERE id = $7 AND deleted_at IS NULL",
-        )
-        .bind(spec_json(sub))
-        .bind(sub.disabled_reason.map(|r| r.as_str()))
-        .bind(self.sealer.seal(&sub.secret.expose()))
-        .bind(
-            sub.previous_secret
-                .as_ref()
-                .map(|(s, _)| self.sealer.seal(&s.expose())),
-        )
-        .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
-        .bind(sub.updated_at)
-        .bind(&sub.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let mut revision = None;
-        if n == 1 {
-            // A subscription enabled again releases the deliveries held while it was off.
-            if sub.is_active() {
-                sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
+            )
+            .bind(spec_json(sub))
+            .bind(sub.disabled_reason.map(|r| r.as_str()))
+            .bind(self.sealer.seal(&sub.secret.expose()))
+            .bind(
+                sub.previous_secret
+                    .as_ref()
+                    .map(|(s, _)| self.sealer.seal(&s.expose())),
+            )
+            .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
+            .bind(sub.updated_at)
+            .bind(&sub.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let mut revision = None;
+            if n == 1 {
+                // A subscription enabled again releases the deliveries held while it was off.
+                if sub.is_active() {
+                    sqlx::query(
+                        "UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 \
                      AND status = 'pending' AND lease IS NULL AND next_attempt_at > $1",
-                )
-                .bind(now_ms())
-                .bind(&sub.id)
-                .execute(&mut *tx)
-                .await?;
+                    )
+                    .bind(now_ms())
+                    .bind(&sub.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                revision = Some(bump_revision(self.backend, &mut tx).await?);
             }
-            revision = Some(bump_revision(self.backend, &mut tx).await?);
-        }
-        tx.commit().await?;
-        if revision.is_some() && sub.is_active() {
-            self.signal_due();
-        }
-        Ok(revision)
+            tx.commit().await?;
+            if revision.is_some() && sub.is_active() {
+                self.signal_due();
+            }
+            Ok(revision)
+        })
     }
 
     /// A subscription that is not deleted and that `seen` allows.
@@ -218,30 +220,31 @@ impl Store {
     /// no such subscription.
     pub async fn delete_subscription(&self, id: &str) -> Result<Option<i64>> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        let n = sqlx::query(
-            "UPDATE subscriptions SET deleted_at = $1, updated_at = $1 \
+        write_tx!(self, |tx| {
+            let n = sqlx::query(
+                "UPDATE subscriptions SET deleted_at = $1, updated_at = $1 \
              WHERE id = $2 AND deleted_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let mut revision = None;
-        if n == 1 {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'cancelled', lease = NULL, updated_at = $1 \
-                 WHERE subscription_id = $2 AND status = 'pending'",
             )
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
-            revision = Some(bump_revision(self.backend, &mut tx).await?);
-        }
-        tx.commit().await?;
-        Ok(revision)
+            .await?
+            .rows_affected();
+            let mut revision = None;
+            if n == 1 {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'cancelled', lease = NULL, updated_at = $1 \
+                 WHERE subscription_id = $2 AND status = 'pending'",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                revision = Some(bump_revision(self.backend, &mut tx).await?);
+            }
+            tx.commit().await?;
+            Ok(revision)
+        })
     }
 }
 

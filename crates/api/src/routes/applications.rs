@@ -174,7 +174,8 @@ pub struct PortalLinkRequest {
 /// deliveries and event types only), to embed in the platform's own pages.
 #[utoipa::path(post, operation_id = "applicationPortalLink", path = "/v1/applications/{id}/portal-link", tag = "applications",
     params(("id" = String, Path)), request_body(content = Option<PortalLinkRequest>),
-    responses((status = 201, body = PortalLink), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = PortalLink), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn portal_link(
     State(state): State<AppState>,

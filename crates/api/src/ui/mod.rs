@@ -147,18 +147,8 @@ pub(crate) async fn cookie_caller(
 ) -> Result<Caller, ApiError> {
     if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         if let Some(origin) = parts.headers.get(header::ORIGIN) {
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default();
-            let from = origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.split_once("://"))
-                .map(|(_, rest)| rest)
-                .unwrap_or_default();
-            if host.is_empty() || from != host {
+            let origin = origin.to_str().unwrap_or_default();
+            if !own_origin(state, &parts.headers, origin) {
                 return Err(ApiError::Forbidden(
                     "a request from another origin cannot use the dashboard's session".into(),
                 ));
@@ -185,6 +175,23 @@ pub(crate) async fn cookie_caller(
             .ok_or(ApiError::Unauthorized);
     }
     Err(ApiError::Unauthorized)
+}
+
+/// Whether `origin` is this server as the browser reached it: the `Host` (or, behind a proxy,
+/// `X-Forwarded-Host`) the request names, or the configured public URL.
+fn own_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
+    let Some((_, from)) = origin.split_once("://") else {
+        return false;
+    };
+    if let Some(public) = &state.ui.public_url {
+        if public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
+            return true;
+        }
+    }
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
+        .any(|host| !host.is_empty() && host.eq_ignore_ascii_case(from))
 }
 
 /// Who the cookie signs in, and the CSRF token the page sends with changes.
