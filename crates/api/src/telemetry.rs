@@ -5,8 +5,12 @@
 //! delivery queue from the database, and the per-subscription attempt counts with a bounded label
 //! set (the subscriptions with the most failures by id, the rest as one series).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Instant;
+
+use metrics::{Counter, Histogram};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -137,11 +141,8 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
         "OPTIONS" => "OPTIONS",
         _ => "OTHER",
     };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let mut response = next.run(request).await;
     let status = response.status();
     let elapsed = started.elapsed();
@@ -154,11 +155,46 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     } else {
         tracing::info!(target: "posthorn::request", request_id = %id, method = %method, route = %route, status = status.as_u16(), duration_ms, "request");
     }
-    metrics::counter!("posthorn_http_requests_total", "method" => method, "route" => route.clone(), "status" => status_class(status))
-        .increment(1);
-    metrics::histogram!("posthorn_http_request_duration_seconds", "route" => route)
-        .record(elapsed.as_secs_f64());
+    route_meters(route, |m| {
+        m.count(method, status_class(status));
+        m.duration.record(elapsed.as_secs_f64());
+    });
     response
+}
+
+/// A route's request metrics, their handles kept (a lookup in the recorder hashes the name and
+/// every label, and copies the route, on each request).
+struct RouteMeters {
+    route: String,
+    duration: Histogram,
+    requests: Mutex<HashMap<(&'static str, &'static str), Counter>>,
+}
+
+impl RouteMeters {
+    fn count(&self, method: &'static str, status: &'static str) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests
+            .entry((method, status))
+            .or_insert_with(|| {
+                metrics::counter!("posthorn_http_requests_total", "method" => method, "route" => self.route.clone(), "status" => status)
+            })
+            .increment(1);
+    }
+}
+
+fn route_meters(route: &str, f: impl FnOnce(&RouteMeters)) {
+    static ROUTES: OnceLock<RwLock<HashMap<String, RouteMeters>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(RwLock::default);
+    if let Some(m) = routes.read().unwrap_or_else(|p| p.into_inner()).get(route) {
+        return f(m);
+    }
+    let mut all = routes.write().unwrap_or_else(|p| p.into_inner());
+    let m = all.entry(route.to_owned()).or_insert_with(|| RouteMeters {
+        route: route.to_owned(),
+        duration: metrics::histogram!("posthorn_http_request_duration_seconds", "route" => route.to_owned()),
+        requests: Mutex::default(),
+    });
+    f(m)
 }
 
 fn status_class(status: StatusCode) -> &'static str {

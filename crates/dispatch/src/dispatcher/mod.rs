@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fairness::{Admit, Fairness};
 
 mod consequences;
+mod meters;
 mod order;
 
 use consequences::{consequences, Effect, Once, Outcome};
@@ -87,6 +88,8 @@ pub struct Dispatcher {
     /// The subscriptions the last claim skipped, when it left due deliveries of theirs (empty
     /// otherwise): a slot freed by one of them claims again.
     skipped_due: Arc<Mutex<HashSet<String>>>,
+    /// This process's attempt metrics, their handles kept.
+    meters: Arc<meters::Meters>,
 }
 
 /// Deliveries handed over by the publishes of this process, already leased to it ([`Handoff`]).
@@ -188,6 +191,7 @@ impl Dispatcher {
             claimed: Arc::default(),
             direct: Arc::default(),
             skipped_due: Arc::default(),
+            meters: Arc::default(),
             config: Arc::new(config),
         };
         // Publishes through this process hand their deliveries straight over (once it runs).
@@ -451,8 +455,7 @@ impl Dispatcher {
         let number = c.attempts + 1;
         let started_at = now_ms();
         let event = &c.event;
-        let in_flight = metrics::gauge!("posthorn_attempts_in_flight");
-        in_flight.increment(1.0);
+        self.meters.in_flight.increment(1.0);
         let report = compiled
             .target
             .attempt(Attempt {
@@ -464,7 +467,7 @@ impl Dispatcher {
                 secrets: sub.signing_secrets(started_at),
             })
             .await;
-        in_flight.decrement(1.0);
+        self.meters.in_flight.decrement(1.0);
         let succeeded = report.verdict == Verdict::Success;
         let mut records = Vec::new();
         if report.verdict == Verdict::Gone {
@@ -511,11 +514,8 @@ impl Dispatcher {
             }
         };
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
-        let service = &sub.spec.service;
-        metrics::counter!("posthorn_attempts_total", "service" => service.clone(), "outcome" => outcome.as_str())
-            .increment(1);
-        metrics::histogram!("posthorn_attempt_duration_seconds", "service" => service.clone())
-            .record(report.duration.as_secs_f64());
+        self.meters
+            .record(&sub.spec.service, outcome, report.duration);
         self.config.tally.record(&sub.id, succeeded);
         records.insert(
             0,
