@@ -213,10 +213,7 @@ async fn errors_are_clear_with_exit_codes(backend: Backend) {
     assert_eq!(reserved.code, 1);
     assert!(reserved.stderr.contains("name"), "{}", reserved.stderr);
     // No server.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = crate::util::free_port();
     let down = cli_with(
         &format!("http://127.0.0.1:{port}"),
         Some(TOKEN),

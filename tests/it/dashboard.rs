@@ -24,10 +24,7 @@ impl Browser {
         // Several TLS providers are compiled in; the WebDriver client needs one named.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let driver_path = std::env::var("POSTHORN_TEST_CHROMEDRIVER").expect("chromedriver");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = crate::util::free_port();
         let driver = Command::new(driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{wait_for, Answer, Api, Backend, Receiver, Server, ServerOptions};
+use crate::util::{received, wait_for, Answer, Api, Backend, Receiver, Server, ServerOptions};
 
 /// Two workers: most deliveries are still queued when the process dies, two are in flight.
 fn two_workers(backend: Backend) -> ServerOptions {
@@ -29,14 +29,6 @@ async fn publish_many(server: &Server, receiver: &Receiver) -> HashSet<String> {
         ids.insert(e["id"].as_str().unwrap().to_owned());
     }
     ids
-}
-
-fn received(receiver: &Receiver) -> HashSet<String> {
-    receiver
-        .hits()
-        .iter()
-        .map(|h| h.header("webhook-id").to_owned())
-        .collect()
 }
 
 async fn every_accepted_event_arrives_after_a_sigkill(backend: Backend) {

@@ -6,15 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{wait_for, Server};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::util::{free_port, wait_for, Server};
 
 async fn the_receiver_verifies(program: &str, script: &str) {
     let server = Server::start(crate::util::Backend::Sqlite).await;

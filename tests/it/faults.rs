@@ -10,15 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{wait_for, Api, Receiver, Server, ServerOptions};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::util::{free_port, received, wait_for, Api, Receiver, Server, ServerOptions};
 
 /// A PostgreSQL cluster of this test's own, on its own port, that it may stop and start without
 /// disturbing the other tests' server.
@@ -133,14 +125,6 @@ fn run_as_postgres(program: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn received(receiver: &Receiver) -> HashSet<String> {
-    receiver
-        .hits()
-        .iter()
-        .map(|h| h.header("webhook-id").to_owned())
-        .collect()
 }
 
 /// Publishes one event: its id when accepted; `None` on a 503, which must say when to come back

@@ -17,6 +17,24 @@ use tokio::process::{Child, Command};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
+/// A port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// The `webhook-id`s the receiver got.
+pub fn received(receiver: &Receiver) -> std::collections::HashSet<String> {
+    receiver
+        .hits()
+        .iter()
+        .map(|h| h.header("webhook-id").to_owned())
+        .collect()
+}
+
 /// Waits until `check` yields `Some`, polling every 20 ms; panics with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

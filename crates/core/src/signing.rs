@@ -45,6 +45,12 @@ impl Secret {
 
     /// `v1,` + base64(HMAC-SHA256(key, `{msg_id}.{timestamp}.{body}`)).
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mac = self.mac(msg_id, timestamp, body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The HMAC of `{msg_id}.{timestamp}.{body}`, what signing and verifying both compute.
+    fn mac(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(msg_id.as_bytes());
@@ -52,7 +58,7 @@ impl Secret {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        mac
     }
 }
 
@@ -111,12 +117,7 @@ pub fn verify(
             return Err(Unverified::Stale { age_s, tolerance_s });
         }
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes any key length");
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let mac = secret.mac(msg_id, ts, body);
     let matches = signatures
         .split(' ')
         .filter_map(|s| s.strip_prefix("v1,"))
