@@ -162,8 +162,9 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
         table.contains("Users hook") && table.contains("amount > 10"),
         "{table}"
     );
-    // The failing one: its circuit and its success rate.
+    // The failing one: since when, and its success rate.
     b.wait_text("#subscriptions", "0 % of 1").await;
+    b.wait_text("#subscriptions", "failing since").await;
     b.screenshot("subscriptions").await;
 
     b.click(&format!("tr[data-id='{}'] a", sub["id"].as_str().unwrap()))

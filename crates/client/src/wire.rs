@@ -74,6 +74,10 @@ pub struct SubscriptionView {
     pub created_at: String,
     pub updated_at: String,
     pub circuit: CircuitView,
+    /// Since when every attempt has failed (RFC 3339): what `--disable-after-days` counts from;
+    /// null while it succeeds.
+    #[serde(default)]
+    pub failing_since: Option<String>,
 }
 
 /// What the service keeps of a subscription beside its spec.
@@ -87,6 +91,7 @@ pub struct SubscriptionState {
     pub created_at: String,
     pub updated_at: String,
     pub circuit: CircuitView,
+    pub failing_since: Option<String>,
 }
 
 impl SubscriptionView {
@@ -113,6 +118,7 @@ impl SubscriptionView {
             created_at,
             updated_at,
             circuit,
+            failing_since,
         } = state;
         Self {
             id,
@@ -134,6 +140,7 @@ impl SubscriptionView {
             created_at,
             updated_at,
             circuit,
+            failing_since,
         }
     }
 

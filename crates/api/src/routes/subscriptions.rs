@@ -52,12 +52,19 @@ async fn view_one(
     show_secret: bool,
 ) -> ApiResult<SubscriptionView> {
     let circuit = state.store.open_circuits(&[&sub.id]).await?.remove(&sub.id);
-    Ok(view(sub, show_secret, circuit))
+    let failing = state.store.failing_since(&[&sub.id]).await?.remove(&sub.id);
+    Ok(view(sub, show_secret, circuit, failing))
 }
 
-fn view(sub: Subscription, show_secret: bool, circuit: Option<(i64, u32)>) -> SubscriptionView {
+fn view(
+    sub: Subscription,
+    show_secret: bool,
+    circuit: Option<(i64, u32)>,
+    failing_since: Option<i64>,
+) -> SubscriptionView {
     let active = sub.is_active();
     let state = SubscriptionState {
+        failing_since: failing_since.map(to_rfc3339),
         circuit: circuit_view(circuit),
         status: if active {
             SubscriptionStatus::Active
@@ -220,13 +227,15 @@ pub(crate) async fn list(
     }
     let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
     let circuits = state.store.open_circuits(&ids).await?;
+    let failing = state.store.failing_since(&ids).await?;
     Ok(Json(paginate(
         found,
         limit,
         |s| s.id.clone(),
         |s| {
             let circuit = circuits.get(&s.id).copied();
-            view(s, false, circuit)
+            let since = failing.get(&s.id).copied();
+            view(s, false, circuit, since)
         },
     )))
 }

@@ -163,7 +163,10 @@ async function subscriptionsPage() {
   const rows = list.items.map((s) => {
     const rateCell = h("td", { text: "…" });
     rate(s.id, rateCell);
-    const failing = s.circuit.state === "closed" ? "—" : s.circuit.failures + " failed in a row" + (s.circuit.until ? ", next probe " + when(s.circuit.until) : "");
+    const failing = [
+      s.failing_since ? "failing since " + when(s.failing_since) : null,
+      s.circuit.state === "closed" ? null : s.circuit.failures + " failed in a row" + (s.circuit.until ? ", next probe " + when(s.circuit.until) : ""),
+    ].filter(Boolean).join("; ") || "—";
     return h("tr", { "data-id": s.id },
       h("td", {}, link("#/subscriptions/" + encodeURIComponent(s.id), s.name)),
       h("td", {}, badge(s.status), s.disabled_reason ? h("span.muted", { text: " " + s.disabled_reason }) : null),
@@ -245,7 +248,8 @@ async function subscriptionPage(id, params) {
       h("dt", { text: "Filter" }), h("dd.mono", { text: s.filter || "—" }),
       h("dt", { text: "Service" }), h("dd", { text: s.service }),
       h("dt", { text: "Config" }), h("dd", {}, pretty(s.config)),
-      h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""))),
+      h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""),
+      h("dt", { text: "Failing since" }), h("dd", { id: "failing-since", text: s.failing_since ? when(s.failing_since) : "—" }))),
     h("div.actions", {},
       s.status === "active"
         ? act("Disable", async () => { await api("POST", path + "/disable"); toast("Disabled"); route(); }, "secondary")
