@@ -654,7 +654,14 @@ async fn verify_a_saved_request() {
     assert_eq!(run(args(&body)).await.code, 0);
     let mut strict = args(&body);
     strict.extend(["--tolerance-s".into(), "0".into()]);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Until the saved timestamp is in the past, the request is not stale yet.
+    let signed_at: i64 = hit.header("webhook-timestamp").parse().unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "a second past the signature",
+        || async { (chrono::Utc::now().timestamp() > signed_at).then_some(()) },
+    )
+    .await;
     let stale = run(strict).await;
     assert_eq!(stale.code, 1);
     assert!(stale.stderr.contains("away from now"), "{}", stale.stderr);
