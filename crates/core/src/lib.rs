@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod filter;
+pub mod fuzz;
 pub mod id;
 pub mod index;
 pub mod json;
