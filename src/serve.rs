@@ -2,7 +2,6 @@
 //! dispatcher and the API, and on SIGTERM/SIGINT stops taking requests, lets the dispatcher
 //! finish or hand back what is in flight, and returns within 30 seconds.
 
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -417,11 +416,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("posthorn listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
 
-    let serving = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
-    );
+    let serving = tokio::spawn(posthorn_api::server::serve(listener, app, stop.clone()));
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; finishing deliveries in flight");
     stop.cancel();

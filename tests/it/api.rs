@@ -581,6 +581,33 @@ async fn errors_outside_the_handlers_say_what_is_wrong(backend: Backend) {
         "{}",
         r.body
     );
+    // Heads over the limits: problem+json too, not the HTTP parser's empty answers.
+    let r = api
+        .get(&format!("/v1/events?name={}", "a".repeat(20_000)))
+        .await;
+    assert_eq!(r.status, 414, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("16384"),
+        "{}",
+        r.body
+    );
+    let http = reqwest::Client::new();
+    let mut many = http.get(format!("{}/v1/events", api.base));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let long = http
+        .get(format!("{}/v1/events", api.base))
+        .header("x-long", "b".repeat(70_000));
+    for (req, says) in [(many, "100 header fields"), (long, "65536 bytes")] {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 431);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], 431);
+        assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
+    }
     let big = json!({"name": "e", "data": {"pad": "x".repeat(4000)}});
     let r = api.post("/v1/events", big).await;
     assert_eq!(r.status, 413, "{}", r.body);

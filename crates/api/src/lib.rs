@@ -21,6 +21,7 @@ pub mod extract;
 mod list;
 mod openapi;
 mod routes;
+pub mod server;
 pub mod telemetry;
 pub mod ui;
 
@@ -99,6 +100,7 @@ pub struct BodyLimit(pub usize);
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn(server::head_limits))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::Extension(BodyLimit(config.body_limit)))
