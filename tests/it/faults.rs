@@ -1,7 +1,9 @@
 //! What Posthorn depends on fails under it: PostgreSQL stops and comes back, the disk under
-//! SQLite fills up and frees again. Publishes answer 503 with `Retry-After` meanwhile, nothing
-//! accepted is lost, and it recovers by itself. These need root (a PostgreSQL cluster of their
-//! own, a tmpfs), so they run when `POSTHORN_TEST_FAULTS` is set (`.ci/run` sets it).
+//! SQLite fills up and frees again, RabbitMQ and NATS restart under a source. Publishes answer 503
+//! with `Retry-After` meanwhile, sources resume, nothing accepted is lost or doubled, and it
+//! recovers by itself. These need root and servers of their own (a PostgreSQL cluster, a tmpfs, a
+//! RabbitMQ node, a NATS server), so they run when `POSTHORN_TEST_FAULTS` is set (`.ci/run` sets
+//! it).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -337,4 +339,416 @@ async fn sqlite_on_a_full_disk() {
         .await
         .unwrap();
     assert_eq!(check, "ok");
+}
+
+/// The ids of the events the receiver got, each as many times as it came.
+fn delivered_ids(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .hits()
+        .iter()
+        .map(|h| {
+            let body: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every event named `name` Posthorn stored, by id (at most 1,000 per page, all pages).
+async fn stored_ids(api: &Api, name: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = api
+            .get(&format!("/v1/events?name={name}&limit=1000{cursor}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        for e in r.body["items"].as_array().unwrap() {
+            ids.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return ids,
+        }
+    }
+}
+
+/// Every one of `expected` stored once and delivered once: nothing lost, nothing twice.
+async fn each_once(api: &Api, receiver: &Receiver, name: &str, expected: &HashSet<String>) {
+    wait_for(WAIT, "every message delivered", || async {
+        let got: HashSet<String> = delivered_ids(receiver).into_iter().collect();
+        (got == *expected).then_some(())
+    })
+    .await;
+    let stored = stored_ids(api, name).await;
+    assert_eq!(stored.len(), expected.len(), "events stored twice or lost");
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), *expected);
+    let delivered = delivered_ids(receiver);
+    assert_eq!(delivered.len(), expected.len(), "a message delivered twice");
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A NATS server with JetStream of this test's own (its own port and store), that it may stop and
+/// start again.
+struct PrivateNats {
+    port: u16,
+    store: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        nats.up();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let program = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nats-server in /usr/sbin or /usr/bin");
+        let child = Command::new(program)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.process = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it as a restart does (SIGTERM: it finishes writing its store), and waits for it.
+    fn down(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// NATS restarts while Posthorn consumes a stream and messages keep coming: the source resumes by
+/// itself, every message becomes one event, delivered once.
+#[tokio::test]
+#[cfg_attr(
+    not(fault_tests),
+    ignore = "POSTHORN_TEST_FAULTS is not set: the fault tests (root, own PostgreSQL, tmpfs) are skipped"
+)]
+async fn nats_restarts_under_a_source() {
+    let mut nats = PrivateNats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("posthorn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources.nats]]\nurl = \"{}\"\nstream = \"ORDERS\"\nsubjects = [\"shop.>\"]\n\
+             strip_prefix = \"shop.\"\nconsumer = \"posthorn\"\n",
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), config.display().to_string()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url, &["order.*"], json!({})).await;
+    wait_for(WAIT, "the source to connect", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["connected"] == true).then_some(())
+    })
+    .await;
+
+    // A publisher that keeps sending, each message until the stream acknowledges it (the same
+    // Nats-Msg-Id again after a failure, as a careful publisher does).
+    const N: usize = 300;
+    let url = nats.url();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let sending = tokio::spawn(async move {
+        let options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+        let client = options.connect(&url).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        for i in 0..N {
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("o-{i}").as_str());
+                let sent = match js
+                    .publish_with_headers(
+                        "shop.order.paid",
+                        headers,
+                        format!(r#"{{"i": {i}}}"#).into_bytes().into(),
+                    )
+                    .await
+                {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if sent {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "NATS never came back");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    receiver.wait_hits(50, WAIT).await;
+    nats.down();
+    let before = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(before < N, "the restart came after the last message");
+    nats.up();
+    sending.await.unwrap();
+    let expected: HashSet<String> = (0..N).map(|i| format!("o-{i}")).collect();
+    each_once(&api, &receiver, "order.paid", &expected).await;
+    let s = api.get("/v1/sources").await.body;
+    assert_eq!(s["items"][0]["connected"], true, "{s}");
+}
+
+/// A RabbitMQ node of this test's own (its own name, ports, database and configuration, no
+/// plugins), that it may stop and start again without disturbing the shared one.
+struct PrivateRabbit {
+    port: u16,
+    dist_port: u16,
+    dir: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateRabbit {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(
+            dir.path().join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("rabbitmq-env.conf"), "").unwrap();
+        let mut rabbit = Self {
+            port,
+            dist_port: free_port(),
+            dir,
+            process: None,
+        };
+        rabbit.up();
+        rabbit
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn up(&mut self) {
+        let d = self.dir.path();
+        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .current_dir(d)
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("posthorn-{}@localhost", self.port),
+            )
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server starts");
+        self.process = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "RabbitMQ did not listen; its log is in {}",
+                d.join("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it as a restart does (SIGTERM: a clean shutdown), and waits until it is gone.
+    fn down(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "RabbitMQ did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// RabbitMQ restarts while Posthorn consumes a queue and messages keep coming: the source
+/// reconnects by itself, every message becomes one event (one redelivered after the restart is
+/// recognised by its message id), delivered once.
+#[tokio::test]
+#[cfg_attr(
+    not(fault_tests),
+    ignore = "POSTHORN_TEST_FAULTS is not set: the fault tests (root, own PostgreSQL, tmpfs) are skipped"
+)]
+async fn rabbitmq_restarts_under_a_source() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let mut rabbit = PrivateRabbit::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("posthorn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources.amqp]]\nurl = \"{}\"\nexchange = \"shop\"\nexchange_type = \"topic\"\n\
+             queue = \"posthorn-shop\"\nbindings = [\"order.*\"]\n",
+            rabbit.url()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), config.display().to_string()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url, &["order.*"], json!({})).await;
+    wait_for(WAIT, "the source to connect", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["connected"] == true).then_some(())
+    })
+    .await;
+
+    // A careful publisher: persistent messages, each until the broker confirms it, on a new
+    // connection after a failure, with the same message id.
+    const N: usize = 300;
+    let url = rabbit.url();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let sending = tokio::spawn(async move {
+        let mut channel: Option<lapin::Channel> = None;
+        for i in 0..N {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                if channel.is_none() {
+                    if let Ok(conn) =
+                        Connection::connect(&url, ConnectionProperties::default()).await
+                    {
+                        if let Ok(c) = conn.create_channel().await {
+                            if c.confirm_select(ConfirmSelectOptions::default())
+                                .await
+                                .is_ok()
+                            {
+                                channel = Some(c);
+                            }
+                        }
+                    }
+                }
+                let confirmed = match &channel {
+                    Some(c) => {
+                        let props = BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_message_id(format!("o-{i}").into());
+                        match c
+                            .basic_publish(
+                                "shop".into(),
+                                "order.paid".into(),
+                                BasicPublishOptions::default(),
+                                format!(r#"{{"i": {i}}}"#).as_bytes(),
+                                props,
+                            )
+                            .await
+                        {
+                            Ok(confirm) => confirm.await.is_ok_and(|c| c.is_ack()),
+                            Err(_) => false,
+                        }
+                    }
+                    None => false,
+                };
+                if confirmed {
+                    break;
+                }
+                channel = None;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "RabbitMQ never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    receiver.wait_hits(50, WAIT).await;
+    rabbit.down();
+    let before = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(before < N, "the restart came after the last message");
+    wait_for(WAIT, "the source to see the broker gone", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["connected"] == false).then_some(())
+    })
+    .await;
+    rabbit.up();
+    sending.await.unwrap();
+    let expected: HashSet<String> = (0..N).map(|i| format!("o-{i}")).collect();
+    each_once(&api, &receiver, "order.paid", &expected).await;
+    let s = api.get("/v1/sources").await.body;
+    assert_eq!(s["items"][0]["connected"], true, "{s}");
 }
