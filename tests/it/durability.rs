@@ -431,7 +431,105 @@ where
     out
 }
 
+/// A process killed inside a group commit (`POSTHORN_TEST_ABORT_IN_COMMIT`, an abort placed after
+/// the group's rows are written and before `COMMIT`, or right after it, before anyone is
+/// answered), under eight concurrent publishers: every event answered 202 arrives; a group cut
+/// before its `COMMIT` is not there at all (its events, sent again with their ids, are new: 202);
+/// one cut after is there whole (sent again: 200, the same event); no event is stored twice.
+async fn a_kill_inside_a_group_commit_loses_nothing_answered(backend: Backend) {
+    for (point, again) in [("before", 202), ("after", 200)] {
+        let receiver = Receiver::start().await;
+        let mut server = Server::start_with(ServerOptions {
+            env: vec![("POSTHORN_TEST_ABORT_IN_COMMIT".into(), format!("{point}:6"))],
+            ..ServerOptions::on(backend)
+        })
+        .await;
+        let api = server.api();
+        api.subscribe(&receiver.url, &["tick"], json!({})).await;
+        let (base, http) = (api.base.clone(), reqwest::Client::new());
+        let publishers = (0..8).map(|k| {
+            let (base, http) = (base.clone(), http.clone());
+            async move {
+                let (mut accepted, mut unanswered) = (Vec::new(), Vec::new());
+                for j in 0..200 {
+                    let id = format!("c-{k}-{j}");
+                    let sent = http
+                        .post(format!("{base}/v1/events"))
+                        .bearer_auth(crate::util::TOKEN)
+                        .json(&json!({"name": "tick", "id": id, "data": {"j": j}}))
+                        .send()
+                        .await;
+                    match sent.map(|r| r.status().as_u16()) {
+                        Ok(202) => accepted.push(id),
+                        Ok(other) => panic!("publish answered {other}"),
+                        Err(_) => {
+                            unanswered.push(id);
+                            break;
+                        }
+                    }
+                }
+                (accepted, unanswered)
+            }
+        });
+        let results = futures_like_join(publishers.collect()).await;
+        let accepted: Vec<String> = results.iter().flat_map(|r| r.0.clone()).collect();
+        let unanswered: Vec<String> = results.iter().flat_map(|r| r.1.clone()).collect();
+        assert_eq!(unanswered.len(), 8, "every publisher was cut off");
+        let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap();
+        assert!(
+            log.contains(&format!(
+                "aborting in group 6, {}",
+                if point == "before" {
+                    "BeforeCommit"
+                } else {
+                    "AfterCommit"
+                }
+            )),
+            "the process aborted inside the commit"
+        );
+
+        server.options.env.clear();
+        server.restart().await;
+        let api = server.api();
+        let mut answers = Vec::new();
+        for id in &unanswered {
+            let r = api
+                .post("/v1/events", json!({"name": "tick", "id": id, "data": {}}))
+                .await;
+            answers.push(r.status);
+        }
+        assert!(
+            answers.iter().all(|s| *s == 200 || *s == 202),
+            "{answers:?}"
+        );
+        assert!(
+            answers.contains(&again),
+            "{point}: the cut group's events answer {again} when sent again: {answers:?}"
+        );
+        if point == "before" {
+            assert!(
+                !answers.contains(&200),
+                "nothing of the cut group was stored: {answers:?}"
+            );
+        }
+        let all: HashSet<String> = accepted.into_iter().chain(unanswered).collect();
+        wait_for(
+            Duration::from_secs(60),
+            "every event at the receiver",
+            || async { (received(&receiver) == all).then_some(()) },
+        )
+        .await;
+        let stored = api.get("/v1/events?name=tick&limit=1000").await.body;
+        assert_eq!(
+            stored["items"].as_array().unwrap().len(),
+            all.len(),
+            "no event stored twice"
+        );
+    }
+}
+
 both_backends!(
+    a_kill_inside_a_group_commit_loses_nothing_answered,
     processes_with_another_master_key_refuse_to_start,
     every_accepted_event_arrives_after_a_sigkill,
     sigterm_exits_zero_in_time_and_loses_nothing,

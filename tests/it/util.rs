@@ -62,7 +62,7 @@ pub struct Server {
     pub database: String,
     _tmp: Option<tempfile::TempDir>,
     pub stdout: Arc<Mutex<Vec<String>>>,
-    options: ServerOptions,
+    pub options: ServerOptions,
 }
 
 #[derive(Clone)]
@@ -71,6 +71,8 @@ pub struct ServerOptions {
     /// Admit loopback as a target (tests' receivers listen there).
     pub allow_loopback: bool,
     pub extra: Vec<String>,
+    /// Environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +81,7 @@ impl Default for ServerOptions {
             backend: Backend::Sqlite,
             allow_loopback: true,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -240,7 +243,7 @@ impl Server {
             args.extend(["--allow-network".into(), "127.0.0.0/8".into()]);
         }
         args.extend(options.extra.iter().cloned());
-        let mut s = Self::spawn(dir, &args, dir).await;
+        let mut s = Self::spawn_env(dir, &args, dir, &options.env).await;
         s.options = options.clone();
         s.database = database.to_owned();
         s
@@ -248,6 +251,16 @@ impl Server {
 
     /// Runs `posthorn ARGS` in `cwd` and waits for it to say where it listens.
     pub async fn spawn(dir: &Path, args: &[String], cwd: &Path) -> Self {
+        Self::spawn_env(dir, args, cwd, &[]).await
+    }
+
+    /// [`Server::spawn`] with environment variables.
+    pub async fn spawn_env(
+        dir: &Path,
+        args: &[String],
+        cwd: &Path,
+        env: &[(String, String)],
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -258,6 +271,7 @@ impl Server {
             .current_dir(cwd)
             .env_remove("POSTHORN_DATABASE_URL")
             .env("RUST_LOG", "info,posthorn_dispatch=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)

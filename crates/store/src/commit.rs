@@ -357,7 +357,14 @@ async fn write_group(
         // Delivered to listeners when the transaction commits.
         Store::notify_due(backend, &mut *tx).await?;
     }
+    let writes_events = !events.is_empty();
+    if writes_events {
+        crate::crash::at(crate::crash::Point::BeforeCommit);
+    }
     tx.commit().await?;
+    if writes_events {
+        crate::crash::at(crate::crash::Point::AfterCommit);
+    }
     Ok((published, settled, handed, queued))
 }
 

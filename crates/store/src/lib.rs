@@ -54,6 +54,7 @@ macro_rules! write_tx {
 mod applications;
 mod cache;
 mod commit;
+mod crash;
 mod dialect;
 mod error;
 mod event_types;
