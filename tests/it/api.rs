@@ -338,6 +338,46 @@ async fn services_and_openapi_describe_the_api(backend: Backend) {
         .unwrap()
         .clone();
     assert!(shapes.iter().any(|s| s["type"] == "array"), "{shapes:?}");
+    // Every answer is described: the errors any operation may give, as problem+json.
+    let list = &doc.body["paths"]["/v1/subscriptions"]["get"]["responses"];
+    for status in ["400", "401", "403", "422", "503"] {
+        assert!(
+            list[status]["content"]["application/problem+json"].is_object(),
+            "{status}: {list}"
+        );
+    }
+    let limit = doc.body["paths"]["/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(
+        (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+        (Some(1), Some(1000))
+    );
+    // A body of the wrong shape is refused, not read as a struct's fields in order; so is an
+    // event type's example that is not an object.
+    let r = api
+        .raw(
+            "PUT",
+            "/v1/event-types/shape.test",
+            "application/json",
+            b"[null, null]".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["detail"], "must be a JSON object");
+    let r = api
+        .send(
+            "PUT",
+            "/v1/event-types/shape.test",
+            Some(&json!({"examples": [[1]]})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "examples[0]");
     // And a page people can read, from the binary.
     let docs = reqwest::get(format!("{}/docs", server.base)).await.unwrap();
     assert_eq!(docs.status(), 200);

@@ -607,6 +607,16 @@ async fn cookie_sessions_over_http() {
         )
         .await;
     assert_eq!(link.status, 201, "{}", link.body);
+    // A `null` body is no options too, as the document allows.
+    let null = api
+        .raw(
+            "POST",
+            &format!("/v1/applications/{app_id}/portal-link"),
+            "application/json",
+            b"null".to_vec(),
+        )
+        .await;
+    assert_eq!(null.status, 201, "{}", null.body);
     let token = reqwest::Client::new()
         .post(format!("{}/oauth/token", server.base))
         .basic_auth(

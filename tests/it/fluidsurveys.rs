@@ -94,6 +94,8 @@ async fn fluidsurveys_clients_work_unchanged(backend: Backend) {
     for missing in [
         json!({"event": "response_complete"}),
         json!({"subscription_url": "https://example.com/x"}),
+        // An id is a whole number (or a string), not 1.5.
+        json!({"subscription_url": "https://example.com/y", "event": "response_complete", "survey": 1.5}),
     ] {
         let (status, body) = fs(
             base,

@@ -66,9 +66,25 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// The credentials of a request: `Authorization` (Bearer or Basic) first, then
-    /// `X-Auth-Token`.
+    /// The credentials of a request: `Authorization` (Bearer or Basic) or `X-Auth-Token`. A
+    /// request that carries both, saying different things, has none: which one it meant is not
+    /// guessed (a wrong token beside a right one is refused).
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let auth_token = headers
+            .get("x-auth-token")
+            .map(|v| v.to_str().map(str::trim).unwrap_or_default());
+        let authorization = Self::from_authorization(headers);
+        match (authorization, auth_token) {
+            (Some(Credentials::Bearer(t)), Some(a)) if t != a => None,
+            (Some(Credentials::Basic { .. }), Some(_)) => None,
+            (Some(c), _) => Some(c),
+            (None, _) if headers.contains_key(header::AUTHORIZATION) => None,
+            (None, Some(t)) if !t.is_empty() => Some(Credentials::AuthToken(t.to_owned())),
+            (None, _) => None,
+        }
+    }
+
+    fn from_authorization(headers: &HeaderMap) -> Option<Self> {
         if let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -83,12 +99,7 @@ impl Credentials {
             }
             return None;
         }
-        headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| Credentials::AuthToken(t.to_owned()))
+        None
     }
 }
 
@@ -283,6 +294,21 @@ mod tests {
             None
         );
         assert_eq!(Credentials::from_headers(&headers(&[])), None);
+        // Both, agreeing: that token; disagreeing: none.
+        assert_eq!(
+            Credentials::from_headers(&headers(&[
+                ("authorization", "Bearer tok"),
+                ("x-auth-token", "tok")
+            ])),
+            Some(Credentials::Bearer("tok".into()))
+        );
+        assert_eq!(
+            Credentials::from_headers(&headers(&[
+                ("authorization", "Bearer tok"),
+                ("x-auth-token", "forged")
+            ])),
+            None
+        );
         let shown = format!(
             "{:?}",
             Credentials::Basic {

@@ -88,6 +88,9 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 /// as [`typed`] does out of a value: a value of the wrong shape is a 422 naming the field, as a
 /// path below `prefix`.
 pub fn typed_text<T: DeserializeOwned>(json: &str, prefix: &str) -> Result<T, Invalid> {
+    if !json.trim_start().starts_with('{') {
+        return Err(Invalid::one(prefix, "must be a JSON object"));
+    }
     // Read plainly first: tracking the path of every field costs on every request, and only an
     // error needs it, so only an error reads the text again with it.
     if let Ok(value) = serde_json::from_str(json) {

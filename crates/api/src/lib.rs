@@ -89,8 +89,8 @@ impl Default for ApiConfig {
 }
 
 /// The OpenAPI document of every route (what `GET /openapi.json` serves).
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    <openapi::ApiDoc as utoipa::OpenApi>::openapi()
+pub fn openapi_document() -> &'static serde_json::Value {
+    openapi::document()
 }
 
 /// The body limit in force, for the 413 that names it.

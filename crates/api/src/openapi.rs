@@ -84,3 +84,292 @@ impl Modify for Bearer {
         );
     }
 }
+
+/// The document as served: the generated one, with what every operation of a door may answer
+/// besides its own statuses written into it (see [`conform`]).
+pub fn document() -> &'static serde_json::Value {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        conform(&mut doc);
+        doc
+    })
+}
+
+/// Writes into every operation what it may answer that its own annotation does not say, so that
+/// the document describes every answer (schemathesis checks it, `.ci/schemathesis.sh`):
+///
+/// - `/v1` errors are `application/problem+json`, not `application/json` (`/oauth/token`'s are
+///   RFC 6749's JSON);
+/// - every operation of `/v1` may answer 400 (a malformed request: a path id that does not
+///   decode, malformed JSON), 503 (the database away, with `Retry-After`); a secured one 401 and
+///   403 (a token without the scope, or an application at an admin route); one with a body 413,
+///   415 and 422; one with query parameters 422;
+/// - what the handlers check of a field or a query parameter where the types alone do not say it:
+///   patterns, lengths, ranges, enumerations, formats (`limit` is 1 to 1000 everywhere);
+/// - the wazo-webhookd door (`/1.0`) takes the bearer token as well as `X-Auth-Token`, and answers
+///   401, 400 and 503 in its own error shape.
+fn conform(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let problem = |what: &str| {
+        json!({"description": what, "content": {"application/problem+json":
+            {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+    };
+    let wazo_error = |what: &str| {
+        json!({"description": what, "content": {"application/json": {"schema": {"type": "object",
+            "properties": {"message": {"type": "string"}, "error_id": {"type": "string"},
+                           "details": {"type": "object"}, "timestamp": {"type": "number"}}}}}})
+    };
+    // What the handlers check of a field, where the types alone do not say it.
+    let token = "^[A-Za-z0-9_.:-]{1,128}$";
+    let pattern = r"^(\*|[A-Za-z0-9_.:-]{1,128}(\.\*)?)$";
+    let time = json!({"type": "string", "format": "date-time"});
+    let delivery_status =
+        json!({"type": "string", "enum": ["pending", "succeeded", "dead", "cancelled"]});
+    let fields = [
+        ("PublishRequest/properties/name", json!({"pattern": token})),
+        ("PublishRequest/properties/id", json!({"pattern": token})),
+        (
+            "PublishRequest/properties/tenant",
+            json!({"pattern": token}),
+        ),
+        (
+            "PublishRequest/properties/origin",
+            json!({"maxLength": 256}),
+        ),
+        (
+            "PublishRequest/properties/occurred_at",
+            json!({"format": "date-time"}),
+        ),
+        (
+            "PublishBody/oneOf/1",
+            json!({"minItems": 1, "maxItems": 1000}),
+        ),
+        (
+            "ApplicationRequest/properties/name",
+            json!({"minLength": 1, "maxLength": 128, "pattern": "\\S"}),
+        ),
+        (
+            "ApplicationRequest/properties/scopes",
+            json!({"minItems": 1,
+            "items": {"type": "string", "enum": ["subscriptions", "publish"]}}),
+        ),
+        (
+            "PortalLinkRequest/properties/expires_in_s",
+            json!({"minimum": 60, "maximum": 86400}),
+        ),
+        (
+            "EvaluateRequest/properties/filter",
+            json!({"minLength": 1, "maxLength": 4096}),
+        ),
+        (
+            "SubscriptionSpec/properties/name",
+            json!({"minLength": 1, "maxLength": 128, "pattern": "\\S"}),
+        ),
+        (
+            "SubscriptionSpec/properties/events",
+            json!({"minItems": 1,
+            "items": {"type": "string", "pattern": pattern}}),
+        ),
+        (
+            "SubscriptionSpec/properties/filter",
+            json!({"minLength": 1, "maxLength": 4096}),
+        ),
+        (
+            "SubscriptionSpec/properties/max_in_flight",
+            json!({"minimum": 1, "maximum": 10000}),
+        ),
+        (
+            "SubscriptionSpec/properties/rate_limit_per_s",
+            json!({"minimum": 1}),
+        ),
+        (
+            "RetrySpec/properties/schedule_s",
+            json!({"maxItems": posthorn_core::subscription::MAX_SCHEDULE_STEPS,
+            "items": {"type": "integer", "minimum": 0, "maximum": posthorn_core::subscription::MAX_WAIT_S}}),
+        ),
+        (
+            "RecoverRequest/properties/since",
+            json!({"format": "date-time"}),
+        ),
+    ];
+    if let Some(schemas) = doc.pointer_mut("/components/schemas") {
+        for (at, more) in fields {
+            if let (Some(Value::Object(field)), Value::Object(more)) =
+                (schemas.pointer_mut(&format!("/{at}")), more)
+            {
+                field.extend(more);
+            }
+        }
+    }
+    let query = |path: &str, name: &str| -> Option<Value> {
+        Some(match name {
+            "since" | "until" => time.clone(),
+            "status" if path.ends_with("deliveries") => delivery_status.clone(),
+            "status" if path == "/v1/subscriptions" => {
+                json!({"type": "string", "enum": ["active", "disabled"]})
+            }
+            "window" => json!({"type": "string", "enum": ["hour", "day"]}),
+            "metadata" => json!({"type": "string", "pattern": "^[^:]*:"}),
+            "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+            _ => return None,
+        })
+    };
+    let wazo_body = json!({"type": "object", "required": ["name", "service", "config", "events"],
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
+                       "service": {"type": "string", "maxLength": 128},
+                       "events": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": pattern}},
+                       "config": {"type": "object"},
+                       "metadata": {"type": "object"}}});
+    let bodies = [
+        ("/1.0/subscriptions", "post", wazo_body.clone()),
+        ("/1.0/subscriptions/{id}", "put", wazo_body.clone()),
+        ("/1.0/users/me/subscriptions", "post", wazo_body.clone()),
+        ("/1.0/users/me/subscriptions/{id}", "put", wazo_body),
+        (
+            "/api/v2/webhooks/subscribe/",
+            "post",
+            json!({"type": "object",
+            "required": ["subscription_url", "event"],
+            "properties": {"subscription_url": {"type": "string", "format": "uri"},
+                           "event": {"type": "string", "enum": crate::routes::fluidsurveys::EVENTS},
+                           "survey": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0},
+                           "collector": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0}}}),
+        ),
+        (
+            "/api/v2/webhooks/unsubscribe/",
+            "post",
+            json!({"type": "object",
+            "required": ["subscription_url"],
+            "properties": {"subscription_url": {"type": "string"}}}),
+        ),
+    ];
+    // A patch is any part of a subscription's spec.
+    let patch = doc
+        .pointer("/components/schemas/SubscriptionSpec/properties")
+        .cloned()
+        .map(|properties| json!({"type": "object", "additionalProperties": false, "properties": properties}));
+    let bodies = bodies
+        .into_iter()
+        .chain(patch.map(|p| ("/v1/subscriptions/{id}", "patch", p)));
+    for (path, method, schema) in bodies {
+        let at = format!(
+            "/paths/{}/{method}/requestBody/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        if let Some(slot) = doc.pointer_mut(&at) {
+            *slot = schema;
+        }
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let has_body = op.contains_key("requestBody");
+            let params: Vec<(String, String)> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                            (s("in"), s("name"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|alts| {
+                    alts.iter()
+                        .all(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+                });
+            if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                for p in ps {
+                    if p["in"] == "path"
+                        && p["name"] == "name"
+                        && path.starts_with("/v1/event-types")
+                    {
+                        p["schema"] = json!({"type": "string", "pattern": token});
+                    }
+                    if p["in"] == "query" && path.ends_with("/logs") {
+                        let schema = match p["name"].as_str().unwrap_or_default() {
+                            "order" => json!({"type": "string", "enum":
+                                ["started_at", "ended_at", "status", "attempts", "max_attempts"]}),
+                            "direction" => json!({"type": "string", "enum": ["asc", "desc"]}),
+                            "from_date" => time.clone(),
+                            _ => json!({"type": "integer", "minimum": 0}),
+                        };
+                        p["schema"] = schema;
+                    }
+                    if p["in"] != "query" || !path.starts_with("/v1/") {
+                        continue;
+                    }
+                    if let Some(schema) = query(path, p["name"].as_str().unwrap_or_default()) {
+                        p["schema"] = schema;
+                    }
+                }
+            }
+            let mut add: Vec<(&str, Value)> = Vec::new();
+            if path.starts_with("/v1/") {
+                if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    for (status, r) in responses.iter_mut() {
+                        if status.starts_with('4') || status.starts_with('5') {
+                            if let Some(c) = r.get_mut("content").and_then(Value::as_object_mut) {
+                                if let Some(json) = c.remove("application/json") {
+                                    c.insert("application/problem+json".into(), json);
+                                }
+                            }
+                        }
+                    }
+                }
+                {
+                    add.push(("400", problem("A malformed request")));
+                    add.push((
+                        "503",
+                        problem("The database is unavailable; try again (`Retry-After`)"),
+                    ));
+                    if secured {
+                        add.push(("401", problem("No valid token")));
+                        add.push(("403", problem("The token may not do this")));
+                    }
+                    if has_body {
+                        add.push(("413", problem("The body is over the limit")));
+                        add.push(("415", problem("The body is not JSON")));
+                    }
+                    if has_body || params.iter().any(|(i, _)| i == "query") {
+                        add.push(("422", problem("Invalid: every field at fault is listed")));
+                    }
+                }
+            }
+            if path.starts_with("/1.0/") {
+                if let Some(alts) = op.get_mut("security").and_then(Value::as_array_mut) {
+                    if !alts.iter().any(|a| a.get("bearer").is_some()) {
+                        alts.push(json!({"bearer": []}));
+                    }
+                }
+                add.push(("401", wazo_error("No valid token")));
+                add.push(("503", wazo_error("The database is unavailable; try again")));
+                if has_body || params.iter().any(|(i, _)| i == "query") {
+                    add.push(("400", wazo_error("Invalid")));
+                }
+            }
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                for (status, r) in add {
+                    responses.entry(status).or_insert(r);
+                }
+            }
+        }
+    }
+}

@@ -294,9 +294,10 @@ pub struct EventView {
 pub struct EventTypeRequest {
     #[serde(default)]
     pub description: Option<String>,
-    /// JSON Schema 2020-12 for the event's `data`, or null for none.
+    /// JSON Schema 2020-12 for the event's `data` (an object, or `true` or `false`), or null for
+    /// none.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<Value>,
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
@@ -307,7 +308,8 @@ pub struct EventTypeRequest {
 pub struct EventTypeView {
     pub name: String,
     pub description: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// Its JSON Schema (an object, or `true` or `false`), or null.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<Value>,
     #[schema(value_type = Vec<Object>)]
     pub examples: Vec<Value>,

@@ -73,8 +73,8 @@ pub struct Compiled {
 }
 
 /// The longest retry schedule accepted, and the longest single wait (one week).
-const MAX_SCHEDULE_STEPS: usize = 50;
-const MAX_WAIT_S: u32 = 7 * 24 * 3600;
+pub const MAX_SCHEDULE_STEPS: usize = 50;
+pub const MAX_WAIT_S: u32 = 7 * 24 * 3600;
 
 impl SubscriptionSpec {
     /// Checks every field, the `config` by the service it names among `services`.

@@ -125,6 +125,10 @@ pub fn typed<T: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
     prefix: &str,
 ) -> Result<T, Invalid> {
+    // serde reads a struct from an array of its fields in order too; no API takes that form.
+    if !value.is_object() {
+        return Err(Invalid::one(prefix, "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value)
         .map_err(|e| invalid_at(prefix, e.path().to_string(), &e.inner().to_string()))
 }

@@ -185,7 +185,8 @@ pub(crate) async fn portal_link(
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<PortalLink>)> {
     caller.require_admin()?;
-    let req: PortalLinkRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or `null`: the defaults.
+    let req: PortalLinkRequest = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         PortalLinkRequest::default()
     } else {
         let text = std::str::from_utf8(&body)

@@ -7,13 +7,10 @@ use std::sync::OnceLock;
 
 use axum::response::Html;
 use serde_json::Value;
-use utoipa::OpenApi;
-
-use crate::openapi::ApiDoc;
 
 pub(crate) async fn docs() -> Html<&'static str> {
     static PAGE: OnceLock<String> = OnceLock::new();
-    Html(PAGE.get_or_init(|| render(&serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())))
+    Html(PAGE.get_or_init(|| render(crate::openapi::document())))
 }
 
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;color:#222}\
@@ -201,8 +198,8 @@ mod tests {
 
     #[test]
     fn the_page_has_every_route_and_schema_and_escapes_text() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let page = render(&doc);
+        let doc = crate::openapi::document();
+        let page = render(doc);
         for (path, ops) in doc["paths"].as_object().unwrap() {
             assert!(
                 page.contains(&format!("<code>{}</code>", esc(path))),

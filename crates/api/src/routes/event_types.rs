@@ -49,6 +49,15 @@ pub(crate) async fn put(
     if let Err(msg) = EventName::parse(&name) {
         errors.add("name", msg);
     }
+    // An example is an event's `data`: an object, as every event's is.
+    for (i, example) in req.examples.iter().enumerate() {
+        if !example.is_object() {
+            errors.add(
+                format!("examples[{i}]"),
+                "must be a JSON object (an event's data)",
+            );
+        }
+    }
     let schema = req.schema.filter(|s| !s.is_null());
     if let Some(schema) = &schema {
         match compile_schema(schema) {

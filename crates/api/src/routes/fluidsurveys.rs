@@ -173,7 +173,7 @@ fn id_field(body: &Value, field: &str) -> Result<Option<String>, FsError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
         Some(_) => Err(bad(format!("{field} must be an id"))),
     }
 }
