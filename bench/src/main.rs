@@ -10,6 +10,9 @@
 //! 6. failure storm: 1,000 subscriptions whose endpoint hangs, and 10 healthy ones;
 //! 7. memory: the server's resident set idle, and with 100,000 pending deliveries.
 //!
+//! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
+//! subscriptions and periodic SIGKILLs, then every event accounted for.
+//!
 //! Run: `cargo build --release && target/release/posthorn-bench [--quick] [--postgres URL]`.
 //! It prints each figure and its ratio to the baseline, and a markdown table. The machine's speed
 //! drifts within minutes on a shared host, so each figure given as a ratio is divided by a
@@ -18,6 +21,7 @@
 mod machine;
 mod server;
 mod sink;
+mod soak;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +61,17 @@ struct Args {
     /// Keep each server's log in this directory
     #[arg(long)]
     logs: Option<std::path::PathBuf>,
+    /// Run the soak instead, for this many minutes (5 in CI, 60 for the long run): steady
+    /// publishing, 1 % of subscriptions failing or hanging, a SIGKILL and restart periodically,
+    /// then every event accounted for and the memory compared (see `soak.rs`)
+    #[arg(long)]
+    soak: Option<f64>,
+    /// The soak's rate, in events per second
+    #[arg(long, default_value_t = 100)]
+    soak_rate: u64,
+    /// Minutes between the soak's restarts
+    #[arg(long, default_value_t = 1.25)]
+    soak_restart_every: f64,
 }
 
 impl Args {
@@ -789,6 +804,15 @@ fn fails(n: u64) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sink = Sink::start()?;
+    if let Some(minutes) = args.soak {
+        let soak = soak::Soak {
+            minutes,
+            rate: args.soak_rate.max(1),
+            restart_every: args.soak_restart_every,
+            postgres: args.postgres.clone(),
+        };
+        return soak.run(&sink).await;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()

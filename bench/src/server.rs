@@ -13,6 +13,8 @@ use tokio::process::{Child, Command};
 pub struct Server {
     child: Child,
     base: String,
+    /// The command line, to start it again the same way.
+    args: Vec<String>,
     pub token: String,
     pub backend: &'static str,
     /// Distinguishes this process's client ids from another run's.
@@ -58,7 +60,54 @@ async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
     Ok(u.to_string())
 }
 
+/// Starts `posthorn ARGS` in `dir` (its log appended to `server.log` there); returns the process
+/// and the base URL it listens on.
+async fn spawn(args: &[String], dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    let mut child = Command::new(posthorn_binary()?)
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("POSTHORN_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting posthorn")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("posthorn listening on ") {
+                return Some(addr.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .context("posthorn did not start")?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, base))
+}
+
 impl Server {
+    /// Kills the process (SIGKILL: no shutdown at all) and starts a new one the same way, on the
+    /// same database and address.
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        let (child, base) = spawn(&self.args, self._dir.path()).await?;
+        self.child = child;
+        self.base = base;
+        Ok(())
+    }
+
     /// Starts `posthorn serve`; with `keep_log`, its log is copied there when it stops.
     pub async fn start(postgres: Option<&str>, keep_log: Option<PathBuf>) -> anyhow::Result<Self> {
         Self::start_with(postgres, keep_log, None).await
@@ -85,50 +134,30 @@ impl Server {
             ),
         };
         let token = "bench-admin-token-0123456789".to_owned();
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let mut child = Command::new(posthorn_binary()?)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                &database,
-                "--admin-token",
-                &token,
-                "--allow-network",
-                "127.0.0.0/8",
-                "--log-format",
-                "json",
-            ])
-            .args(&extra)
-            .current_dir(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("POSTHORN_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting posthorn")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix("posthorn listening on ") {
-                    return Some(addr.to_owned());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .context("posthorn did not start")?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut args: Vec<String> = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+            "--admin-token",
+            &token,
+            "--allow-network",
+            "127.0.0.0/8",
+            "--log-format",
+            "json",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        args.extend(extra);
+        let (child, base) = spawn(&args, dir.path()).await?;
+        // A restart listens where this one does.
+        args[2] = base.trim_start_matches("http://").to_owned();
         Ok(Self {
             child,
             base,
+            args,
             token,
             backend,
             run: std::time::SystemTime::now()

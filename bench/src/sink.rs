@@ -1,6 +1,6 @@
 //! The receiving end: a minimal HTTP server (axum on hyper) that answers 204 at once, counts
 //! requests per path, and can record when each webhook arrived. `/hang…` never answers in time;
-//! `/slow…` answers after a second.
+//! `/slow…` answers after a second; `/fail…` answers 500 (and is neither counted nor recorded).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,9 @@ impl Sink {
             let s = s.clone();
             async move {
                 let path = uri.path().to_owned();
+                if path.starts_with("/fail") {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
                 if path.starts_with("/hang") {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                 } else if path.starts_with("/slow") {
@@ -113,6 +116,15 @@ impl Sink {
             .arrivals
             .lock()
             .map(|mut a| a.drain(..).map(|(_, id, at)| (id, at)).collect())
+            .unwrap_or_default()
+    }
+
+    /// `(path, webhook-id)` of everything recorded so far; recording goes on.
+    pub fn recorded_ids(&self) -> Vec<(String, String)> {
+        self.state
+            .arrivals
+            .lock()
+            .map(|a| a.iter().map(|(p, id, _)| (p.clone(), id.clone())).collect())
             .unwrap_or_default()
     }
 
