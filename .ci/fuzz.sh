@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Fuzzes each target of fuzz/ for a bounded time (FUZZ_SECONDS, 45 by default) with cargo fuzz on
+# Fuzzes each target of fuzz/ for a bounded time (FUZZ_SECONDS, 30 by default) with cargo fuzz on
 # the nightly toolchain, which it installs when missing. Any crash fails the run and leaves its
 # input in fuzz/artifacts/<target>/: copy it to fuzz/regressions/<target>/, and `cargo test`
 # replays it from then on (crates/core/tests/fuzz_corpus.rs).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-seconds="${FUZZ_SECONDS:-45}"
+seconds="${FUZZ_SECONDS:-30}"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 cargo +nightly fuzz build
