@@ -5,7 +5,6 @@
 //! event is rejected without requeue. A lost connection is re-established with a backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -20,8 +19,8 @@ use posthorn_core::source::SourceBoard;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{request, Unusable};
-use crate::{reconnecting, MAX_BACKOFF};
+use crate::message::request;
+use crate::{reconnecting, store, Taken};
 
 /// Consumes the source until `stop`, reconnecting as needed.
 pub async fn run(
@@ -181,37 +180,17 @@ async fn take(
         text_header(headers, "name"),
         delivery.routing_key.as_str(),
         id,
-    )
-    .map_err(|Unusable(why)| why)
-    .and_then(|req| {
-        publisher
-            .prepare(&format!("amqp:{}", source.queue), req, "")
-            .map_err(|e| e.to_string())
-    });
-    let event = match made {
-        Ok(event) => event,
-        Err(why) => {
-            tracing::warn!(queue = %source.queue, reason = %why, "AMQP message rejected: it cannot be an event");
-            board.update(slot, |s| s.rejected += 1);
-            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-            return;
-        }
-    };
+    );
     // Stored, or kept: while the database is away, the message waits here, unacknowledged
     // (within the prefetch window, so the consumer takes no more).
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match publisher.publish(vec![event.clone()]).await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(queue = %source.queue, error = %e, "storing an AMQP message failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+    let origin = format!("amqp:{}", source.queue);
+    if let Taken::Unusable(why) =
+        store(made, publisher, &origin, "amqp", board, slot, || async {}).await
+    {
+        tracing::warn!(queue = %source.queue, reason = %why, "AMQP message rejected: it cannot be an event");
+        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+        return;
     }
-    board.update(slot, |s| s.taken += 1);
-    metrics::counter!("posthorn_events_received_total", "source" => "amqp").increment(1);
     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
         // Stored already: a redelivery is answered as a duplicate (same message id).
         tracing::warn!(queue = %source.queue, error = %e, "acknowledging an AMQP message failed");

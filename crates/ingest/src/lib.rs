@@ -7,6 +7,8 @@
 //!   second event (on one process or many).
 //! - `amqp.rs`: a RabbitMQ queue, bound to an exchange, consumed with a prefetch window.
 //! - `nats.rs`: a durable JetStream pull consumer on a stream's subjects.
+//! - here: [`store`], what both do with a message (check it, store it with a backoff, count it),
+//!   and [`reconnecting`], how both keep their connection.
 //!
 //! Invariants: a message is acknowledged only once its event and deliveries are durably stored
 //! (the publish answered); a message that can never be an event (not JSON, no usable name, its
@@ -66,6 +68,55 @@ async fn reconnecting<F, Fut>(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// What became of a message.
+enum Taken {
+    /// Stored as an event (or found stored already): acknowledge it.
+    Stored,
+    /// It can never be an event, and why: reject it for good.
+    Unusable(String),
+}
+
+/// The one way a source stores a message: its publish request (or why it cannot be one) is
+/// checked by the publisher for `origin` (`amqp:QUEUE`, `nats:STREAM`), then stored — retried
+/// with a doubling wait, up to [`MAX_BACKOFF`], while the store refuses; `waiting` runs before each
+/// wait (a NATS message asks the server for more time with it) — and counted on the board and in
+/// `posthorn_events_received_total{source=kind}`.
+async fn store<W, WF>(
+    made: Result<posthorn_core::event::PublishRequest, message::Unusable>,
+    publisher: &Publisher,
+    origin: &str,
+    kind: &'static str,
+    board: &SourceBoard,
+    slot: usize,
+    mut waiting: W,
+) -> Taken
+where
+    W: FnMut() -> WF,
+    WF: Future<Output = ()>,
+{
+    let event = match made.map_err(|message::Unusable(why)| why).and_then(|req| {
+        publisher
+            .prepare(origin, req, "")
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(event) => event,
+        Err(why) => {
+            board.update(slot, |s| s.rejected += 1);
+            return Taken::Unusable(why);
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    while let Err(e) = publisher.publish(vec![event.clone()]).await {
+        tracing::warn!(source = %origin, error = %e, "storing a message failed; retrying");
+        waiting().await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    board.update(slot, |s| s.taken += 1);
+    metrics::counter!("posthorn_events_received_total", "source" => kind).increment(1);
+    Taken::Stored
 }
 
 /// Starts a consumer for every configured source; they run until `stop`.

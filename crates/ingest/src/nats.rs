@@ -4,8 +4,6 @@
 //! acknowledged once stored, terminated (`term`) when it can never be an event, and left to be
 //! redelivered otherwise.
 
-use std::time::Duration;
-
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::StreamExt;
 use posthorn_core::config::{redact_url, NatsSource};
@@ -13,8 +11,8 @@ use posthorn_core::source::SourceBoard;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
-use crate::message::{request, Unusable};
-use crate::{reconnecting, MAX_BACKOFF};
+use crate::message::request;
+use crate::{reconnecting, store, Taken};
 
 /// Consumes the source until `stop`, reconnecting as needed.
 pub async fn run(
@@ -101,37 +99,20 @@ async fn take(
         .as_ref()
         .and_then(|h| h.get("Nats-Msg-Id"))
         .map(|v| v.as_str().to_owned());
-    let made = request(&message.payload, None, &name, id)
-        .map_err(|Unusable(why)| why)
-        .and_then(|req| {
-            publisher
-                .prepare(&format!("nats:{}", source.stream), req, "")
-                .map_err(|e| e.to_string())
-        });
-    let event = match made {
-        Ok(event) => event,
-        Err(why) => {
-            tracing::warn!(stream = %source.stream, reason = %why, "NATS message terminated: it cannot be an event");
-            board.update(slot, |s| s.rejected += 1);
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
+    let made = request(&message.payload, None, &name, id);
+    let origin = format!("nats:{}", source.stream);
+    // Still ours while the store refuses it: each wait tells the server, so that it does not
+    // redeliver the message meanwhile.
+    let progress = || async {
+        let _ = message.ack_with(AckKind::Progress).await;
     };
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match publisher.publish(vec![event.clone()]).await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(stream = %source.stream, error = %e, "storing a NATS message failed; retrying");
-                // Still ours meanwhile: tell the server, so that it does not redeliver it.
-                let _ = message.ack_with(AckKind::Progress).await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+    if let Taken::Unusable(why) =
+        store(made, publisher, &origin, "nats", board, slot, progress).await
+    {
+        tracing::warn!(stream = %source.stream, reason = %why, "NATS message terminated: it cannot be an event");
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
     }
-    board.update(slot, |s| s.taken += 1);
-    metrics::counter!("posthorn_events_received_total", "source" => "nats").increment(1);
     if let Err(e) = message.ack().await {
         tracing::warn!(stream = %source.stream, error = %e, "acknowledging a NATS message failed");
     }
