@@ -388,6 +388,36 @@ async fn each_once(api: &Api, receiver: &Receiver, name: &str, expected: &HashSe
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A server consuming the source its `posthorn.toml` (`config`) names, and a receiver subscribed
+/// to `order.*`, once the source says it is connected (the folder holds the file).
+async fn consuming(config: String) -> (Server, Receiver, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url, &["order.*"], json!({})).await;
+    wait_for(WAIT, "the source to connect", || async {
+        let s = api.get("/v1/sources").await.body;
+        (s["items"][0]["connected"] == true).then_some(())
+    })
+    .await;
+    (server, receiver, dir)
+}
+
+/// Orders `o-0` … `o-{n-1}` each stored once and delivered once, and the source connected again.
+async fn every_order_once(api: &Api, receiver: &Receiver, n: usize) {
+    let expected: HashSet<String> = (0..n).map(|i| format!("o-{i}")).collect();
+    each_once(api, receiver, "order.paid", &expected).await;
+    let s = api.get("/v1/sources").await.body;
+    assert_eq!(s["items"][0]["connected"], true, "{s}");
+}
+
 /// A NATS server with JetStream of this test's own (its own port and store), that it may stop and
 /// start again.
 struct PrivateNats {
@@ -470,30 +500,13 @@ impl Drop for PrivateNats {
 )]
 async fn nats_restarts_under_a_source() {
     let mut nats = PrivateNats::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("posthorn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[sources.nats]]\nurl = \"{}\"\nstream = \"ORDERS\"\nsubjects = [\"shop.>\"]\n\
-             strip_prefix = \"shop.\"\nconsumer = \"posthorn\"\n",
-            nats.url()
-        ),
-    )
-    .unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), config.display().to_string()],
-        ..ServerOptions::default()
-    })
+    let (server, receiver, _dir) = consuming(format!(
+        "[[sources.nats]]\nurl = \"{}\"\nstream = \"ORDERS\"\nsubjects = [\"shop.>\"]\n\
+         strip_prefix = \"shop.\"\nconsumer = \"posthorn\"\n",
+        nats.url()
+    ))
     .await;
     let api = server.api();
-    let receiver = Receiver::start().await;
-    api.subscribe(&receiver.url, &["order.*"], json!({})).await;
-    wait_for(WAIT, "the source to connect", || async {
-        let s = api.get("/v1/sources").await.body;
-        (s["items"][0]["connected"] == true).then_some(())
-    })
-    .await;
 
     // A publisher that keeps sending, each message until the stream acknowledges it (the same
     // Nats-Msg-Id again after a failure, as a careful publisher does).
@@ -537,10 +550,7 @@ async fn nats_restarts_under_a_source() {
     assert!(before < N, "the restart came after the last message");
     nats.up();
     sending.await.unwrap();
-    let expected: HashSet<String> = (0..N).map(|i| format!("o-{i}")).collect();
-    each_once(&api, &receiver, "order.paid", &expected).await;
-    let s = api.get("/v1/sources").await.body;
-    assert_eq!(s["items"][0]["connected"], true, "{s}");
+    every_order_once(&api, &receiver, N).await;
 }
 
 /// A RabbitMQ node of this test's own (its own name, ports, database and configuration, no
@@ -651,30 +661,13 @@ async fn rabbitmq_restarts_under_a_source() {
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
     let mut rabbit = PrivateRabbit::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("posthorn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[sources.amqp]]\nurl = \"{}\"\nexchange = \"shop\"\nexchange_type = \"topic\"\n\
-             queue = \"posthorn-shop\"\nbindings = [\"order.*\"]\n",
-            rabbit.url()
-        ),
-    )
-    .unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), config.display().to_string()],
-        ..ServerOptions::default()
-    })
+    let (server, receiver, _dir) = consuming(format!(
+        "[[sources.amqp]]\nurl = \"{}\"\nexchange = \"shop\"\nexchange_type = \"topic\"\n\
+         queue = \"posthorn-shop\"\nbindings = [\"order.*\"]\n",
+        rabbit.url()
+    ))
     .await;
     let api = server.api();
-    let receiver = Receiver::start().await;
-    api.subscribe(&receiver.url, &["order.*"], json!({})).await;
-    wait_for(WAIT, "the source to connect", || async {
-        let s = api.get("/v1/sources").await.body;
-        (s["items"][0]["connected"] == true).then_some(())
-    })
-    .await;
 
     // A careful publisher: persistent messages, each until the broker confirms it, on a new
     // connection after a failure, with the same message id.
@@ -747,8 +740,5 @@ async fn rabbitmq_restarts_under_a_source() {
     .await;
     rabbit.up();
     sending.await.unwrap();
-    let expected: HashSet<String> = (0..N).map(|i| format!("o-{i}")).collect();
-    each_once(&api, &receiver, "order.paid", &expected).await;
-    let s = api.get("/v1/sources").await.body;
-    assert_eq!(s["items"][0]["connected"], true, "{s}");
+    every_order_once(&api, &receiver, N).await;
 }
