@@ -418,12 +418,62 @@ async fn every_order_once(api: &Api, receiver: &Receiver, n: usize) {
     assert_eq!(s["items"][0]["connected"], true, "{s}");
 }
 
+/// A server process a test starts, stops as a restart does and starts again; killed when
+/// dropped.
+#[derive(Default)]
+struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    /// Starts `command`, and waits (up to `limit`) until it listens on `port`.
+    fn start(&mut self, mut command: Command, port: u16, limit: Duration, what: &str) {
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+        self.0 = Some(child);
+        let deadline = std::time::Instant::now() + limit;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (a clean shutdown, as a restart does), then waits until it is gone and `port` is
+    /// closed.
+    fn stop(&mut self, port: u16, what: &str) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "{what} did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A NATS server with JetStream of this test's own (its own port and store), that it may stop and
 /// start again.
 struct PrivateNats {
     port: u16,
     store: tempfile::TempDir,
-    process: Option<std::process::Child>,
+    process: Daemon,
 }
 
 impl PrivateNats {
@@ -431,7 +481,7 @@ impl PrivateNats {
         let mut nats = Self {
             port: free_port(),
             store: tempfile::tempdir().unwrap(),
-            process: None,
+            process: Daemon::default(),
         };
         nats.up();
         nats
@@ -446,7 +496,8 @@ impl PrivateNats {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("nats-server in /usr/sbin or /usr/bin");
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -455,39 +506,16 @@ impl PrivateNats {
                 "-js",
                 "-sd",
             ])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.process = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .arg(self.store.path());
+        let port = self.port;
+        self.process
+            .start(command, port, Duration::from_secs(20), "nats-server");
     }
 
     /// Stops it as a restart does (SIGTERM: it finishes writing its store), and waits for it.
     fn down(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let port = self.port;
+        self.process.stop(port, "nats-server");
     }
 }
 
@@ -559,7 +587,7 @@ struct PrivateRabbit {
     port: u16,
     dist_port: u16,
     dir: tempfile::TempDir,
-    process: Option<std::process::Child>,
+    process: Daemon,
 }
 
 impl PrivateRabbit {
@@ -577,7 +605,7 @@ impl PrivateRabbit {
             port,
             dist_port: free_port(),
             dir,
-            process: None,
+            process: Daemon::default(),
         };
         rabbit.up();
         rabbit
@@ -589,7 +617,8 @@ impl PrivateRabbit {
 
     fn up(&mut self) {
         let d = self.dir.path();
-        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
+        command
             .current_dir(d)
             .env(
                 "RABBITMQ_NODENAME",
@@ -603,48 +632,17 @@ impl PrivateRabbit {
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
             .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
             .env("RABBITMQ_PID_FILE", d.join("pid"))
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("rabbitmq-server starts");
-        self.process = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "RabbitMQ did not listen; its log is in {}",
-                d.join("log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1");
+        let what = format!("RabbitMQ (its log is in {})", d.join("log").display());
+        let port = self.port;
+        self.process
+            .start(command, port, Duration::from_secs(90), &what);
     }
 
     /// Stops it as a restart does (SIGTERM: a clean shutdown), and waits until it is gone.
     fn down(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "RabbitMQ did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for PrivateRabbit {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let port = self.port;
+        self.process.stop(port, "RabbitMQ");
     }
 }
 
