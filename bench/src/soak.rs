@@ -27,6 +27,11 @@ use serde_json::json;
 use crate::server::Server;
 use crate::sink::Sink;
 
+/// The list, even if a publishing task panicked while holding it (its entries are still right).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Subscriptions, one per event name; the first two are the 1 % that fail and hang.
 const SUBSCRIPTIONS: usize = 200;
 
@@ -108,7 +113,7 @@ impl Soak {
                                 .await
                                 .map_or(0, |r| r.status().as_u16());
                             if (200..300).contains(&status) {
-                                accepted.lock().unwrap().push((id, k));
+                                lock(&accepted).push((id, k));
                                 return;
                             }
                             retried.fetch_add(1, Ordering::Relaxed);
@@ -147,12 +152,12 @@ impl Soak {
                 println!(
                     "  {:>5.0} s: killed and restarted ({} accepted so far)",
                     run.elapsed().as_secs_f64(),
-                    accepted.lock().unwrap().len()
+                    lock(&accepted).len()
                 );
             }
         }
         publishing.await.context("the publisher")?;
-        let accepted = std::mem::take(&mut *accepted.lock().unwrap());
+        let accepted = std::mem::take(&mut *lock(&accepted));
 
         // Drain: every healthy event at the sink, within two minutes.
         let healthy: HashSet<&str> = accepted
