@@ -8,6 +8,7 @@
 # The two passes run at once, each against a server and database of its own (the admin's may
 # delete the application the other one tests as), each with one schemathesis worker: its threads
 # trip a CPython 3.11 race in `ast` through hypothesis (a "recursion depth mismatch" error).
+# Settings are in schemathesis.toml. To replay a CI failure: SCHEMATHESIS_ARGS="--seed N" .ci/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis>=4.32,<5"
@@ -50,9 +51,9 @@ for who in application admin; do
   pids+=("$(cat "$dir/pid")")
   [ -n "$base" ] || { cat "$dir/err" >&2; exit 1; }
   if [ "$who" = application ]; then token=$(app_token "$base"); else token=$admin; fi
-  python3 -m schemathesis.cli run "$base/openapi.json" -H "Authorization: Bearer $token" \
+  python3 -m schemathesis.cli --config-file .ci/schemathesis.toml run "$base/openapi.json" -H "Authorization: Bearer $token" \
     --checks all --baseline .ci/schemathesis-baseline.json \
-    --max-examples 30 --workers 1 --suppress-health-check=all >"$dir/schemathesis.log" 2>&1 &
+    --max-examples 30 --workers 1 --suppress-health-check=all ${SCHEMATHESIS_ARGS:-} >"$dir/schemathesis.log" 2>&1 &
   echo $! >"$dir/st"
 done
 failed=0
