@@ -1,6 +1,7 @@
 //! Several processes on one PostgreSQL database share the work: none of an accepted event is lost
 //! when one is killed, duplicates are bounded by what it had in flight, and a change made through
-//! one process holds on the others within seconds. PostgreSQL only (SQLite is for one process).
+//! one process holds on the others within seconds; a broker queue they share makes each message one
+//! event. PostgreSQL only (SQLite is for one process).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -189,4 +190,166 @@ async fn a_filter_changed_through_one_process_holds_on_another_within_3_seconds(
         b.publish(json!({"name": "probe", "data": {"n": -1}})).await["deliveries"],
         1
     );
+}
+
+/// Two processes on one PostgreSQL consume one RabbitMQ queue. Every message is sent twice with
+/// one message id (a publisher's retry), so the two copies usually go to different processes and
+/// race; one process is killed mid-stream, and what it held unacknowledged goes to the other.
+/// Every message is still one event with one delivery, and the receiver gets each of them.
+#[tokio::test]
+#[cfg_attr(
+    not(all(amqp_tests, postgres_tests)),
+    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+)]
+async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::BasicProperties;
+
+    let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
+        return;
+    };
+    if !postgres_available() {
+        return;
+    }
+    const MESSAGES: usize = 300;
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let (exchange, queue) = (
+        format!("posthorn-test-shared-{run}"),
+        format!("posthorn-test-sharedq-{run}"),
+    );
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("posthorn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"{exchange}\"\nexchange_type = \"topic\"\nqueue = \"{queue}\"\nbindings = [\"job.*\"]\nprefetch = 20\n"
+        ),
+    )
+    .unwrap();
+    let mut opts = options();
+    opts.extra
+        .extend(["--config".into(), path.display().to_string()]);
+    let mut servers = Server::start_many(2, opts).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::status(204).after(Duration::from_millis(20)));
+    let api = servers[0].api();
+    let sub = api.subscribe(&receiver.url, &["job.*"], json!({})).await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    for server in &servers {
+        let api = server.api();
+        wait_for(
+            Duration::from_secs(30),
+            "the source connected on every process",
+            || async {
+                let s = api.get("/v1/sources").await.body;
+                (s["items"][0]["connected"] == true).then_some(())
+            },
+        )
+        .await;
+    }
+    // The subscription is known to both before anything is sent (announced by NOTIFY).
+    for server in &servers {
+        let api = server.api();
+        wait_for(
+            Duration::from_secs(3),
+            "the subscription on every process",
+            || async {
+                let e = api.publish(json!({"name": "job.probe", "data": {}})).await;
+                (e["deliveries"] == 1).then_some(())
+            },
+        )
+        .await;
+    }
+
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    for n in 0..MESSAGES {
+        if n == MESSAGES / 2 {
+            servers[1].kill().await;
+        }
+        let body = format!(r#"{{"job": {n}}}"#);
+        for _ in 0..2 {
+            channel
+                .basic_publish(
+                    exchange.clone().into(),
+                    "job.done".into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default()
+                        .with_message_id(format!("job-{n}").into())
+                        .with_delivery_mode(2),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+
+    let expected: Vec<String> = (0..MESSAGES).map(|n| format!("job-{n}")).collect();
+    let arrived = || {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for hit in receiver.hits() {
+            *counts
+                .entry(hit.header("webhook-id").to_owned())
+                .or_default() += 1;
+        }
+        counts
+    };
+    wait_for(
+        Duration::from_secs(90),
+        "every message delivered",
+        || async {
+            let c = arrived();
+            expected.iter().all(|id| c.contains_key(id)).then_some(())
+        },
+    )
+    .await;
+    // One event per message, and one delivery per event.
+    let events = api.get("/v1/events?name=job.done&limit=1000").await.body;
+    let mut ids: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort_by_key(|id| id[4..].parse::<usize>().unwrap_or(usize::MAX));
+    assert_eq!(ids, expected, "one event per message id");
+    let deliveries = wait_for(
+        Duration::from_secs(60),
+        "every delivery succeeded",
+        || async {
+            let all = api.deliveries(&sub).await;
+            all.iter()
+                .all(|d| d["status"] == "succeeded")
+                .then_some(all)
+        },
+    )
+    .await;
+    // The probes, and one per message.
+    assert_eq!(deliveries.len(), MESSAGES + servers.len());
+    // The killed process had taken its share before it died: the survivor took fewer than every
+    // copy (each message was sent twice).
+    let taken = api.get("/v1/sources").await.body["items"][0]["taken"].clone();
+    assert!(
+        taken.as_u64().is_some_and(|n| n < 2 * MESSAGES as u64),
+        "the survivor took {taken} of {} copies",
+        2 * MESSAGES
+    );
+    // Only an attempt in flight on the killed process can arrive twice.
+    let duplicates: usize = arrived().values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= WORKERS,
+        "{duplicates} duplicates; at most the {WORKERS} attempts the killed process had in flight"
+    );
+    let _ = channel.queue_delete(queue.into(), Default::default()).await;
+    let _ = channel
+        .exchange_delete(exchange.into(), Default::default())
+        .await;
 }
