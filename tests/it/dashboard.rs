@@ -328,11 +328,47 @@ async fn a_portal_link_shows_its_application_only() {
         .as_str()
         .contains("ppl_"));
     b.screenshot("portal").await;
-    // Its API calls carry its own token: another application's objects are 404s.
+    // Its API calls carry its own token: another application's subscription is a 404.
+    let all = api.get("/v1/subscriptions?limit=100").await.body;
+    let globex_sub = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Globex orders")
+        .expect("Globex's subscription")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     b.client
-        .goto(&format!("{}/ui/#/deliveries", server.base))
+        .goto(&format!("{}/ui/#/subscriptions/{globex_sub}", server.base))
         .await
         .unwrap();
+    b.wait_text("#main", "(404)").await;
+    // A reload of the tab keeps the portal's session (the ticket is gone from the address).
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions", server.base))
+        .await
+        .unwrap();
+    b.client.refresh().await.unwrap();
+    b.wait_text("#who", "Acme").await;
+    let table = b.wait_text("#subscriptions", "Acme orders").await;
+    assert!(!table.contains("Globex"), "after a reload: {table}");
+    // A session that has ended (its token expired or revoked) says so at the next call, and
+    // offers no sign-in form.
+    b.client
+        .execute(
+            "const k = JSON.parse(sessionStorage.getItem('posthorn.portal')); \
+             k.bearer = 'pht_expired'; sessionStorage.setItem('posthorn.portal', JSON.stringify(k));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.client.refresh().await.unwrap();
+    b.wait_text("#portal-ended", "Open the page again").await;
+    assert!(b.client.find(Locator::Css("#signin")).await.is_err());
+    // And a reload after that does not bring it back.
+    b.client.refresh().await.unwrap();
+    b.wait_text("#main", "Sign in").await;
 
     // Forged: another application's id under Acme's signature.
     let forged = url.replace(&acme, "app_someone_else");

@@ -8,7 +8,8 @@
 //!   and, when it says where it comes from, an `Origin` of this server.
 //! - A portal link (`POST /v1/applications/{id}/portal-link`) carries a signed ticket in its
 //!   fragment; the page trades it at `POST /ui/portal` for an access token of that application,
-//!   which it keeps in memory and sends as a bearer token: no cookie, so it works in an `iframe`
+//!   which it keeps in the tab's `sessionStorage` (a reload stays signed in) and sends as a bearer
+//!   token: no cookie, so it works in an `iframe`
 //!   on the platform's own site.
 
 pub mod session;

@@ -44,7 +44,7 @@ async function api(method, path, body) {
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
   if (!r.ok) {
-    if (r.status === 401 && !path.startsWith("/ui/")) { signedOut(); }
+    if (r.status === 401 && !path.startsWith("/ui/")) { if (S.portal) portalEnded(); else signedOut(); }
     throw new ApiError(r.status, json);
   }
   return json;
@@ -96,6 +96,31 @@ function page(title, ...children) {
 
 // ---- sign-in ---------------------------------------------------------------------------------
 
+// The portal's session outlives a reload of its tab, not the tab: it is kept in sessionStorage
+// (which a browser may refuse a third-party frame; then it is in memory only, as before).
+const PORTAL_KEY = "posthorn.portal";
+function keepPortal() {
+  try { sessionStorage.setItem(PORTAL_KEY, JSON.stringify({ bearer: S.bearer, who: S.who })); } catch (_) { /* memory only */ }
+}
+function keptPortal() {
+  try { return JSON.parse(sessionStorage.getItem(PORTAL_KEY) || "null"); } catch (_) { return null; }
+}
+function forgetPortal() {
+  try { sessionStorage.removeItem(PORTAL_KEY); } catch (_) { /* nothing kept */ }
+}
+
+// The portal's token expired or was revoked: there is no sign-in form to offer (the platform
+// opens the portal), so say so.
+function portalEnded() {
+  forgetPortal();
+  S.bearer = null; S.who = null; S.portal = false;
+  document.getElementById("nav").hidden = true;
+  $main().replaceChildren(h("div.card.error", { role: "alert", id: "portal-ended" },
+    h("h1", { text: "This session has ended" }),
+    h("p", { text: "The portal's session has expired. Open the page again from the platform." })));
+  document.title = "Session ended · Posthorn";
+}
+
 function signedOut(message) {
   S.csrf = null; S.who = null;
   document.getElementById("nav").hidden = true;
@@ -132,12 +157,17 @@ async function start() {
       const r = await api("POST", "/ui/portal", { ticket });
       S.bearer = r.access_token; S.portal = true;
       S.who = { admin: false, owner: r.application.id, name: r.application.name };
+      keepPortal();
     } catch (e) {
+      forgetPortal();
       $main().replaceChildren(h("div.card.error", { role: "alert", id: "portal-refused" },
         h("h1", { text: "This link cannot be opened" }),
         h("p", { text: "The portal link is invalid or has expired. Ask for a new one." })));
       return;
     }
+  } else if (keptPortal() && keptPortal().bearer) {
+    const kept = keptPortal();
+    S.bearer = kept.bearer; S.portal = true; S.who = kept.who;
   } else {
     const who = await api("GET", "/ui/session");
     if (!who.signed_in) return signedOut();
