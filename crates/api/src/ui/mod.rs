@@ -9,8 +9,7 @@
 //! - A portal link (`POST /v1/applications/{id}/portal-link`) carries a signed ticket in its
 //!   fragment; the page trades it at `POST /ui/portal` for an access token of that application,
 //!   which it keeps in the tab's `sessionStorage` (a reload stays signed in) and sends as a bearer
-//!   token: no cookie, so it works in an `iframe`
-//!   on the platform's own site.
+//!   token: no cookie, so it works in an `iframe` on the platform's own site.
 
 pub mod session;
 
