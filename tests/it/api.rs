@@ -738,6 +738,18 @@ async fn unusable_json_is_refused_where_it_is(backend: Backend) {
     )
     .await;
     assert_eq!(status, 400);
+    // serde_json's raw-value key would make later reads see the JSON inside the string ([1,2])
+    // instead of the object that was sent: refused, naming it.
+    let (status, body) = raw(
+        "/v1/events",
+        r#"{"name": "e", "data": {"$serde_json::private::RawValue": "[1,2]"}}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("data.$serde_json::private::RawValue")),
+        "{body}"
+    );
     // Nothing of these was stored.
     let events = api.get("/v1/events").await.body;
     assert_eq!(events["items"], json!([]), "{events}");

@@ -1,6 +1,6 @@
 //! The one check every JSON body passes before anything reads it: well-formed, every string
-//! decodable (a lone `\ud800` escape is not), no object with the same key twice, and no deeper
-//! than [`MAX_DEPTH`]. What passes can be parsed again later, with the same result, by every
+//! decodable (a lone `\ud800` escape is not), no object with the same key twice, no key that
+//! serde_json reserves ([`RESERVED_KEY`]), and no deeper than [`MAX_DEPTH`]. What passes can be parsed again later, with the same result, by every
 //! part that reads it (an event-type schema, a filter, a template, the API showing it): nothing
 //! is stored that some later parse would fail on and read as `null`.
 
@@ -13,6 +13,12 @@ use serde::Deserializer;
 
 /// Deepest nesting of objects and arrays accepted (serde_json's own parser stops at 128).
 pub const MAX_DEPTH: usize = 100;
+
+/// The key serde_json gives its raw values (`serde_json::raw::TOKEN`, private). An object whose
+/// first key it is would be read by every later parse as the JSON *inside* its string value — a
+/// different value from the one checked and stored — or fail to parse at all (found by the intake
+/// fuzz target), so it is refused in any object, in any place.
+pub const RESERVED_KEY: &str = "$serde_json::private::RawValue";
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +55,12 @@ pub fn check(bytes: &[u8]) -> Result<(), JsonFault> {
                     let position = format!(" at line {} column {}", inner.line(), inner.column());
                     let message = message.strip_suffix(&position).unwrap_or(&message);
                     let mut path = if path == "." { String::new() } else { path };
-                    // A duplicate is found at its object: name the key itself.
-                    if let Some(key) = message
-                        .strip_prefix("the key `")
-                        .and_then(|r| r.split_once("` appears twice"))
-                        .map(|(k, _)| k)
-                    {
+                    // A duplicate or reserved key is found at its object: name the key itself.
+                    if let Some(key) = message.strip_prefix("the key `").and_then(|r| {
+                        r.split_once("` appears twice")
+                            .or_else(|| r.split_once("` is reserved"))
+                            .map(|(k, _)| k)
+                    }) {
                         path = crate::validation::join_path(&path, key);
                     }
                     JsonFault::Unusable {
@@ -209,6 +215,11 @@ impl<'de> Visitor<'de> for Walk {
                     "the key `{key}` appears twice in one object"
                 )));
             }
+            if key == RESERVED_KEY {
+                return Err(de::Error::custom(format_args!(
+                    "the key `{key}` is reserved (serde_json would read the object as raw JSON)"
+                )));
+            }
             map.next_value_seed(Value)?;
         }
         Ok(Checked)
@@ -263,6 +274,21 @@ mod tests {
         assert_eq!(unusable(&many).0, "k7");
         let (path, _) = unusable(r#"[{"a": 1}, {"b": 1, "b": 1}]"#);
         assert_eq!(path, "[1].b");
+    }
+
+    #[test]
+    fn serde_jsons_raw_value_key_is_refused_anywhere() {
+        // First in its object, it would be read later as the JSON inside the string ([1,2]).
+        let (path, message) =
+            unusable(r#"{"name": "a", "data": {"$serde_json::private::RawValue": "[1,2]"}}"#);
+        assert_eq!(path, "data.$serde_json::private::RawValue");
+        assert!(message.contains("is reserved"), "{message}");
+        // Or fail to parse at all.
+        let (path, _) = unusable(r#"[{"$serde_json::private::RawValue": [1]}]"#);
+        assert_eq!(path, "[0].$serde_json::private::RawValue");
+        // Not first, it would parse, but it is refused the same.
+        assert!(check(br#"{"a": 1, "$serde_json::private::RawValue": "x"}"#).is_err());
+        assert_eq!(check(br#"{"$serde_json::private::rawvalue": "x"}"#), Ok(()));
     }
 
     #[test]
