@@ -3,7 +3,6 @@
 //! one process holds on the others within seconds; a broker queue they share makes each message one
 //! event. PostgreSQL only (SQLite is for one process).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -73,15 +72,7 @@ async fn three_processes_deliver_everything_when_one_is_killed() {
         accepted.push(e["id"].as_str().unwrap().to_owned());
     }
 
-    let counts = || {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for hit in receiver.hits() {
-            *counts
-                .entry(hit.header("webhook-id").to_owned())
-                .or_default() += 1;
-        }
-        counts
-    };
+    let counts = || receiver.arrivals();
     let deadline = Instant::now() + Duration::from_secs(90);
     while !accepted.iter().all(|id| counts().contains_key(id)) {
         if Instant::now() > deadline {
@@ -293,15 +284,7 @@ async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
     }
 
     let expected: Vec<String> = (0..MESSAGES).map(|n| format!("job-{n}")).collect();
-    let arrived = || {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for hit in receiver.hits() {
-            *counts
-                .entry(hit.header("webhook-id").to_owned())
-                .or_default() += 1;
-        }
-        counts
-    };
+    let arrived = || receiver.arrivals();
     wait_for(
         Duration::from_secs(90),
         "every message delivered",

@@ -676,6 +676,17 @@ impl Receiver {
         self.state.hits.lock().unwrap().clone()
     }
 
+    /// How many times each message (by its `webhook-id`) arrived.
+    pub fn arrivals(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for hit in self.state.hits.lock().unwrap().iter() {
+            *counts
+                .entry(hit.header("webhook-id").to_owned())
+                .or_default() += 1;
+        }
+        counts
+    }
+
     /// Waits until at least `n` requests arrived; returns them all.
     pub async fn wait_hits(&self, n: usize, limit: Duration) -> Vec<Hit> {
         wait_for(limit, &format!("{n} webhooks at the receiver"), || async {
