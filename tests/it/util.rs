@@ -343,7 +343,12 @@ impl Server {
         assert!(ok.success());
         let status = tokio::time::timeout(Duration::from_secs(40), self.child.wait())
             .await
-            .expect("server did not exit within 40 s of SIGTERM")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not exit within 40 s of SIGTERM; log:\n{}",
+                    read_log(&self.dir)
+                )
+            })
             .expect("wait");
         (status.code(), start.elapsed())
     }

@@ -78,7 +78,7 @@ impl Committer {
     pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, rx) = mpsc::channel(4096);
         let handoff = HandoffCell::default();
-        let failed = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(Failures::default());
         let committers = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => PG_COMMITTERS,
@@ -158,8 +158,8 @@ struct Queue {
     /// The committers' connections not in use, the last used on top: one group at a time keeps
     /// using the same connection (the same PostgreSQL backend, its caches warm).
     idle: std::sync::Mutex<Vec<Held>>,
-    /// How many groups failed, by any committer (see [`Held`]).
-    failed: Arc<AtomicU64>,
+    /// The groups that failed, by any committer (see [`Held`]).
+    failed: Arc<Failures>,
     /// The store is closing: connections go back to the pool, not to `idle` (set and read under
     /// `idle`'s lock).
     closed: AtomicBool,
@@ -289,16 +289,40 @@ struct Held {
     used: Option<Instant>,
     /// Groups failed so far, by any committer, and how many of them this one has seen: a failure
     /// elsewhere (most often the server dropping every connection) gets this one tested too.
-    failed: Arc<AtomicU64>,
+    failed: Arc<Failures>,
     seen: u64,
 }
 
 /// Idle longer than this, the held connection is tested before a group.
 const HELD_IDLE: Duration = Duration::from_secs(1);
 
+/// For this long after a group failed, a committer that needs a new connection waits at most
+/// [`RECONNECT_WAIT`] for it, not the pool's 10 s: while PostgreSQL is away, publishes are
+/// refused (503, `Retry-After`) at once instead of each after 10 s; once it is back, a connection
+/// takes milliseconds. Each failure starts the window again; a connection made ends it.
+const AFTER_FAILURE: Duration = Duration::from_secs(60);
+const RECONNECT_WAIT: Duration = Duration::from_secs(2);
+
+/// The groups that failed, shared by the committers.
+#[derive(Default)]
+struct Failures {
+    /// How many, so far.
+    count: AtomicU64,
+    /// When the last one failed, until a connection is made again.
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Failures {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Held {
-    fn new(failed: Arc<AtomicU64>) -> Self {
-        let seen = failed.load(Ordering::Relaxed);
+    fn new(failed: Arc<Failures>) -> Self {
+        let seen = failed.count.load(Ordering::Relaxed);
         Self {
             conn: None,
             used: None,
@@ -314,12 +338,13 @@ impl Held {
         }
         self.conn = None;
         self.used = None;
-        self.seen = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        self.seen = self.failed.count.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.failed.last() = Some(Instant::now());
     }
 
     /// The PostgreSQL connection for the group, tested if it sat idle or a group failed since.
     async fn conn(&mut self, pool: &AnyPool) -> Result<&mut AnyConnection> {
-        let failed = self.failed.load(Ordering::Relaxed);
+        let failed = self.failed.count.load(Ordering::Relaxed);
         let suspect = self.used.is_none_or(|t| t.elapsed() > HELD_IDLE) || failed != self.seen;
         self.seen = failed;
         if let Some(conn) = self.conn.as_mut() {
@@ -330,7 +355,23 @@ impl Held {
         self.used = Some(Instant::now());
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            none => none.insert(pool.acquire().await?),
+            none => {
+                let failing = self
+                    .failed
+                    .last()
+                    .is_some_and(|t| t.elapsed() < AFTER_FAILURE);
+                let conn = if failing {
+                    tokio::time::timeout(RECONNECT_WAIT, pool.acquire())
+                        .await
+                        .unwrap_or(Err(sqlx::Error::PoolTimedOut))?
+                } else {
+                    pool.acquire().await?
+                };
+                if failing {
+                    *self.failed.last() = None;
+                }
+                none.insert(conn)
+            }
         };
         Ok(&mut **conn)
     }
