@@ -169,7 +169,11 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let config = config::Config::resolve(*args)?;
-            runtime.block_on(serve::serve(config))?;
+            let served = runtime.block_on(serve::serve(config));
+            // Stopped: a blocking task still running (a template render, a file write) does not
+            // hold the exit up for long.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken(args) => {

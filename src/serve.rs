@@ -33,6 +33,8 @@ const LEASE: Duration = Duration::from_secs(15);
 const GRACE: Duration = Duration::from_secs(20);
 /// The whole shutdown, after which the process exits regardless.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(28);
+/// The longest wait for the database connections to close, after that.
+const STORE_CLOSE_LIMIT: Duration = Duration::from_secs(1);
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -420,6 +422,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; finishing deliveries in flight");
     stop.cancel();
+    let (dispatch_stop, serve_stop) = (dispatching.abort_handle(), serving.abort_handle());
     let finished = tokio::time::timeout(SHUTDOWN_LIMIT, async {
         let _ = dispatching.await;
         let _ = serving.await;
@@ -427,6 +430,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
     if finished.is_err() {
         tracing::warn!("shutdown took too long; exiting");
+        // What did not stop in time may hold a database connection, which closing the store
+        // below would wait for.
+        dispatch_stop.abort();
+        serve_stop.abort();
     }
     for consumer in consumers {
         consumer.abort();
@@ -438,7 +445,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     types_watcher.abort();
     upkeep.abort();
-    store.close().await;
+    // Closing waits for every connection to come back; the process exits regardless.
+    if tokio::time::timeout(STORE_CLOSE_LIMIT, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database connections did not close in time; exiting");
+    }
     tracing::info!("stopped");
     Ok(())
 }
