@@ -399,12 +399,19 @@ async fn write_group(
         Store::notify_due(backend, &mut *tx).await?;
     }
     let writes_events = !events.is_empty();
+    let ids = || {
+        events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     if writes_events {
-        crate::crash::at(crate::crash::Point::BeforeCommit);
+        crate::crash::at(crate::crash::Point::BeforeCommit, ids);
     }
     tx.commit().await?;
     if writes_events {
-        crate::crash::at(crate::crash::Point::AfterCommit);
+        crate::crash::at(crate::crash::Point::AfterCommit, ids);
     }
     Ok((published, settled, handed, queued))
 }

@@ -31,8 +31,9 @@ fn plan() -> Option<(Point, u64)> {
 
 static GROUPS: AtomicU64 = AtomicU64::new(0);
 
-/// Called once per group that writes events, at each point: aborts there if the plan says so.
-pub(crate) fn at(point: Point) {
+/// Called once per group that writes events, at each point: aborts there if the plan says so,
+/// after saying which events the group held (`ids`, asked only then).
+pub(crate) fn at(point: Point, ids: impl FnOnce() -> String) {
     let Some((planned, n)) = plan() else {
         return;
     };
@@ -42,7 +43,10 @@ pub(crate) fn at(point: Point) {
         GROUPS.load(Ordering::SeqCst)
     };
     if point == planned && group == n {
-        eprintln!("POSTHORN_TEST_ABORT_IN_COMMIT: aborting in group {n}, {point:?}");
+        eprintln!(
+            "POSTHORN_TEST_ABORT_IN_COMMIT: aborting in group {n}, {point:?}, events: {}",
+            ids()
+        );
         std::process::abort();
     }
 }
