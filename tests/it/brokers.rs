@@ -10,15 +10,7 @@ use crate::util::{Backend, Server};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", rand_suffix())
-}
-
-fn rand_suffix() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        .to_string()
+    format!("{prefix}-{}", crate::util::run_id())
 }
 
 #[tokio::test]

@@ -434,39 +434,44 @@ async fn every_order_once(api: &Api, receiver: &Receiver, n: usize) {
 struct Daemon(Option<std::process::Child>);
 
 impl Daemon {
-    /// Starts `command`, and waits (up to `limit`) until it listens on `port`.
-    fn start(&mut self, mut command: Command, port: u16, limit: Duration, what: &str) {
+    /// Starts `command`, and waits (up to `limit`) until it listens on `port`. Waits without
+    /// blocking the test's runtime: its receiver and publishers go on meanwhile.
+    async fn start(&mut self, mut command: Command, port: u16, limit: Duration, what: &str) {
         let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
         self.0 = Some(child);
-        let deadline = std::time::Instant::now() + limit;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(limit, &format!("{what} to listen"), || async {
+            listening(port).await.then_some(())
+        })
+        .await;
     }
 
     /// SIGTERM (a clean shutdown, as a restart does), then waits until it is gone and `port` is
     /// closed.
-    fn stop(&mut self, port: u16, what: &str) {
+    async fn stop(&mut self, port: u16, what: &str) {
         if let Some(mut child) = self.0.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
-            let _ = child.wait();
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "{what} did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{what} to stop"),
+            || async { (!listening(port).await).then_some(()) },
+        )
+        .await;
     }
+}
+
+/// Whether something accepts connections on `port` of the loopback.
+async fn listening(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }
 
 impl Drop for Daemon {
@@ -487,13 +492,13 @@ struct PrivateNats {
 }
 
 impl PrivateNats {
-    fn start() -> Self {
+    async fn start() -> Self {
         let mut nats = Self {
             port: free_port(),
             store: tempfile::tempdir().unwrap(),
             process: Daemon::default(),
         };
-        nats.up();
+        nats.up().await;
         nats
     }
 
@@ -501,7 +506,7 @@ impl PrivateNats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    fn up(&mut self) {
+    async fn up(&mut self) {
         let program = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -519,13 +524,14 @@ impl PrivateNats {
             .arg(self.store.path());
         let port = self.port;
         self.process
-            .start(command, port, Duration::from_secs(20), "nats-server");
+            .start(command, port, Duration::from_secs(20), "nats-server")
+            .await;
     }
 
     /// Stops it as a restart does (SIGTERM: it finishes writing its store), and waits for it.
-    fn down(&mut self) {
+    async fn down(&mut self) {
         let port = self.port;
-        self.process.stop(port, "nats-server");
+        self.process.stop(port, "nats-server").await;
     }
 }
 
@@ -537,7 +543,7 @@ impl PrivateNats {
     ignore = "POSTHORN_TEST_FAULTS is not set: the fault tests (root, own PostgreSQL, tmpfs) are skipped"
 )]
 async fn nats_restarts_under_a_source() {
-    let mut nats = PrivateNats::start();
+    let mut nats = PrivateNats::start().await;
     let (server, receiver, _dir) = consuming(format!(
         "[[sources.nats]]\nurl = \"{}\"\nstream = \"ORDERS\"\nsubjects = [\"shop.>\"]\n\
          strip_prefix = \"shop.\"\nconsumer = \"posthorn\"\n",
@@ -583,10 +589,10 @@ async fn nats_restarts_under_a_source() {
         }
     });
     receiver.wait_hits(50, WAIT).await;
-    nats.down();
+    nats.down().await;
     let before = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(before < N, "the restart came after the last message");
-    nats.up();
+    nats.up().await;
     sending.await.unwrap();
     every_order_once(&api, &receiver, N).await;
 }
@@ -601,7 +607,7 @@ struct PrivateRabbit {
 }
 
 impl PrivateRabbit {
-    fn start() -> Self {
+    async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
@@ -617,7 +623,7 @@ impl PrivateRabbit {
             dir,
             process: Daemon::default(),
         };
-        rabbit.up();
+        rabbit.up().await;
         rabbit
     }
 
@@ -625,7 +631,7 @@ impl PrivateRabbit {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
-    fn up(&mut self) {
+    async fn up(&mut self) {
         let d = self.dir.path();
         let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
         command
@@ -646,13 +652,14 @@ impl PrivateRabbit {
         let what = format!("RabbitMQ (its log is in {})", d.join("log").display());
         let port = self.port;
         self.process
-            .start(command, port, Duration::from_secs(90), &what);
+            .start(command, port, Duration::from_secs(90), &what)
+            .await;
     }
 
     /// Stops it as a restart does (SIGTERM: a clean shutdown), and waits until it is gone.
-    fn down(&mut self) {
+    async fn down(&mut self) {
         let port = self.port;
-        self.process.stop(port, "RabbitMQ");
+        self.process.stop(port, "RabbitMQ").await;
     }
 }
 
@@ -668,7 +675,7 @@ async fn rabbitmq_restarts_under_a_source() {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-    let mut rabbit = PrivateRabbit::start();
+    let mut rabbit = PrivateRabbit::start().await;
     let (server, receiver, _dir) = consuming(format!(
         "[[sources.amqp]]\nurl = \"{}\"\nexchange = \"shop\"\nexchange_type = \"topic\"\n\
          queue = \"posthorn-shop\"\nbindings = [\"order.*\"]\n",
@@ -738,7 +745,7 @@ async fn rabbitmq_restarts_under_a_source() {
         }
     });
     receiver.wait_hits(50, WAIT).await;
-    rabbit.down();
+    rabbit.down().await;
     let before = sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(before < N, "the restart came after the last message");
     wait_for(WAIT, "the source to see the broker gone", || async {
@@ -746,7 +753,7 @@ async fn rabbitmq_restarts_under_a_source() {
         (s["items"][0]["connected"] == false).then_some(())
     })
     .await;
-    rabbit.up();
+    rabbit.up().await;
     sending.await.unwrap();
     every_order_once(&api, &receiver, N).await;
 }

@@ -203,10 +203,7 @@ async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
         return;
     }
     const MESSAGES: usize = 300;
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let run = crate::util::run_id();
     let (exchange, queue) = (
         format!("posthorn-test-shared-{run}"),
         format!("posthorn-test-sharedq-{run}"),
@@ -229,6 +226,8 @@ async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
     let api = servers[0].api();
     let sub = api.subscribe(&receiver.url, &["job.*"], json!({})).await;
     let sub = sub["id"].as_str().unwrap().to_owned();
+    // On both processes, before anything is sent: the source connected, and the subscription
+    // known (announced by NOTIFY).
     for server in &servers {
         let api = server.api();
         wait_for(
@@ -240,10 +239,6 @@ async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
             },
         )
         .await;
-    }
-    // The subscription is known to both before anything is sent (announced by NOTIFY).
-    for server in &servers {
-        let api = server.api();
         wait_for(
             Duration::from_secs(3),
             "the subscription on every process",

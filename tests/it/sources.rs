@@ -77,10 +77,7 @@ async fn rabbitmq_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let run = crate::util::run_id();
     let (wazo_exchange, wazo_queue) = (
         format!("posthorn-test-headers-{run}"),
         format!("posthorn-test-wazo-{run}"),
@@ -412,10 +409,7 @@ async fn nats_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
     };
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let run = crate::util::run_id();
     let (stream, prefix) = (format!("POSTHORN_SRC_{run}"), format!("src{run}."));
     let client = async_nats::connect(&url).await.expect("NATS");
     let js = async_nats::jetstream::new(client);
@@ -516,10 +510,7 @@ async fn messages_sent_while_stopped_are_delivered_after_the_start(backend: Back
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let run = crate::util::run_id();
     let (exchange, queue) = (
         format!("posthorn-test-stop-{run}"),
         format!("posthorn-test-stopq-{run}"),

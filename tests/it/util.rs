@@ -354,6 +354,15 @@ impl Server {
     }
 }
 
+/// A number no other run of a test shares (nanoseconds since the epoch), for the names of the
+/// queues, exchanges and streams a test declares on a shared broker.
+pub fn run_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
 }

@@ -150,6 +150,7 @@ function signedOut(message) {
 
 async function start() {
   const hash = location.hash;
+  const kept = keptPortal();
   if (hash.startsWith("#portal=")) {
     const ticket = decodeURIComponent(hash.slice("#portal=".length));
     history.replaceState(null, "", location.pathname + "#/subscriptions");
@@ -165,8 +166,7 @@ async function start() {
         h("p", { text: "The portal link is invalid or has expired. Ask for a new one." })));
       return;
     }
-  } else if (keptPortal() && keptPortal().bearer) {
-    const kept = keptPortal();
+  } else if (kept && kept.bearer) {
     S.bearer = kept.bearer; S.portal = true; S.who = kept.who;
   } else {
     const who = await api("GET", "/ui/session");
