@@ -59,6 +59,13 @@ pub struct DispatchConfig {
 const HOLD_WHILE_DISABLED_MS: i64 = 3_600_000;
 /// Most outcomes written in one transaction.
 const SETTLE_BATCH: usize = 512;
+
+/// How many finished attempts may wait for the writer while it writes the last batch. So a
+/// process killed at any moment has sent at most `workers + 2 * outcome_queue(workers)` attempts
+/// it has not recorded (in flight, queued, being written): the bound on duplicates a kill causes.
+const fn outcome_queue(workers: usize) -> usize {
+    workers * 2 + 16
+}
 /// Most subscriptions a claim skips by name (the rest are claimed and held).
 const MAX_SKIPPED: usize = 1000;
 /// Most deliveries one claim takes.
@@ -208,7 +215,7 @@ impl Dispatcher {
     /// writes their outcomes, and hands back whatever is left.
     pub async fn run(self, stop: CancellationToken) {
         let workers = Arc::new(Semaphore::new(self.config.workers));
-        let (done, outcomes) = mpsc::channel::<Outcome>(self.config.workers * 2 + 16);
+        let (done, outcomes) = mpsc::channel::<Outcome>(outcome_queue(self.config.workers));
         let settler = tokio::spawn(self.clone().settle_loop(outcomes));
         let renewer = tokio::spawn(renew_loop(
             self.store.clone(),
