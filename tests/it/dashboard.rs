@@ -1,5 +1,6 @@
 //! The dashboard in a real browser (headless Chromium through chromedriver): sign in, follow a
-//! failing delivery to its attempts, retry it once the receiver is fixed; the portal shows one
+//! failing delivery to its attempts, retry it once the receiver is fixed, with the mouse and with
+//! the keyboard alone; the portal shows one
 //! application's objects and refuses forged and expired links; another origin cannot use the
 //! session. Runs when `POSTHORN_TEST_CHROMEDRIVER` names a chromedriver (`.ci/run` installs
 //! Debian's); `POSTHORN_SCREENSHOTS=DIR` also saves a screenshot of each page there.
@@ -7,6 +8,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -104,6 +107,50 @@ impl Browser {
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
         }
+    }
+
+    /// Presses and releases `key`, sent to whatever has the focus (as a keyboard would).
+    async fn press(&self, key: Key) {
+        let key = char::from(key);
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// Types `text` into whatever has the focus.
+    async fn type_text(&self, text: &str) {
+        let mut actions = KeyActions::new("keyboard".into());
+        for c in text.chars() {
+            actions = actions
+                .then(KeyAction::Down { value: c })
+                .then(KeyAction::Up { value: c });
+        }
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// Presses Tab until the element matching `css` has the focus (at most 100 times); every
+    /// element the focus passes through must show it (a visible outline).
+    async fn tab_to(&self, css: &str) {
+        let script = "const e = document.activeElement; const s = getComputedStyle(e); \
+            return [e.matches(arguments[0]), s.outlineStyle, s.outlineWidth, e.outerHTML.slice(0, 160)];";
+        let mut passed = Vec::new();
+        for _ in 0..100 {
+            self.press(Key::Tab).await;
+            let focused = self.client.execute(script, vec![json!(css)]).await.unwrap();
+            let html = focused[3].as_str().unwrap_or_default().to_owned();
+            assert!(
+                focused[1] != "none" && focused[2] != "0px",
+                "the focus on {html} is not visible (outline {} {})",
+                focused[1],
+                focused[2]
+            );
+            if focused[0] == true {
+                return;
+            }
+            passed.push(html);
+        }
+        panic!("Tab never reached {css}; it went through {passed:#?}");
     }
 
     async fn sign_in(&self, base: &str) {
@@ -248,6 +295,59 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
     phone.wait_text("#subscriptions", "Billing hook").await;
     phone.screenshot("phone").await;
     phone.client.close().await.unwrap();
+}
+
+/// The keyboard alone does what the mouse does: sign in, open a failing subscription and its
+/// delivery, retry it. Each element the focus reaches on the way shows it.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn the_keyboard_alone_is_enough() {
+    let server = Server::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::status(500));
+    let api = server.api();
+    let sub = api
+        .subscribe(
+            &receiver.url,
+            &["invoice.paid"],
+            json!({"name": "Billing hook", "retry": {"schedule_s": []}}),
+        )
+        .await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "invoice.paid", "data": {"amount": 42}}))
+        .await;
+    let delivery = api.first_delivery(&sub, Duration::from_secs(5)).await;
+    api.delivery_with_status(&delivery, "dead", Duration::from_secs(10))
+        .await;
+
+    let b = Browser::start(1280, 900).await;
+    b.client
+        .goto(&format!("{}/ui/", server.base))
+        .await
+        .unwrap();
+    b.wait_text("h1", "Sign in").await;
+    b.tab_to("#token").await;
+    b.type_text(TOKEN).await;
+    b.press(Key::Enter).await;
+    b.wait_text("#who", "admin").await;
+    b.wait_text("#subscriptions", "Billing hook").await;
+    b.tab_to(&format!("tr[data-id='{sub}'] a")).await;
+    b.press(Key::Enter).await;
+    b.wait_text("#deliveries", "dead").await;
+    b.tab_to(&format!("#deliveries tr[data-id='{delivery}'] a"))
+        .await;
+    b.press(Key::Enter).await;
+    b.wait_text("section.attempt", "Attempt 1").await;
+    receiver.answer_by_default(Answer::status(204));
+    b.tab_to("#retry").await;
+    b.press(Key::Enter).await;
+    api.delivery_with_status(&delivery, "succeeded", Duration::from_secs(10))
+        .await;
+    b.wait_text("#delivery-status", "succeeded").await;
+    b.client.close().await.unwrap();
 }
 
 /// An application's access token, through its client credentials.

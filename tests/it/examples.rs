@@ -8,7 +8,14 @@ use serde_json::json;
 
 use crate::util::{free_port, wait_for, Server};
 
-async fn the_receiver_verifies(program: &str, script: &str) {
+/// Where the example receivers are.
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receivers")
+}
+
+/// Starts `program` with `args` and the port to listen on, as the example's usage says.
+async fn the_receiver_verifies(program: &str, args: &[&str]) {
+    let script = args.last().copied().unwrap_or(program);
     let server = Server::start(crate::util::Backend::Sqlite).await;
     let api = server.api();
     let port = free_port();
@@ -16,15 +23,14 @@ async fn the_receiver_verifies(program: &str, script: &str) {
     let sub = api.subscribe(&url, &["e"], json!({})).await;
     let secret = sub["secret"].as_str().unwrap();
     let id = sub["id"].as_str().unwrap();
-    let path = format!("{}/examples/receivers/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut receiver = tokio::process::Command::new(program)
-        .arg(&path)
+        .args(args)
         .arg(port.to_string())
         .env("POSTHORN_SECRET", secret)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} {path}: {e}"));
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
     let http = reqwest::Client::new();
     wait_for(
         Duration::from_secs(20),
@@ -78,18 +84,45 @@ async fn the_receiver_verifies(program: &str, script: &str) {
 
 #[tokio::test]
 async fn the_python_receiver_verifies_webhooks() {
-    the_receiver_verifies("python3", "receiver.py").await;
+    let script = examples().join("receiver.py");
+    the_receiver_verifies("python3", &[script.to_str().unwrap()]).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(node_tests),
+    ignore = "node is not installed: the Node receiver example is skipped"
+)]
 async fn the_node_receiver_verifies_webhooks() {
-    if std::process::Command::new("node")
-        .arg("--version")
+    let script = examples().join("receiver.js");
+    the_receiver_verifies("node", &[script.to_str().unwrap()]).await;
+}
+
+/// Built with `go build` (so that killing it kills the receiver, which `go run` would leave
+/// behind), offline: the example uses the standard library alone.
+#[tokio::test]
+#[cfg_attr(
+    not(go_tests),
+    ignore = "go is not installed: the Go receiver example is skipped"
+)]
+async fn the_go_receiver_verifies_webhooks() {
+    let out = tempfile::tempdir().unwrap();
+    let binary = out.path().join("receiver");
+    let built = tokio::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(examples().join("go"))
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
         .output()
-        .is_err()
-    {
-        eprintln!("note: node is not installed; the Node receiver example is not checked");
-        return;
-    }
-    the_receiver_verifies("node", "receiver.js").await;
+        .await
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    the_receiver_verifies(binary.to_str().unwrap(), &[]).await;
 }

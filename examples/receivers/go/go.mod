@@ -1,3 +1,3 @@
 module posthorn.example/receiver
 
-go 1.21
+go 1.19
