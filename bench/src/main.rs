@@ -72,6 +72,10 @@ struct Args {
     /// Minutes between the soak's restarts
     #[arg(long, default_value_t = 1.25)]
     soak_restart_every: f64,
+    /// Processes the soak runs on one PostgreSQL database (with --postgres); the restarts go
+    /// round them
+    #[arg(long, default_value_t = 1)]
+    soak_processes: usize,
 }
 
 impl Args {
@@ -810,6 +814,7 @@ async fn main() -> anyhow::Result<()> {
             rate: args.soak_rate.max(1),
             restart_every: args.soak_restart_every,
             postgres: args.postgres.clone(),
+            processes: args.soak_processes.max(1),
         };
         return soak.run(&sink).await;
     }

@@ -108,6 +108,28 @@ impl Server {
         Ok(())
     }
 
+    /// Starts another process on this one's database (PostgreSQL), with its own folder and
+    /// address. The processes must share the master key: start the first with `--master-key`.
+    pub async fn another(&self) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut args = self.args.clone();
+        args[2] = "127.0.0.1:0".to_owned();
+        let (child, base) = spawn(&args, dir.path()).await?;
+        args[2] = base.trim_start_matches("http://").to_owned();
+        Ok(Self {
+            child,
+            base,
+            args,
+            token: self.token.clone(),
+            backend: self.backend,
+            run: self.run,
+            database: self.database.clone(),
+            client: reqwest::Client::new(),
+            _dir: dir,
+            keep_log: None,
+        })
+    }
+
     /// Starts `posthorn serve`; with `keep_log`, its log is copied there when it stops.
     pub async fn start(postgres: Option<&str>, keep_log: Option<PathBuf>) -> anyhow::Result<Self> {
         Self::start_with(postgres, keep_log, None).await

@@ -1,6 +1,8 @@
 //! The soak: steady publishing for minutes or hours, with 1 % of the subscriptions failing or
 //! hanging and the server killed (SIGKILL) and started again periodically, then an account of
-//! every event.
+//! every event. With `processes` above one (PostgreSQL), that many processes share the database;
+//! the publisher spreads its events over them (and sends an unanswered one again to the next, as
+//! a load balancer would), and the kills go round them, one at a time.
 //!
 //! 200 subscriptions each take one event name of 200 (`soak.s0` … `soak.s199`); `soak.s0`'s
 //! endpoint answers 500, `soak.s1`'s never answers in time. A publisher sends events at a steady
@@ -14,7 +16,8 @@
 //! - the failing and hanging subscriptions' deliveries are counted, with how many were attempted
 //!   (a subscription paused or disabled for failing takes no more, as it should);
 //! - the server's resident memory, sampled every 10 s, does not grow: the figure is the largest
-//!   sample of the last half of the run against the largest of the first half (after warm-up).
+//!   sample of the last half of the run against the largest of the first half (after warm-up;
+//!   with several processes, each sample is the largest process's).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +45,8 @@ pub struct Soak {
     /// Minutes between restarts.
     pub restart_every: f64,
     pub postgres: Option<String>,
+    /// Processes on the one database (more than one needs PostgreSQL).
+    pub processes: usize,
 }
 
 /// What the run measured, for `docs/reliability.md`.
@@ -60,11 +65,22 @@ struct Account {
 
 impl Soak {
     pub async fn run(&self, sink: &Sink) -> anyhow::Result<()> {
-        let mut server = Server::start(self.postgres.as_deref(), None).await?;
+        if self.processes > 1 && self.postgres.is_none() {
+            bail!("several processes share a PostgreSQL database: give --postgres");
+        }
+        // Processes on one database share its master key.
+        let key = "master_key = \"c29hay1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=\"\n";
+        let mut servers =
+            vec![Server::start_with(self.postgres.as_deref(), None, Some(key)).await?];
+        for _ in 1..self.processes {
+            let another = servers[0].another().await?;
+            servers.push(another);
+        }
+        let server = &servers[0];
         let backend = server.backend;
         println!(
-            "soak on {backend}: {} min at {} events/s, {SUBSCRIPTIONS} subscriptions (1 % failing or hanging), a SIGKILL and restart every {} min",
-            self.minutes, self.rate, self.restart_every
+            "soak on {backend}, {} process(es): {} min at {} events/s, {SUBSCRIPTIONS} subscriptions (1 % failing or hanging), a SIGKILL and restart every {} min",
+            self.processes, self.minutes, self.rate, self.restart_every
         );
         for k in 0..SUBSCRIPTIONS {
             let path = match k {
@@ -80,7 +96,7 @@ impl Soak {
 
         let accepted = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
         let retried = Arc::new(AtomicU64::new(0));
-        let base = server.url("");
+        let bases: Arc<[String]> = servers.iter().map(|s| s.url("")).collect();
         let token = server.token.clone();
         let client = reqwest::Client::new();
         let run = Instant::now();
@@ -95,15 +111,16 @@ impl Soak {
                 let mut sends = Vec::new();
                 while run.elapsed() < length {
                     tick.tick().await;
-                    let (client, base, token) = (client.clone(), base.clone(), token.clone());
+                    let (client, bases, token) = (client.clone(), bases.clone(), token.clone());
                     let (accepted, retried) = (accepted.clone(), retried.clone());
                     let k = seq % SUBSCRIPTIONS;
                     let id = format!("soak-{seq}");
-                    seq += 1;
                     sends.push(tokio::spawn(async move {
                         let body = json!({"name": format!("soak.s{k}"), "id": id,
                                           "data": {"k": k, "pad": "x".repeat(200)}});
-                        loop {
+                        // Each event to the next process; sent again, to the one after.
+                        for attempt in seq.. {
+                            let base = &bases[attempt % bases.len()];
                             let status = client
                                 .post(format!("{base}/v1/events"))
                                 .bearer_auth(&token)
@@ -120,6 +137,7 @@ impl Soak {
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }));
+                    seq += 1;
                     sends.retain(|s| !s.is_finished());
                 }
                 for s in sends {
@@ -133,24 +151,31 @@ impl Soak {
         let restart_every = Duration::from_secs_f64(self.restart_every * 60.0);
         let mut next_restart = run + restart_every;
         let mut next_sample = run + Duration::from_secs(10);
-        let mut since_start = Instant::now();
+        let mut started = vec![Instant::now(); servers.len()];
         while run.elapsed() < length {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let now = Instant::now();
             if now >= next_sample {
                 next_sample += Duration::from_secs(10);
-                // Right after a start the process is still warming up: not a sample of growth.
-                if since_start.elapsed() > Duration::from_secs(20) {
-                    rss.push((run.elapsed(), server.rss_mb()));
+                // Right after a start a process is still warming up: not a sample of growth.
+                let warm = servers
+                    .iter()
+                    .zip(&started)
+                    .filter(|(_, at)| at.elapsed() > Duration::from_secs(20))
+                    .map(|(s, _)| s.rss_mb())
+                    .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+                if let Some(mb) = warm {
+                    rss.push((run.elapsed(), mb));
                 }
             }
             if now >= next_restart && run.elapsed() + Duration::from_secs(30) < length {
                 next_restart += restart_every;
-                server.kill_and_restart().await?;
-                since_start = Instant::now();
+                let which = restarts % servers.len();
+                servers[which].kill_and_restart().await?;
+                started[which] = Instant::now();
                 restarts += 1;
                 println!(
-                    "  {:>5.0} s: killed and restarted ({} accepted so far)",
+                    "  {:>5.0} s: process {which} killed and restarted ({} accepted so far)",
                     run.elapsed().as_secs_f64(),
                     lock(&accepted).len()
                 );
@@ -187,7 +212,7 @@ impl Soak {
         let healthy_arrived = healthy.iter().filter(|id| seen.contains_key(*id)).count();
         let duplicates = seen.values().map(|n| n - 1).sum();
 
-        let (stored, deliveries, failing) = count(&server.database).await?;
+        let (stored, deliveries, failing) = count(&servers[0].database).await?;
         let account = Account {
             accepted: accepted.len(),
             stored,
@@ -200,8 +225,10 @@ impl Soak {
             retried: retried.load(Ordering::Relaxed),
             rss,
         };
-        server.stop().await;
-        account.report(backend, self.minutes)
+        for server in servers {
+            server.stop().await;
+        }
+        account.report(backend, self.processes, self.minutes)
     }
 }
 
@@ -243,7 +270,7 @@ async fn count(database: &str) -> anyhow::Result<(i64, i64, HashMap<String, (i64
 }
 
 impl Account {
-    fn report(&self, backend: &str, minutes: f64) -> anyhow::Result<()> {
+    fn report(&self, backend: &str, processes: usize, minutes: f64) -> anyhow::Result<()> {
         let half = self.rss.len() / 2;
         let max = |s: &[(Duration, f64)]| s.iter().map(|(_, m)| *m).fold(0.0, f64::max);
         let (first, last) = (max(&self.rss[..half]), max(&self.rss[half..]));
@@ -264,7 +291,7 @@ impl Account {
             self.restarts
         );
         println!(
-            "\n| backend | length | events accepted | stored | healthy arrived | duplicates | restarts | RSS first half / second half |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n| {backend} | {minutes} min | {} | {} | {} / {} | {} | {} | {first:.1} / {last:.1} MB |",
+            "\n| backend | processes | length | events accepted | stored | healthy arrived | duplicates | restarts | RSS first half / second half |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n| {backend} | {processes} | {minutes} min | {} | {} | {} / {} | {} | {} | {first:.1} / {last:.1} MB |",
             self.accepted, self.stored, self.healthy_arrived, self.healthy_expected,
             self.duplicates, self.restarts,
         );
