@@ -182,26 +182,46 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the process's start: one that comes while it
+/// is still starting (or between announcing its address and waiting) is kept, and stops it,
+/// gracefully, as soon as it has started.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT; Ctrl-C only");
+                    None
                 }
             };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            Self { signals }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Installs the Prometheus recorder every `metrics::` call in the crates records into, with
@@ -300,6 +320,7 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
+    let stop_signals = StopSignals::listen();
     let metrics_handle = install_metrics()?;
     // Histogram samples wait in the recorder until a scrape or this drains them.
     let upkeep = {
@@ -419,7 +440,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
 
     let serving = tokio::spawn(posthorn_api::server::serve(listener, app, stop.clone()));
-    shutdown_signal().await;
+    stop_signals.wait().await;
     tracing::info!("stopping: no new requests; finishing deliveries in flight");
     stop.cancel();
     let (dispatch_stop, serve_stop) = (dispatching.abort_handle(), serving.abort_handle());
