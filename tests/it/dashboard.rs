@@ -161,33 +161,63 @@ impl Browser {
     }
 }
 
+/// A server whose "Billing hook" subscription (filter `amount > 10`, no retries) has a dead
+/// delivery of an `invoice.paid` event holding a `<script>` note, its receiver answering 500; a
+/// second subscription, "Users hook", beside it.
+struct Failing {
+    server: Server,
+    receiver: Receiver,
+    sub: String,
+    event: Value,
+    delivery: String,
+}
+
+impl Failing {
+    async fn start() -> Self {
+        let server = Server::start(Backend::Sqlite).await;
+        let receiver = Receiver::start().await;
+        receiver.answer_by_default(Answer::status(500));
+        let api = server.api();
+        let sub = api
+            .subscribe(
+                &receiver.url,
+                &["invoice.paid"],
+                json!({"name": "Billing hook", "filter": "amount > 10", "retry": {"schedule_s": []}}),
+            )
+            .await;
+        let sub = sub["id"].as_str().unwrap().to_owned();
+        api.subscribe(&receiver.url, &["user.*"], json!({"name": "Users hook"}))
+            .await;
+        let event = api
+            .publish(json!({"name": "invoice.paid", "data": {"amount": 42, "note": "<script>alert(1)</script>"}}))
+            .await;
+        let delivery = api.first_delivery(&sub, Duration::from_secs(5)).await;
+        api.delivery_with_status(&delivery, "dead", Duration::from_secs(10))
+            .await;
+        Self {
+            server,
+            receiver,
+            sub,
+            event,
+            delivery,
+        }
+    }
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(browser_tests),
     ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
 )]
 async fn sign_in_follow_a_failing_delivery_and_retry_it() {
-    let server = Server::start(Backend::Sqlite).await;
-    let receiver = Receiver::start().await;
-    receiver.answer_by_default(Answer::status(500));
+    let Failing {
+        server,
+        receiver,
+        sub,
+        event,
+        delivery,
+    } = Failing::start().await;
     let api = server.api();
-    let sub = api
-        .subscribe(
-            &receiver.url,
-            &["invoice.paid"],
-            json!({"name": "Billing hook", "filter": "amount > 10", "retry": {"schedule_s": []}}),
-        )
-        .await;
-    api.subscribe(&receiver.url, &["user.*"], json!({"name": "Users hook"}))
-        .await;
-    let event = api
-        .publish(json!({"name": "invoice.paid", "data": {"amount": 42, "note": "<script>alert(1)</script>"}}))
-        .await;
-    let delivery = api
-        .first_delivery(sub["id"].as_str().unwrap(), Duration::from_secs(5))
-        .await;
-    api.delivery_with_status(&delivery, "dead", Duration::from_secs(10))
-        .await;
 
     let b = Browser::start(1280, 900).await;
     // Not signed in: the sign-in form.
@@ -214,8 +244,7 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
     b.wait_text("#subscriptions", "failing since").await;
     b.screenshot("subscriptions").await;
 
-    b.click(&format!("tr[data-id='{}'] a", sub["id"].as_str().unwrap()))
-        .await;
+    b.click(&format!("tr[data-id='{sub}'] a")).await;
     b.wait_text("#deliveries", &delivery).await;
     b.wait_text("#deliveries", "dead").await;
     b.screenshot("subscription").await;
@@ -305,23 +334,14 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
     ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
 )]
 async fn the_keyboard_alone_is_enough() {
-    let server = Server::start(Backend::Sqlite).await;
-    let receiver = Receiver::start().await;
-    receiver.answer_by_default(Answer::status(500));
+    let Failing {
+        server,
+        receiver,
+        sub,
+        delivery,
+        ..
+    } = Failing::start().await;
     let api = server.api();
-    let sub = api
-        .subscribe(
-            &receiver.url,
-            &["invoice.paid"],
-            json!({"name": "Billing hook", "retry": {"schedule_s": []}}),
-        )
-        .await;
-    let sub = sub["id"].as_str().unwrap().to_owned();
-    api.publish(json!({"name": "invoice.paid", "data": {"amount": 42}}))
-        .await;
-    let delivery = api.first_delivery(&sub, Duration::from_secs(5)).await;
-    api.delivery_with_status(&delivery, "dead", Duration::from_secs(10))
-        .await;
 
     let b = Browser::start(1280, 900).await;
     b.client
