@@ -242,6 +242,49 @@ async fn dev_mode_works_in_an_empty_folder_with_no_setup() {
     assert_eq!(hit.json()["data"]["who"], "world");
 }
 
+/// A SIGTERM that comes while the process is still starting (here: once it has printed its
+/// admin token, before it listens) stops it gracefully as soon as it has started: exit 0 and
+/// "stopped" in its log, not death by the signal (exit 143).
+#[tokio::test]
+async fn a_sigterm_while_starting_stops_it_gracefully() {
+    use tokio::io::AsyncBufReadExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(tmp.path().join("log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let printed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("admin token:") {
+                return;
+            }
+        }
+        panic!("the process ended before printing its admin token");
+    })
+    .await;
+    assert!(printed.is_ok(), "no admin token within 30 s");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("the process did not exit within 40 s of SIGTERM")
+        .unwrap();
+    let log = std::fs::read_to_string(tmp.path().join("log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{status}; log:\n{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
 #[tokio::test]
 async fn secrets_are_not_in_the_database_file() {
     let mut server = Server::start(Backend::Sqlite).await;
