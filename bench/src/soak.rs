@@ -163,7 +163,7 @@ impl Soak {
                     .zip(&started)
                     .filter(|(_, at)| at.elapsed() > Duration::from_secs(20))
                     .map(|(s, _)| s.rss_mb())
-                    .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+                    .reduce(f64::max);
                 if let Some(mb) = warm {
                     rss.push((run.elapsed(), mb));
                 }

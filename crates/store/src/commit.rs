@@ -318,6 +318,11 @@ impl Failures {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// A group failed within [`AFTER_FAILURE`], and no connection was made since.
+    fn recent(&self) -> bool {
+        self.last().is_some_and(|t| t.elapsed() < AFTER_FAILURE)
+    }
 }
 
 impl Held {
@@ -355,23 +360,14 @@ impl Held {
         self.used = Some(Instant::now());
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            none => {
-                let failing = self
-                    .failed
-                    .last()
-                    .is_some_and(|t| t.elapsed() < AFTER_FAILURE);
-                let conn = if failing {
-                    tokio::time::timeout(RECONNECT_WAIT, pool.acquire())
-                        .await
-                        .unwrap_or(Err(sqlx::Error::PoolTimedOut))?
-                } else {
-                    pool.acquire().await?
-                };
-                if failing {
-                    *self.failed.last() = None;
-                }
+            none if self.failed.recent() => {
+                let conn = tokio::time::timeout(RECONNECT_WAIT, pool.acquire())
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+                *self.failed.last() = None;
                 none.insert(conn)
             }
+            none => none.insert(pool.acquire().await?),
         };
         Ok(&mut **conn)
     }
