@@ -153,6 +153,17 @@ impl Store {
         row.map(|r| self.subscription_from_row(&r)).transpose()
     }
 
+    /// Whether a subscription exists, deleted or not, that `seen` allows (delivery logs stay
+    /// readable after a delete).
+    pub async fn subscription_seen(&self, seen: &Visibility, id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT owner FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        let owner: Option<String> = row.map(|r| get(&r, "owner")).transpose()?;
+        Ok(owner.is_some_and(|o| seen.sees(&o)))
+    }
+
     /// Newest first.
     pub async fn subscriptions_page(&self, q: &SubscriptionQuery) -> Result<Vec<Subscription>> {
         let mut sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL");

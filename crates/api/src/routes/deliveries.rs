@@ -62,14 +62,12 @@ fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> De
     }
 }
 
-/// Whether the caller may see this subscription: not deleted, and its own (a deleted one's
-/// deliveries stay readable one by one, at `/v1/deliveries/{id}`).
+/// Whether the caller may see deliveries of this subscription (deleted ones included).
 async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -> ApiResult<()> {
     if state
         .store
-        .subscription(&caller.visibility(), subscription_id)
+        .subscription_seen(&caller.visibility(), subscription_id)
         .await?
-        .is_some()
     {
         Ok(())
     } else {
