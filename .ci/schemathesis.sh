@@ -8,7 +8,9 @@
 # The two passes run at once, each against a server and database of its own (the admin's may
 # delete the application the other one tests as), each with one schemathesis worker: its threads
 # trip a CPython 3.11 race in `ast` through hypothesis (a "recursion depth mismatch" error).
-# Settings are in schemathesis.toml. To replay a CI failure: SCHEMATHESIS_ARGS="--seed N" .ci/schemathesis.sh
+# Every check but use_after_free: a deleted subscription's delivery list stays readable on purpose
+# (a 410 deletes the subscription, and its log is where the user sees why), so a 200 after the
+# DELETE is the intended answer there. Settings are in schemathesis.toml. To replay a CI failure: SCHEMATHESIS_ARGS="--seed N" .ci/schemathesis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis>=4.32,<5"
@@ -52,7 +54,7 @@ for who in application admin; do
   [ -n "$base" ] || { cat "$dir/err" >&2; exit 1; }
   if [ "$who" = application ]; then token=$(app_token "$base"); else token=$admin; fi
   python3 -m schemathesis.cli --config-file .ci/schemathesis.toml run "$base/openapi.json" -H "Authorization: Bearer $token" \
-    --checks all --baseline .ci/schemathesis-baseline.json \
+    --checks all --exclude-checks use_after_free --baseline .ci/schemathesis-baseline.json \
     --max-examples 30 --workers 1 --suppress-health-check=all ${SCHEMATHESIS_ARGS:-} >"$dir/schemathesis.log" 2>&1 &
   echo $! >"$dir/st"
 done
