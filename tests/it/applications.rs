@@ -6,35 +6,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{wait_for, Api, Backend, Receiver, Server, ServerOptions};
+use crate::util::{application, token, wait_for, Api, Backend, Receiver, Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// An application: its id, client id and secret.
-struct App {
-    id: String,
-    client_id: String,
-    secret: String,
-}
-
-async fn application(admin: &Api, scopes: &[&str]) -> App {
-    let r = admin
-        .post(
-            "/v1/applications",
-            json!({"name": "integrator", "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert!(r.body["id"].as_str().unwrap().starts_with("app_"));
-    App {
-        id: r.body["id"].as_str().unwrap().to_owned(),
-        client_id: r.body["client_id"].as_str().unwrap().to_owned(),
-        secret: r.body["client_secret"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// `POST /oauth/token` with these form fields (and Basic credentials when given).
-async fn token_request(
+pub async fn token_request(
     base: &str,
     form: &[(&str, &str)],
     basic: Option<(&str, &str)>,
@@ -56,21 +33,6 @@ async fn token_request(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn token(base: &str, app: &App) -> String {
-    let (status, _, body) = token_request(
-        base,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", &app.client_id),
-            ("client_secret", &app.secret),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 async fn two_applications_see_and_change_only_their_own(backend: Backend) {
@@ -511,7 +473,65 @@ async fn no_secret_is_kept_in_clear() {
     }
 }
 
+/// Client ids are unique per publisher: two applications that both publish `order-1` make two
+/// events, and a receiver they share (an admin subscription) sees two `webhook-id`s, each
+/// signed, so that deduplicating on it drops neither. `evt_` ids are the service's to give.
+async fn two_publishers_same_client_id_are_two_events_on_the_wire(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let receiver = Receiver::start().await;
+    let sub = admin
+        .subscribe(&receiver.url, &["order.paid"], json!({}))
+        .await;
+    let secret = sub["secret"].as_str().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let app = application(&admin, &["publish"]).await;
+        let api = admin.with_token(&token(&admin.base, &app).await);
+        let r = api
+            .post(
+                "/v1/events",
+                json!({"name": "order.paid", "id": "order-1", "data": {}}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["id"].as_str()),
+            (202, Some("order-1")),
+            "{}",
+            r.body
+        );
+        let r = api
+            .post(
+                "/v1/events",
+                json!({"name": "order.paid", "id": "evt_mine", "data": {}}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], "id");
+        ids.push(format!("{}:order-1", app.id));
+    }
+    let hits = receiver.wait_hits(2, WAIT).await;
+    let mut seen: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            let wh = standardwebhooks::Webhook::new(secret).unwrap();
+            wh.verify(&h.body, &h.headers)
+                .expect("signed under the wire id");
+            assert_eq!(
+                h.json()["id"],
+                "order-1",
+                "the body keeps the publisher's id"
+            );
+            h.header("webhook-id").to_owned()
+        })
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+}
+
 both_backends!(
+    two_publishers_same_client_id_are_two_events_on_the_wire,
     two_applications_see_and_change_only_their_own,
     scopes_limit_what_a_token_does,
     the_token_endpoint_follows_rfc_6749,

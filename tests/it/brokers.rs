@@ -204,3 +204,334 @@ async fn nats_subscriptions_publish_acknowledged_messages() {
     );
     js.delete_stream(&stream_name).await.unwrap();
 }
+
+/// A listener that accepts connections and never answers: a hung broker.
+async fn hung_listener() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+/// Publishes `n` events one after another and measures, for each, the time until the next
+/// message is reported on `arrived`; the 99th percentile and the median.
+async fn publish_latencies(
+    api: &crate::util::Api,
+    n: usize,
+    arrived: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> (Duration, Duration) {
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        api.publish(json!({"name": "order.paid", "data": {"n": i}}))
+            .await;
+        tokio::time::timeout(WAIT, arrived.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("event {i} did not arrive within {WAIT:?}"));
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let p99 = took[(took.len() * 99).div_ceil(100) - 1];
+    (p99, took[took.len() / 2])
+}
+
+/// How many hung brokers the containment tests put beside the healthy one.
+const HUNG: usize = 5;
+
+#[tokio::test]
+#[cfg_attr(
+    not(amqp_tests),
+    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+)]
+async fn a_hung_amqp_broker_delays_only_its_own_subscriptions() {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::FieldTable;
+    let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
+        return;
+    };
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ at POSTHORN_TEST_AMQP_URL");
+    let channel = conn.create_channel().await.unwrap();
+    let queue = unique("posthorn-hung");
+    channel
+        .queue_declare(
+            queue.clone().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.clone().into(),
+            "test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "healthy", "service": "amqp", "events": ["order.*"],
+            "config": {"url": url, "routing_key": queue}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(_)) = consumer.next().await {
+            let _ = tx.send(());
+        }
+    });
+    let (alone, _) = publish_latencies(&api, 20, &mut arrived).await;
+
+    let mut hung = Vec::new();
+    for i in 0..HUNG {
+        let (port, task) = hung_listener().await;
+        hung.push(task);
+        let r = api
+            .post("/v1/subscriptions", json!({"name": format!("hung {i}"), "service": "amqp",
+                "events": ["order.*"], "config": {"url": format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+                "routing_key": "nowhere"}}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let (beside, median) = publish_latencies(&api, 100, &mut arrived).await;
+    assert!(
+        beside <= alone + Duration::from_secs(1),
+        "beside {HUNG} hung brokers the healthy p99 was {beside:?} (median {median:?}), alone {alone:?}"
+    );
+    eprintln!("amqp: healthy p99 alone {alone:?}, beside {HUNG} hung brokers {beside:?} (median {median:?})");
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    hung.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(nats_tests),
+    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
+)]
+async fn a_hung_nats_server_delays_only_its_own_subscriptions() {
+    use futures_util::StreamExt;
+    let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
+        return;
+    };
+    let client = async_nats::connect(&url)
+        .await
+        .expect("NATS at POSTHORN_TEST_NATS_URL");
+    let js = async_nats::jetstream::new(client.clone());
+    let prefix = unique("posthorn-hung");
+    let stream_name = prefix.to_uppercase().replace('-', "_");
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream_name.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A plain subscriber sees each message as the stream takes it.
+    let mut watch = client.subscribe(format!("{prefix}.>")).await.unwrap();
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "healthy", "service": "nats", "events": ["order.*"],
+            "config": {"url": url, "subject": format!("{prefix}.order")}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while watch.next().await.is_some() {
+            let _ = tx.send(());
+        }
+    });
+    let (alone, _) = publish_latencies(&api, 20, &mut arrived).await;
+
+    let mut hung = Vec::new();
+    for i in 0..HUNG {
+        let (port, task) = hung_listener().await;
+        hung.push(task);
+        let r = api
+            .post(
+                "/v1/subscriptions",
+                json!({"name": format!("hung {i}"), "service": "nats",
+                "events": ["order.*"], "config": {"url": format!("nats://127.0.0.1:{port}"),
+                "subject": "nowhere"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let (beside, median) = publish_latencies(&api, 100, &mut arrived).await;
+    assert!(
+        beside <= alone + Duration::from_secs(1),
+        "beside {HUNG} hung servers the healthy p99 was {beside:?} (median {median:?}), alone {alone:?}"
+    );
+    eprintln!("nats: healthy p99 alone {alone:?}, beside {HUNG} hung servers {beside:?} (median {median:?})");
+    js.delete_stream(&stream_name).await.unwrap();
+    hung.iter().for_each(|t| t.abort());
+}
+
+/// Two applications each publish `order-1`; the wire ids the two events must carry.
+async fn same_client_id_from_two_applications(admin: &crate::util::Api) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let app = crate::util::application(admin, &["publish"]).await;
+        let api = admin.with_token(&crate::util::token(&admin.base, &app).await);
+        let r = api
+            .post(
+                "/v1/events",
+                json!({"name": "order.paid", "id": "order-1", "data": {}}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        ids.push(format!("{}:order-1", app.id));
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(amqp_tests),
+    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+)]
+async fn amqp_message_ids_do_not_collide_across_publishers() {
+    use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::FieldTable;
+    let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
+        return;
+    };
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ at POSTHORN_TEST_AMQP_URL");
+    let channel = conn.create_channel().await.unwrap();
+    let queue = unique("posthorn-ids");
+    channel
+        .queue_declare(
+            queue.clone().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "shared", "service": "amqp", "events": ["order.*"],
+            "config": {"url": url, "routing_key": queue}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ids = same_client_id_from_two_applications(&api).await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "only {seen:?} arrived");
+        match channel
+            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(m) => seen.push(
+                m.delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap(),
+            ),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ids);
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(nats_tests),
+    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
+)]
+async fn jetstream_keeps_both_publishers_events_with_one_client_id() {
+    let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
+        return;
+    };
+    let client = async_nats::connect(&url)
+        .await
+        .expect("NATS at POSTHORN_TEST_NATS_URL");
+    let js = async_nats::jetstream::new(client);
+    let prefix = unique("posthorn-ids");
+    let stream_name = prefix.to_uppercase().replace('-', "_");
+    // JetStream drops a message whose Nats-Msg-Id it saw within the window (2 minutes).
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "shared", "service": "nats", "events": ["order.*"],
+            "config": {"url": url, "subject": format!("{prefix}.orders")}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sub = r.body["id"].as_str().unwrap().to_owned();
+    let ids = same_client_id_from_two_applications(&api).await;
+    let deliveries = crate::util::wait_for(WAIT, "both deliveries settle", || async {
+        let ds = api.deliveries(&sub).await;
+        (ds.len() == 2 && ds.iter().all(|d| d["status"] == "succeeded")).then_some(ds)
+    })
+    .await;
+    for d in &deliveries {
+        let d = api
+            .get(&format!("/v1/deliveries/{}", d["id"].as_str().unwrap()))
+            .await
+            .body;
+        assert_eq!(
+            d["attempt_log"][0]["response"]["duplicate"], false,
+            "JetStream took neither event for the other: {d}"
+        );
+    }
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 2, "the stream holds both events");
+    let mut seen = Vec::new();
+    for seq in 1..=2 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        seen.push(m.headers.get("Nats-Msg-Id").unwrap().as_str().to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ids);
+    js.delete_stream(&stream_name).await.unwrap();
+}

@@ -284,13 +284,18 @@ async fn a_queue_shared_by_two_processes_makes_each_message_one_event() {
     }
 
     let expected: Vec<String> = (0..MESSAGES).map(|n| format!("job-{n}")).collect();
+    // On the wire a source's message id goes with the source in front (`webhook-id`).
+    let wire: Vec<String> = expected
+        .iter()
+        .map(|id| format!("amqp:{queue}:{id}"))
+        .collect();
     let arrived = || receiver.arrivals();
     wait_for(
         Duration::from_secs(90),
         "every message delivered",
         || async {
             let c = arrived();
-            expected.iter().all(|id| c.contains_key(id)).then_some(())
+            wire.iter().all(|id| c.contains_key(id)).then_some(())
         },
     )
     .await;

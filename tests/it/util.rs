@@ -710,3 +710,42 @@ impl Receiver {
         .await
     }
 }
+
+/// An application: its id, client id and secret.
+pub struct App {
+    pub id: String,
+    pub client_id: String,
+    pub secret: String,
+}
+
+pub async fn application(admin: &Api, scopes: &[&str]) -> App {
+    let r = admin
+        .post(
+            "/v1/applications",
+            json!({"name": "integrator", "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body["id"].as_str().unwrap().starts_with("app_"));
+    App {
+        id: r.body["id"].as_str().unwrap().to_owned(),
+        client_id: r.body["client_id"].as_str().unwrap().to_owned(),
+        secret: r.body["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// An access token for `app`, from the token endpoint (form credentials).
+pub async fn token(base: &str, app: &App) -> String {
+    let (status, _, body) = crate::applications::token_request(
+        base,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}

@@ -82,6 +82,34 @@ pub struct StoredEvent {
     pub received_at: Millis,
 }
 
+/// The prefix of the event ids Posthorn generates. A client id of any publisher but the admin may
+/// not begin with it, so that a generated id stays unique everywhere ([`StoredEvent::wire_id`]).
+pub const GENERATED_PREFIX: &str = "evt_";
+
+/// The id an event carries on the wire (`webhook-id`, the AMQP `message_id`, `Nats-Msg-Id`): unique
+/// across publishers, where client ids are unique only per publisher. The admin's ids, the
+/// service's own and generated ones (`evt_…`) go as they are; another publisher's client id goes
+/// with its publisher in front, `app_…:order-1` or `amqp:queue:42`, so that two applications'
+/// `order-1` reach a shared receiver (or a JetStream stream that drops duplicates) as two events.
+/// The same for every attempt and every subscription.
+pub fn wire_id<'a>(publisher: &str, id: &'a str) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    if publisher == crate::owner::ADMIN
+        || publisher == crate::owner::SYSTEM
+        || id.starts_with(GENERATED_PREFIX)
+    {
+        return Cow::Borrowed(id);
+    }
+    // Long source names are named by a digest, to keep the id within AMQP's 255-byte limit.
+    if publisher.len() > 64 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(publisher.as_bytes());
+        let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        return Cow::Owned(format!("h{short}:{id}"));
+    }
+    Cow::Owned(format!("{publisher}:{id}"))
+}
+
 /// The format of [`StoredEvent::envelope`], written into attempt logs that leave their body to
 /// it: a later format would keep rebuilding old logs' bodies with this one.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -115,6 +143,11 @@ impl StoredEvent {
         out
     }
 
+    /// The id this event carries on the wire: see [`wire_id`].
+    pub fn wire_id(&self) -> std::borrow::Cow<'_, str> {
+        wire_id(&self.publisher, &self.id)
+    }
+
     /// The envelope as a value, for templates and plugins: an error, never `null`, when the
     /// stored data cannot be read.
     pub fn envelope_value(&self) -> Result<serde_json::Value, String> {
@@ -142,6 +175,21 @@ mod tests {
         assert!(EventName::parse("POSTHORN.ping").unwrap().is_reserved());
         assert!(EventName::parse("PostHorn.x").unwrap().is_reserved());
         assert!(!EventName::parse("posthornx").unwrap().is_reserved());
+    }
+
+    #[test]
+    fn wire_ids_differ_across_publishers() {
+        assert_eq!(wire_id("admin", "order-1"), "order-1");
+        assert_eq!(wire_id("posthorn", "evt_x"), "evt_x");
+        assert_eq!(wire_id("app_1", "evt_abc"), "evt_abc");
+        assert_eq!(wire_id("app_1", "order-1"), "app_1:order-1");
+        assert_ne!(wire_id("app_1", "order-1"), wire_id("app_2", "order-1"));
+        assert_ne!(wire_id("app_1", "order-1"), wire_id("admin", "order-1"));
+        assert_eq!(wire_id("amqp:q", "42"), "amqp:q:42");
+        let long = format!("amqp:{}", "q".repeat(250));
+        let id = "x".repeat(128);
+        let w = wire_id(&long, &id);
+        assert!(w.len() <= 255 && w.ends_with(&id) && w != wire_id("amqp:other", &id));
     }
 
     #[test]

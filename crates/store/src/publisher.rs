@@ -4,9 +4,9 @@
 //! broker sources, the service's own `posthorn.*` events — goes through it with the publisher's
 //! identity; none of them writes events itself.
 
-use posthorn_core::event::{compact_json, is_valid_token, PublishRequest};
+use posthorn_core::event::{compact_json, is_valid_token, PublishRequest, GENERATED_PREFIX};
 use posthorn_core::id::new_id;
-use posthorn_core::owner::SYSTEM;
+use posthorn_core::owner::{ADMIN, SYSTEM};
 use posthorn_core::time::{now_ms, parse_rfc3339};
 use posthorn_core::validation::Errors;
 use posthorn_core::{EventName, EventView, Invalid, Subscription};
@@ -84,6 +84,11 @@ impl Publisher {
                 errors.add(
                     at("id"),
                     "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
+                );
+            } else if publisher != ADMIN && id.starts_with(GENERATED_PREFIX) {
+                errors.add(
+                    at("id"),
+                    "evt_ begins the ids Posthorn generates; choose an id without it, or leave it out",
                 );
             }
         }

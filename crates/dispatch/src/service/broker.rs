@@ -1,9 +1,11 @@
 //! Broker destinations: deliveries published to a queue of the subscriber's own instead of an
 //! HTTP endpoint — `amqp` (RabbitMQ, with publisher confirms, persistent) and `nats` (JetStream,
-//! acknowledged by the stream). The message is the event's envelope, its id the event id (AMQP
-//! `message_id`, `Nats-Msg-Id`), so that consumers can drop duplicates; a delivery succeeds only
-//! once the broker has confirmed it. Connections are kept per broker URL, not opened per attempt;
-//! a connection that fails is dropped and the attempt retried. A broker's host is checked against
+//! acknowledged by the stream). The message is the event's envelope, its id the event's wire id
+//! (AMQP `message_id`, `Nats-Msg-Id`; unique across publishers, see
+//! [`posthorn_core::event::wire_id`]), so that consumers can drop duplicates; a delivery succeeds only
+//! once the broker has confirmed it. Connections are kept per broker URL, not opened per attempt,
+//! each URL in a slot of its own ([`Connections`]): a broker that hangs delays only the attempts
+//! to it. A connection that fails is dropped and the attempt retried. A broker's host is checked against
 //! the network policy like an HTTP target's.
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +88,110 @@ impl Unconnected {
     }
 }
 
+/// Connections kept per broker URL. Each URL has a slot of its own, so that connecting to one
+/// broker (resolving, the policy check, TCP, the handshake) never waits on another: the map is
+/// locked only to find a slot, never across I/O. Waiting for a slot and connecting are one step
+/// under [`BROKER_TIMEOUT`]; a broker that failed to connect is not tried again for
+/// [`RECONNECT_PAUSE`], so the attempts queued behind a hung one fail at once with its error
+/// instead of waiting their turn to hang.
+struct Connections<C> {
+    slots: std::sync::Mutex<HashMap<String, Arc<Mutex<Slot<C>>>>>,
+}
+
+struct Slot<C> {
+    open: Option<C>,
+    /// When the last connection failed, and why.
+    failed: Option<(Instant, String)>,
+}
+
+/// How long a broker that could not be reached is left alone before it is tried again.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+
+impl<C> Default for Connections<C> {
+    fn default() -> Self {
+        Self {
+            slots: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<C: Clone> Connections<C> {
+    fn slot(&self, url: &str) -> Arc<Mutex<Slot<C>>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(url.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Slot {
+                    open: None,
+                    failed: None,
+                }))
+            })
+            .clone()
+    }
+
+    /// The connection kept for `url` when `usable` says it still is, else a new one from `open`;
+    /// all of it, the wait for the slot included, within [`BROKER_TIMEOUT`].
+    async fn get<F>(
+        &self,
+        url: &str,
+        usable: impl Fn(&C) -> bool,
+        open: impl FnOnce() -> F,
+    ) -> Result<C, Unconnected>
+    where
+        F: std::future::Future<Output = Result<C, Unconnected>>,
+    {
+        let slot = self.slot(url);
+        let got = tokio::time::timeout(BROKER_TIMEOUT, async {
+            let mut slot = slot.lock().await;
+            if let Some(c) = slot.open.as_ref().filter(|c| usable(c)) {
+                return Ok(c.clone());
+            }
+            slot.open = None;
+            if let Some((at, why)) = &slot.failed {
+                if at.elapsed() < RECONNECT_PAUSE {
+                    return Err(Unconnected::Failed(why.clone()));
+                }
+            }
+            // The slot stays locked while connecting: the other attempts to this broker wait
+            // for this connection rather than each opening one.
+            match open().await {
+                Ok(c) => {
+                    slot.open = Some(c.clone());
+                    slot.failed = None;
+                    Ok(c)
+                }
+                Err(Unconnected::Failed(why)) => {
+                    slot.failed = Some((Instant::now(), why.clone()));
+                    Err(Unconnected::Failed(why))
+                }
+                Err(refused) => Err(refused),
+            }
+        })
+        .await;
+        match got {
+            Ok(got) => got,
+            Err(_) => {
+                let why = format!("connecting to {} timed out", redact_url(url));
+                // Whoever holds the slot is still connecting; noting the failure beside it
+                // makes the next attempts fail fast until it is done.
+                if let Ok(mut slot) = slot.try_lock() {
+                    slot.failed = Some((Instant::now(), why.clone()));
+                }
+                Err(Unconnected::Failed(why))
+            }
+        }
+    }
+
+    /// Forgets the connection to `url` (it failed): the next attempt opens another.
+    async fn forget(&self, url: &str) {
+        let slot = self.slot(url);
+        // Bounded like the rest: whoever holds the slot is opening a new connection anyway.
+        if let Ok(mut slot) = tokio::time::timeout(BROKER_TIMEOUT, slot.lock()).await {
+            slot.open = None;
+        };
+    }
+}
+
 impl Common {
     /// Checks the broker's host against the network policy, resolved now.
     async fn check_host(&self, url: &str) -> Result<(), Unconnected> {
@@ -137,6 +243,10 @@ impl Common {
     }
 }
 
+fn cannot_connect(url: &str, e: impl std::fmt::Display) -> Unconnected {
+    Unconnected::Failed(format!("cannot connect to {}: {e}", redact_url(url)))
+}
+
 fn check_url(errors: &mut Errors, url: &str, schemes: &[&str]) {
     match url::Url::parse(url) {
         Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => {}
@@ -151,7 +261,7 @@ fn check_url(errors: &mut Errors, url: &str, schemes: &[&str]) {
 pub struct AmqpService {
     common: Arc<Common>,
     /// One confirming channel per broker URL.
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Connections<Channel>>,
     schema: Value,
 }
 
@@ -193,7 +303,7 @@ impl Service for AmqpService {
 
 struct AmqpTarget {
     common: Arc<Common>,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Connections<Channel>>,
     config: AmqpConfig,
 }
 
@@ -224,37 +334,24 @@ impl Target for AmqpTarget {
 
 impl AmqpTarget {
     async fn channel(&self) -> Result<Channel, Unconnected> {
-        let mut channels = self.channels.lock().await;
-        if let Some(ch) = channels.get(&self.config.url) {
-            if ch.status().connected() {
-                return Ok(ch.clone());
-            }
-            channels.remove(&self.config.url);
-        }
-        self.common.check_host(&self.config.url).await?;
-        let open = async {
-            let conn =
-                Connection::connect(&self.config.url, ConnectionProperties::default()).await?;
-            let ch = conn.create_channel().await?;
-            ch.confirm_select(ConfirmSelectOptions::default()).await?;
-            Ok::<_, lapin::Error>(ch)
+        let url = &self.config.url;
+        let open = || async {
+            self.common.check_host(url).await?;
+            let conn = Connection::connect(url, ConnectionProperties::default())
+                .await
+                .map_err(|e| cannot_connect(url, e))?;
+            let ch = conn
+                .create_channel()
+                .await
+                .map_err(|e| cannot_connect(url, e))?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| cannot_connect(url, e))?;
+            Ok(ch)
         };
-        let ch = tokio::time::timeout(BROKER_TIMEOUT, open)
+        self.channels
+            .get(url, |ch| ch.status().connected(), open)
             .await
-            .map_err(|_| {
-                Unconnected::Failed(format!(
-                    "connecting to {} timed out",
-                    redact_url(&self.config.url)
-                ))
-            })?
-            .map_err(|e| {
-                Unconnected::Failed(format!(
-                    "cannot connect to {}: {e}",
-                    redact_url(&self.config.url)
-                ))
-            })?;
-        channels.insert(self.config.url.clone(), ch.clone());
-        Ok(ch)
     }
 
     async fn publish(&self, a: Attempt<'_>) -> Report {
@@ -274,7 +371,7 @@ impl AmqpTarget {
             }
         };
         let request = json!({"url": redact_url(&self.config.url), "exchange": self.config.exchange,
-            "routing_key": routing_key, "message_id": a.event.id, "headers": self.config.headers, "envelope": 1});
+            "routing_key": routing_key, "message_id": a.event.wire_id(), "headers": self.config.headers, "envelope": 1});
         let channel = match self.channel().await {
             Ok(ch) => ch,
             Err(why) => return why.report(request, started),
@@ -293,7 +390,7 @@ impl AmqpTarget {
         );
         headers.insert("posthorn-attempt".into(), AMQPValue::LongUInt(a.number));
         let properties = BasicProperties::default()
-            .with_message_id(a.event.id.clone().into())
+            .with_message_id(a.event.wire_id().into_owned().into())
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_headers(headers);
@@ -327,7 +424,7 @@ impl AmqpTarget {
                 started,
             ),
             Ok(Err(e)) => {
-                self.channels.lock().await.remove(&self.config.url);
+                self.channels.forget(&self.config.url).await;
                 Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,
@@ -338,7 +435,7 @@ impl AmqpTarget {
                 )
             }
             Err(_) => {
-                self.channels.lock().await.remove(&self.config.url);
+                self.channels.forget(&self.config.url).await;
                 Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,
@@ -355,7 +452,7 @@ impl AmqpTarget {
 /// The `nats` service.
 pub struct NatsService {
     common: Arc<Common>,
-    clients: Arc<Mutex<HashMap<String, async_nats::jetstream::Context>>>,
+    clients: Arc<Connections<async_nats::jetstream::Context>>,
     schema: Value,
 }
 
@@ -399,7 +496,7 @@ impl Service for NatsService {
 
 struct NatsTarget {
     common: Arc<Common>,
-    clients: Arc<Mutex<HashMap<String, async_nats::jetstream::Context>>>,
+    clients: Arc<Connections<async_nats::jetstream::Context>>,
     config: NatsConfig,
 }
 
@@ -427,28 +524,15 @@ impl Target for NatsTarget {
 
 impl NatsTarget {
     async fn context(&self) -> Result<async_nats::jetstream::Context, Unconnected> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&self.config.url) {
-            return Ok(c.clone());
-        }
-        self.common.check_host(&self.config.url).await?;
-        let client = tokio::time::timeout(BROKER_TIMEOUT, async_nats::connect(&self.config.url))
-            .await
-            .map_err(|_| {
-                Unconnected::Failed(format!(
-                    "connecting to {} timed out",
-                    redact_url(&self.config.url)
-                ))
-            })?
-            .map_err(|e| {
-                Unconnected::Failed(format!(
-                    "cannot connect to {}: {e}",
-                    redact_url(&self.config.url)
-                ))
-            })?;
-        let context = async_nats::jetstream::new(client);
-        clients.insert(self.config.url.clone(), context.clone());
-        Ok(context)
+        let url = &self.config.url;
+        let open = || async {
+            self.common.check_host(url).await?;
+            let client = async_nats::connect(url)
+                .await
+                .map_err(|e| cannot_connect(url, e))?;
+            Ok(async_nats::jetstream::new(client))
+        };
+        self.clients.get(url, |_| true, open).await
     }
 
     async fn publish(&self, a: Attempt<'_>) -> Report {
@@ -468,13 +552,13 @@ impl NatsTarget {
             }
         };
         let request = json!({"url": redact_url(&self.config.url), "subject": subject,
-            "message_id": a.event.id, "envelope": 1});
+            "message_id": a.event.wire_id(), "envelope": 1});
         let context = match self.context().await {
             Ok(c) => c,
             Err(why) => return why.report(request, started),
         };
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", a.event.id.as_str());
+        headers.insert("Nats-Msg-Id", a.event.wire_id().as_ref());
         headers.insert("Posthorn-Event", a.event.name.as_str());
         headers.insert("Posthorn-Delivery", a.delivery_id);
         headers.insert("Posthorn-Attempt", a.number.to_string().as_str());
@@ -506,7 +590,7 @@ impl NatsTarget {
                 started,
             ),
             Err(_) => {
-                self.clients.lock().await.remove(&self.config.url);
+                self.clients.forget(&self.config.url).await;
                 Report::logged(
                     Verdict::Retry { after_ms: None },
                     false,

@@ -197,7 +197,7 @@ impl HttpTarget {
             body.into(),
             vec![
                 ("user-agent".into(), USER_AGENT.into()),
-                ("webhook-id".into(), event.id.clone()),
+                ("webhook-id".into(), event.wire_id().into_owned()),
                 ("webhook-timestamp".into(), timestamp.to_string()),
                 ("posthorn-event".into(), event.name.clone()),
                 ("posthorn-delivery".into(), a.delivery_id.to_owned()),
@@ -205,7 +205,7 @@ impl HttpTarget {
             ],
         );
         // Signed last, over the exact bytes that go out.
-        let signature = signature_header(a.secrets, &event.id, timestamp, &request.body);
+        let signature = signature_header(a.secrets, &event.wire_id(), timestamp, &request.body);
         request
             .headers
             .push(("webhook-signature".into(), signature));
