@@ -124,15 +124,15 @@ async fn fluidsurveys_clients_work_unchanged(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(list["total"], 1);
     assert_eq!(list["webhooks"][0]["id"], created["id"]);
+    assert!(
+        created["id"].is_u64(),
+        "an integer id, as FluidSurveys gives"
+    );
     // The same subscription through /v1.
     let v1 = Api::new(base, &token);
-    let sub = v1
-        .get(&format!(
-            "/v1/subscriptions/{}",
-            created["id"].as_str().unwrap()
-        ))
-        .await;
-    assert_eq!(sub.status, 200);
+    let subs = v1.get("/v1/subscriptions").await.body;
+    assert_eq!(subs["items"][0]["config"]["url"], url.as_str());
+    assert_eq!(subs["items"][0]["metadata"]["door"], "fluidsurveys");
     // Callbacks: only this survey's and collector's, form-encoded.
     for (survey, collector, n) in [(1, 2, 100), (1, 3, 101), (9, 2, 102)] {
         admin
@@ -208,4 +208,123 @@ async fn fluidsurveys_clients_work_unchanged(backend: Backend) {
     assert_eq!(&hit.body[..], b"name=Joe&email=joe%40example.com");
 }
 
-both_backends!(fluidsurveys_clients_work_unchanged,);
+/// Each event narrows as FluidSurveys narrows it: `response_complete` by survey then collector,
+/// `report_create` by survey only, `survey_create` and `contact_create` account-wide. One webhook
+/// per event, each made with survey 1 and collector 2; events of every combination published.
+/// The list shows only the active webhooks made through the door, ids stable integers.
+async fn each_event_narrows_as_fluidsurveys_does(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let base = server.base.as_str();
+    let app = crate::util::application(&admin, &["subscriptions"]).await;
+    let basic = Auth::Basic(app.client_id.clone(), app.secret.clone());
+    let receiver = Receiver::start().await;
+    for event in [
+        "survey_create",
+        "response_complete",
+        "report_create",
+        "contact_create",
+    ] {
+        let (status, body) = fs(
+            base,
+            "POST",
+            "/api/v2/webhooks/subscribe/",
+            Some(
+                json!({"subscription_url": receiver.at(&format!("/{event}")),
+                "event": event, "survey": 1, "collector": 2}),
+            ),
+            &basic,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let combinations = [(1, 2), (1, 3), (9, 2), (9, 9)];
+    for event in [
+        "survey_create",
+        "response_complete",
+        "report_create",
+        "contact_create",
+    ] {
+        for (n, (survey, collector)) in combinations.iter().enumerate() {
+            admin
+                .publish(
+                    json!({"name": event, "data": {"survey": survey, "collector": collector,
+                    "n": format!("{event}-{n}")}}),
+                )
+                .await;
+        }
+    }
+    // Expected: every survey_create and contact_create (4 + 4), response_complete for (1, 2)
+    // alone, report_create for survey 1 (two of them).
+    let expected = 4 + 4 + 1 + 2;
+    receiver.wait_hits(expected, Duration::from_secs(30)).await;
+    // Everything published is settled: no more will come.
+    let subs = admin.get("/v1/subscriptions").await.body;
+    for sub in subs["items"].as_array().unwrap() {
+        let id = sub["id"].as_str().unwrap();
+        wait_for(
+            Duration::from_secs(30),
+            "every delivery settled",
+            || async {
+                let ds = admin.deliveries(id).await;
+                ds.iter().all(|d| d["status"] == "succeeded").then_some(())
+            },
+        )
+        .await;
+    }
+    let mut got: Vec<String> = receiver
+        .hits()
+        .iter()
+        .map(|h| {
+            let form = String::from_utf8(h.body.to_vec()).unwrap();
+            let n = form
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("n="))
+                .unwrap_or_default();
+            format!("{} {n}", h.path.trim_start_matches('/'))
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = ["survey_create", "contact_create"]
+        .iter()
+        .flat_map(|e| (0..4).map(move |n| format!("{e} {e}-{n}")))
+        .chain([
+            "response_complete response_complete-0".to_owned(),
+            "report_create report_create-0".to_owned(),
+            "report_create report_create-1".to_owned(),
+        ])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // The list: the four, integers, the same twice; not a /v1 subscription, not a disabled one.
+    let token = crate::util::token(base, &app).await;
+    let v1 = Api::new(base, &token);
+    v1.subscribe(&receiver.url, &["survey_create"], json!({}))
+        .await;
+    let (_, first) = fs(base, "GET", "/api/v2/webhooks/", None, &basic).await;
+    assert_eq!(first["total"], 4, "{first}");
+    let (_, again) = fs(base, "GET", "/api/v2/webhooks/", None, &basic).await;
+    assert_eq!(first, again, "ids are stable");
+    assert!(first["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["id"].is_u64()));
+    let mine = v1
+        .get("/v1/subscriptions?metadata=door:fluidsurveys")
+        .await
+        .body;
+    let one = mine["items"][0]["id"].as_str().unwrap();
+    let r = v1
+        .post(&format!("/v1/subscriptions/{one}/disable"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, list) = fs(base, "GET", "/api/v2/webhooks/", None, &basic).await;
+    assert_eq!(list["total"], 3, "a disabled webhook is not listed: {list}");
+}
+
+both_backends!(
+    fluidsurveys_clients_work_unchanged,
+    each_event_narrows_as_fluidsurveys_does,
+);

@@ -2,13 +2,17 @@
 //! unsubscribe as they did against FluidSurveys, and get the same subscriptions that `/v1` shows
 //! (a front door translates; the write path and the engine are the one of `/v1`).
 //!
-//! - `GET /api/v2/webhooks/` → `{"webhooks":[{"id","event_type","survey","collector","subscription_url"}],"total"}`
+//! - `GET /api/v2/webhooks/` → `{"webhooks":[{"id","event_type","survey","collector","subscription_url"}],"total"}`:
+//!   the caller's active webhooks made through this door, ids as integers (stable: derived from
+//!   the subscription's id, which `/v1` shows).
 //! - `POST /api/v2/webhooks/subscribe/ {"subscription_url","event","survey"?,"collector"?}` → 201,
 //!   409 when the caller already has that URL, 400 when a field is missing.
 //! - `POST /api/v2/webhooks/unsubscribe/ {"subscription_url"}` → 200, 404 when there is none.
 //!
 //! A subscription made here is an `http` one with form-encoded callbacks (as FluidSurveys sent
-//! them), narrowed by a filter on the event data's `survey` and `collector` when they are given;
+//! them), narrowed as FluidSurveys narrows each event ([`narrowing`]): `response_complete` by
+//! survey, then collector; `report_create` by survey; `survey_create` and `contact_create` are
+//! account-wide whatever is given;
 //! a callback answered `410 Gone` unsubscribes, as everywhere. Auth: Bearer (an application's
 //! token, or the admin's) or HTTP Basic with the application's `client_id:client_secret`. Errors
 //! are FluidSurveys' plain JSON, `{"detail": "…"}`.
@@ -59,9 +63,20 @@ fn bad(message: impl Into<String>) -> FsError {
     FsError(StatusCode::BAD_REQUEST, message.into())
 }
 
+/// The fields by which FluidSurveys narrows `event`'s callbacks: a survey and a collector
+/// given for an event that has none are kept (and listed) but narrow nothing.
+pub fn narrowing(event: &str) -> &'static [&'static str] {
+    match event {
+        "response_complete" => &["survey", "collector"],
+        "report_create" => &["survey"],
+        _ => &[],
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FsWebhook {
-    pub id: String,
+    /// An integer, as FluidSurveys gives: stable for the subscription's life.
+    pub id: u64,
     pub event_type: String,
     pub survey: Option<String>,
     pub collector: Option<String>,
@@ -108,6 +123,22 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, FsError
     Ok(caller)
 }
 
+/// The integer a FluidSurveys client knows a subscription by: the first 48 bits of its id's
+/// SHA-256, the same on every call and every process, with nothing stored beside it.
+fn integer_id(id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    digest[..6]
+        .iter()
+        .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+        .max(1)
+}
+
+/// True for a subscription made through this door.
+fn made_here(sub: &Subscription) -> bool {
+    sub.spec.metadata.get("door").map(String::as_str) == Some(DOOR)
+}
+
 /// The caller's `http` subscriptions (every door's: one subscription, seen from each).
 async fn own_subscriptions(
     state: &AppState,
@@ -140,7 +171,7 @@ fn url_of(sub: &Subscription) -> Option<&str> {
 
 fn webhook(sub: &Subscription) -> FsWebhook {
     FsWebhook {
-        id: sub.id.clone(),
+        id: integer_id(&sub.id),
         event_type: sub.spec.events.first().cloned().unwrap_or_default(),
         survey: sub.spec.metadata.get("survey").cloned(),
         collector: sub.spec.metadata.get("collector").cloned(),
@@ -157,9 +188,11 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Json<FsWebhookList>, FsError> {
     let caller = caller(&state, &headers).await?;
+    // As FluidSurveys lists them: the active webhooks, those made through this door.
     let webhooks: Vec<FsWebhook> = own_subscriptions(&state, &caller)
         .await?
         .iter()
+        .filter(|s| made_here(s) && s.is_active())
         .map(webhook)
         .collect();
     Ok(Json(FsWebhookList {
@@ -221,7 +254,9 @@ pub(crate) async fn subscribe(
     metadata.insert("door".into(), json!(DOOR));
     for (field, value) in [("survey", &survey), ("collector", &collector)] {
         if let Some(v) = value {
-            filter.push(format!("{field} = {}", json!(v)));
+            if narrowing(&event).contains(&field) {
+                filter.push(format!("{field} = {}", json!(v)));
+            }
             metadata.insert(field.into(), json!(v));
         }
     }
