@@ -28,6 +28,10 @@ pub struct PublishArgs {
     /// The event's id (a repeated id is answered as a duplicate, not published twice)
     #[arg(long, conflicts_with = "file")]
     pub id: Option<String>,
+    /// A routing attribute, `NAME=VALUE` (repeatable): filters read it as
+    /// `$event.attributes.NAME`; it is not part of the payload
+    #[arg(long = "attribute", value_name = "NAME=VALUE", conflicts_with = "file")]
+    pub attributes: Vec<String>,
     /// Events per request with --file (1 to 1000)
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch: u16,
@@ -52,7 +56,15 @@ pub async fn publish(remote: &Remote, args: PublishArgs) -> Exit {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let event = match request(name, &data, args.id) {
+    let event = match request(name, &data, args.id).and_then(|mut r| {
+        for pair in &args.attributes {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--attribute {pair}: write it NAME=VALUE"))?;
+            r.attributes.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(r)
+    }) {
         Ok(e) => e,
         Err(msg) => return refuse(format!("--data: {msg}")),
     };
@@ -87,6 +99,7 @@ fn request(name: String, data: &Value, id: Option<String>) -> Result<PublishRequ
         origin: None,
         occurred_at: None,
         tenant: None,
+        attributes: Default::default(),
     })
 }
 

@@ -324,7 +324,60 @@ async fn each_event_narrows_as_fluidsurveys_does(backend: Backend) {
     assert_eq!(list["total"], 3, "a disabled webhook is not listed: {list}");
 }
 
+/// The platform names the survey and collector in routing attributes: the callback's form
+/// fields are exactly the event's, as FluidSurveys' sample `response_complete` callback.
+async fn callbacks_carry_exactly_the_events_fields(backend: Backend) {
+    let server = Server::start(backend).await;
+    let admin = server.api();
+    let base = server.base.as_str();
+    let app = crate::util::application(&admin, &["subscriptions"]).await;
+    let basic = Auth::Basic(app.client_id.clone(), app.secret.clone());
+    let receiver = Receiver::start().await;
+    let (status, body) = fs(
+        base,
+        "POST",
+        "/api/v2/webhooks/subscribe/",
+        Some(
+            json!({"subscription_url": receiver.url, "event": "response_complete",
+            "survey": 1, "collector": 1}),
+        ),
+        &basic,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The seed's sample callback, field by field, in its order.
+    let data = json!({"score": 0, "invite_email": "N/A", "invite_name": "N/A", "language": "en",
+        "referrer": "http://fluidsurveys.com/account/", "created_at": "26/03/2013 02:26PM",
+        "survey_name": "m3", "updated_at": "26/03/2013 02:26PM",
+        "survey_url": "http://example.com/surveys/bob/m3-1/", "id": 276});
+    for (survey, collector) in [("2", "1"), ("1", "1")] {
+        let r = admin
+            .post(
+                "/v1/events",
+                json!({"name": "response_complete", "data": data,
+                "attributes": {"survey": survey, "collector": collector}}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let hit = receiver
+        .wait_hits(1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    let form = String::from_utf8(hit.body.to_vec()).unwrap();
+    assert_eq!(
+        form,
+        "score=0&invite_email=N%2FA&invite_name=N%2FA&language=en&referrer=http%3A%2F%2Ffluidsurveys.com%2Faccount%2F&created_at=26%2F03%2F2013+02%3A26PM&survey_name=m3&updated_at=26%2F03%2F2013+02%3A26PM&survey_url=http%3A%2F%2Fexample.com%2Fsurveys%2Fbob%2Fm3-1%2F&id=276"
+    );
+    let r = admin.get("/v1/events?name=response_complete").await;
+    assert_eq!(
+        r.body["items"][0]["attributes"],
+        json!({"survey": "1", "collector": "1"})
+    );
+}
+
 both_backends!(
+    callbacks_carry_exactly_the_events_fields,
     fluidsurveys_clients_work_unchanged,
     each_event_narrows_as_fluidsurveys_does,
 );

@@ -83,16 +83,19 @@ async fn metrics_move_with_traffic(backend: Backend) {
     receiver.wait_hits(6, Duration::from_secs(10)).await;
     let failing_id = failing["id"].as_str().unwrap();
     let ok_id = ok["id"].as_str().unwrap();
-    // Outcomes are counted as attempts end; wait until the three dead ones are.
+    // Outcomes are counted as attempts end; wait until the six are.
     let after = wait_for(Duration::from_secs(10), "the attempts counted", || async {
         let (_, s) = scrape(&server.base, None).await;
         let s = s.unwrap();
-        let finals = value(
-            &s,
-            "posthorn_attempts_total",
-            &[("service", "http"), ("outcome", "final")],
-        );
-        (finals == 3.0).then_some(s)
+        let count = |outcome: &str| {
+            value(
+                &s,
+                "posthorn_attempts_total",
+                &[("service", "http"), ("outcome", outcome)],
+            )
+        };
+        // Both kinds: an attempt's outcome is counted after its receiver answered.
+        (count("final") == 3.0 && count("success") == 3.0).then_some(s)
     })
     .await;
     let v = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels);

@@ -495,7 +495,91 @@ async fn hostile_templates_cost_only_their_own_delivery(backend: Backend) {
     assert!(receiver.hits().iter().any(|h| &h.body[..] == b"after!"));
 }
 
+/// Named payload shapes: a Phraseanet receiver reads `body.feed.title` beside `body.name`
+/// (`payload: "flat"`), an ftrack receiver gets the whole event as it was published
+/// (`payload: "data"`), both signed; a shape with a body template is refused.
+async fn payload_shapes_give_each_receiver_its_own_shape(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let phraseanet = api
+        .subscribe(
+            &receiver.at("/phraseanet"),
+            &["new_feed_entry"],
+            json!({"config": {"url": receiver.at("/phraseanet"), "payload": "flat"}}),
+        )
+        .await;
+    assert_eq!(phraseanet["config"]["payload"], "flat");
+    let ftrack = api
+        .subscribe(
+            &receiver.at("/ftrack"),
+            &["ftrack.entity"],
+            json!({"config": {"url": receiver.at("/ftrack"), "payload": "data"}}),
+        )
+        .await;
+    let feed = fixture("phraseanet-new-feed-entry.json");
+    let task = fixture("ftrack-task-create.json");
+    api.publish(feed.clone()).await;
+    api.publish(task.clone()).await;
+    receiver.wait_hits(2, WAIT).await;
+    let body = receiver.hits_at("/phraseanet")[0].json();
+    // What a Phraseanet receiver reads.
+    assert_eq!(body["name"], "new_feed_entry");
+    assert_eq!(body["feed"]["title"], "Cannes Festival");
+    let mut expected = serde_json::Map::new();
+    expected.insert("name".into(), json!("new_feed_entry"));
+    expected.extend(feed["data"].as_object().unwrap().clone());
+    assert_eq!(
+        body,
+        Value::Object(expected),
+        "exactly name beside the data's fields"
+    );
+    let hit = &receiver.hits_at("/ftrack")[0];
+    assert_eq!(hit.json(), task["data"], "the whole event, as published");
+    for (hit, sub) in [
+        (&receiver.hits_at("/phraseanet")[0], &phraseanet),
+        (hit, &ftrack),
+    ] {
+        let wh = standardwebhooks::Webhook::new(sub["secret"].as_str().unwrap()).unwrap();
+        wh.verify(&hit.body, &hit.headers)
+            .expect("signed over the shaped body");
+    }
+    // The attempt log shows the body that went out.
+    let d = api
+        .first_delivery(ftrack["id"].as_str().unwrap(), WAIT)
+        .await;
+    let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
+    let logged: Value =
+        serde_json::from_str(d["attempt_log"][0]["request"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(logged, task["data"]);
+    for config in [
+        json!({"url": receiver.url, "payload": "flat", "body": "{{ event.name }}",
+            "content_type": "text/plain"}),
+        json!({"url": receiver.url, "payload": "data",
+            "content_type": "application/x-www-form-urlencoded"}),
+    ] {
+        let r = api
+            .post(
+                "/v1/subscriptions",
+                json!({"name": "x", "service": "http",
+                "events": ["a"], "config": config}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], "config.payload");
+    }
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "x", "service": "http", "events": ["a"],
+            "config": {"url": receiver.url, "payload": "whole"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+}
+
 both_backends!(
+    payload_shapes_give_each_receiver_its_own_shape,
     hostile_templates_cost_only_their_own_delivery,
     an_ftrack_status_filter_lets_only_the_status_change_through,
     data_is_delivered_as_written_and_filters_still_read_it,

@@ -567,3 +567,289 @@ async fn messages_sent_while_stopped_are_delivered_after_the_start(backend: Back
         .exchange_delete(exchange.into(), Default::default())
         .await;
 }
+
+/// A message exactly as wazo-bus's `WazoEventMixin` publishes a user's event: the body is the
+/// headers with `data` beside them, the headers `name`, `origin_uuid`, `timestamp`,
+/// `required_access`, `required_acl`, `tenant_uuid` and `user_uuid:<uuid>` (true).
+async fn publish_bus(
+    channel: &lapin::Channel,
+    exchange: &str,
+    name: &str,
+    user: &str,
+    data: Value,
+) {
+    let mut head = serde_json::Map::new();
+    head.insert("tenant_uuid".into(), json!("t-1"));
+    head.insert(format!("user_uuid:{user}"), json!(true));
+    head.insert("required_access".into(), json!(format!("event.{name}")));
+    head.insert(
+        "required_acl".into(),
+        json!(format!("events.users.{user}.{name}")),
+    );
+    head.insert("name".into(), json!(name));
+    head.insert("origin_uuid".into(), json!("w-1"));
+    head.insert("timestamp".into(), json!("2026-12-06T08:00:00.123456"));
+    let mut headers = FieldTable::default();
+    for (k, v) in &head {
+        let v = match v {
+            Value::Bool(b) => AMQPValue::Boolean(*b),
+            v => AMQPValue::LongString(v.as_str().unwrap().to_owned().into()),
+        };
+        headers.insert(k.clone().into(), v);
+    }
+    let mut body = head.clone();
+    body.insert("data".into(), data);
+    channel
+        .basic_publish(
+            exchange.to_owned().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&body).unwrap(),
+            BasicProperties::default()
+                .with_headers(headers)
+                .with_content_type("application/json".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// The wazo door fed by a real wazo bus: a source on a headers exchange with no `bindings`,
+/// `/1.0` subscriptions to `call_ended` (one narrowed to user u-1 by `events_user_uuid`, one to
+/// another wazo by `events_wazo_uuid`, one not narrowed). The queue is bound to `call_ended` as
+/// soon as a subscription asks for it, on every process; each subscription gets exactly the
+/// event's `data`, narrowed as wazo narrows; once no subscription asks, it is unbound.
+async fn a_real_wazo_bus_reaches_wazo_subscriptions(backend: Backend, processes: usize) {
+    let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
+        return;
+    };
+    let run = crate::util::run_id();
+    let (exchange, queue) = (
+        format!("posthorn-test-bus-{run}"),
+        format!("posthorn-test-busq-{run}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"{exchange}\"\n\
+             exchange_type = \"headers\"\nqueue = \"{queue}\"\n"
+        ),
+    )
+    .unwrap();
+    let options = ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::on(backend)
+    };
+    // One process: its own database (SQLite's lives in the server's folder); several: one shared.
+    let servers = if processes == 1 {
+        vec![Server::start_with(options).await]
+    } else {
+        Server::start_many(processes, options).await
+    };
+    let api = servers[0].api();
+    wait_for(WAIT, "every source connected", || async {
+        let mut all = true;
+        for s in &servers {
+            let b = s.api().get("/v1/sources").await.body;
+            all &= b["items"][0]["connected"] == true;
+        }
+        all.then_some(())
+    })
+    .await;
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = conn.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+
+    let receiver = Receiver::start().await;
+    let wazo = |body: Value| {
+        let base = servers[servers.len() - 1].base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/1.0/subscriptions"))
+                .header("x-auth-token", crate::util::TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            r.json::<Value>().await.unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mut subs = Vec::new();
+    for (path, narrowing) in [
+        ("/u1", json!({"events_user_uuid": "u-1"})),
+        ("/all", json!({})),
+        ("/other-wazo", json!({"events_wazo_uuid": "w-2"})),
+    ] {
+        let mut body = json!({"name": path, "service": "http", "events": ["call_ended"],
+            "config": {"url": receiver.at(path), "method": "post"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(narrowing.as_object().unwrap().clone());
+        subs.push(wazo(body).await);
+    }
+    // Bound within about a second: probes (another user's calls) until one is an event.
+    let mut probe = 0;
+    wait_for(WAIT, "call_ended bound to the queue", || {
+        probe += 1;
+        let (channel, exchange, api) = (&channel, &exchange, &api);
+        async move {
+            publish_bus(
+                channel,
+                exchange,
+                "call_ended",
+                "u-9",
+                json!({"probe": probe}),
+            )
+            .await;
+            (!events_named(api, "call_ended").await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    for user in ["u-1", "u-2"] {
+        publish_bus(
+            &channel,
+            &exchange,
+            "call_ended",
+            user,
+            json!({"call_id": format!("call-{user}"), "user_uuid": user}),
+        )
+        .await;
+    }
+    let u1 = wait_for(WAIT, "u-1's call at its subscription", || async {
+        let hits = receiver.hits_at("/u1");
+        (!hits.is_empty()).then_some(hits)
+    })
+    .await;
+    let got: Vec<Value> = u1.iter().map(|h| h.json()).collect();
+    assert_eq!(
+        got,
+        vec![json!({"call_id": "call-u-1", "user_uuid": "u-1"})],
+        "exactly the event's data"
+    );
+    wait_for(
+        WAIT,
+        "both calls at the unnarrowed subscription",
+        || async {
+            let calls: Vec<Value> = receiver
+                .hits_at("/all")
+                .iter()
+                .map(|h| h.json())
+                .filter(|b| b.get("call_id").is_some())
+                .collect();
+            (calls.len() == 2).then_some(())
+        },
+    )
+    .await;
+    // Everything settled: the narrowed ones got nothing else.
+    for sub in &subs {
+        wait_for(WAIT, "every delivery settled", || async {
+            let ds = api.deliveries(sub).await;
+            ds.iter().all(|d| d["status"] == "succeeded").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        receiver.hits_at("/u1").len(),
+        1,
+        "only u-1's call reaches the u-1 subscription"
+    );
+    assert!(
+        receiver.hits_at("/other-wazo").is_empty(),
+        "another wazo's subscription gets nothing"
+    );
+    let event = events_named(&api, "call_ended")
+        .await
+        .into_iter()
+        .find(|e| e["data"]["call_id"] == "call-u-1")
+        .unwrap();
+    assert_eq!(event["origin"], "w-1");
+    assert_eq!(event["attributes"]["user_uuid:u-1"], "true");
+    assert_eq!(event["attributes"]["tenant_uuid"], "t-1");
+
+    // No subscription asks for call_ended any more: unbound. A subscription to user_created
+    // (bound in the same pass that unbinds) tells when the pass has run.
+    for sub in &subs {
+        let r = reqwest::Client::new()
+            .delete(format!("{}/1.0/subscriptions/{sub}", servers[0].base))
+            .header("x-auth-token", crate::util::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    wazo(
+        json!({"name": "users", "service": "http", "events": ["user_created"],
+        "config": {"url": receiver.at("/users"), "method": "post"}}),
+    )
+    .await;
+    let before = events_named(&api, "call_ended").await.len();
+    let mut probe = 0;
+    wait_for(WAIT, "user_created bound", || {
+        probe += 1;
+        let (channel, exchange, api) = (&channel, &exchange, &api);
+        async move {
+            publish_bus(
+                channel,
+                exchange,
+                "call_ended",
+                "u-1",
+                json!({"late": probe}),
+            )
+            .await;
+            publish_bus(
+                channel,
+                exchange,
+                "user_created",
+                "u-1",
+                json!({"probe": probe}),
+            )
+            .await;
+            (!events_named(api, "user_created").await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    // The call_ended sent just before the user_created that arrived was not taken.
+    let late: Vec<Value> = events_named(&api, "call_ended")
+        .await
+        .into_iter()
+        .filter(|e| e["data"]["late"] == probe)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "call_ended is still bound after its last subscription went"
+    );
+    assert!(events_named(&api, "call_ended").await.len() >= before);
+    let _ = channel
+        .exchange_delete(exchange.into(), Default::default())
+        .await;
+    let _ = channel.queue_delete(queue.into(), Default::default()).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(amqp_tests),
+    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+)]
+async fn a_real_wazo_bus_reaches_wazo_subscriptions_sqlite() {
+    a_real_wazo_bus_reaches_wazo_subscriptions(Backend::Sqlite, 1).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(all(amqp_tests, postgres_tests)),
+    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+)]
+async fn a_real_wazo_bus_reaches_wazo_subscriptions_on_two_postgres_processes() {
+    if crate::util::postgres_available() {
+        a_real_wazo_bus_reaches_wazo_subscriptions(Backend::Postgres, 2).await;
+    }
+}

@@ -283,6 +283,9 @@ pub struct EventView {
     pub data: Box<RawValue>,
     pub origin: Option<String>,
     pub tenant: Option<String>,
+    /// Routing attributes beside the data (empty when it has none).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
     pub occurred_at: String,
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

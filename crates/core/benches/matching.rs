@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         name: "tenant7.event7",
         id: "evt_1",
         origin: Some("studio-a"),
+        attributes: &Default::default(),
         data: &data,
     };
     let mut group = c.benchmark_group("match one event");

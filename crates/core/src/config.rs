@@ -85,6 +85,15 @@ pub struct AmqpSource {
     /// A header holding the message id when the `message_id` property is absent.
     #[serde(default)]
     pub message_id_header: Option<String>,
+    /// On a headers exchange, bind every event name some subscription asks for (and unbind it
+    /// when none does), within about a second, beside the fixed `bindings`, as wazo-webhookd
+    /// binds its bus queue. A subscription to a prefix or `*` binds every message.
+    #[serde(default = "follow")]
+    pub follow_subscriptions: bool,
+}
+
+fn follow() -> bool {
+    true
 }
 
 fn prefetch() -> u16 {
@@ -100,6 +109,7 @@ impl std::fmt::Debug for AmqpSource {
             .field("queue", &self.queue)
             .field("bindings", &self.bindings)
             .field("prefetch", &self.prefetch)
+            .field("follow_subscriptions", &self.follow_subscriptions)
             .finish_non_exhaustive()
     }
 }

@@ -42,6 +42,41 @@ pub fn is_valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
+/// Routing attributes: strings beside an event's `data` that filters and front-door rules read
+/// (`$event.attributes.survey`) but that are not part of the payload — a broker message's
+/// headers, FluidSurveys' `survey`/`collector`, an HTTP publisher's own. Sorted by name.
+pub type Attributes = std::collections::BTreeMap<String, String>;
+
+/// The most attributes an event may carry.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// The longest an attribute's value may be, in bytes.
+pub const MAX_ATTRIBUTE_VALUE: usize = 1024;
+
+/// What is wrong with `attributes`, as `(field below "attributes", message)`.
+pub fn attribute_faults(attributes: &Attributes) -> Vec<(String, String)> {
+    let mut faults = Vec::new();
+    if attributes.len() > MAX_ATTRIBUTES {
+        faults.push((
+            String::new(),
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
+    }
+    for (k, v) in attributes {
+        if !is_valid_token(k) {
+            faults.push((
+                format!(".{k}"),
+                "a name is 1 to 128 characters of A-Z a-z 0-9 _ . : -".into(),
+            ));
+        } else if v.len() > MAX_ATTRIBUTE_VALUE {
+            faults.push((
+                format!(".{k}"),
+                format!("a value is at most {MAX_ATTRIBUTE_VALUE} bytes"),
+            ));
+        }
+    }
+    faults
+}
+
 /// An event as a publisher sends it, through any front (`POST /v1/events`, a broker source, a
 /// front door): checked and matched by the publisher (`posthorn_store::Publisher`).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -63,6 +98,10 @@ pub struct PublishRequest {
     /// Only this application's subscriptions (and the admin's) receive the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Routing attributes (strings, at most 64): filters read them as `$event.attributes.NAME`;
+    /// they are not part of the payload.
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// An event as stored: what every front published, and what every delivery service sends.
@@ -76,6 +115,8 @@ pub struct StoredEvent {
     pub name: String,
     pub origin: Option<String>,
     pub tenant: Option<String>,
+    /// The routing attributes beside the data.
+    pub attributes: Attributes,
     /// The `data` object as JSON text, as the publisher wrote it less the spacing.
     pub data: String,
     pub occurred_at: Millis,
@@ -201,6 +242,7 @@ mod tests {
             name: "a.b".into(),
             origin: Some("o\"x".into()),
             tenant: None,
+            attributes: Attributes::new(),
             data: r#"{"k":[1,2]}"#.into(),
             occurred_at: 0,
             received_at: 0,

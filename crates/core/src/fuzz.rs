@@ -65,6 +65,7 @@ pub fn filter(input: &[u8]) {
         name: "user_created",
         id: "evt_1",
         origin: Some("a1b2c3d4"),
+        attributes: &crate::event::Attributes::from([("user_uuid:u1".into(), "true".into())]),
         data: &data,
     };
     let first = filter.matches(&view);
@@ -181,6 +182,7 @@ pub fn intake(input: &[u8]) {
             name: req.name.clone(),
             origin: req.origin.clone(),
             tenant: req.tenant.clone(),
+            attributes: req.attributes.clone(),
             data: compact.into_owned(),
             occurred_at: occurred_at.unwrap_or(0),
             received_at: 0,

@@ -37,6 +37,14 @@ impl IndexedSubscription {
     }
 }
 
+/// What [`SubscriptionIndex::wanted_names`] says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WantedNames {
+    pub names: std::collections::BTreeSet<String>,
+    /// Some subscription takes names by a prefix or `*`.
+    pub by_pattern: bool,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
     by_id: HashMap<String, Arc<IndexedSubscription>>,
@@ -63,6 +71,26 @@ impl SubscriptionIndex {
             }
         }
         (index, rejected)
+    }
+
+    /// The event names the active subscriptions ask for, for a broker source whose bindings
+    /// follow the subscriptions: every exact name (not the service's own `posthorn.*`), and
+    /// whether some subscription takes names by a prefix or `*`, which a binding per name cannot
+    /// express.
+    pub fn wanted_names(&self) -> WantedNames {
+        let reserved = |n: &str| {
+            n.get(..crate::event::RESERVED_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(crate::event::RESERVED_PREFIX))
+        };
+        WantedNames {
+            names: self
+                .exact
+                .keys()
+                .filter(|n| !reserved(n))
+                .cloned()
+                .collect(),
+            by_pattern: !self.all.is_empty() || self.prefixes.keys().any(|p| !reserved(p)),
+        }
     }
 
     /// Adds or replaces one subscription (compiling only it).
@@ -155,7 +183,14 @@ impl SubscriptionIndex {
     /// The ids of the active subscriptions that want `event`, each once. With a `tenant`, only
     /// that owner's subscriptions and the admin's.
     pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
-        self.matching_with(event.name, event.id, event.origin, tenant, || event.data)
+        self.matching_with(
+            event.name,
+            event.id,
+            event.origin,
+            event.attributes,
+            tenant,
+            || event.data,
+        )
     }
 
     /// As [`SubscriptionIndex::matching`], with the event's `data` asked for only if a filter
@@ -166,6 +201,7 @@ impl SubscriptionIndex {
         name: &str,
         id: &str,
         origin: Option<&str>,
+        attributes: &crate::event::Attributes,
         tenant: Option<&str>,
         data: impl Fn() -> &'d Value,
     ) -> Vec<String> {
@@ -192,6 +228,7 @@ impl SubscriptionIndex {
                         name,
                         id,
                         origin,
+                        attributes,
                         data: data(),
                     })
                 }),
@@ -238,6 +275,7 @@ mod tests {
                 name,
                 id: "e",
                 origin: None,
+                attributes: &Default::default(),
                 data,
             },
             tenant,

@@ -172,6 +172,7 @@ impl World {
                 name: "thing.happened".into(),
                 origin: None,
                 tenant: None,
+                attributes: Default::default(),
                 data: json!({ "i": i }).to_string(),
                 occurred_at: now_ms(),
                 subscriptions: vec![sub.id.clone()],

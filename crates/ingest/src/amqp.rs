@@ -99,10 +99,7 @@ async fn consume(
     if !source.exchange.is_empty() {
         for binding in &source.bindings {
             let (key, args) = if source.exchange_type == ExchangeType::Headers {
-                let mut args = FieldTable::default();
-                args.insert("x-match".into(), AMQPValue::LongString("all".into()));
-                args.insert("name".into(), AMQPValue::LongString(binding.clone().into()));
-                (String::new(), args)
+                (String::new(), name_binding(Some(binding)))
             } else {
                 (binding.clone(), FieldTable::default())
             };
@@ -118,6 +115,18 @@ async fn consume(
                 .map_err(e("bind the queue"))?;
         }
     }
+    let mut follower = (source.exchange_type == ExchangeType::Headers
+        && source.follow_subscriptions
+        && !source.exchange.is_empty())
+    .then(|| Follower {
+        fixed: source.bindings.iter().cloned().collect(),
+        bound: Default::default(),
+    });
+    if let Some(f) = &mut follower {
+        f.follow(&channel, source, publisher).await?;
+    }
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     channel
         .basic_qos(source.prefetch.max(1), BasicQosOptions::default())
         .await
@@ -136,7 +145,19 @@ async fn consume(
         s.last_error = None;
     });
     tracing::info!(queue = %source.queue, "AMQP source consuming");
-    while let Some(delivery) = consumer.next().await {
+    loop {
+        let delivery = tokio::select! {
+            d = consumer.next() => match d {
+                Some(d) => d,
+                None => break,
+            },
+            _ = tick.tick(), if follower.is_some() => {
+                if let Some(f) = &mut follower {
+                    f.follow(&channel, source, publisher).await?;
+                }
+                continue;
+            }
+        };
         if stop.is_cancelled() {
             return Ok(());
         }
@@ -147,12 +168,114 @@ async fn consume(
     Ok(())
 }
 
+/// How often a source's bindings catch up with the subscriptions.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A headers binding on the `name` header (`x-match: all`), or on nothing: every message.
+fn name_binding(name: Option<&String>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-match".into(), AMQPValue::LongString("all".into()));
+    if let Some(name) = name {
+        args.insert("name".into(), AMQPValue::LongString(name.clone().into()));
+    }
+    args
+}
+
+/// The bindings of a headers-exchange source that follow the subscriptions: one per event name
+/// some subscription asks for (`None`: every message, for a prefix or `*`), beside the fixed ones.
+struct Follower {
+    fixed: std::collections::BTreeSet<String>,
+    bound: std::collections::BTreeSet<Option<String>>,
+}
+
+impl Follower {
+    /// Binds what the subscriptions ask for and is not bound, and unbinds what they no longer ask
+    /// for (never a fixed binding).
+    async fn follow(
+        &mut self,
+        channel: &lapin::Channel,
+        source: &AmqpSource,
+        publisher: &Publisher,
+    ) -> Result<(), String> {
+        let wanted = publisher.wanted_names();
+        let mut want: std::collections::BTreeSet<Option<String>> = wanted
+            .names
+            .into_iter()
+            .filter(|n| !self.fixed.contains(n))
+            .map(Some)
+            .collect();
+        if wanted.by_pattern {
+            want.insert(None);
+        }
+        for b in want.difference(&self.bound).cloned().collect::<Vec<_>>() {
+            channel
+                .queue_bind(
+                    source.queue.clone().into(),
+                    source.exchange.clone().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    name_binding(b.as_ref()),
+                )
+                .await
+                .map_err(|err| format!("bind the queue to {}: {err}", shown(&b)))?;
+            tracing::info!(queue = %source.queue, name = %shown(&b), "AMQP source bound");
+            self.bound.insert(b);
+        }
+        for b in self.bound.difference(&want).cloned().collect::<Vec<_>>() {
+            channel
+                .queue_unbind(
+                    source.queue.clone().into(),
+                    source.exchange.clone().into(),
+                    "".into(),
+                    name_binding(b.as_ref()),
+                )
+                .await
+                .map_err(|err| format!("unbind the queue from {}: {err}", shown(&b)))?;
+            tracing::info!(queue = %source.queue, name = %shown(&b), "AMQP source unbound");
+            self.bound.remove(&b);
+        }
+        Ok(())
+    }
+}
+
+fn shown(binding: &Option<String>) -> &str {
+    binding.as_deref().unwrap_or("every message")
+}
+
 fn text_header(headers: Option<&FieldTable>, key: &str) -> Option<String> {
     match headers?.inner().get(&ShortString::from(key.to_owned()))? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
     }
+}
+
+/// The message's headers with a scalar value, as text: the event's routing attributes (a wazo
+/// bus message's `user_uuid:<uuid>`, `tenant_uuid`, `origin_uuid`, …).
+fn scalar_headers(headers: Option<&FieldTable>) -> Vec<(String, String)> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    headers
+        .inner()
+        .iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                AMQPValue::Boolean(b) => b.to_string(),
+                AMQPValue::ShortShortInt(n) => n.to_string(),
+                AMQPValue::ShortShortUInt(n) => n.to_string(),
+                AMQPValue::ShortInt(n) => n.to_string(),
+                AMQPValue::ShortUInt(n) => n.to_string(),
+                AMQPValue::LongInt(n) => n.to_string(),
+                AMQPValue::LongUInt(n) => n.to_string(),
+                AMQPValue::LongLongInt(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((k.as_str().to_owned(), text))
+        })
+        .collect()
 }
 
 /// Stores one message as an event, then acknowledges it; or rejects it for good.
@@ -180,6 +303,7 @@ async fn take(
         text_header(headers, "name"),
         delivery.routing_key.as_str(),
         id,
+        scalar_headers(headers),
     );
     // Stored, or kept: while the database is away, the message waits here, unacknowledged
     // (within the prefetch window, so the consumer takes no more).

@@ -99,7 +99,15 @@ async fn take(
         .as_ref()
         .and_then(|h| h.get("Nats-Msg-Id"))
         .map(|v| v.as_str().to_owned());
-    let made = request(&message.payload, None, &name, id);
+    // Headers other than NATS's own become routing attributes.
+    let headers = message
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter(|(k, _)| !k.to_string().starts_with("Nats-"))
+        .filter_map(|(k, v)| Some((k.to_string(), v.first()?.as_str().to_owned())))
+        .collect();
+    let made = request(&message.payload, None, &name, id, headers);
     let origin = format!("nats:{}", source.stream);
     // Still ours while the store refuses it: each wait tells the server, so that it does not
     // redeliver the message meanwhile.

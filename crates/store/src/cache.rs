@@ -110,12 +110,19 @@ impl SubscriptionCache {
         name: &str,
         id: &str,
         origin: Option<&str>,
+        attributes: &posthorn_core::event::Attributes,
         tenant: Option<&str>,
         data: impl Fn() -> &'d serde_json::Value,
     ) -> Vec<String> {
         self.current()
             .index
-            .matching_with(name, id, origin, tenant, data)
+            .matching_with(name, id, origin, attributes, tenant, data)
+    }
+
+    /// The event names this process's active subscriptions ask for (see
+    /// [`SubscriptionIndex::wanted_names`]).
+    pub fn wanted_names(&self) -> posthorn_core::index::WantedNames {
+        self.current().index.wanted_names()
     }
 
     /// Reloads whenever another process changes a subscription (polled every `every`).

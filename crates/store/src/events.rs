@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use posthorn_core::event::Attributes;
 use posthorn_core::id::new_id;
 use posthorn_core::time::Millis;
 use posthorn_core::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-use crate::{get, value_rows, Backend, Claimed, Result, Store};
+use crate::{get, value_rows, Backend, Claimed, Result, Store, StoreError};
 
 /// Takes the deliveries of a publish straight from the commit that makes them, leased to this
 /// process, so that they need no claim. Implemented by the dispatcher.
@@ -48,6 +49,8 @@ pub struct NewEvent {
     pub name: String,
     pub origin: Option<String>,
     pub tenant: Option<String>,
+    /// Routing attributes beside the data (stored as a JSON object, NULL when empty).
+    pub attributes: Attributes,
     /// The `data` object as JSON text.
     pub data: String,
     pub occurred_at: Millis,
@@ -64,6 +67,7 @@ impl NewEvent {
             name: self.name.clone(),
             origin: self.origin.clone(),
             tenant: self.tenant.clone(),
+            attributes: self.attributes.clone(),
             data: self.data.clone(),
             occurred_at: self.occurred_at,
             received_at,
@@ -85,7 +89,25 @@ pub struct Published {
 }
 
 /// Parameters of one event row.
-pub(crate) const EVENT_PARAMS: usize = 8;
+pub(crate) const EVENT_PARAMS: usize = 9;
+
+/// Attributes as stored: a JSON object, or NULL when there are none.
+pub(crate) fn attributes_text(attributes: &Attributes) -> Option<String> {
+    (!attributes.is_empty()).then(|| {
+        // A map of strings always serializes.
+        serde_json::to_string(attributes).unwrap_or_default()
+    })
+}
+
+/// Attributes read back from the `attributes` column of `row`; a value that is not a JSON
+/// object of strings is a corrupt row, named.
+pub(crate) fn attributes_from(row: &AnyRow) -> Result<Attributes> {
+    match get::<Option<String>>(row, "attributes")? {
+        None => Ok(Attributes::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("an event's attributes: {e}"))),
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -237,7 +259,7 @@ async fn insert_event_rows(
             let values = value_rows(chunk.len(), EVENT_PARAMS, 1, "");
             format!(
                 "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
-                 received_at) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
+                 received_at, attributes) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
             )
         });
         let mut q = sqlx::query(&sql);
@@ -250,7 +272,8 @@ async fn insert_event_rows(
                 .bind(&e.tenant)
                 .bind(&e.data)
                 .bind(e.occurred_at)
-                .bind(now);
+                .bind(now)
+                .bind(attributes_text(&e.attributes));
         }
         match backend {
             Backend::Postgres => returned.extend(q.fetch_all(&mut *conn).await?),
@@ -311,10 +334,10 @@ async fn duplicate(conn: &mut AnyConnection, e: &NewEvent) -> Result<Published> 
     })
 }
 
-const EVENT_COLUMNS: &str =
-    "seq, id, publisher, name, origin, tenant, data, occurred_at, received_at";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, id, publisher, name, origin, tenant, data, occurred_at, received_at, attributes";
 
-fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
+pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         seq: get(row, "seq")?,
         id: get(row, "id")?,
@@ -322,6 +345,7 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
         name: get(row, "name")?,
         origin: get(row, "origin")?,
         tenant: get(row, "tenant")?,
+        attributes: attributes_from(row)?,
         data: get(row, "data")?,
         occurred_at: get(row, "occurred_at")?,
         received_at: get(row, "received_at")?,

@@ -4,7 +4,9 @@
 //! broker sources, the service's own `posthorn.*` events — goes through it with the publisher's
 //! identity; none of them writes events itself.
 
-use posthorn_core::event::{compact_json, is_valid_token, PublishRequest, GENERATED_PREFIX};
+use posthorn_core::event::{
+    attribute_faults, compact_json, is_valid_token, PublishRequest, GENERATED_PREFIX,
+};
 use posthorn_core::id::new_id;
 use posthorn_core::owner::{ADMIN, SYSTEM};
 use posthorn_core::time::{now_ms, parse_rfc3339};
@@ -109,6 +111,9 @@ impl Publisher {
                 errors.add(at("tenant"), "must be an application id");
             }
         }
+        for (field, message) in attribute_faults(&req.attributes) {
+            errors.add(format!("{}{field}", at("attributes")), message);
+        }
         if unreadable.get() {
             errors.add(at("data"), "cannot be read as JSON");
         }
@@ -118,6 +123,7 @@ impl Publisher {
             &req.name,
             &id,
             req.origin.as_deref(),
+            &req.attributes,
             req.tenant.as_deref(),
             data,
         );
@@ -131,9 +137,15 @@ impl Publisher {
             name: req.name,
             origin: req.origin,
             tenant: req.tenant,
+            attributes: req.attributes,
             occurred_at,
             subscriptions,
         })
+    }
+
+    /// The event names the subscriptions ask for: what a source's bindings follow.
+    pub fn wanted_names(&self) -> posthorn_core::index::WantedNames {
+        self.subscriptions.wanted_names()
     }
 
     /// Stores prepared events atomically with their deliveries; answers once they are durable.
@@ -149,6 +161,7 @@ impl Publisher {
             name,
             id: &id,
             origin: Some(SYSTEM),
+            attributes: &Default::default(),
             data: &data,
         };
         let subscriptions = self.subscriptions.matching(&view, Some(owner));
@@ -187,6 +200,7 @@ fn system_event(
         name: name.into(),
         origin: Some(SYSTEM.into()),
         tenant: Some(owner.into()),
+        attributes: Default::default(),
         data: data.to_string(),
         occurred_at: now_ms(),
         subscriptions,

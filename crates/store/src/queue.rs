@@ -15,6 +15,7 @@ use posthorn_core::{AttemptOutcome, DeliveryStatus};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+use crate::events::{attributes_from, event_from_row, EVENT_COLUMNS};
 use crate::{get, placeholders, value_rows, Backend, Result, Store};
 use posthorn_core::{StoredEvent, Visibility};
 
@@ -154,8 +155,7 @@ impl Store {
         for chunk in self.backend.statement_chunks(&seqs, 1) {
             let sql = self.backend.statement("claimed events", chunk.len(), || {
                 format!(
-                    "SELECT seq, id, publisher, name, origin, tenant, data, occurred_at, \
-                     received_at FROM events WHERE seq IN ({})",
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({})",
                     placeholders(1, chunk.len())
                 )
             });
@@ -164,17 +164,7 @@ impl Store {
                 q = q.bind(*seq);
             }
             for row in q.fetch_all(&self.read).await? {
-                let event = StoredEvent {
-                    seq: get(&row, "seq")?,
-                    id: get(&row, "id")?,
-                    publisher: get(&row, "publisher")?,
-                    name: get(&row, "name")?,
-                    origin: get(&row, "origin")?,
-                    tenant: get(&row, "tenant")?,
-                    data: get(&row, "data")?,
-                    occurred_at: get(&row, "occurred_at")?,
-                    received_at: get(&row, "received_at")?,
-                };
+                let event = event_from_row(&row)?;
                 events.insert(event.seq, std::sync::Arc::new(event));
             }
         }
@@ -259,7 +249,7 @@ impl Store {
     ) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
         let mut sql = format!(
             "SELECT {DELIVERY_COLUMNS}, e.seq, e.publisher, e.origin, e.tenant, e.data, \
-             e.occurred_at, e.received_at \
+             e.occurred_at, e.received_at, e.attributes \
              FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1"
         );
         if seen.owner().is_some() {
@@ -281,6 +271,7 @@ impl Store {
             name: delivery.event_name.clone(),
             origin: get(&row, "origin")?,
             tenant: get(&row, "tenant")?,
+            attributes: attributes_from(&row)?,
             data: get(&row, "data")?,
             occurred_at: get(&row, "occurred_at")?,
             received_at: get(&row, "received_at")?,

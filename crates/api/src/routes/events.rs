@@ -65,6 +65,7 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<E
         name: e.name,
         origin: e.origin,
         tenant: e.tenant,
+        attributes: e.attributes,
         occurred_at: to_rfc3339(e.occurred_at),
         received_at: to_rfc3339(e.received_at),
         deliveries,

@@ -20,6 +20,9 @@ pub struct SampleEvent {
     pub id: Option<String>,
     #[serde(default)]
     pub origin: Option<String>,
+    /// Routing attributes (`$event.attributes.NAME`).
+    #[serde(default)]
+    pub attributes: posthorn_core::event::Attributes,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,6 +52,7 @@ pub(crate) async fn evaluate(
         name: &req.event.name,
         id: req.event.id.as_deref().unwrap_or_default(),
         origin: req.event.origin.as_deref(),
+        attributes: &req.event.attributes,
         data: &req.event.data,
     });
     Ok(Json(Evaluated { matches }))

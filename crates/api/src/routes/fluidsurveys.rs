@@ -255,7 +255,13 @@ pub(crate) async fn subscribe(
     for (field, value) in [("survey", &survey), ("collector", &collector)] {
         if let Some(v) = value {
             if narrowing(&event).contains(&field) {
-                filter.push(format!("{field} = {}", json!(v)));
+                // The platform says which survey (collector) in a routing attribute, so that
+                // the callback carries only the event's fields; or in the data.
+                let v = json!(v);
+                filter.push(format!(
+                    "($event.attributes.{field} = {v} or \
+                     (not exists $event.attributes.{field} and {field} = {v}))"
+                ));
             }
             metadata.insert(field.into(), json!(v));
         }

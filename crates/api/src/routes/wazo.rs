@@ -3,8 +3,9 @@
 //!
 //! Translation, not a second engine: a wazo subscription is a Posthorn `http` subscription whose
 //! templates see the event's `data` as `event` (`template_event: data`, beside `event_name` and
-//! `wazo_uuid`), whose default body is that data as JSON, `events_user_uuid` a filter on
-//! `user_uuid`, `events_wazo_uuid` one on the origin. What wazo has and Posthorn does not name
+//! `wazo_uuid`), whose default body is that data as JSON, `events_user_uuid` a filter on the
+//! bus message's `user_uuid:<uuid>` attribute (or the data's `user_uuid`), `events_wazo_uuid` one
+//! on the origin (the bus message's `origin_uuid`). What wazo has and Posthorn does not name
 //! (those two, `owner_user_uuid`) is kept in metadata under `wazo.`. Its `uuid` is the Posthorn
 //! id. Token in `X-Auth-Token` (an application's, or the admin's; `Wazo-Tenant` lets the admin act
 //! for an application); errors are wazo's `{"message","error_id","details","timestamp"}`; unknown
@@ -278,7 +279,13 @@ fn spec_of(body: &Value, owner_user: Option<&str>) -> Result<SubscriptionSpec, W
     }
     let mut filter = Vec::new();
     if let Some(user) = text("events_user_uuid", false)? {
-        filter.push(format!("user_uuid = {}", json!(user)));
+        // As wazo binds it: the bus message's `user_uuid:<uuid>` header (an attribute here); an
+        // event published over HTTP may name its user in its data instead.
+        filter.push(format!(
+            "(exists $event.attributes[{}] or user_uuid = {})",
+            json!(format!("user_uuid:{user}")),
+            json!(user)
+        ));
         metadata.insert(USER_KEY.into(), user);
     }
     if let Some(origin) = text("events_wazo_uuid", false)? {

@@ -10,10 +10,12 @@
 //!            | operand [ "not" ] "in" "[" [ literal { "," literal } ] "]"
 //! operand    = path | literal
 //! path       = ident { "." ident | "[" digits "]" } | "$event" "." ( "name" | "id" | "origin" )
+//!            | "$event" "." "attributes" ( "." ident | "[" string "]" )
 //! literal    = string | number | "true" | "false" | "null"
 //! ```
 //!
-//! Keywords are case-insensitive. Paths resolve inside the event's `data`. A comparison with a
+//! Keywords are case-insensitive. Paths resolve inside the event's `data`; `$event.attributes.K`
+//! (or `$event.attributes["user_uuid:…"]` for any name) reads the event's routing attribute `K`. A comparison with a
 //! missing path is false (`!=` included), so `not (…)` of it is true. A number and a string that
 //! is a decimal number compare as numbers. A filter is parsed once, when it is saved ([`Filter::parse`]),
 //! and evaluated per event without allocation on the common paths ([`Filter::matches`]).
@@ -53,6 +55,8 @@ pub struct EventView<'a> {
     pub name: &'a str,
     pub id: &'a str,
     pub origin: Option<&'a str>,
+    /// The routing attributes beside the data ([`crate::event::Attributes`]).
+    pub attributes: &'a crate::event::Attributes,
     pub data: &'a Value,
 }
 
@@ -100,11 +104,13 @@ enum Segment {
     Index(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum EventField {
     Name,
     Id,
     Origin,
+    /// A routing attribute, by name.
+    Attribute(String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,6 +178,7 @@ fn resolve_path<'a>(path: &'a Path, event: &EventView<'a>) -> Option<V<'a>> {
             EventField::Name => V::Str(event.name),
             EventField::Id => V::Str(event.id),
             EventField::Origin => event.origin.map_or(V::Null, V::Str),
+            EventField::Attribute(k) => V::Str(event.attributes.get(k)?),
         }),
         Path::Data(segments) => {
             let mut v = event.data;
@@ -283,10 +290,15 @@ mod tests {
 
     fn check(filter: &str, name: &str, data: &Value) -> bool {
         let f = Filter::parse(filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let attributes = crate::event::Attributes::from([
+            ("survey".to_owned(), "1".to_owned()),
+            ("user_uuid:u-1".to_owned(), "true".to_owned()),
+        ]);
         f.matches(&EventView {
             name,
             id: "evt_1",
             origin: Some("studio"),
+            attributes: &attributes,
             data,
         })
     }
@@ -336,6 +348,29 @@ mod tests {
             (r#"$event.name = "response_complete""#, &survey, true),
             (r#"$event.id startswith "evt_""#, &survey, true),
             (r#"$event.origin = 'studio'"#, &survey, true),
+            (r#"$event.attributes.survey = 1"#, &survey, true),
+            (r#"$event.attributes.survey = "2""#, &survey, false),
+            (
+                r#"$event.attributes["user_uuid:u-1"] = true"#,
+                &survey,
+                false,
+            ),
+            (
+                r#"$event.attributes["user_uuid:u-1"] = "true""#,
+                &survey,
+                true,
+            ),
+            (
+                r#"exists $event.attributes["user_uuid:u-1"]"#,
+                &survey,
+                true,
+            ),
+            (
+                r#"exists $event.attributes["user_uuid:u-2"]"#,
+                &survey,
+                false,
+            ),
+            (r#"$event.attributes.collector != "1""#, &survey, false),
             (
                 r#"survey_name < "m4" and survey_name > "m2""#,
                 &survey,
@@ -417,7 +452,11 @@ mod tests {
             ("é = 1 ) ", 7, "expected 'and', 'or' or the end"),
             ("a = 1 # 2", 7, "unexpected character '#'"),
             ("$evt.name = 1", 1, "unknown variable"),
-            ("$event.tenant = 1", 8, "expected name, id or origin"),
+            (
+                "$event.tenant = 1",
+                8,
+                "expected name, id, origin or attributes",
+            ),
             ("a[x] = 1", 3, "expected an array index"),
             ("", 1, "empty filter"),
             ("a = \"\\q\"", 6, "unknown escape"),
@@ -477,7 +516,7 @@ mod tests {
         fn no_string_panics(src in "\\PC{0,80}") {
             let data = json!({"a": 1, "b": {"c": "x"}, "x": [1, 2]});
             if let Ok(f) = Filter::parse(&src) {
-                f.matches(&EventView { name: "n", id: "i", origin: None, data: &data });
+                f.matches(&EventView { name: "n", id: "i", origin: None, attributes: &Default::default(), data: &data });
             }
         }
 
@@ -487,7 +526,7 @@ mod tests {
             let src = tokens.join(" ");
             let data = json!({"a": 1, "b": {"c": "x"}, "x": [1, 2]});
             if let Ok(f) = Filter::parse(&src) {
-                f.matches(&EventView { name: "n", id: "i", origin: None, data: &data });
+                f.matches(&EventView { name: "n", id: "i", origin: None, attributes: &Default::default(), data: &data });
             }
         }
     }

@@ -226,6 +226,48 @@ struct Parser {
 const OPERATORS: &str = "a comparison (=, !=, <, <=, >, >=, in, not in, contains, startswith)";
 
 impl Parser {
+    /// The name after `$event.attributes`: `.name` or `["any name"]`.
+    fn attribute_name(&mut self) -> Result<String, ParseError> {
+        match self.next() {
+            (Tok::Dot, _) => match self.next() {
+                (Tok::Ident(k), _) => Ok(k),
+                (t, c) => err(
+                    c,
+                    format!(
+                        "expected an attribute's name after '.', found {}",
+                        t.describe()
+                    ),
+                ),
+            },
+            (Tok::LBracket, _) => {
+                let name = match self.next() {
+                    (Tok::Str(k), _) => k,
+                    (t, c) => {
+                        return err(
+                            c,
+                            format!(
+                                "expected an attribute's name in quotes, found {}",
+                                t.describe()
+                            ),
+                        )
+                    }
+                };
+                if *self.peek() != Tok::RBracket {
+                    return self.expected("']'");
+                }
+                self.next();
+                Ok(name)
+            }
+            (t, c) => err(
+                c,
+                format!(
+                    "expected '.' or '[' after $event.attributes, found {}",
+                    t.describe()
+                ),
+            ),
+        }
+    }
+
     fn peek(&self) -> &Tok {
         &self.toks[self.pos].0
     }
@@ -464,11 +506,14 @@ impl Parser {
                     (Tok::Ident(f), _) if f == "name" => EventField::Name,
                     (Tok::Ident(f), _) if f == "id" => EventField::Id,
                     (Tok::Ident(f), _) if f == "origin" => EventField::Origin,
+                    (Tok::Ident(f), _) if f == "attributes" => {
+                        EventField::Attribute(self.attribute_name()?)
+                    }
                     (t, c) => {
                         return err(
                             c,
                             format!(
-                                "expected name, id or origin after '$event.', found {}",
+                                "expected name, id, origin or attributes after '$event.', found {}",
                                 t.describe()
                             ),
                         )

@@ -49,6 +49,20 @@ pub enum TemplateEvent {
     Data,
 }
 
+/// `payload`: the shape of a JSON body when there is no body template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// `{"id","name","occurred_at","origin","data"}`.
+    #[default]
+    Envelope,
+    /// The event's `data` alone: wazo-webhookd's and ftrack's "whole event".
+    Data,
+    /// `name` beside the data's fields, as Phraseanet sends (`{"name": "new_feed_entry",
+    /// "feed": …}`); a `name` field of the data gives way to the event's name.
+    Flat,
+}
+
 /// `verify_certificate`: on, off, or the path of a CA bundle to verify against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -86,6 +100,10 @@ pub struct HttpConfig {
     /// `tojson`, `urlencode`.
     #[serde(default)]
     pub body: Option<String>,
+    /// The JSON body's shape without a body template: `envelope` (the default), `data` (the
+    /// event's data alone) or `flat` (`name` beside the data's fields).
+    #[serde(default)]
+    pub payload: Payload,
     /// Static headers; `webhook-*`, `host` and `content-length` are Posthorn's.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -117,6 +135,7 @@ impl Default for HttpConfig {
             method: HttpMethod::Post,
             content_type: json(),
             body: None,
+            payload: Payload::default(),
             headers: BTreeMap::new(),
             verify_certificate: CertificateCheck::default(),
             template_event: TemplateEvent::default(),
@@ -174,6 +193,12 @@ impl HttpConfig {
             );
         } else if media.is_empty() || !media.contains('/') {
             errors.add("content_type", "must be a media type such as text/plain");
+        }
+        if config.payload != Payload::Envelope && (config.body.is_some() || media != JSON) {
+            errors.add(
+                "payload",
+                "shapes a JSON body without a template: leave it out with a body template or a form",
+            );
         }
         for (name, value) in &config.headers {
             let field = format!("headers.{name}");

@@ -23,7 +23,7 @@ use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
 use serde_json::Value;
 use url::Url;
 
-pub use config::{CertificateCheck, HttpConfig, HttpMethod, TemplateEvent, FORM, JSON};
+pub use config::{CertificateCheck, HttpConfig, HttpMethod, Payload, TemplateEvent, FORM, JSON};
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
@@ -292,10 +292,24 @@ impl HttpTarget {
             None if is_form(&config.content_type) => {
                 form_encode(&envelope_value["data"]).into_bytes()
             }
-            None => return Ok((url, envelope_bytes, true)),
+            None => match config.payload {
+                Payload::Envelope => return Ok((url, envelope_bytes, true)),
+                Payload::Data => event.data.as_bytes().to_vec(),
+                Payload::Flat => flat(event)?,
+            },
         };
         Ok((url, body, false))
     }
+}
+
+/// `{"name": …}` followed by the data's fields (but its own `name`), in their order.
+fn flat(event: &StoredEvent) -> Result<Vec<u8>, String> {
+    let data: serde_json::Map<String, Value> = serde_json::from_str(&event.data)
+        .map_err(|e| format!("stored event is not a JSON object: {e}"))?;
+    let mut out = serde_json::Map::with_capacity(data.len() + 1);
+    out.insert("name".into(), Value::String(event.name.clone()));
+    out.extend(data.into_iter().filter(|(k, _)| k != "name"));
+    serde_json::to_vec(&out).map_err(|e| e.to_string())
 }
 
 /// How many addresses a URL's literal host stands for (`localhost` is two).
