@@ -659,6 +659,17 @@ async fn a_real_wazo_bus_reaches_wazo_subscriptions(backend: Backend, processes:
         all.then_some(())
     })
     .await;
+    // wazo's status says the bus is consumed.
+    let status: Value = reqwest::Client::new()
+        .get(format!("{}/1.0/status", servers[0].base))
+        .header("x-auth-token", crate::util::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["bus_consumer"]["status"], "ok", "{status}");
     let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
         .await
         .expect("RabbitMQ");

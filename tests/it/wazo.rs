@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{wait_for, Api, Backend, Receiver, Server};
+use crate::util::{wait_for, Answer, Api, Backend, Receiver, Server};
 
 struct Wazo {
     base: String,
@@ -218,4 +218,207 @@ async fn wazo_clients_work_unchanged(backend: Backend) {
     assert_eq!(tenant_view["total"], 2, "{tenant_view}");
 }
 
-both_backends!(wazo_clients_work_unchanged,);
+/// As wazo-webhookd: a receiver failing twice then answering logs three rows (`failure`,
+/// `failure`, `success`); a `410 Gone` is a final `error` for that delivery, and the subscription
+/// stays (Posthorn's own subscriptions are deleted by a 410). Logs page by the database.
+async fn wazo_logs_are_per_attempt_and_a_410_keeps_the_subscription(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    let admin = server.api();
+    let wazo = Wazo {
+        base: server.base.clone(),
+        token: crate::util::TOKEN.into(),
+    };
+    receiver.answer_at("/flaky", Answer::status(500));
+    let (status, sub) = wazo
+        .call(
+            "POST",
+            "/1.0/subscriptions",
+            Some(json!({"name": "flaky",
+        "service": "http", "events": ["call_ended"],
+        "config": {"url": receiver.at("/flaky"), "method": "post"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sub}");
+    let flaky = sub["uuid"].as_str().unwrap().to_owned();
+    // Retries a second apart.
+    let r = admin
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{flaky}"),
+            Some(&json!({"retry": {"schedule_s": [1, 1, 1]}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    admin
+        .publish(json!({"name": "call_ended", "data": {"call_id": "c1"}}))
+        .await;
+    receiver.wait_hits(2, Duration::from_secs(20)).await;
+    receiver.answer_at("/flaky", Answer::status(200));
+    let logs = wait_for(Duration::from_secs(30), "three attempts logged", || async {
+        let (_, logs) = wazo
+            .call(
+                "GET",
+                &format!("/1.0/subscriptions/{flaky}/logs?order=attempts&direction=asc"),
+                None,
+            )
+            .await;
+        (logs["total"] == 3).then_some(logs)
+    })
+    .await;
+    let rows: Vec<(i64, &str)> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["attempts"].as_i64().unwrap(),
+                l["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, vec![(1, "failure"), (2, "failure"), (3, "success")]);
+    let (_, page) = wazo
+        .call(
+            "GET",
+            &format!(
+                "/1.0/subscriptions/{flaky}/logs?limit=1&offset=1&order=attempts&direction=asc"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            page["total"].as_i64(),
+            page["items"][0]["attempts"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+
+    // A 410: final error, subscription kept.
+    receiver.answer_at("/gone", Answer::status(410));
+    let (_, sub) = wazo
+        .call(
+            "POST",
+            "/1.0/subscriptions",
+            Some(json!({"name": "gone",
+        "service": "http", "events": ["call_ended"],
+        "config": {"url": receiver.at("/gone"), "method": "post"}})),
+        )
+        .await;
+    let gone = sub["uuid"].as_str().unwrap().to_owned();
+    let v1 = admin
+        .subscribe(&receiver.at("/gone"), &["call_ended"], json!({}))
+        .await;
+    admin
+        .publish(json!({"name": "call_ended", "data": {"call_id": "c2"}}))
+        .await;
+    let logs = wait_for(Duration::from_secs(20), "the 410 logged", || async {
+        let (_, logs) = wazo
+            .call("GET", &format!("/1.0/subscriptions/{gone}/logs"), None)
+            .await;
+        (logs["total"] == 1).then_some(logs)
+    })
+    .await;
+    assert_eq!(logs["items"][0]["status"], "error");
+    let (status, still) = wazo
+        .call("GET", &format!("/1.0/subscriptions/{gone}"), None)
+        .await;
+    assert_eq!(status, 200, "the wazo subscription stays: {still}");
+    let d = admin.first_delivery(&gone, Duration::from_secs(5)).await;
+    let d = admin
+        .delivery_with_status(&d, "dead", Duration::from_secs(5))
+        .await;
+    assert!(d["attempt_log"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("410"));
+    // The /v1 one, to the same receiver, is deleted as ever.
+    let v1 = v1["id"].as_str().unwrap().to_owned();
+    wait_for(
+        Duration::from_secs(20),
+        "the /v1 subscription deleted",
+        || async {
+            (admin.get(&format!("/v1/subscriptions/{v1}")).await.status == 404).then_some(())
+        },
+    )
+    .await;
+}
+
+/// `GET /1.0/status` tells the truth about the bus consumer; `?token=` authenticates as wazo's
+/// APIs allow; `/1.0/config` is the admin's; `/1.0/api/api.yml` describes this door.
+async fn wazo_status_config_spec_and_token_in_query(backend: Backend) {
+    let server = Server::start(backend).await;
+    let base = &server.base;
+    let http = reqwest::Client::new();
+    // No AMQP source: no bus is consumed.
+    let status: Value = http
+        .get(format!("{base}/1.0/status?token={}", crate::util::TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["bus_consumer"]["status"], "fail", "{status}");
+    assert!(status["bus_consumer"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no AMQP source"));
+    assert_eq!(status["database"]["status"], "ok");
+    let r = http
+        .get(format!("{base}/1.0/subscriptions?token=wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http
+        .get(format!(
+            "{base}/1.0/subscriptions?token={}",
+            crate::util::TOKEN
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The token in the query is never logged.
+    assert!(!server.log().contains(crate::util::TOKEN));
+    let config = Wazo {
+        base: base.clone(),
+        token: crate::util::TOKEN.into(),
+    }
+    .call("GET", "/1.0/config", None)
+    .await;
+    assert_eq!(config.0, 200, "{}", config.1);
+    assert!(config.1["enabled_services"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("http")));
+    let admin = server.api();
+    let app = crate::util::application(&admin, &["subscriptions"]).await;
+    let token = crate::util::token(base, &app).await;
+    let (status, _) = Wazo {
+        base: base.clone(),
+        token,
+    }
+    .call("GET", "/1.0/config", None)
+    .await;
+    assert_eq!(status, 403);
+    let r = http
+        .get(format!("{base}/1.0/api/api.yml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let spec: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(
+        paths.contains_key("/1.0/subscriptions") && paths.keys().all(|p| p.starts_with("/1.0/"))
+    );
+}
+
+both_backends!(
+    wazo_status_config_spec_and_token_in_query,
+    wazo_clients_work_unchanged,
+    wazo_logs_are_per_attempt_and_a_410_keeps_the_subscription,
+);

@@ -100,6 +100,7 @@ pub struct BodyLimit(pub usize);
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn(routes::wazo::token_in_query))
         .layer(axum::middleware::from_fn(server::head_limits))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(DefaultBodyLimit::max(config.body_limit))

@@ -29,7 +29,7 @@ use crate::routes::{
         fluidsurveys::list, fluidsurveys::subscribe, fluidsurveys::unsubscribe,
         wazo::list, wazo::create, wazo::show, wazo::edit, wazo::delete, wazo::services, wazo::logs,
         wazo::user_list, wazo::user_create, wazo::user_show, wazo::user_edit, wazo::user_delete,
-        wazo::status,
+        wazo::status, wazo::config, wazo::api_spec,
     ),
     components(schemas(crate::error::Problem, posthorn_core::FieldError)),
     modifiers(&Bearer),

@@ -86,7 +86,10 @@ pub use health::QueueDepth;
 pub(crate) use notify::watch_revision;
 pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use publisher::Publisher;
-pub use queue::{AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt};
+pub use queue::{
+    AttemptOrder, AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt,
+    SubscriptionAttempt,
+};
 pub use seal::Sealer;
 pub use stats::{AttemptCount, DURATION_BOUNDS_MS};
 pub use subscriptions::SubscriptionQuery;

@@ -44,6 +44,24 @@ pub struct StoredAttempt {
     pub outcome: AttemptOutcome,
 }
 
+/// How [`Store::subscription_attempts`] orders a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOrder {
+    StartedAt,
+    EndedAt,
+    /// By outcome: success, then final, then retry (as text).
+    Outcome,
+    Number,
+}
+
+/// One attempt of a subscription's log, with its delivery and event.
+#[derive(Debug, Clone)]
+pub struct SubscriptionAttempt {
+    pub delivery_id: String,
+    pub event: StoredEvent,
+    pub attempt: StoredAttempt,
+}
+
 /// What to write back for a claimed delivery: its new state, and the attempt made, if one was.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -301,6 +319,81 @@ impl Store {
             })
             .collect::<Result<_>>()?;
         Ok(Some((delivery, attempts)))
+    }
+
+    /// A page of a subscription's attempts, one row per attempt (not per delivery), since
+    /// `since` when given, ordered by the database; and how many there are in all.
+    pub async fn subscription_attempts(
+        &self,
+        subscription_id: &str,
+        since: Option<Millis>,
+        order: AttemptOrder,
+        ascending: bool,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(u64, Vec<SubscriptionAttempt>)> {
+        let since_clause = if since.is_some() {
+            " AND a.started_at >= $2"
+        } else {
+            ""
+        };
+        let from = format!(
+            "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             JOIN events e ON e.seq = d.event_seq WHERE d.subscription_id = $1{since_clause}"
+        );
+        let count_sql = format!("SELECT COUNT(*) AS n {from}");
+        let mut count = sqlx::query(&count_sql).bind(subscription_id);
+        if let Some(t) = since {
+            count = count.bind(t);
+        }
+        let total: i64 = get(&count.fetch_one(&self.read).await?, "n")?;
+        let key = match order {
+            AttemptOrder::StartedAt => "a.started_at",
+            AttemptOrder::EndedAt => "a.started_at + a.duration_ms",
+            AttemptOrder::Outcome => "a.outcome",
+            AttemptOrder::Number => "a.number",
+        };
+        let direction = if ascending { "ASC" } else { "DESC" };
+        let (l, o) = if since.is_some() { (3, 4) } else { (2, 3) };
+        let sql = format!(
+            "SELECT a.delivery_id, a.number, a.started_at, a.duration_ms, a.request, a.response, \
+             a.error, a.outcome, e.seq, e.id, e.publisher, e.name, e.origin, e.tenant, e.data, \
+             e.occurred_at, e.received_at, e.attributes {from} \
+             ORDER BY {key} {direction}, a.delivery_id {direction}, a.number {direction} \
+             LIMIT ${l} OFFSET ${o}"
+        );
+        let mut q = sqlx::query(&sql).bind(subscription_id);
+        if let Some(t) = since {
+            q = q.bind(t);
+        }
+        let rows = q
+            .bind(limit.min(1000) as i64)
+            .bind(offset as i64)
+            .fetch_all(&self.read)
+            .await?;
+        let page = rows
+            .iter()
+            .map(|r| {
+                let event = event_from_row(r)?;
+                let outcome: String = get(r, "outcome")?;
+                Ok(SubscriptionAttempt {
+                    delivery_id: get(r, "delivery_id")?,
+                    attempt: StoredAttempt {
+                        number: get(r, "number")?,
+                        started_at: get(r, "started_at")?,
+                        duration_ms: get(r, "duration_ms")?,
+                        request: with_body(get(r, "request")?, &event),
+                        response: get(r, "response")?,
+                        error: get(r, "error")?,
+                        outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                            crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
+                        })?,
+                    },
+                    event,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((total.max(0) as u64, page))
     }
 
     /// Deliveries, newest first, narrowed by every filter of `q` that is set.

@@ -29,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sources", get(service::sources))
         .route("/oauth/token", post(oauth::token))
         .route("/1.0/status", get(wazo::status))
+        .route("/1.0/config", get(wazo::config))
+        .route("/1.0/api/api.yml", get(wazo::api_spec))
         .route("/1.0/subscriptions", get(wazo::list).post(wazo::create))
         .route("/1.0/subscriptions/services", get(wazo::services))
         .route(

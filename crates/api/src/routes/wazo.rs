@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use posthorn_core::subscription::SubscriptionSpec;
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
-use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription};
-use posthorn_store::{DeliveryQuery, SubscriptionQuery};
+use posthorn_core::{AttemptOutcome, Subscription};
+use posthorn_store::{AttemptOrder, SubscriptionQuery};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{Caller, Credentials, Scope};
@@ -263,6 +263,8 @@ fn spec_of(body: &Value, owner_user: Option<&str>) -> Result<SubscriptionSpec, W
         };
         c.insert("verify_certificate".into(), verify);
         c.insert("template_event".into(), json!("data"));
+        // As wazo-webhookd: a 410 is a final error for that delivery; the subscription stays.
+        c.insert("on_gone".into(), json!("fail"));
         Value::Object(c)
     } else {
         Value::Object(given.clone())
@@ -612,8 +614,8 @@ pub(crate) async fn services(
     Ok(Json(json!({"services": services})))
 }
 
-/// A subscription's logs: one per delivery attempted, newest first by default.
-/// A subscription's logs, one per delivery attempted: `from_date`, `limit`, `offset`, `order`, `direction`.
+/// A subscription's logs, one per attempt, newest first by default (`failure`: will be retried;
+/// `error`: final): `from_date`, `limit`, `offset`, `order`, `direction`, paged by the database.
 #[utoipa::path(get, operation_id = "wazoSubscriptionLogs", path = "/1.0/subscriptions/{id}/logs", tag = "wazo-webhookd",
     params(("id" = String, Path), ("from_date" = Option<String>, Query), ("limit" = Option<usize>, Query), ("offset" = Option<usize>, Query), ("order" = Option<String>, Query), ("direction" = Option<String>, Query)),
     responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
@@ -659,14 +661,15 @@ pub(crate) async fn logs(
         "desc" => false,
         _ => return Err(invalid("direction", "Must be one of: asc, desc.")),
     };
-    let rows = state
+    let order = match order {
+        "ended_at" => AttemptOrder::EndedAt,
+        "status" => AttemptOrder::Outcome,
+        "attempts" | "max_attempts" => AttemptOrder::Number,
+        _ => AttemptOrder::StartedAt,
+    };
+    let (total, rows) = state
         .store
-        .deliveries_page(&DeliveryQuery {
-            subscription_id: Some(sub.id.clone()),
-            since: from,
-            limit: 1000,
-            ..DeliveryQuery::default()
-        })
+        .subscription_attempts(&sub.id, from, order, ascending, limit, offset)
         .await
         .map_err(ApiError::from)?;
     let max_attempts = posthorn_core::RetryPolicy::new(
@@ -677,75 +680,36 @@ pub(crate) async fn logs(
             .unwrap_or_else(|| posthorn_core::retry::DEFAULT_SCHEDULE_S.to_vec()),
     )
     .max_attempts();
-    let mut items = Vec::new();
-    for row in rows.into_iter().filter(|d| d.attempts > 0) {
-        let Some((d, attempts)) = state
-            .store
-            .delivery(&caller.visibility(), &row.id)
-            .await
-            .map_err(ApiError::from)?
-        else {
-            continue;
-        };
-        let (Some(first), Some(last)) = (attempts.first(), attempts.last()) else {
-            continue;
-        };
-        let status = match (d.status, last.outcome) {
-            (DeliveryStatus::Succeeded, _) => "success",
-            (_, AttemptOutcome::Final) if last.response.is_none() => "error",
-            _ => "failure",
-        };
-        let event = state
-            .store
-            .event(None, &d.event_id)
-            .await
-            .map_err(ApiError::from)?;
-        let event = event.map(|e| {
-            json!({"name": e.name, "origin_uuid": e.origin,
-                "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null)})
-        });
-        let detail = json!({
-            "request": serde_json::from_str::<Value>(&last.request).unwrap_or(Value::Null),
-            "response": last.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
-            "error": last.error,
-        });
-        items.push((
-            first.started_at,
-            last.started_at + last.duration_ms,
-            json!({"uuid": d.id, "status": status, "attempts": d.attempts,
-                "max_attempts": max_attempts, "started_at": to_rfc3339(first.started_at),
-                "ended_at": to_rfc3339(last.started_at + last.duration_ms), "event": event, "detail": detail}),
-        ));
-    }
-    items.sort_by(|a, b| {
-        let key = |x: &(i64, i64, Value)| match order {
-            "ended_at" => json!(x.1),
-            "started_at" => json!(x.0),
-            other => x.2[other].clone(),
-        };
-        let (ka, kb) = (key(a), key(b));
-        let ord = match (ka.as_i64(), kb.as_i64()) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => ka.to_string().cmp(&kb.to_string()),
-        };
-        if ascending {
-            ord
-        } else {
-            ord.reverse()
-        }
-    });
-    let total = items.len();
-    let page: Vec<Value> = items
+    // As wazo-webhookd logs them: one row per attempt; `failure` will be retried, `error` is final.
+    let page: Vec<Value> = rows
         .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|(_, _, v)| v)
+        .map(|row| {
+            let (a, e) = (&row.attempt, &row.event);
+            let status = match a.outcome {
+                AttemptOutcome::Success => "success",
+                AttemptOutcome::Retry => "failure",
+                AttemptOutcome::Final => "error",
+            };
+            let detail = json!({
+                "request": serde_json::from_str::<Value>(&a.request).unwrap_or(Value::Null),
+                "response": a.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+                "error": a.error,
+            });
+            json!({"uuid": format!("{}.{}", row.delivery_id, a.number), "status": status,
+                "attempts": a.number, "max_attempts": max_attempts,
+                "started_at": to_rfc3339(a.started_at),
+                "ended_at": to_rfc3339(a.started_at + a.duration_ms),
+                "event": {"name": e.name, "origin_uuid": e.origin,
+                    "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null)},
+                "detail": detail})
+        })
         .collect();
     Ok(Json(json!({"total": total, "items": page})))
 }
 
-/// The daemon's status, as wazo reports it.
-/// The daemon's status, as wazo-webhookd reports it.
+/// The daemon's status, as wazo-webhookd reports it: `bus_consumer` is `ok` only while every AMQP
+/// source is connected (`fail`, with why, when one is not, or when there is none: no bus is being
+/// consumed).
 #[utoipa::path(get, operation_id = "wazoStatus", path = "/1.0/status", tag = "wazo-webhookd",
     responses((status = 200, body = Object), (status = 401, body = Object)),
     security(("x_auth_token" = [])))]
@@ -759,8 +723,92 @@ pub(crate) async fn status(
     } else {
         "fail"
     };
+    let buses: Vec<_> = state
+        .sources
+        .all()
+        .into_iter()
+        .filter(|s| s.kind == "amqp")
+        .collect();
+    let bus = match buses.iter().find(|s| !s.connected) {
+        _ if buses.is_empty() => {
+            json!({"status": "fail", "detail": "no AMQP source is configured: no bus is consumed"})
+        }
+        Some(down) => json!({"status": "fail", "detail": format!("{}: {}", down.name,
+            down.last_error.as_deref().unwrap_or("not connected"))}),
+        None => json!({"status": "ok"}),
+    };
     Ok(Json(
-        json!({"bus_consumer": {"status": "ok"}, "master_tenant": {"status": "ok"},
+        json!({"bus_consumer": bus, "master_tenant": {"status": "ok"},
         "rest_api": {"status": "ok"}, "database": {"status": database}}),
     ))
+}
+
+/// The daemon's configuration, as far as a wazo client reads it: what Posthorn runs with that
+/// wazo-webhookd's `GET /config` shows (no secret: the admin alone may read it).
+#[utoipa::path(get, operation_id = "wazoConfig", path = "/1.0/config", tag = "wazo-webhookd",
+    responses((status = 200, body = Object), (status = 401, body = Object), (status = 403, body = Object)),
+    security(("x_auth_token" = [])))]
+pub(crate) async fn config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, WazoError> {
+    let caller = caller(&state, &headers).await?;
+    if !caller.is_admin() {
+        return Err(WazoError {
+            status: StatusCode::FORBIDDEN,
+            message: "Forbidden: the configuration is the admin's".into(),
+            error_id: "forbidden",
+            details: json!({}),
+        });
+    }
+    let services = state.services.names();
+    let sources: Vec<Value> = state
+        .sources
+        .all()
+        .into_iter()
+        .map(|s| json!({"kind": s.kind, "name": s.name}))
+        .collect();
+    Ok(Json(
+        json!({"debug": false, "enabled_services": services, "bus": {"sources": sources},
+        "rest_api": {"token_ttl_s": state.token_ttl.as_secs()}}),
+    ))
+}
+
+/// This door's API description: the `/1.0/` operations of `/openapi.json` (JSON is YAML).
+#[utoipa::path(get, operation_id = "wazoApiSpec", path = "/1.0/api/api.yml", tag = "wazo-webhookd",
+    responses((status = 200, content_type = "application/yaml", body = String)))]
+pub(crate) async fn api_spec() -> Response {
+    let mut doc = crate::openapi_document().clone();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        paths.retain(|p, _| p.starts_with("/1.0/"));
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        doc.to_string(),
+    )
+        .into_response()
+}
+
+/// wazo clients may pass their token as `?token=` (as wazo's APIs accept it): it becomes the
+/// `X-Auth-Token` header when the request carries no credentials of its own. Request logs never
+/// show a query, so the token stays out of them.
+pub(crate) async fn token_in_query(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    if request.uri().path().starts_with("/1.0/")
+        && !headers.contains_key("x-auth-token")
+        && !headers.contains_key(axum::http::header::AUTHORIZATION)
+    {
+        let token = request.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        });
+        if let Some(value) = token.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+            request.headers_mut().insert("x-auth-token", value);
+        }
+    }
+    next.run(request).await
 }

@@ -63,6 +63,17 @@ pub enum Payload {
     Flat,
 }
 
+/// `on_gone`: what a `410 Gone` answer does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnGone {
+    /// The subscription is deleted (its log stays readable), as FluidSurveys and Posthorn do.
+    #[default]
+    Delete,
+    /// The delivery fails for good and the subscription stays, as wazo-webhookd does.
+    Fail,
+}
+
 /// `verify_certificate`: on, off, or the path of a CA bundle to verify against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -114,6 +125,10 @@ pub struct HttpConfig {
     /// event's data itself, `event.x`, as wazo-webhookd templates have it).
     #[serde(default)]
     pub template_event: TemplateEvent,
+    /// What a `410 Gone` answer does: `delete` the subscription (the default), or `fail` this
+    /// delivery for good and keep the subscription (wazo-webhookd's way).
+    #[serde(default)]
+    pub on_gone: OnGone,
     /// How long the receiver has to answer, 1 to 30000.
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 30000))]
@@ -139,6 +154,7 @@ impl Default for HttpConfig {
             headers: BTreeMap::new(),
             verify_certificate: CertificateCheck::default(),
             template_event: TemplateEvent::default(),
+            on_gone: OnGone::default(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
         }
     }

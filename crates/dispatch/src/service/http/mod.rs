@@ -23,7 +23,9 @@ use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
 use serde_json::Value;
 use url::Url;
 
-pub use config::{CertificateCheck, HttpConfig, HttpMethod, Payload, TemplateEvent, FORM, JSON};
+pub use config::{
+    CertificateCheck, HttpConfig, HttpMethod, OnGone, Payload, TemplateEvent, FORM, JSON,
+};
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
@@ -228,6 +230,7 @@ impl HttpTarget {
         let status = exchange.response.as_ref().map(|r| r.status);
         let verdict = match status {
             Some(200..=299) => Verdict::Success,
+            Some(410) if self.config.on_gone == OnGone::Fail => Verdict::Final,
             Some(410) => Verdict::Gone,
             Some(429 | 503) => Verdict::Retry {
                 after_ms: exchange
@@ -242,6 +245,9 @@ impl HttpTarget {
             let r = exchange.response.as_ref()?;
             (verdict != Verdict::Success).then(|| match r.status {
                 300..=399 => format!("HTTP {} (redirects are not followed)", r.status),
+                410 if self.config.on_gone == OnGone::Fail => {
+                    "HTTP 410 Gone: final for this delivery; the subscription stays".to_owned()
+                }
                 410 => "HTTP 410 Gone: the subscription is deleted".to_owned(),
                 s => format!("HTTP {s}"),
             })
