@@ -185,6 +185,15 @@ async fn subscriptions_are_read_replaced_patched_disabled_and_deleted(backend: B
         (bad.status, fields(&bad.body)),
         (422, vec!["events".to_owned()])
     );
+    // An unknown field is refused even as `null` (a merge would drop it silently).
+    for patch in [
+        json!({"": null}),
+        json!({"nmae": null}),
+        json!({"nmae": "x"}),
+    ] {
+        let bad = api.send("PATCH", &path, Some(&patch)).await;
+        assert_eq!(bad.status, 422, "{patch}: {}", bad.body);
+    }
 
     let replaced = api
         .send("PUT", &path, Some(&json!({"name": "r", "service": "http", "config": {"url": receiver.url}, "events": ["b"]})))

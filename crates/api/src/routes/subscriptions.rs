@@ -292,6 +292,18 @@ pub(crate) async fn patch(
     }
     let mut sub = load(&state, &caller, &id).await?;
     let mut merged = serde_json::to_value(&sub.spec).unwrap_or(Value::Null);
+    // Every field of a spec is in its JSON: a key that is not is unknown, even set to `null`
+    // (which a merge would otherwise drop without a word).
+    if let (Value::Object(fields), Value::Object(patch)) = (&merged, &body) {
+        if let Some(k) = patch.keys().find(|k| !fields.contains_key(*k)) {
+            let valid: Vec<&str> = fields.keys().map(String::as_str).collect();
+            return Err(Invalid::one(
+                k.as_str(),
+                format!("is not a field here (expected one of {})", valid.join(", ")),
+            )
+            .into());
+        }
+    }
     merge_patch(&mut merged, &body);
     sub.spec = checked_spec(&state, &merged).await?;
     Ok(Json(

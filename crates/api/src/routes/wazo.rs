@@ -776,7 +776,7 @@ pub(crate) async fn config(
 
 /// This door's API description: the `/1.0/` operations of `/openapi.json` (JSON is YAML).
 #[utoipa::path(get, operation_id = "wazoApiSpec", path = "/1.0/api/api.yml", tag = "wazo-webhookd",
-    responses((status = 200, content_type = "application/yaml", body = String)))]
+    responses((status = 200, content_type = "application/yaml", body = Object)))]
 pub(crate) async fn api_spec() -> Response {
     let mut doc = crate::openapi_document().clone();
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
