@@ -436,6 +436,73 @@ async fn a_deleted_applications_token_is_refused_by_every_process() {
     assert!(deleted.elapsed() < Duration::from_secs(1));
 }
 
+/// `revoke-tokens` ends every access token of an application at once, on every process within a
+/// second; the application and its secret stay, and a new token works.
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
+async fn revoking_an_applications_tokens_reaches_every_process() {
+    if !crate::util::postgres_available() {
+        return;
+    }
+    let servers = Server::start_many(2, ServerOptions::on(Backend::Postgres)).await;
+    let (one, two) = (servers[0].api(), &servers[1]);
+    let app = application(&one, &["subscriptions"]).await;
+    let (a, b) = (
+        token(&servers[0].base, &app).await,
+        token(&servers[0].base, &app).await,
+    );
+    let on_two = [Api::new(&two.base, &a), Api::new(&two.base, &b)];
+    for api in &on_two {
+        assert_eq!(api.get("/v1/subscriptions").await.status, 200);
+    }
+    let r = one
+        .post(
+            &format!("/v1/applications/{}/revoke-tokens", app.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["revoked"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        r.body
+    );
+    let revoked = std::time::Instant::now();
+    for api in &on_two {
+        wait_for(
+            Duration::from_secs(2),
+            "the other process to refuse the token",
+            || async { (api.get("/v1/subscriptions").await.status == 401).then_some(()) },
+        )
+        .await;
+    }
+    assert!(revoked.elapsed() < Duration::from_secs(2));
+    let fresh = token(&servers[0].base, &app).await;
+    assert_eq!(
+        Api::new(&two.base, &fresh)
+            .get("/v1/subscriptions")
+            .await
+            .status,
+        200
+    );
+    // Only the admin may, and only an application that exists.
+    let as_app = Api::new(&servers[0].base, &fresh);
+    let r = as_app
+        .post(
+            &format!("/v1/applications/{}/revoke-tokens", app.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = one
+        .post("/v1/applications/app_nope/revoke-tokens", json!({}))
+        .await;
+    assert_eq!(r.status, 404);
+}
+
 /// No client secret, access token or signing secret in clear in the log or the database file.
 #[tokio::test]
 async fn no_secret_is_kept_in_clear() {

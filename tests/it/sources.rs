@@ -707,6 +707,45 @@ async fn a_real_wazo_bus_reaches_wazo_subscriptions(backend: Backend, processes:
             .extend(narrowing.as_object().unwrap().clone());
         subs.push(wazo(body).await);
     }
+    // A user's own subscription, made with a token that acts for u-1 (as a wazo user token).
+    let app = crate::util::application(&api, &["subscriptions"]).await;
+    let user_token = reqwest::Client::new()
+        .post(format!("{}/oauth/token", servers[0].base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.secret.as_str()),
+            ("user", "u-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = reqwest::Client::new()
+        .post(format!("{}/1.0/users/me/subscriptions", servers[0].base))
+        .header("x-auth-token", &user_token)
+        .json(
+            &json!({"name": "mine", "service": "http", "events": ["call_ended"],
+            "config": {"url": receiver.at("/me"), "method": "post"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let mine: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            mine["owner_user_uuid"].as_str(),
+            mine["events_user_uuid"].as_str()
+        ),
+        (Some("u-1"), Some("u-1"))
+    );
+    subs.push(mine["uuid"].as_str().unwrap().to_owned());
     // Bound within about a second: probes (another user's calls) until one is an event.
     let mut probe = 0;
     wait_for(WAIT, "call_ended bound to the queue", || {
@@ -772,6 +811,12 @@ async fn a_real_wazo_bus_reaches_wazo_subscriptions(backend: Backend, processes:
         receiver.hits_at("/u1").len(),
         1,
         "only u-1's call reaches the u-1 subscription"
+    );
+    let me: Vec<Value> = receiver.hits_at("/me").iter().map(|h| h.json()).collect();
+    assert_eq!(
+        me,
+        vec![json!({"call_id": "call-u-1", "user_uuid": "u-1"})],
+        "a user's own subscription gets only its user's events"
     );
     assert!(
         receiver.hits_at("/other-wazo").is_empty(),

@@ -127,6 +127,8 @@ pub struct Caller {
     owner: Owner,
     /// `None`: every scope (the admin).
     scopes: Option<Vec<Scope>>,
+    /// The user an application's token acts for, when it named one (`POST /oauth/token user=…`).
+    user: Option<String>,
 }
 
 impl Caller {
@@ -134,6 +136,7 @@ impl Caller {
         Self {
             owner: Owner::Admin,
             scopes: None,
+            user: None,
         }
     }
 
@@ -200,7 +203,13 @@ impl Caller {
                     .filter_map(|s| Scope::parse(s))
                     .collect(),
             ),
+            user: grant.user,
         }))
+    }
+
+    /// The user this caller's token acts for, if it names one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// An application with these scopes (as stored), calling with its client credentials.
@@ -208,6 +217,7 @@ impl Caller {
         Caller {
             owner: Owner::Application(id.to_owned()),
             scopes: Some(scopes.iter().filter_map(|s| Scope::parse(s)).collect()),
+            user: None,
         }
     }
 
@@ -217,6 +227,7 @@ impl Caller {
         Caller {
             owner: Owner::Application(id.to_owned()),
             scopes: Some(scopes),
+            user: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::routes::{
         filters::evaluate, deliveries::list, deliveries::list_for_subscription,
         deliveries::list_for_event, deliveries::show, deliveries::retry, stats::deliveries,
         applications::create, applications::list, applications::show, applications::delete,
-        applications::rotate_secret, applications::portal_link, oauth::token,
+        applications::rotate_secret, applications::revoke_tokens, applications::portal_link, oauth::token,
         fluidsurveys::list, fluidsurveys::subscribe, fluidsurveys::unsubscribe,
         wazo::list, wazo::create, wazo::show, wazo::edit, wazo::delete, wazo::services, wazo::logs,
         wazo::user_list, wazo::user_create, wazo::user_show, wazo::user_edit, wazo::user_delete,

@@ -43,6 +43,8 @@ pub struct TokenGrant {
     pub application_id: String,
     pub scopes: Vec<String>,
     pub expires_at: Millis,
+    /// The user the token acts for, when its application named one.
+    pub user: Option<String>,
 }
 
 /// Why client credentials were refused.
@@ -267,23 +269,26 @@ impl Store {
         Ok(Err(CredentialsRefused::Invalid))
     }
 
-    /// Issues an access token for the application with these scopes, valid `ttl_ms`.
+    /// Issues an access token for the application with these scopes, valid `ttl_ms`, acting for
+    /// `user` when one is named.
     pub async fn issue_token(
         &self,
         application_id: &str,
         scopes: &[String],
+        user: Option<&str>,
         ttl_ms: i64,
     ) -> Result<String> {
         let token = fresh_secret("pht_");
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO access_tokens (token_hash, application_id, scopes, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO access_tokens (token_hash, application_id, scopes, expires_at, user_id) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash(&token))
         .bind(application_id)
         .bind(serde_json::to_string(scopes).unwrap_or_default())
         .bind(now + ttl_ms)
+        .bind(user)
         .execute(&self.write)
         .await?;
         // Expired tokens go, a few at a time, as new ones come.
@@ -294,6 +299,17 @@ impl Store {
         Ok(token)
     }
 
+    /// Revokes every access token of the application (each process stops accepting them within
+    /// [`TOKEN_CACHE_TTL`]); how many there were.
+    pub async fn revoke_tokens(&self, application_id: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
+            .bind(application_id)
+            .execute(&self.write)
+            .await?;
+        self.tokens.forget_application(application_id);
+        Ok(done.rows_affected())
+    }
+
     /// What a bearer token stands for, if it is a valid access token (through this process's
     /// cache, trusted for at most [`TOKEN_CACHE_TTL`]).
     pub async fn token(&self, token: &str) -> Result<Option<TokenGrant>> {
@@ -302,7 +318,7 @@ impl Store {
             return Ok(cached.filter(|g| g.expires_at > now_ms()));
         }
         let row = sqlx::query(
-            "SELECT t.application_id, t.scopes, t.expires_at FROM access_tokens t \
+            "SELECT t.application_id, t.scopes, t.expires_at, t.user_id FROM access_tokens t \
              JOIN applications a ON a.id = t.application_id WHERE t.token_hash = $1",
         )
         .bind(&hash)
@@ -315,6 +331,7 @@ impl Store {
                     application_id: get(&r, "application_id")?,
                     scopes: scopes_of(&scopes),
                     expires_at: get(&r, "expires_at")?,
+                    user: get(&r, "user_id")?,
                 })
             }
             None => None,

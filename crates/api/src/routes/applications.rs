@@ -161,6 +161,30 @@ pub(crate) async fn rotate_secret(
     Ok(Json(view(load(&state, &id).await?, Some(secret))))
 }
 
+/// What `revoke-tokens` did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// How many access tokens were revoked.
+    pub revoked: u64,
+}
+
+/// Revokes every access token of the application at once, on every process within a second (a
+/// secret rotation alone leaves the tokens already issued until they run out).
+#[utoipa::path(post, operation_id = "revokeApplicationTokens", path = "/v1/applications/{id}/revoke-tokens", tag = "applications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Revoked), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Revoked>> {
+    caller.require_admin()?;
+    load(&state, &id).await?;
+    let revoked = state.store.revoke_tokens(&id).await?;
+    Ok(Json(Revoked { revoked }))
+}
+
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortalLinkRequest {

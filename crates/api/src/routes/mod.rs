@@ -66,6 +66,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/applications/{id}/rotate-secret",
             post(applications::rotate_secret),
         )
+        .route(
+            "/v1/applications/{id}/revoke-tokens",
+            post(applications::revoke_tokens),
+        )
         .route("/v1/events", post(events::publish).get(events::list))
         .route("/v1/events/{id}", get(events::show))
         .route(

@@ -68,7 +68,7 @@ fn refuse(error: &'static str, description: impl Into<String>) -> Response {
 /// Exchange an application's client credentials for an access token (client-credentials grant).
 #[utoipa::path(post, operation_id = "issueToken", path = "/oauth/token", tag = "applications",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "grant_type=client_credentials, optional scope (space-separated), and client_id and client_secret unless sent with HTTP Basic"),
+        description = "grant_type=client_credentials, optional scope (space-separated), optional user (the user the token acts for), and client_id and client_secret unless sent with HTTP Basic"),
     responses(
         (status = 200, body = TokenAnswer),
         (status = 400, body = TokenError, description = "invalid_request, unsupported_grant_type, invalid_scope"),
@@ -187,10 +187,21 @@ pub(crate) async fn token(
             asked.into_iter().map(str::to_owned).collect()
         }
     };
+    // An optional user the token acts for (wazo's user tokens): the application vouches for it.
+    let user = match param("user") {
+        None => None,
+        Some(u) if posthorn_core::event::is_valid_token(u) => Some(u),
+        Some(_) => {
+            return refuse(
+                "invalid_request",
+                "user must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
+            )
+        }
+    };
     let ttl = state.token_ttl;
     match state
         .store
-        .issue_token(&app.id, &scopes, ttl.as_millis() as i64)
+        .issue_token(&app.id, &scopes, user, ttl.as_millis() as i64)
         .await
     {
         Ok(token) => no_store(

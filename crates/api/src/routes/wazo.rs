@@ -194,7 +194,11 @@ fn view(sub: &Subscription) -> Value {
 
 /// A wazo subscription body as a Posthorn spec (unknown fields ignored); `owner_user` marks one
 /// made through `users/me`.
-fn spec_of(body: &Value, owner_user: Option<&str>) -> Result<SubscriptionSpec, WazoError> {
+fn spec_of(
+    body: &Value,
+    owner_user: Option<&str>,
+    for_user: Option<&str>,
+) -> Result<SubscriptionSpec, WazoError> {
     let text = |field: &str, required: bool| -> Result<Option<String>, WazoError> {
         match body.get(field) {
             Some(Value::String(s)) if s.chars().count() <= 128 => Ok(Some(s.clone())),
@@ -280,7 +284,13 @@ fn spec_of(body: &Value, owner_user: Option<&str>) -> Result<SubscriptionSpec, W
         }
     }
     let mut filter = Vec::new();
-    if let Some(user) = text("events_user_uuid", false)? {
+    // A user's own subscription (`users/me` with a user's token) gets only that user's events,
+    // whatever the body says, as wazo sets `events_user_uuid` to the token's user.
+    let events_user = match for_user {
+        Some(u) => Some(u.to_owned()),
+        None => text("events_user_uuid", false)?,
+    };
+    if let Some(user) = events_user {
         // As wazo binds it: the bus message's `user_uuid:<uuid>` header (an attribute here); an
         // event published over HTTP may name its user in its data instead.
         filter.push(format!(
@@ -357,8 +367,9 @@ async fn own(
             .map_err(ApiError::from)?;
         let done = page.len() < 500;
         before = page.last().map(|s| s.id.clone());
+        let me = me(caller);
         found.extend(page.into_iter().filter(|s| {
-            (!user || s.spec.metadata.contains_key(OWNER_USER_KEY))
+            (!user || s.spec.metadata.get(OWNER_USER_KEY) == Some(&me))
                 && wanted
                     .iter()
                     .all(|(k, v)| s.spec.metadata.get(k) == Some(v))
@@ -380,10 +391,18 @@ async fn load(
         .subscription(&caller.visibility(), id)
         .await?
         .ok_or_else(not_found)?;
-    if user && !sub.spec.metadata.contains_key(OWNER_USER_KEY) {
+    if user && sub.spec.metadata.get(OWNER_USER_KEY) != Some(&me(caller)) {
         return Err(not_found());
     }
     Ok(sub)
+}
+
+/// Who `users/me` is: the user the caller's token acts for (`POST /oauth/token user=…`), else the
+/// application itself.
+fn me(caller: &Caller) -> String {
+    caller
+        .user()
+        .map_or_else(|| caller.owner().as_str().to_owned(), str::to_owned)
 }
 
 fn list_answer(subs: &[Subscription]) -> Json<Value> {
@@ -430,7 +449,12 @@ async fn create_for(
 ) -> Result<(StatusCode, Json<Value>), WazoError> {
     let JsonBody(body) = body?;
     let owner = caller.owner().as_str().to_owned();
-    let spec = spec_of(&body, user.then_some(owner.as_str()))?;
+    let me = me(caller);
+    let spec = spec_of(
+        &body,
+        user.then_some(me.as_str()),
+        caller.user().filter(|_| user),
+    )?;
     checked(state, &spec).await?;
     let sub = Subscription::new(owner, spec);
     state
@@ -507,7 +531,7 @@ async fn edit_for(
     let mut sub = load(state, caller, id, user).await?;
     let JsonBody(body) = body?;
     let owner_user = sub.spec.metadata.get(OWNER_USER_KEY).cloned();
-    sub.spec = spec_of(&body, owner_user.as_deref())?;
+    sub.spec = spec_of(&body, owner_user.as_deref(), caller.user().filter(|_| user))?;
     checked(state, &sub.spec).await?;
     let saved = state
         .subscriptions

@@ -286,7 +286,7 @@ async fn login(
                 let ttl = state.token_ttl;
                 let token = state
                     .store
-                    .issue_token(&app.id, &app.scopes, ttl.as_millis() as i64)
+                    .issue_token(&app.id, &app.scopes, None, ttl.as_millis() as i64)
                     .await?;
                 Ok(with_cookie(&state, &headers, &token, ttl.as_secs() as i64))
             }
@@ -329,7 +329,7 @@ async fn portal(
     let ttl = state.token_ttl;
     let token = state
         .store
-        .issue_token(&app.id, &scopes, ttl.as_millis() as i64)
+        .issue_token(&app.id, &scopes, None, ttl.as_millis() as i64)
         .await?;
     let r = Json(json!({
         "access_token": token,
