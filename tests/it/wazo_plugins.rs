@@ -83,6 +83,31 @@ class Service:
         return self._callback
 "#;
 
+/// Today's form, as wazo-webhookd's own `http` service is written: `load()` and a class method
+/// `run(task, config, subscription, event)` returning the request's details, raising `HookRetry`
+/// or `HookExpectedError` with details.
+const MODERN_PY: &str = r#"
+from wazo_webhookd.services.helpers import HookExpectedError, HookRetry
+
+
+class Service:
+    def load(self, dependencies):
+        pass
+
+    @classmethod
+    def run(cls, task, config, subscription, event):
+        options = subscription['config']
+        detail = {'request_method': 'POST', 'request_url': options['url'],
+                  'request_body': event['data'], 'response_status_code': None,
+                  'attempt': task.request.retries + 1, 'max': config['hook_max_attempts'],
+                  'subscription': subscription['uuid']}
+        if options['mode'] == 'retry':
+            raise HookRetry(dict(detail, error='the PBX is restarting'))
+        if options['mode'] == 'expected':
+            raise HookExpectedError(dict(detail, response_status_code=410))
+        return dict(detail, response_status_code=200)
+"#;
+
 fn run(dir: &Path, program: &Path, args: &[&str]) {
     let out = Command::new(program)
         .args(args)
@@ -150,6 +175,23 @@ async fn wazo_service_plugins_run_unchanged(backend: Backend) {
             ("flaky_service/plugin.py", FLAKY_PY),
         ],
     );
+    let modern_setup = SETUP_PY
+        .replace(
+            "wazo-webhookd-service-example",
+            "wazo-webhookd-service-modern",
+        )
+        .replace(
+            "'example = example_service.plugin:Service'",
+            "'modern = modern_service.plugin:Service'",
+        );
+    develop(
+        &python,
+        &dir.path().join("modern"),
+        &[
+            ("setup.py", &modern_setup),
+            ("modern_service/plugin.py", MODERN_PY),
+        ],
+    );
     let runner = venv.join("bin/posthorn-wazo-plugin");
     let config = format!(
         r#"
@@ -162,6 +204,10 @@ config_schema = {{ type = "object", required = ["sleep_time"], properties = {{ s
 [[services]]
 name = "flaky"
 command = ["{runner}", "flaky"]
+
+[[services]]
+name = "modern"
+command = ["{runner}", "modern"]
 "#,
         runner = runner.display()
     );
@@ -179,7 +225,10 @@ command = ["{runner}", "flaky"]
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["http", "email", "amqp", "nats", "example", "flaky"]);
+    assert_eq!(
+        names,
+        ["http", "email", "amqp", "nats", "example", "flaky", "modern"]
+    );
     let subscribe = |service: &'static str, config: serde_json::Value, retry: serde_json::Value| {
         let api = api.clone();
         async move {
@@ -202,6 +251,24 @@ command = ["{runner}", "flaky"]
     )
     .await;
     let raising = subscribe("flaky", json!({"mode": "raise"}), json!(null)).await;
+    let modern_ok = subscribe(
+        "modern",
+        json!({"mode": "ok", "url": "https://pbx.example/hook"}),
+        json!(null),
+    )
+    .await;
+    let modern_retry = subscribe(
+        "modern",
+        json!({"mode": "retry", "url": "https://pbx.example/hook"}),
+        json!({"schedule_s": [0]}),
+    )
+    .await;
+    let modern_expected = subscribe(
+        "modern",
+        json!({"mode": "expected", "url": "https://pbx.example/hook"}),
+        json!(null),
+    )
+    .await;
     api.publish(json!({"name": "user_created", "origin": "wazo-1", "data": {"id": 12}}))
         .await;
 
@@ -228,6 +295,42 @@ command = ["{runner}", "flaky"]
             .contains("the PBX is restarting"),
         "{d}"
     );
+
+    // Today's form: run() delivers; its details are in the attempt log.
+    let stdout = |d: &serde_json::Value, n: usize| -> serde_json::Value {
+        serde_json::from_str(
+            d["attempt_log"][n]["response"]["stdout"]
+                .as_str()
+                .unwrap()
+                .trim(),
+        )
+        .unwrap_or_else(|e| panic!("details on stdout: {e}: {d}"))
+    };
+    let d = api.first_delivery(&modern_ok, WAIT).await;
+    let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
+    let detail = stdout(&d, 0);
+    assert_eq!(detail["response_status_code"], 200, "{d}");
+    assert_eq!(detail["request_body"], json!({"id": 12}));
+    assert_eq!(detail["subscription"], modern_ok.as_str());
+    assert_eq!(
+        (detail["attempt"].as_i64(), detail["max"].as_i64()),
+        (Some(1), Some(10))
+    );
+    let d = api.first_delivery(&modern_retry, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    let outcomes: Vec<&str> = d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "final"], "HookRetry is retried: {d}");
+    assert_eq!(stdout(&d, 1)["attempt"], 2, "the task counts retries");
+    assert_eq!(stdout(&d, 0)["error"], "the PBX is restarting");
+    let d = api.first_delivery(&modern_expected, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    assert_eq!(d["attempts"], 1, "HookExpectedError is final: {d}");
+    assert_eq!(stdout(&d, 0)["response_status_code"], 410);
 
     let d = api.first_delivery(&raising, WAIT).await;
     let d = api.delivery_with_status(&d, "dead", WAIT).await;

@@ -1,12 +1,21 @@
 """Runs one delivery of a wazo-webhookd service plugin, as Posthorn's plugin protocol asks.
 
-wazo-webhookd finds its delivery services as entry points of the `wazo_webhookd.services` group:
-a class whose `load(dependencies)` registers a Celery task `callback(options, event)`, returned by
-its `callback()` method. This adapter loads the named entry point, calls `load()` with what
-wazo-webhookd's own loader passes (a stand-in for the Celery app, whose `task` decorator keeps
-the function; the configuration; the service's name), then runs the callback once with
-`options` = the subscription's config and `event` = `{"name", "origin_uuid", "data"}`, and exits
-as Posthorn reads it:
+wazo-webhookd finds its delivery services as entry points of the `wazo_webhookd.services` group,
+in one of two forms:
+
+- today's: a class with `load(dependencies)` and a class method `run(task, config, subscription,
+  event)` that delivers, returns the request's details (logged with the attempt), and raises
+  `HookRetry(detail)` to be retried or `HookExpectedError(detail)` to fail for good (wazo-webhookd's
+  own `http` and `mobile` services);
+- the older one: `load(dependencies)` registers a Celery task `callback(options, event)`,
+  returned by its `callback()` method.
+
+This adapter loads the named entry point, calls `load()` with what wazo-webhookd's own loader
+passes (a stand-in for the Celery app, whose `task` decorator keeps the function; the
+configuration; the service's name), then delivers once — `run()` with a task (its
+`request.retries`), wazo's config (`hook_max_attempts`), the subscription (`uuid`, `config`,
+`owner_user_uuid`, …) and `event` = `{"name", "origin_uuid", "data"}`; or the callback with
+`options` = the subscription's config and that event — and exits as Posthorn reads it:
 
 - the callback returns: exit 0 (delivered);
 - it asks for a retry (`self.retry()` in a bound task, Celery's `Retry`, or wazo-webhookd's
@@ -29,9 +38,17 @@ EX_TEMPFAIL = 75
 class HookRetry(Exception):
     """wazo-webhookd's "try again later" (wazo_webhookd.services.helpers.HookRetry)."""
 
+    def __init__(self, detail=None):
+        self.detail = detail
+        super().__init__(detail)
+
 
 class HookExpectedError(Exception):
     """wazo-webhookd's "failed, and it was expected" (no traceback needed)."""
+
+    def __init__(self, detail=None):
+        self.detail = detail
+        super().__init__(detail)
 
 
 class Retry(Exception):
@@ -110,7 +127,19 @@ def _retry_types():
     return tuple(kinds)
 
 
-def _load(name, attempt):
+def _expected_types():
+    kinds = [HookExpectedError]
+    try:
+        from wazo_webhookd.services.helpers import HookExpectedError as WazoExpected
+
+        kinds.append(WazoExpected)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def _service(name, attempt):
+    """The entry point's service, loaded (`load()` called) as wazo-webhookd's loader does."""
     found = [ep for ep in importlib.metadata.entry_points(group="wazo_webhookd.services") if ep.name == name]
     if not found:
         known = sorted(ep.name for ep in importlib.metadata.entry_points(group="wazo_webhookd.services"))
@@ -127,11 +156,26 @@ def _load(name, attempt):
         "service_name": name,
     }
     service.load(dependencies)
+    return service, celery
+
+
+def _callback(name, service, celery):
     if hasattr(service, "callback"):
         return service.callback()
     if len(celery.tasks) == 1:
         return next(iter(celery.tasks.values()))
-    raise SystemExit(f"the {name} service registered no callback")
+    raise SystemExit(f"the {name} service has neither run() nor a callback")
+
+
+def _detail(e):
+    """What a wazo exception carries for the log: its `detail`, else its text."""
+    return getattr(e, "detail", None) or str(e)
+
+
+def _print_detail(detail):
+    """The request's details on stdout, which Posthorn keeps in the attempt log."""
+    if detail is not None:
+        print(json.dumps(detail, default=str))
 
 
 def main():
@@ -139,17 +183,33 @@ def main():
         raise SystemExit("usage: posthorn-wazo-plugin NAME (the request on stdin)")
     _install_helpers()
     request = json.load(sys.stdin)
-    attempt = request.get("delivery", {}).get("attempt", 1)
-    callback = _load(sys.argv[1], attempt)
+    delivery = request.get("delivery") or {}
+    attempt = delivery.get("attempt", 1)
+    name = sys.argv[1]
+    service, celery = _service(name, attempt)
     posted = request.get("event") or {}
     event = {"name": posted.get("name"), "origin_uuid": posted.get("origin"), "data": posted.get("data")}
+    config = request.get("config") or {}
+    sub = request.get("subscription") or {}
     try:
-        callback(request.get("config") or {}, event)
+        if callable(getattr(service, "run", None)):
+            task = _Task(name, attempt)
+            task.max_retries = delivery.get("max_attempts", 10)
+            wazo_config = {"hook_max_attempts": delivery.get("max_attempts", 10)}
+            subscription = {"uuid": sub.get("id"), "name": sub.get("name"), "service": name,
+                            "config": config, "events": sub.get("events", []),
+                            "owner_user_uuid": sub.get("owner_user_uuid"),
+                            "owner_tenant_uuid": sub.get("owner"), "metadata": sub.get("metadata", {})}
+            _print_detail(service.run(task, wazo_config, subscription, event))
+        else:
+            _callback(name, service, celery)(config, event)
     except _retry_types() as e:
-        print(f"retry: {e}", file=sys.stderr)
+        _print_detail(getattr(e, "detail", None))
+        print(f"retry: {_detail(e)}", file=sys.stderr)
         sys.exit(EX_TEMPFAIL)
-    except HookExpectedError as e:
-        print(f"failed: {e}", file=sys.stderr)
+    except _expected_types() as e:
+        _print_detail(getattr(e, "detail", None))
+        print(f"failed: {_detail(e)}", file=sys.stderr)
         sys.exit(1)
     except Exception:
         traceback.print_exc()

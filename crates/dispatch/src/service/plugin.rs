@@ -138,7 +138,8 @@ impl PluginTarget {
                 )
             }
         };
-        let input = json!({"config": self.config, "event": event, "delivery": delivery});
+        let input = json!({"config": self.config, "event": event, "delivery": delivery,
+            "subscription": {"id": a.subscription_id}});
         let Ok(_turn) = self.inner.turns.acquire().await else {
             return report(
                 Verdict::Retry { after_ms: None },
