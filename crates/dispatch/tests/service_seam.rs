@@ -36,6 +36,8 @@ struct Recorder {
 struct RecorderTarget {
     log: Arc<Log>,
     succeed: bool,
+    /// Panics once the attempt is recorded (a service with a bug).
+    panics: bool,
     hold: Duration,
 }
 
@@ -50,16 +52,18 @@ impl Service for Recorder {
         &self.schema
     }
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
-        let succeed = match config.get("verdict").and_then(Value::as_str) {
-            Some("retry") => false,
-            Some("success") => true,
-            _ => return Err(Invalid::one("verdict", "must be retry or success")),
+        let (succeed, panics) = match config.get("verdict").and_then(Value::as_str) {
+            Some("retry") => (false, false),
+            Some("success") => (true, false),
+            Some("panic") => (false, true),
+            _ => return Err(Invalid::one("verdict", "must be retry, success or panic")),
         };
         let hold =
             Duration::from_millis(config.get("hold_ms").and_then(Value::as_u64).unwrap_or(0));
         Ok(Arc::new(RecorderTarget {
             log: self.log.clone(),
             succeed,
+            panics,
             hold,
         }))
     }
@@ -77,6 +81,9 @@ impl Target for RecorderTarget {
                 .lock()
                 .unwrap()
                 .push((a.event.id.clone(), a.number));
+            if self.panics {
+                panic!("a bug in the service");
+            }
             Report {
                 verdict: if self.succeed {
                     Verdict::Success
@@ -265,5 +272,43 @@ async fn a_service_of_its_own_is_held_to_the_in_flight_caps() {
         most <= 3,
         "{most} attempts in flight at once, over the cap of 3"
     );
+    w.stop.cancel();
+}
+
+/// A service that panics does not wedge its subscription: each panicking attempt is logged as a
+/// failed attempt and retried, its lease and the subscription's one slot freed, so the next
+/// delivery goes too; after the schedule each is dead, as after any failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_service_fails_its_attempts_and_wedges_nothing() {
+    let w = world().await;
+    let sub = w
+        .subscribe(json!({"name": "buggy", "service": "recorder",
+            "config": {"verdict": "panic"}, "events": ["thing.*"],
+            "max_in_flight": 1, "retry": {"schedule_s": [0]}}))
+        .await;
+    // Two deliveries of two attempts: the circuit opens after the third failure in a row (5 s),
+    // as after any failing attempts, then lets the last one through.
+    let ids = w.publish(&sub, 2).await;
+    assert_eq!(
+        w.settled(&ids, Duration::from_secs(30)).await,
+        [DeliveryStatus::Dead; 2]
+    );
+    assert_eq!(w.log.attempts.lock().unwrap().len(), 4, "two attempts each");
+    for id in &ids {
+        let (row, attempts) = w
+            .store
+            .delivery(&Visibility::Everything, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.attempts, 2);
+        let outcomes: Vec<AttemptOutcome> = attempts.iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, [AttemptOutcome::Retry, AttemptOutcome::Final]);
+        assert!(attempts.iter().all(|a| a
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked: a bug in the service"))));
+    }
+    // Two deliveries through one slot, each attempted twice: every panic gave the slot back.
     w.stop.cancel();
 }

@@ -15,8 +15,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use posthorn_core::index::IndexedSubscription;
-use posthorn_core::service::{Attempt, Verdict};
+use posthorn_core::service::{Attempt, Report, Verdict};
 use posthorn_core::subscription::Compiled;
 use posthorn_core::tally::SubscriptionTally;
 use posthorn_core::time::now_ms;
@@ -463,17 +464,41 @@ impl Dispatcher {
         let started_at = now_ms();
         let event = &c.event;
         self.meters.in_flight.increment(1.0);
-        let report = compiled
-            .target
-            .attempt(Attempt {
-                event,
-                subscription_id: &sub.id,
-                delivery_id: &c.delivery_id,
-                number: number as u32,
-                started_at,
-                secrets: sub.signing_secrets(started_at),
-            })
-            .await;
+        let attempt = compiled.target.attempt(Attempt {
+            event,
+            subscription_id: &sub.id,
+            delivery_id: &c.delivery_id,
+            number: number as u32,
+            started_at,
+            secrets: sub.signing_secrets(started_at),
+        });
+        // A service that panics is an attempt that failed, logged and retried: its lease, its
+        // subscription's slot and the worker go back as after any other attempt.
+        let clock = std::time::Instant::now();
+        let report = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(report) => report,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                tracing::error!(subscription = %sub.id, delivery = %c.delivery_id,
+                    service = %sub.spec.service, panic = %what, "a delivery service panicked");
+                Report {
+                    verdict: Verdict::Retry { after_ms: None },
+                    // Not the destination's silence: the circuit treats it as a failed answer.
+                    answered: true,
+                    request: "{}".to_owned(),
+                    response: None,
+                    error: Some(format!(
+                        "the {} service failed unexpectedly (it panicked: {what}); the attempt will be retried",
+                        sub.spec.service
+                    )),
+                    duration: clock.elapsed(),
+                }
+            }
+        };
         self.meters.in_flight.decrement(1.0);
         let succeeded = report.verdict == Verdict::Success;
         let mut records = Vec::new();
