@@ -80,15 +80,42 @@ fn key_file(database: &str) -> PathBuf {
     dir.join("master.key")
 }
 
-/// The master key: given, or read from the key file; `generate`: made and written there when
-/// there is none.
-fn master_key(given: Option<&str>, database: &str, generate: bool) -> anyhow::Result<Sealer> {
+/// A master key generated at this start, written to its file only once the database has
+/// accepted it ([`PendingKey::keep`]): a start refused (a database sealed with another key, a
+/// port taken) leaves no key file behind.
+struct PendingKey {
+    path: PathBuf,
+    key: String,
+}
+
+impl PendingKey {
+    fn keep(self) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            private_dir(dir)?;
+        }
+        write_private(&self.path, &self.key)
+    }
+}
+
+/// The master key: given, or read from the key file; `generate`: made when there is none (and
+/// returned to be kept once the database accepts it).
+fn master_key(
+    given: Option<&str>,
+    database: &str,
+    generate: bool,
+) -> anyhow::Result<(Sealer, Option<PendingKey>)> {
     if let Some(key) = given {
-        return Sealer::new(key).map_err(|e| anyhow::anyhow!("--master-key: {e}"));
+        return Ok((
+            Sealer::new(key).map_err(|e| anyhow::anyhow!("--master-key: {e}"))?,
+            None,
+        ));
     }
     let path = key_file(database);
     match std::fs::read_to_string(&path) {
-        Ok(key) => Sealer::new(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Ok(key) => Ok((
+            Sealer::new(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !generate => Err(anyhow::anyhow!(
             "no master key: give --master-key, or run where {} is",
             path.display()
@@ -97,16 +124,78 @@ fn master_key(given: Option<&str>, database: &str, generate: bool) -> anyhow::Re
             if database.starts_with("postgres") {
                 tracing::warn!(path = %path.display(), "no master key given: generating one; every process on this database needs the same key (--master-key)");
             }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
             let key = Sealer::generate_key();
-            write_private(&path, &key)?;
-            Sealer::new(&key).map_err(anyhow::Error::msg)
+            let sealer = Sealer::new(&key).map_err(anyhow::Error::msg)?;
+            Ok((sealer, Some(PendingKey { path, key })))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Creates `dir` (and its parents) readable by this user alone, 0700; an existing one is left
+/// as it is.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// The SQLite database of `database` made ready for this process alone: its folder 0700 when it
+/// is made here, the database file (and SQLite's `-wal`/`-shm` beside it, which SQLite creates
+/// with the database file's mode) 0600, and an exclusive lock on `<file>.lock`, held as long as
+/// the returned file is. A second process on the same file is refused: SQLite is for one
+/// process, and two would each deliver what the other leases in memory.
+fn claim_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = sqlite_path(database) else {
+        return Ok(None);
+    };
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", Path::new(&lock_path).display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another posthorn process is serving {} (it holds {}): SQLite is for one process; \
+             stop the other one, or run several processes on PostgreSQL",
+            path.display(),
+            Path::new(&lock_path).display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e)
+                .with_context(|| format!("cannot lock {}", Path::new(&lock_path).display()))
+        }
+    }
+    // The database file first, 0600, so that SQLite's own files beside it take that mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = options.open(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            if Path::new(&file).exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot restrict {}", Path::new(&file).display()))?;
+            }
+        }
+    }
+    Ok(Some(lock))
 }
 
 fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
@@ -155,7 +244,7 @@ pub async fn admin_token_command(
     master: Option<&str>,
     rotate: bool,
 ) -> anyhow::Result<()> {
-    let sealer = master_key(master, database, false)?;
+    let (sealer, _) = master_key(master, database, false)?;
     let store = Store::open(database, sealer)
         .await
         .context("cannot open the database")?;
@@ -337,12 +426,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One TLS crypto provider for every library that makes a TLS configuration of its own (the
     // SMTP and broker clients), so none is left to guess between the ones compiled in.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sealer = master_key(config.master_key.as_deref(), &config.database, true)?;
+    // What can refuse a start goes first, before anything is created: the port, then this
+    // process's claim on an SQLite file.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let _sqlite_lock = claim_sqlite(&config.database)?;
+    let (sealer, generated) = master_key(config.master_key.as_deref(), &config.database, true)?;
     let store = Store::open(&config.database, sealer)
         .await
         .context("cannot open the database")?;
     store.migrate().await.context("migration failed")?;
     store.check_master_key().await?;
+    if let Some(key) = generated {
+        key.keep()?;
+    }
     let token = admin_token(&config, &store).await?;
 
     let mut allowed = config.allow_networks.clone();
@@ -432,9 +530,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             body_limit: config.body_limit,
         },
     );
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     println!("posthorn listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");

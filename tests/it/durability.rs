@@ -376,12 +376,106 @@ async fn processes_with_another_master_key_refuse_to_start(backend: Backend) {
     };
     let started: Vec<_> = together.iter().filter(|(s, _, _)| *s).collect();
     assert_eq!(started.len(), 1, "exactly one key wins");
+    // On SQLite the running process's claim on the file refuses the others first.
+    let refusal = match backend {
+        Backend::Postgres => "master key",
+        Backend::Sqlite => "another posthorn process is serving",
+    };
     for (_, stderr, _) in together.iter().filter(|(s, _, _)| !*s) {
-        assert!(stderr.contains("master key"), "{stderr}");
+        assert!(stderr.contains(refusal), "{stderr}");
     }
-    // Later, and with yet another key: refused as well.
+    // Later, and with yet another key, the first one stopped: refused for the key.
+    for (_, _, child) in together {
+        drop(child);
+    }
     let (started, stderr, _) = start(4).await;
     assert!(!started && stderr.contains("master key"), "{stderr}");
+}
+
+/// An SQLite file is one process's: a second `serve` on it is refused, naming the first; the
+/// folder Posthorn makes is 0700 and its files 0600; a start refused (the port taken, a database
+/// sealed with another key) creates nothing.
+#[tokio::test]
+async fn sqlite_is_one_processs_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let database = format!("sqlite://{}/posthorn.db", data.display());
+    let args = |listen: &str, database: &str| -> Vec<String> {
+        [
+            "serve",
+            "--listen",
+            listen,
+            "--database",
+            database,
+            "--admin-token",
+            crate::util::TOKEN,
+        ]
+        .map(String::from)
+        .into()
+    };
+    let mut first = Server::spawn(tmp.path(), &args("127.0.0.1:0", &database), tmp.path()).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    for file in [
+        "posthorn.db",
+        "posthorn.db-wal",
+        "posthorn.db-shm",
+        "master.key",
+    ] {
+        let path = data.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        } else {
+            assert!(
+                file.ends_with("-shm") || file.ends_with("-wal"),
+                "{file} is missing"
+            );
+        }
+    }
+    // A second process on the same file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args(args("127.0.0.1:0", &database))
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("another posthorn process is serving") && stderr.contains("posthorn.db"),
+        "{stderr}"
+    );
+    // The port taken: refused before anything is made.
+    let other = tmp.path().join("other");
+    let taken = first.base.trim_start_matches("http://").to_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args(args(
+            &taken,
+            &format!("sqlite://{}/posthorn.db", other.display()),
+        ))
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+    assert!(
+        !other.exists(),
+        "nothing was created for a start that could not listen"
+    );
+    // Stopped, its key lost: a start refuses the database and leaves no new key behind.
+    first.terminate().await;
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args(args("127.0.0.1:0", &database))
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master key"));
+    assert!(
+        !data.join("master.key").exists(),
+        "a refused key is not kept"
+    );
 }
 
 /// A PostgreSQL that cannot be reached is named, with why, at once (not "pool timed out" ten
