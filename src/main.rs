@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod serve;
+mod supervise;
 
 use std::process::ExitCode;
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use posthorn_api::telemetry::Metrics;
-use posthorn_api::{router, ApiConfig, AppState, Shared};
+use posthorn_api::{router, ApiConfig, AppState, Readiness, Shared};
+
+use crate::supervise::Supervisor;
 use posthorn_core::id::new_id;
 use posthorn_core::source::SourceBoard;
 use posthorn_core::tally::SubscriptionTally;
@@ -411,10 +413,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
     let stop_signals = StopSignals::listen();
     let metrics_handle = install_metrics()?;
+    // Every task this process cannot do without goes through it: one that ends fails the process.
+    let mut supervisor = Supervisor::new();
+    let readiness = Readiness::default();
     // Histogram samples wait in the recorder until a scrape or this drains them.
     let upkeep = {
         let handle = metrics_handle.clone();
-        tokio::spawn(async move {
+        supervisor.spawn("metrics upkeep", async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
@@ -469,9 +474,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let services = Arc::new(services);
     let cache = SubscriptionCache::load(store.clone(), services.clone()).await?;
-    let watcher = cache.watch(Duration::from_secs(1));
+    let watcher = supervisor.watch("subscription index", cache.watch(Duration::from_secs(1)));
     let event_types = EventTypeCache::load(store.clone()).await?;
-    let types_watcher = event_types.watch(Duration::from_secs(1));
+    let types_watcher = supervisor.watch(
+        "event type index",
+        event_types.watch(Duration::from_secs(1)),
+    );
     let writer = SubscriptionWriter::new(store.clone(), cache.clone());
     let publisher = Publisher::new(store.clone(), cache, event_types.clone());
     let dispatcher = Dispatcher::new(
@@ -488,23 +496,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
-    let listener_task = store.listen();
-    let purger = tokio::spawn(purge_loop(
-        store.clone(),
-        config.retention,
-        config.purge_every,
-    ));
+    let listener_task = store
+        .listen()
+        .map(|t| supervisor.watch("database notifications", t));
+    let purger = supervisor.spawn(
+        "purge",
+        purge_loop(store.clone(), config.retention, config.purge_every),
+    );
     let stop = CancellationToken::new();
-    let dispatching = tokio::spawn(dispatcher.clone().run(stop.clone()));
+    let dispatching = supervisor.spawn("dispatcher", dispatcher.clone().run(stop.clone()));
     // Broker sources: messages into events through the same publisher as the API.
     let source_board = SourceBoard::default();
-    let consumers = posthorn_ingest::start(
+    let consumers: Vec<_> = posthorn_ingest::start(
         &config.sources,
         publisher.clone(),
         source_board.clone(),
         stop.clone(),
-    );
+    )
+    .into_iter()
+    .enumerate()
+    .map(|(n, consumer)| supervisor.watch(&format!("source {}", n + 1), consumer))
+    .collect();
     let state = AppState::new(Shared {
+        readiness: readiness.clone(),
         store: store.clone(),
         publisher,
         subscriptions: writer,
@@ -534,8 +548,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("posthorn listening on http://{addr}");
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
 
-    let serving = tokio::spawn(posthorn_api::server::serve(listener, app, stop.clone()));
-    stop_signals.wait().await;
+    let serving = supervisor.spawn(
+        "HTTP server",
+        posthorn_api::server::serve(listener, app, stop.clone()),
+    );
+    let failure = tokio::select! {
+        _ = stop_signals.wait() => None,
+        ended = supervisor.first_ended() => Some(ended),
+    };
+    if let Some(ended) = &failure {
+        tracing::error!(task = %ended.task, how = %ended.how,
+            "a task this process cannot do without has ended; stopping so that it is restarted");
+        readiness.fail(format!("{ended}; the process is stopping"));
+        // A moment for readiness probes and load balancers to see it before the server goes.
+        tokio::time::sleep(FAILED_READY_FOR).await;
+    }
     tracing::info!("stopping: no new requests; finishing deliveries in flight");
     stop.cancel();
     let (dispatch_stop, serve_stop) = (dispatching.abort_handle(), serving.abort_handle());
@@ -551,7 +578,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         dispatch_stop.abort();
         serve_stop.abort();
     }
-    for consumer in consumers {
+    for consumer in &consumers {
         consumer.abort();
     }
     watcher.abort();
@@ -569,8 +596,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("the database connections did not close in time; exiting");
     }
     tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(ended) => Err(anyhow::anyhow!(
+            "{ended}: stopped, to be restarted (the reason is in the log above)"
+        )),
+        None => Ok(()),
+    }
 }
+
+/// How long a process whose task ended answers `/readyz` with 503 before it stops.
+const FAILED_READY_FOR: Duration = Duration::from_secs(2);
 
 /// Deletes what is older than the retention, a small batch at a time so that delivery never
 /// waits long on it.

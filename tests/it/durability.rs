@@ -392,6 +392,41 @@ async fn processes_with_another_master_key_refuse_to_start(backend: Backend) {
     assert!(!started && stderr.contains("master key"), "{stderr}");
 }
 
+/// A task the process cannot do without ends (here the purge, made to panic by the debug build's
+/// `POSTHORN_TEST_END_TASK`): `/readyz` answers 503 naming it, and the process stops gracefully
+/// and exits non-zero, for its orchestrator to restart it — it does not go on answering
+/// `/healthz` with a dead loop inside.
+#[tokio::test]
+async fn a_dead_background_task_fails_readyz_and_the_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        env: vec![("POSTHORN_TEST_END_TASK".into(), "purge".into())],
+        ..ServerOptions::on(Backend::Sqlite)
+    };
+    let database = Backend::Sqlite.database_url(tmp.path()).await;
+    let mut server = Server::spawn_in(tmp.path(), &database, &options).await;
+    let api = server.api();
+    let ready = wait_for(Duration::from_secs(10), "/readyz to fail", || async {
+        let r = api.get("/readyz").await;
+        (r.status == 503).then_some(r.body)
+    })
+    .await;
+    assert!(
+        ready["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the purge task panicked"),
+        "{ready}"
+    );
+    let (code, _) = server.terminate_by_itself(Duration::from_secs(40)).await;
+    assert_eq!(code, Some(1), "exits non-zero");
+    let log = server.log();
+    assert!(
+        log.contains("a task this process cannot do without has ended"),
+        "{log}"
+    );
+}
+
 /// An SQLite file is one process's: a second `serve` on it is refused, naming the first; the
 /// folder Posthorn makes is 0700 and its files 0600; a start refused (the port taken, a database
 /// sealed with another key) creates nothing.

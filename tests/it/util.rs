@@ -352,6 +352,21 @@ impl Server {
             .expect("wait");
         (status.code(), start.elapsed())
     }
+
+    /// Waits (at most `limit`) for the process to exit of itself; its exit code and how long.
+    pub async fn terminate_by_itself(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "server did not exit within {limit:?}; log:\n{}",
+                    read_log(&self.dir)
+                )
+            })
+            .expect("wait");
+        (status.code(), start.elapsed())
+    }
 }
 
 /// A number no other run of a test shares (nanoseconds since the epoch), for the names of the

@@ -52,6 +52,9 @@ impl std::ops::Deref for AppState {
 
 /// The parts of [`AppState`].
 pub struct Shared {
+    /// Whether this process is fit to serve: `GET /readyz` answers 503 with the reason once a
+    /// task it depends on has ended.
+    pub readiness: Readiness,
     /// Reads, with the caller's visibility.
     pub store: Store,
     /// The one way events get in.
@@ -71,6 +74,24 @@ pub struct Shared {
     pub metrics: Option<telemetry::Metrics>,
     /// The dashboard's settings.
     pub ui: ui::UiConfig,
+}
+
+/// Whether the process is fit to serve: set once, by the supervisor, when a background task it
+/// cannot do without has ended (the process then stops, non-zero, for its orchestrator to
+/// restart it).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<std::sync::OnceLock<String>>);
+
+impl Readiness {
+    /// Marks the process unfit, for `why` (the first reason stays).
+    pub fn fail(&self, why: String) {
+        let _ = self.0.set(why);
+    }
+
+    /// Why the process is unfit, if it is.
+    pub fn failure(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
 }
 
 /// Settings of the API layer.

@@ -29,6 +29,12 @@ const READY_LIMIT: Duration = Duration::from_secs(2);
 #[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "service", responses((status = 200), (status = 503)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let sources = state.sources.all();
+    if let Some(why) = state.readiness.failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": why, "sources": sources})),
+        );
+    }
     let answer = match tokio::time::timeout(READY_LIMIT, state.store.ping()).await {
         Ok(pinged) => pinged.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {} s", READY_LIMIT.as_secs())),

@@ -296,11 +296,12 @@ pub(crate) async fn patch(
     // (which a merge would otherwise drop without a word).
     if let (Value::Object(fields), Value::Object(patch)) = (&merged, &body) {
         if let Some(k) = patch.keys().find(|k| !fields.contains_key(*k)) {
-            let valid: Vec<&str> = fields.keys().map(String::as_str).collect();
-            return Err(Invalid::one(
-                k.as_str(),
-                format!("is not a field here (expected one of {})", valid.join(", ")),
-            )
+            // As serde says it, for the same message (and the closest field) as everywhere.
+            let valid: Vec<String> = fields.keys().map(|f| format!("`{f}`")).collect();
+            let said = format!("unknown field `{k}`, expected one of {}", valid.join(", "));
+            return Err(posthorn_core::validation::Invalid(vec![
+                posthorn_core::validation::serde_field_error("", &said),
+            ])
             .into());
         }
     }
