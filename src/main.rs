@@ -97,7 +97,8 @@ struct AdminTokenArgs {
     /// The database's master key [default: the key file beside the SQLite file, or in ./posthorn-data]
     #[arg(long, env = "POSTHORN_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
-    /// Replace the token with a new one (running servers take it at their next start)
+    /// Replace the token with a new one (running servers take it within about a second, and
+    /// refuse the old one and its dashboard sessions)
     #[arg(long)]
     rotate: bool,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use posthorn_api::telemetry::Metrics;
-use posthorn_api::{router, ApiConfig, AppState, Readiness, Shared};
+use posthorn_api::{router, AdminAuth, ApiConfig, AppState, Readiness, Shared};
 
 use crate::supervise::Supervisor;
 use posthorn_core::id::new_id;
@@ -517,6 +517,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .enumerate()
     .map(|(n, consumer)| supervisor.watch(&format!("source {}", n + 1), consumer))
     .collect();
+    // The admin token and the signed-out sessions, followed from the database every second: a
+    // rotation or a sign-out on any process holds on every one within about a second.
+    let admin = AdminAuth::new(&token);
+    let admin_follower = supervisor.spawn(
+        "admin credentials",
+        follow_admin(store.clone(), admin.clone(), config.admin_token.is_none()),
+    );
     let state = AppState::new(Shared {
         readiness: readiness.clone(),
         store: store.clone(),
@@ -526,7 +533,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         services,
         token_ttl: config.token_ttl,
         sources: source_board,
-        admin_token: Arc::from(token.as_str()),
+        admin: admin.clone(),
         metrics: Some(Metrics {
             handle: metrics_handle,
             tally,
@@ -588,6 +595,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     types_watcher.abort();
     upkeep.abort();
+    admin_follower.abort();
     // Closing waits for every connection to come back; the process exits regardless.
     if tokio::time::timeout(STORE_CLOSE_LIMIT, store.close())
         .await
@@ -601,6 +609,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "{ended}: stopped, to be restarted (the reason is in the log above)"
         )),
         None => Ok(()),
+    }
+}
+
+/// Keeps `admin` as the database says, every second: the admin token (unless `--admin-token`
+/// fixes it: `follow_token` false) and the sessions signed out. While the database is away, what
+/// was read last stays.
+async fn follow_admin(store: Store, admin: AdminAuth, follow_token: bool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if follow_token {
+            match store.secret_setting(ADMIN_TOKEN).await {
+                Ok(Some(token)) => {
+                    if admin.set_token(&token) {
+                        tracing::info!("the admin token was rotated; the old one is refused now");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot read the admin token; keeping it"),
+            }
+        }
+        match store.revoked_sessions().await {
+            Ok(ids) => admin.set_revoked(ids),
+            Err(e) => tracing::debug!(error = %e, "cannot read the signed-out sessions"),
+        }
     }
 }
 

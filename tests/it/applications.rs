@@ -604,3 +604,143 @@ both_backends!(
     the_token_endpoint_follows_rfc_6749,
     expired_and_revoked_tokens_are_refused,
 );
+
+/// `posthorn admin-token --rotate` reaches every running process within seconds: the old token
+/// and its dashboard sessions are refused, the new one works, on both of two processes; a
+/// sign-out ends its session on every process, a copy of the cookie included.
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "POSTHORN_TEST_POSTGRES_URL is not set: the PostgreSQL half is skipped"
+)]
+async fn admin_token_rotation_and_sign_out_reach_every_process() {
+    if !crate::util::postgres_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let database = Backend::Postgres.database_url(tmp.path()).await;
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
+    // Two processes whose admin token is the database's (no --admin-token).
+    let mut servers = Vec::new();
+    let mut printed = None;
+    for n in 0..2 {
+        let dir = tmp.path().join(format!("p{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let args: Vec<String> = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+            "--master-key",
+            &key,
+        ]
+        .map(String::from)
+        .into();
+        let server = Server::spawn(&dir, &args, &dir).await;
+        let token = server
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.strip_prefix("admin token: ").map(str::to_owned));
+        printed = printed.or(token);
+        servers.push(server);
+    }
+    let old = printed.expect("the generated token is printed once");
+    let http = reqwest::Client::new();
+    let sign_in = |base: String, token: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/ui/login"))
+                .json(&json!({"token": token}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+            r.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let with_cookie = |base: &str, cookie: &str| {
+        http.get(format!("{base}/v1/subscriptions"))
+            .header("cookie", cookie.to_owned())
+    };
+    // A session opened on one process works on the other; signing out on the first ends it on
+    // both (the copy of the cookie sent to the second included).
+    let cookie = sign_in(servers[0].base.clone(), old.clone()).await;
+    assert_eq!(
+        with_cookie(&servers[1].base, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let out = http
+        .post(format!("{}/ui/logout", servers[0].base))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204, "{}", servers[0].log());
+    for s in &servers {
+        wait_for(
+            Duration::from_secs(3),
+            "the signed-out session refused",
+            || async {
+                (with_cookie(&s.base, &cookie).send().await.unwrap().status() == 401).then_some(())
+            },
+        )
+        .await;
+    }
+    // Rotation.
+    let session = sign_in(servers[1].base.clone(), old.clone()).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args([
+            "admin-token",
+            "--rotate",
+            "--database",
+            &database,
+            "--master-key",
+            &key,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token: ").map(str::to_owned))
+        .unwrap();
+    let rotated = std::time::Instant::now();
+    for s in &servers {
+        let (with_old, with_new) = (Api::new(&s.base, &old), Api::new(&s.base, &fresh));
+        wait_for(
+            Duration::from_secs(5),
+            "the rotation to reach the process",
+            || async { (with_new.get("/v1/subscriptions").await.status == 200).then_some(()) },
+        )
+        .await;
+        assert_eq!(with_old.get("/v1/subscriptions").await.status, 401);
+        assert_eq!(
+            with_cookie(&s.base, &session)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401,
+            "the old token's sessions end with it"
+        );
+    }
+    assert!(rotated.elapsed() < Duration::from_secs(5));
+}

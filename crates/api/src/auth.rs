@@ -188,7 +188,7 @@ impl Caller {
             Credentials::Bearer(t) | Credentials::AuthToken(t) => t,
             Credentials::Basic { .. } => return Ok(None),
         };
-        if same(token.as_bytes(), state.admin_token.as_bytes()) {
+        if same(token.as_bytes(), state.admin.token().as_bytes()) {
             return Ok(Some(Self::admin()));
         }
         if !token.starts_with("pht_") {

@@ -69,7 +69,9 @@ pub struct Shared {
     pub token_ttl: std::time::Duration,
     /// The event sources' state (`GET /v1/sources`, `/readyz`).
     pub sources: posthorn_core::source::SourceBoard,
-    pub admin_token: Arc<str>,
+    /// The admin token in force and the admin sessions signed out: both followed from the
+    /// database by every process ([`AdminAuth`]).
+    pub admin: AdminAuth,
     /// What `/metrics` serves; `None`: no metrics recorder in this process (404).
     pub metrics: Option<telemetry::Metrics>,
     /// The dashboard's settings.
@@ -91,6 +93,75 @@ impl Readiness {
     /// Why the process is unfit, if it is.
     pub fn failure(&self) -> Option<&str> {
         self.0.get().map(String::as_str)
+    }
+}
+
+/// The admin's credentials as this process knows them: the token (which `posthorn admin-token
+/// --rotate` changes in the database, and `serve` follows within a second) and the dashboard
+/// sessions signed out on any process.
+#[derive(Debug, Clone)]
+pub struct AdminAuth(Arc<AdminAuthInner>);
+
+#[derive(Debug)]
+struct AdminAuthInner {
+    token: std::sync::RwLock<Arc<str>>,
+    revoked: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl AdminAuth {
+    pub fn new(token: &str) -> Self {
+        Self(Arc::new(AdminAuthInner {
+            token: std::sync::RwLock::new(Arc::from(token)),
+            revoked: Default::default(),
+        }))
+    }
+
+    /// The admin token in force.
+    pub fn token(&self) -> Arc<str> {
+        self.0
+            .token
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes `token` as the admin token; whether it changed.
+    pub fn set_token(&self, token: &str) -> bool {
+        let mut current = self.0.token.write().unwrap_or_else(|e| e.into_inner());
+        if &**current == token {
+            return false;
+        }
+        *current = Arc::from(token);
+        true
+    }
+
+    /// Whether the admin session `id` was signed out.
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.0
+            .revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    /// The sessions signed out, as the database lists them, added to those known (a sign-out
+    /// here counts before the database has it; an expired session is refused for its expiry
+    /// anyway).
+    pub fn set_revoked(&self, ids: impl IntoIterator<Item = String>) {
+        self.0
+            .revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
+    /// One more session signed out, here, before the next read of the database.
+    pub fn revoke(&self, id: &str) {
+        self.0
+            .revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
     }
 }
 

@@ -310,6 +310,46 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Revokes one access token (a dashboard sign-out); whether it existed.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool> {
+        let hash = token_hash(token);
+        let done = sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1")
+            .bind(&hash)
+            .execute(&self.write)
+            .await?;
+        self.tokens.put(hash, None);
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records that the admin session `id` ended (signed out) though it runs until `expires_at`.
+    pub async fn revoke_session(&self, id: &str, expires_at: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO revoked_sessions (id, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The admin sessions signed out and not yet expired (the expired ones are forgotten).
+    pub async fn revoked_sessions(&self) -> Result<Vec<String>> {
+        let now = now_ms();
+        let rows = sqlx::query("SELECT id FROM revoked_sessions WHERE expires_at > $1")
+            .bind(now)
+            .fetch_all(&self.read)
+            .await?;
+        if rows.len() > 64 {
+            sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.write)
+                .await?;
+        }
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
     /// What a bearer token stands for, if it is a valid access token (through this process's
     /// cache, trusted for at most [`TOKEN_CACHE_TTL`]).
     pub async fn token(&self, token: &str) -> Result<Option<TokenGrant>> {

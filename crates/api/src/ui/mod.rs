@@ -159,14 +159,16 @@ pub(crate) async fn cookie_caller(
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let expected = session::csrf_token(&state.admin_token, session);
+        let expected = session::csrf_token(&state.admin.token(), session);
         if !same(given.as_bytes(), expected.as_bytes()) {
             return Err(ApiError::Forbidden(
                 "a change made with the dashboard's session needs its X-CSRF-Token".into(),
             ));
         }
     }
-    if session::is_admin_session(&state.admin_token, session, now_ms()) {
+    if session::is_admin_session(&state.admin.token(), session, now_ms())
+        && !session::admin_session_id(session).is_some_and(|(id, _)| state.admin.is_revoked(&id))
+    {
         return Ok(Caller::admin());
     }
     if session.starts_with("pht_") {
@@ -203,7 +205,7 @@ async fn whoami(State(state): State<AppState>, request: Request) -> Response {
                 "signed_in": true,
                 "admin": caller.is_admin(),
                 "owner": caller.owner().as_str(),
-                "csrf": session::csrf_token(&state.admin_token, &session),
+                "csrf": session::csrf_token(&state.admin.token(), &session),
             }),
             Err(ApiError::Unavailable(e)) => {
                 return secured(&state, ApiError::Unavailable(e).into_response())
@@ -257,8 +259,8 @@ async fn login(
             client_id: None,
             client_secret: None,
         } => {
-            if same(token.as_bytes(), state.admin_token.as_bytes()) {
-                let session = session::admin_session(&state.admin_token, now + ADMIN_SESSION_MS);
+            if same(token.as_bytes(), state.admin.token().as_bytes()) {
+                let session = session::admin_session(&state.admin.token(), now + ADMIN_SESSION_MS);
                 return Ok(with_cookie(
                     &state,
                     &headers,
@@ -301,7 +303,25 @@ async fn login(
     }
 }
 
+/// Signs out: clears the cookie, and ends its session on the server too, so that a copy of the
+/// cookie no longer works on any process (an admin session is recorded as revoked until it would
+/// have expired; an application's is its access token, revoked).
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie(&headers) {
+        let ended = if let Some((id, expires)) = session::admin_session_id(&session)
+            .filter(|_| session::is_admin_session(&state.admin.token(), &session, now_ms()))
+        {
+            state.admin.revoke(&id);
+            state.store.revoke_session(&id, expires).await
+        } else if session.starts_with("pht_") {
+            state.store.revoke_token(&session).await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = ended {
+            return secured(&state, ApiError::Unavailable(e).into_response());
+        }
+    }
     with_cookie(&state, &headers, "", 0)
 }
 
@@ -318,7 +338,7 @@ async fn portal(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let PortalTicket { ticket } = crate::extract::typed(&body, "")?;
-    let app_id = session::open_portal_ticket(&state.admin_token, &ticket, now_ms())
+    let app_id = session::open_portal_ticket(&state.admin.token(), &ticket, now_ms())
         .ok_or(ApiError::Unauthorized)?;
     let app = state
         .store

@@ -1,8 +1,9 @@
 //! What the dashboard signs: the admin's session cookie and the portal's link tickets.
 //!
 //! Both are `prefix` + fields + an HMAC-SHA256 under a key derived from the admin token, so they
-//! hold on every process of a deployment (which share the token) without a table, and rotating
-//! the admin token ends every admin session and every portal link at once. An application's
+//! hold on every process of a deployment (which share the token), and rotating the admin token
+//! ends every admin session and every portal link at once. A sign-out ends one session: its id
+//! (the nonce) is kept in `revoked_sessions` until it would have expired, refused by every process. An application's
 //! session is not signed here: it is an ordinary access token (`pht_…`), checked, expired and
 //! revoked like any other.
 
@@ -57,6 +58,14 @@ pub fn is_admin_session(admin_token: &str, value: &str, now_ms: i64) -> bool {
         sig.as_bytes(),
         mac(admin_token, &format!("admin|{body}")).as_bytes(),
     ) && expires > now_ms
+}
+
+/// The id of an admin session (its nonce) and when it expires, for a sign-out to revoke it.
+pub fn admin_session_id(value: &str) -> Option<(String, i64)> {
+    let rest = value.strip_prefix(ADMIN)?;
+    let (body, _) = rest.rsplit_once('.')?;
+    let (expires, nonce) = body.split_once('.')?;
+    Some((nonce.to_owned(), expires.parse().ok()?))
 }
 
 /// The CSRF token of a cookie session: what a state-changing request must send beside it in
