@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// (the rest are summed in one) [default: 20]
     #[arg(long, env = "POSTHORN_METRICS_TOP_SUBSCRIPTIONS")]
     pub metrics_top_subscriptions: Option<usize>,
+    /// How many subscriptions one application may have; 0 for no limit (the admin's are never
+    /// counted) [default: 1000]
+    #[arg(long, env = "POSTHORN_MAX_SUBSCRIPTIONS_PER_APPLICATION")]
+    pub max_subscriptions_per_application: Option<usize>,
     /// An origin that may embed the dashboard in a frame (the portal), e.g.
     /// https://platform.example.com (repeatable) [default: none, it cannot be framed]
     #[arg(long, env = "POSTHORN_UI_FRAME_ANCESTORS", value_delimiter = ',')]
@@ -126,6 +130,7 @@ pub struct Settings {
     #[serde(default)]
     pub metrics_token: Option<String>,
     pub metrics_top_subscriptions: usize,
+    pub max_subscriptions_per_application: usize,
     #[serde(default)]
     pub ui_frame_ancestors: Vec<String>,
     #[serde(default)]
@@ -149,6 +154,7 @@ struct Defaults {
     body_limit: usize,
     token_ttl_s: u64,
     metrics_top_subscriptions: usize,
+    max_subscriptions_per_application: usize,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -160,6 +166,7 @@ const DEFAULTS: Defaults = Defaults {
     body_limit: 1024 * 1024,
     token_ttl_s: 3600,
     metrics_top_subscriptions: 20,
+    max_subscriptions_per_application: 1000,
 };
 
 /// What flags (or their environment variables) set, as the top layer; absent ones leave the
@@ -196,6 +203,8 @@ struct Overrides {
     metrics_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_top_subscriptions: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_subscriptions_per_application: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ui_frame_ancestors: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -264,6 +273,8 @@ pub struct Config {
     pub token_ttl: std::time::Duration,
     pub metrics_token: Option<String>,
     pub metrics_top_subscriptions: usize,
+    /// 0: no limit.
+    pub max_subscriptions_per_application: usize,
     pub ui_frame_ancestors: Vec<String>,
     pub public_url: Option<String>,
     pub smtp: Option<SmtpConfig>,
@@ -322,6 +333,7 @@ impl Config {
             token_ttl_s: args.token_ttl_s,
             metrics_token: args.metrics_token,
             metrics_top_subscriptions: args.metrics_top_subscriptions,
+            max_subscriptions_per_application: args.max_subscriptions_per_application,
             ui_frame_ancestors: (!args.ui_frame_ancestors.is_empty())
                 .then_some(args.ui_frame_ancestors),
             public_url: args.public_url,
@@ -379,6 +391,7 @@ impl Config {
             }),
             metrics_token: file.metrics_token.filter(|t| !t.is_empty()),
             metrics_top_subscriptions: file.metrics_top_subscriptions.min(1000),
+            max_subscriptions_per_application: file.max_subscriptions_per_application,
             ui_frame_ancestors: checked_origins(&file.ui_frame_ancestors)?,
             public_url: file.public_url.filter(|u| !u.is_empty()),
             smtp: file.smtp,

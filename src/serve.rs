@@ -480,7 +480,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "event type index",
         event_types.watch(Duration::from_secs(1)),
     );
-    let writer = SubscriptionWriter::new(store.clone(), cache.clone());
+    let writer = SubscriptionWriter::new(store.clone(), cache.clone())
+        .with_quota(config.max_subscriptions_per_application);
     let publisher = Publisher::new(store.clone(), cache, event_types.clone());
     let dispatcher = Dispatcher::new(
         store.clone(),

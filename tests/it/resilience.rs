@@ -523,3 +523,115 @@ both_backends!(
     a_subscription_failing_too_long_is_disabled_until_enabled,
     old_events_are_purged_but_never_pending_ones,
 );
+
+/// One owner's costly filters cannot stall the others: 1,000 subscriptions with distinct
+/// 4,000-character `contains` filters over a large field, then four publishes of a 900 KiB event
+/// at once (matching each scans ~0.9 GB). Meanwhile `/healthz` and an unrelated small
+/// publish stay fast: large events are matched on blocking threads, not the async workers. An
+/// application is held to its subscription quota with a clear 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costly_filters_stall_no_one_else_and_the_quota_answers() {
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--max-subscriptions-per-application".into(), "3".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    // The quota: three, then a 409 naming the limit; the admin's are not counted.
+    let app = crate::util::application(&api, &["subscriptions"]).await;
+    let as_app = api.with_token(&crate::util::token(&api.base, &app).await);
+    for n in 0..4 {
+        let r = as_app
+            .post(
+                "/v1/subscriptions",
+                json!({"name": format!("s{n}"), "service": "http",
+                "config": {"url": receiver.url}, "events": ["a"]}),
+            )
+            .await;
+        if n < 3 {
+            assert_eq!(r.status, 201, "{}", r.body);
+        } else {
+            assert_eq!(r.status, 409, "{}", r.body);
+            let detail = r.body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("--max-subscriptions-per-application 3"),
+                "{detail}"
+            );
+        }
+    }
+    // The costly filters (the admin's, not held to the quota).
+    let needle = "x".repeat(3_990);
+    let mut creating = Vec::new();
+    for n in 0..1_000 {
+        let api = api.clone();
+        let filter = format!("text contains \"{needle}{n:06}\"");
+        creating.push(tokio::spawn(async move {
+            let r = api
+                .post(
+                    "/v1/subscriptions",
+                    json!({"name": format!("costly {n}"), "service": "http",
+                    "config": {"url": "https://example.com/never"}, "events": ["big"],
+                    "filter": filter}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+        }));
+        if creating.len() >= 16 {
+            for c in creating.drain(..) {
+                c.await.unwrap();
+            }
+        }
+    }
+    for c in creating {
+        c.await.unwrap();
+    }
+    api.subscribe(&receiver.url, &["small"], json!({})).await;
+    let text = "y".repeat(900 * 1024);
+    let big: Vec<_> = (0..4)
+        .map(|_| {
+            let (api, text) = (api.clone(), text.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let e = api
+                    .publish(json!({"name": "big", "data": {"text": text}}))
+                    .await;
+                assert_eq!(e["deliveries"], 0);
+                started.elapsed()
+            })
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let mut worst_health = Duration::ZERO;
+    let mut worst_publish = Duration::ZERO;
+    while big.iter().any(|b| !b.is_finished()) {
+        let started = Instant::now();
+        let r = http
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        worst_health = worst_health.max(started.elapsed());
+        let started = Instant::now();
+        api.publish(json!({"name": "small", "data": {"n": 1}}))
+            .await;
+        worst_publish = worst_publish.max(started.elapsed());
+    }
+    let mut slowest_big = Duration::ZERO;
+    for b in big {
+        slowest_big = slowest_big.max(b.await.unwrap());
+    }
+    eprintln!(
+        "1,000 costly filters, 4 x 900 KiB events: each matched within {slowest_big:?}; \
+         /healthz at worst {worst_health:?}, a small publish at worst {worst_publish:?}"
+    );
+    assert!(
+        worst_health < Duration::from_millis(750),
+        "/healthz took {worst_health:?}"
+    );
+    assert!(
+        worst_publish < Duration::from_secs(1),
+        "a small publish took {worst_publish:?}"
+    );
+}

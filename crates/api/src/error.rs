@@ -39,7 +39,17 @@ pub enum ApiError {
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("the database is unavailable; try again")]
-    Unavailable(#[from] StoreError),
+    Unavailable(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // A limit reached is the caller's to hear about, not database trouble.
+            StoreError::Quota(why) => ApiError::Conflict(why),
+            e => ApiError::Unavailable(e),
+        }
+    }
 }
 
 pub use posthorn_client::wire::Problem;

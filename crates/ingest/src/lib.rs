@@ -96,11 +96,14 @@ where
     W: FnMut() -> WF,
     WF: Future<Output = ()>,
 {
-    let event = match made.map_err(|message::Unusable(why)| why).and_then(|req| {
-        publisher
-            .prepare(origin, req, "")
-            .map_err(|e| e.to_string())
-    }) {
+    let prepared = match made.map_err(|message::Unusable(why)| why) {
+        Ok(req) => publisher
+            .prepare_bounded(origin, req, "")
+            .await
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    let event = match prepared {
         Ok(event) => event,
         Err(why) => {
             board.update(slot, |s| s.rejected += 1);

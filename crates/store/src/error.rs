@@ -13,6 +13,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Open(String),
+    /// A limit the operator set was reached (the API answers 409 with this text).
+    #[error("{0}")]
+    Quota(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -16,6 +16,10 @@ use serde_json::Value;
 
 use crate::{schema_errors, EventTypeCache, NewEvent, Published, Result, Store, SubscriptionCache};
 
+/// Events whose data is this large or larger are matched on a blocking thread
+/// ([`Publisher::prepare_bounded`]).
+pub const OFF_THE_WORKERS_AT: usize = 64 * 1024;
+
 /// Checks, matches and stores events.
 #[derive(Clone)]
 pub struct Publisher {
@@ -146,6 +150,35 @@ impl Publisher {
     /// The event names the subscriptions ask for: what a source's bindings follow.
     pub fn wanted_names(&self) -> posthorn_core::index::WantedNames {
         self.subscriptions.wanted_names()
+    }
+
+    /// [`Publisher::prepare`], off the async workers when the event is large: matching costs up
+    /// to the data's size for each filter that looks into it (`contains`), so a large event
+    /// against many filters is CPU work that would otherwise stall every request and delivery
+    /// sharing the worker. Small events (the common case) are prepared in place.
+    pub async fn prepare_bounded(
+        &self,
+        publisher: &str,
+        req: PublishRequest,
+        prefix: &str,
+    ) -> std::result::Result<NewEvent, Invalid> {
+        if req.data.get().len() < OFF_THE_WORKERS_AT {
+            return self.prepare(publisher, req, prefix);
+        }
+        let (this, publisher, owned_prefix) =
+            (self.clone(), publisher.to_owned(), prefix.to_owned());
+        match tokio::task::spawn_blocking(move || this.prepare(&publisher, req, &owned_prefix))
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::error!(error = %e, "matching an event failed");
+                Err(Invalid::one(
+                    if prefix.is_empty() { "data" } else { prefix },
+                    "could not be matched against the subscriptions",
+                ))
+            }
+        }
     }
 
     /// Stores prepared events atomically with their deliveries; answers once they are durable.

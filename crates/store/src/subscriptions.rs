@@ -188,6 +188,17 @@ impl Store {
         rows.iter().map(|r| self.subscription_from_row(r)).collect()
     }
 
+    /// How many subscriptions `owner` has (not deleted).
+    pub async fn count_subscriptions(&self, owner: &str) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM subscriptions WHERE owner = $1 AND deleted_at IS NULL",
+        )
+        .bind(owner)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(get::<i64>(&row, "n")?.max(0) as u64)
+    }
+
     /// Every subscription that is not deleted, for the in-memory index, with the revision it
     /// reflects.
     pub async fn all_subscriptions(&self) -> Result<(i64, Vec<Subscription>)> {

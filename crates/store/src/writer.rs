@@ -12,11 +12,25 @@ use crate::{Result, Store, SubscriptionCache};
 pub struct SubscriptionWriter {
     store: Store,
     cache: SubscriptionCache,
+    /// How many subscriptions one application may have (0: no limit; the admin's never count).
+    per_application: usize,
 }
 
 impl SubscriptionWriter {
     pub fn new(store: Store, cache: SubscriptionCache) -> Self {
-        Self { store, cache }
+        Self {
+            store,
+            cache,
+            per_application: 0,
+        }
+    }
+
+    /// The same writer, holding each application to `n` subscriptions (0: no limit): a create
+    /// past it is refused with [`crate::StoreError::Quota`]. Each subscription costs matching
+    /// time on every event it could receive, and memory in every process's index.
+    pub fn with_quota(mut self, n: usize) -> Self {
+        self.per_application = n;
+        self
     }
 
     /// The index this writer keeps up to date.
@@ -26,6 +40,16 @@ impl SubscriptionWriter {
 
     /// Stores a new subscription.
     pub async fn create(&self, sub: &Subscription) -> Result<()> {
+        if self.per_application > 0 && sub.owner != posthorn_core::owner::ADMIN {
+            let has = self.store.count_subscriptions(&sub.owner).await?;
+            if has >= self.per_application as u64 {
+                return Err(crate::StoreError::Quota(format!(
+                    "this application has {has} subscriptions, the most it may have \
+                     (--max-subscriptions-per-application {}); delete one first",
+                    self.per_application
+                )));
+            }
+        }
         let revision = self.store.insert_subscription(sub).await?;
         self.apply(&sub.id, Some(sub.clone()), revision).await;
         Ok(())

@@ -114,13 +114,17 @@ pub(crate) async fn publish(
         } else {
             String::new()
         };
-        let prepared = typed_text::<PublishRequest>(item, &prefix)
+        let prepared = match typed_text::<PublishRequest>(item, &prefix)
             .and_then(|req| for_tenant(&caller, req, &prefix))
-            .and_then(|req| {
+        {
+            Ok(req) => {
                 state
                     .publisher
-                    .prepare(caller.owner().as_str(), req, &prefix)
-            });
+                    .prepare_bounded(caller.owner().as_str(), req, &prefix)
+                    .await
+            }
+            Err(invalid) => Err(invalid),
+        };
         match prepared {
             Ok(e) => events.push(e),
             Err(invalid) => errors.extend(invalid),
