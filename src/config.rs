@@ -84,8 +84,9 @@ pub struct ServeArgs {
     /// Bearer token that GET /metrics requires [default: none, /metrics is open]
     #[arg(long, env = "POSTHORN_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// Subscriptions with a /metrics series of their own: those with the most failed attempts
-    /// (the rest are summed in one) [default: 20]
+    /// Subscriptions with a /metrics series of their own, labelled with their ids: those with
+    /// the most failed attempts (the rest are summed in one). Subscription ids are tenants'
+    /// identifiers, so none is shown unless asked for [default: 0]
     #[arg(long, env = "POSTHORN_METRICS_TOP_SUBSCRIPTIONS")]
     pub metrics_top_subscriptions: Option<usize>,
     /// How many subscriptions one application may have; 0 for no limit (the admin's are never
@@ -165,7 +166,7 @@ const DEFAULTS: Defaults = Defaults {
     purge_every_s: 300,
     body_limit: 1024 * 1024,
     token_ttl_s: 3600,
-    metrics_top_subscriptions: 20,
+    metrics_top_subscriptions: 0,
     max_subscriptions_per_application: 1000,
 };
 

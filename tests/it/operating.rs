@@ -50,7 +50,27 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 async fn metrics_move_with_traffic(backend: Backend) {
-    let server = Server::start(backend).await;
+    // Per-subscription series (tenants' ids) only when asked for.
+    let plain = Server::start(backend).await;
+    let sub = plain
+        .api()
+        .subscribe("https://example.com/h", &["x"], json!({}))
+        .await;
+    let (_, scraped) = scrape(&plain.base, None).await;
+    assert!(
+        scraped
+            .unwrap()
+            .samples
+            .iter()
+            .all(|s| s.labels.get("subscription").is_none_or(|id| id == "_other")),
+        "no subscription id by default ({})",
+        sub["id"]
+    );
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--metrics-top-subscriptions".into(), "20".into()],
+        ..ServerOptions::on(backend)
+    })
+    .await;
     let receiver = Receiver::start().await;
     receiver.answer_at("/fail", Answer::status(500));
     let api = server.api();
@@ -251,7 +271,11 @@ async fn json_request_logs_are_objects() {
 /// 10,000; the three that failed most are the first.
 #[tokio::test]
 async fn per_subscription_series_stay_bounded() {
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--metrics-top-subscriptions".into(), "20".into()],
+        ..ServerOptions::default()
+    })
+    .await;
     let receiver = Receiver::start().await;
     receiver.answer_by_default(Answer::status(500));
     let api = server.api();
