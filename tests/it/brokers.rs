@@ -94,6 +94,13 @@ async fn amqp_subscriptions_publish_confirmed_messages() {
     ids.sort();
     assert_eq!(seen, ids);
     let sub = r.body["id"].as_str().unwrap();
+    // The broker's password is write-only: shown masked.
+    let shown = api.get(&format!("/v1/subscriptions/{sub}")).await.body;
+    let shown_url = shown["config"]["url"].as_str().unwrap();
+    assert!(
+        shown_url.contains(":********@") && !shown_url.contains("guest:guest"),
+        "{shown_url}"
+    );
     let d = api.first_delivery(sub, WAIT).await;
     let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
     assert_eq!(d["attempt_log"][0]["response"]["confirmation"], "ack");

@@ -312,6 +312,112 @@ async fn secrets_are_not_in_the_database_file() {
     }
 }
 
+/// Credentials in a subscription's config — an `Authorization` header, a header named in
+/// `secret_headers` — are sealed at rest, write-only in the API (shown as `********`, kept when
+/// written back so), masked in attempt logs, and sent in clear only to the receiver.
+#[tokio::test]
+async fn header_credentials_are_sealed_write_only_and_masked() {
+    let mut server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    let sub = api
+        .subscribe(
+            &receiver.url,
+            &["a"],
+            json!({"config": {"url": receiver.url, "secret_headers": ["X-Acme"],
+                "headers": {"Authorization": "Bearer s3cr3t-abc", "X-Acme": "acme-k3y-9",
+                    "X-Team": "blue"}}}),
+        )
+        .await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let shown = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+    let headers = &shown["config"]["headers"];
+    assert_eq!(
+        (
+            headers["Authorization"].as_str(),
+            headers["X-Acme"].as_str(),
+            headers["X-Team"].as_str()
+        ),
+        (Some("********"), Some("********"), Some("blue")),
+        "{shown}"
+    );
+    api.publish(json!({"name": "a", "data": {"n": 1}})).await;
+    let hit = receiver
+        .wait_hits(1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    assert_eq!(hit.header("authorization"), "Bearer s3cr3t-abc");
+    assert_eq!(hit.header("x-acme"), "acme-k3y-9");
+    let d = api.first_delivery(&id, Duration::from_secs(10)).await;
+    let d = api
+        .delivery_with_status(&d, "succeeded", Duration::from_secs(10))
+        .await;
+    let logged = &d["attempt_log"][0]["request"]["headers"];
+    assert_eq!(
+        (logged["authorization"].as_str(), logged["x-acme"].as_str()),
+        (Some("********"), Some("********"))
+    );
+    assert_eq!(logged["x-team"], "blue");
+    // Written back as shown (PUT of what GET gave, less what the server owns): the credentials
+    // stay; a PATCH of something else too; a PATCH of the header itself changes it.
+    let mut spec = shown.clone();
+    for k in [
+        "id",
+        "owner",
+        "status",
+        "disabled_reason",
+        "circuit",
+        "failing_since",
+        "created_at",
+        "updated_at",
+        "secret",
+    ] {
+        spec.as_object_mut().unwrap().remove(k);
+    }
+    let r = api
+        .send("PUT", &format!("/v1/subscriptions/{id}"), Some(&spec))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.publish(json!({"name": "a", "data": {"n": 2}})).await;
+    let hits = receiver.wait_hits(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        hits[1].header("authorization"),
+        "Bearer s3cr3t-abc",
+        "kept when written back masked"
+    );
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&json!({"config": {"headers": {"Authorization": "Bearer n3w-xyz"}}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.publish(json!({"name": "a", "data": {"n": 3}})).await;
+    let hits = receiver.wait_hits(3, Duration::from_secs(20)).await;
+    assert_eq!(hits[2].header("authorization"), "Bearer n3w-xyz");
+    // Nowhere in clear: not in the database file, not in the log.
+    server.terminate().await;
+    for entry in std::fs::read_dir(&server.dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.to_string_lossy().into_owned();
+        if name.contains("posthorn.db") || name.ends_with(".log") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for secret in ["s3cr3t-abc", "acme-k3y-9", "n3w-xyz"] {
+                assert!(!text.contains(secret), "{name} holds {secret}");
+            }
+        }
+    }
+}
+
 /// Processes started together on a new PostgreSQL database (one after the other on SQLite) with
 /// different master keys: one starts, the
 /// others refuse (a process that cannot open the subscriptions' secrets would skip them, and

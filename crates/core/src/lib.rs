@@ -20,6 +20,7 @@ pub mod network;
 pub mod owner;
 pub mod pattern;
 pub mod retry;
+pub mod secrets;
 pub mod service;
 pub mod shape;
 pub mod signing;

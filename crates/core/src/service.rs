@@ -37,6 +37,19 @@ pub trait Service: Send + Sync + 'static {
     /// Checks a subscription's `config` completely (every fault, field paths relative to
     /// `config`) and prepares what its attempts need.
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid>;
+    /// Where `config` holds credentials, as JSON pointers (`/headers/authorization`, `/url`):
+    /// sealed at rest, masked when shown, kept when written back masked ([`crate::secrets`]).
+    fn secret_paths(&self, _config: &Value) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The credentials' places in `config` of the service `service` (none for an unknown one).
+pub fn secret_paths(registry: &Registry, service: &str, config: &Value) -> Vec<String> {
+    registry
+        .get(service)
+        .map(|s| s.secret_paths(config))
+        .unwrap_or_default()
 }
 
 /// A checked `config`, ready to attempt deliveries.

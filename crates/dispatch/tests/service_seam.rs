@@ -163,7 +163,7 @@ impl World {
             updated_at: now,
         };
         sub.spec.validate(self.cache.services()).unwrap();
-        let revision = self.store.insert_subscription(&sub).await.unwrap();
+        let revision = self.store.insert_subscription(&sub, &[]).await.unwrap();
         self.cache
             .apply(&sub.id, Some(sub.clone()), revision)
             .await

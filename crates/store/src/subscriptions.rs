@@ -35,9 +35,17 @@ async fn bump_revision(backend: crate::Backend, tx: &mut Transaction<'_, Any>) -
 
 impl Store {
     fn subscription_from_row(&self, row: &AnyRow) -> Result<Subscription> {
-        let spec: String = get(row, "spec")?;
-        let spec: SubscriptionSpec = serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("subscription spec: {e}")))?;
+        let text: String = get(row, "spec")?;
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("subscription spec: {e}"));
+        let spec: SubscriptionSpec = if text.contains("\"$sealed\"") {
+            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+            if let Some(config) = value.get_mut("config") {
+                posthorn_core::secrets::open_sealed(config, &|s: &str| self.sealer.open(s))?;
+            }
+            serde_json::from_value(value).map_err(corrupt)?
+        } else {
+            serde_json::from_str(&text).map_err(corrupt)?
+        };
         let secret = self.open_secret(&get::<String>(row, "secret")?)?;
         let previous = match get::<Option<String>>(row, "previous_secret")? {
             Some(s) => Some((
@@ -60,20 +68,39 @@ impl Store {
         })
     }
 
+    /// The spec as stored: its credentials sealed, so that the database file never holds them
+    /// in clear.
+    fn spec_json(&self, sub: &Subscription, secret_paths: &[String]) -> String {
+        let mut spec = serde_json::to_value(&sub.spec).unwrap_or_default();
+        if !secret_paths.is_empty() {
+            if let Some(config) = spec.get_mut("config") {
+                posthorn_core::secrets::seal_paths(config, secret_paths, |p| self.sealer.seal(p));
+            }
+        }
+        // A spec is plain data; serializing it cannot fail.
+        serde_json::to_string(&spec).unwrap_or_default()
+    }
+
     fn open_secret(&self, sealed: &str) -> Result<Secret> {
         let plain = self.sealer.open(sealed)?;
         Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.into()))
     }
 
     /// Returns the `subscriptions` revision this write made.
-    pub async fn insert_subscription(&self, sub: &Subscription) -> Result<i64> {
+    /// Inserts a subscription, the credentials at `secret_paths` of its config sealed.
+    pub async fn insert_subscription(
+        &self,
+        sub: &Subscription,
+        secret_paths: &[String],
+    ) -> Result<i64> {
+        let spec = self.spec_json(sub, secret_paths);
         write_tx!(self, |tx| {
             sqlx::query(&format!(
                 "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ))
             .bind(&sub.id)
             .bind(&sub.owner)
-            .bind(spec_json(sub))
+            .bind(&spec)
             .bind(sub.disabled_reason.map(|r| r.as_str()))
             .bind(self.sealer.seal(&sub.secret.expose()))
             .bind(
@@ -94,14 +121,20 @@ impl Store {
 
     /// Writes every field of `sub` but its id, owner and creation time. Returns the revision
     /// this write made, or `None` if the subscription is gone.
-    pub async fn update_subscription(&self, sub: &Subscription) -> Result<Option<i64>> {
+    /// Rewrites a subscription, the credentials at `secret_paths` of its config sealed.
+    pub async fn update_subscription(
+        &self,
+        sub: &Subscription,
+        secret_paths: &[String],
+    ) -> Result<Option<i64>> {
+        let spec = self.spec_json(sub, secret_paths);
         write_tx!(self, |tx| {
             let n = sqlx::query(
                 "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
              previous_secret = $4, previous_secret_until = $5, updated_at = $6 \
              WHERE id = $7 AND deleted_at IS NULL",
             )
-            .bind(spec_json(sub))
+            .bind(&spec)
             .bind(sub.disabled_reason.map(|r| r.as_str()))
             .bind(self.sealer.seal(&sub.secret.expose()))
             .bind(
@@ -257,9 +290,4 @@ impl Store {
             Ok(revision)
         })
     }
-}
-
-fn spec_json(sub: &Subscription) -> String {
-    // A spec is plain data; serializing it cannot fail.
-    serde_json::to_string(&sub.spec).unwrap_or_default()
 }

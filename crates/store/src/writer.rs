@@ -33,6 +33,15 @@ impl SubscriptionWriter {
         self
     }
 
+    /// Where the subscription's config holds credentials, as its service says.
+    fn secret_paths(&self, sub: &Subscription) -> Vec<String> {
+        posthorn_core::service::secret_paths(
+            self.cache.services(),
+            &sub.spec.service,
+            &sub.spec.config,
+        )
+    }
+
     /// The index this writer keeps up to date.
     pub fn cache(&self) -> &SubscriptionCache {
         &self.cache
@@ -50,7 +59,10 @@ impl SubscriptionWriter {
                 )));
             }
         }
-        let revision = self.store.insert_subscription(sub).await?;
+        let revision = self
+            .store
+            .insert_subscription(sub, &self.secret_paths(sub))
+            .await?;
         self.apply(&sub.id, Some(sub.clone()), revision).await;
         Ok(())
     }
@@ -62,7 +74,8 @@ impl SubscriptionWriter {
         if sub.spec.enabled {
             sub.disabled_reason = None;
         }
-        let Some(revision) = self.store.update_subscription(&sub).await? else {
+        let paths = self.secret_paths(&sub);
+        let Some(revision) = self.store.update_subscription(&sub, &paths).await? else {
             return Ok(None);
         };
         self.apply(&sub.id, Some(sub.clone()), revision).await;

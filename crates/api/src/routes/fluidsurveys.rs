@@ -175,7 +175,7 @@ fn webhook(sub: &Subscription) -> FsWebhook {
         event_type: sub.spec.events.first().cloned().unwrap_or_default(),
         survey: sub.spec.metadata.get("survey").cloned(),
         collector: sub.spec.metadata.get("collector").cloned(),
-        subscription_url: url_of(sub).unwrap_or_default().to_owned(),
+        subscription_url: posthorn_core::secrets::shown_url(url_of(sub).unwrap_or_default()),
     }
 }
 

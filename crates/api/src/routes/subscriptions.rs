@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::event::is_valid_token;
 use posthorn_core::owner::ADMIN;
+use posthorn_core::service::secret_paths;
 use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
 use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
@@ -53,11 +54,12 @@ async fn view_one(
 ) -> ApiResult<SubscriptionView> {
     let circuit = state.store.open_circuits(&[&sub.id]).await?.remove(&sub.id);
     let failing = state.store.failing_since(&[&sub.id]).await?.remove(&sub.id);
-    Ok(view(sub, show_secret, circuit, failing))
+    Ok(view(&state.services, sub, show_secret, circuit, failing))
 }
 
 fn view(
-    sub: Subscription,
+    services: &posthorn_core::Registry,
+    mut sub: Subscription,
     show_secret: bool,
     circuit: Option<(i64, u32)>,
     failing_since: Option<i64>,
@@ -82,7 +84,19 @@ fn view(
         id: sub.id,
         owner: sub.owner,
     };
+    // Credentials in the config are write-only: shown masked, never in clear.
+    let paths = secret_paths(services, &sub.spec.service, &sub.spec.config);
+    posthorn_core::secrets::mask_paths(&mut sub.spec.config, &paths);
     SubscriptionView::new(sub.spec, state)
+}
+
+/// A config written back as `GET` showed it keeps its credentials: masked values at the places
+/// the subscription had credentials take the values it had.
+fn keep_credentials(state: &AppState, old: &Subscription, new: &mut Value) {
+    let paths = secret_paths(&state.services, &old.spec.service, &old.spec.config);
+    if let Some(config) = new.get_mut("config") {
+        posthorn_core::secrets::restore_masked(config, &old.spec.config, &paths);
+    }
 }
 
 /// Reads and checks a spec; field paths are those of the request.
@@ -235,7 +249,7 @@ pub(crate) async fn list(
         |s| {
             let circuit = circuits.get(&s.id).copied();
             let since = failing.get(&s.id).copied();
-            view(s, false, circuit, since)
+            view(&state.services, s, false, circuit, since)
         },
     )))
 }
@@ -269,6 +283,8 @@ pub(crate) async fn replace(
 ) -> ApiResult<Json<SubscriptionView>> {
     caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
+    let mut body = body;
+    keep_credentials(&state, &sub, &mut body);
     sub.spec = checked_spec(&state, &body).await?;
     Ok(Json(
         view_one(&state, save(&state, sub).await?, false).await?,
@@ -306,6 +322,7 @@ pub(crate) async fn patch(
         }
     }
     merge_patch(&mut merged, &body);
+    keep_credentials(&state, &sub, &mut merged);
     sub.spec = checked_spec(&state, &merged).await?;
     Ok(Json(
         view_one(&state, save(&state, sub).await?, false).await?,

@@ -151,7 +151,12 @@ fn view(sub: &Subscription) -> Value {
         let c = &sub.spec.config;
         for key in ["url", "method", "content_type"] {
             if let Some(v) = c.get(key).and_then(Value::as_str) {
-                config.insert(key.into(), json!(v));
+                let shown = if key == "url" {
+                    posthorn_core::secrets::shown_url(v)
+                } else {
+                    v.to_owned()
+                };
+                config.insert(key.into(), json!(shown));
             }
         }
         if let Some(body) = c
@@ -170,7 +175,11 @@ fn view(sub: &Subscription) -> Value {
         };
         config.insert("verify_certificate".into(), json!(verify));
     } else if let Some(c) = sub.spec.config.as_object() {
+        // Another service's config, its URL's password masked (a broker's).
         config = c.clone();
+        if let Some(Value::String(url)) = config.get_mut("url") {
+            *url = posthorn_core::secrets::shown_url(url);
+        }
     }
     let meta = &sub.spec.metadata;
     let metadata: Map<String, Value> = meta
@@ -531,7 +540,12 @@ async fn edit_for(
     let mut sub = load(state, caller, id, user).await?;
     let JsonBody(body) = body?;
     let owner_user = sub.spec.metadata.get(OWNER_USER_KEY).cloned();
-    sub.spec = spec_of(&body, owner_user.as_deref(), caller.user().filter(|_| user))?;
+    let mut spec = spec_of(&body, owner_user.as_deref(), caller.user().filter(|_| user))?;
+    // A URL written back with its password masked (as shown) keeps its password.
+    let paths =
+        posthorn_core::service::secret_paths(&state.services, &sub.spec.service, &sub.spec.config);
+    posthorn_core::secrets::restore_masked(&mut spec.config, &sub.spec.config, &paths);
+    sub.spec = spec;
     checked(state, &sub.spec).await?;
     let saved = state
         .subscriptions

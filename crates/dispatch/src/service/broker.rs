@@ -243,6 +243,16 @@ impl Common {
     }
 }
 
+/// A broker URL with a password is a credential: `/url`.
+fn url_secret(config: &Value) -> Vec<String> {
+    config
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| url::Url::parse(u).is_ok_and(|u| u.password().is_some()))
+        .map(|_| vec!["/url".to_owned()])
+        .unwrap_or_default()
+}
+
 fn cannot_connect(url: &str, e: impl std::fmt::Display) -> Unconnected {
     Unconnected::Failed(format!("cannot connect to {}: {e}", redact_url(url)))
 }
@@ -285,6 +295,10 @@ impl Service for AmqpService {
     fn config_schema(&self) -> &Value {
         &self.schema
     }
+    fn secret_paths(&self, config: &Value) -> Vec<String> {
+        url_secret(config)
+    }
+
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
         let config: AmqpConfig = typed(config, "")?;
         let mut errors = Errors::default();
@@ -476,6 +490,10 @@ impl Service for NatsService {
     fn config_schema(&self) -> &Value {
         &self.schema
     }
+    fn secret_paths(&self, config: &Value) -> Vec<String> {
+        url_secret(config)
+    }
+
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
         let config: NatsConfig = typed(config, "")?;
         let mut errors = Errors::default();

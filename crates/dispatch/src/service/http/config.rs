@@ -115,9 +115,15 @@ pub struct HttpConfig {
     /// event's data alone) or `flat` (`name` beside the data's fields).
     #[serde(default)]
     pub payload: Payload,
-    /// Static headers; `webhook-*`, `host` and `content-length` are Posthorn's.
+    /// Static headers; `webhook-*`, `host` and `content-length` are Posthorn's. Those that carry
+    /// credentials (`Authorization`, a name with `token`, `secret`, `key`, `password`, `auth`,
+    /// …, or one listed in `secret_headers`) are sealed at rest, shown as `********`, and masked
+    /// in attempt logs.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// More header names whose values are credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// `true`, `false`, or the path of a CA bundle to verify against.
     #[serde(default)]
     pub verify_certificate: CertificateCheck,
@@ -152,6 +158,7 @@ impl Default for HttpConfig {
             body: None,
             payload: Payload::default(),
             headers: BTreeMap::new(),
+            secret_headers: Vec::new(),
             verify_certificate: CertificateCheck::default(),
             template_event: TemplateEvent::default(),
             on_gone: OnGone::default(),
@@ -174,6 +181,15 @@ fn is_header_name(name: &str) -> bool {
 }
 
 impl HttpConfig {
+    /// Whether the header `name`'s value is a credential.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        posthorn_core::secrets::is_sensitive_header(name)
+            || self
+                .secret_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+    }
+
     /// Parses and checks the `config` of an `http` subscription; field paths are relative to it.
     /// Its templates (a templated `url`, a `body`) are not compiled here: that happens in the
     /// template sandbox, when the subscription is written ([`crate::sandbox`]).

@@ -71,6 +71,22 @@ impl Service for HttpService {
         &self.schema
     }
 
+    fn secret_paths(&self, config: &Value) -> Vec<String> {
+        let Ok(config) = serde_json::from_value::<HttpConfig>(config.clone()) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<String> = config
+            .headers
+            .keys()
+            .filter(|name| config.is_secret_header(name))
+            .map(|name| format!("/headers/{}", posthorn_core::secrets::pointer_token(name)))
+            .collect();
+        if url_has_password(&config.url) {
+            paths.push("/url".into());
+        }
+        paths
+    }
+
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
         let config = HttpConfig::from_value(config)?;
         // Parsed once here, not for every attempt (unless it is a template).
@@ -316,6 +332,11 @@ fn flat(event: &StoredEvent) -> Result<Vec<u8>, String> {
     out.insert("name".into(), Value::String(event.name.clone()));
     out.extend(data.into_iter().filter(|(k, _)| k != "name"));
     serde_json::to_vec(&out).map_err(|e| e.to_string())
+}
+
+/// Whether `url` (not a template) carries a password.
+pub(crate) fn url_has_password(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| u.password().is_some())
 }
 
 /// How many addresses a URL's literal host stands for (`localhost` is two).

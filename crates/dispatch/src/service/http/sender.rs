@@ -54,6 +54,8 @@ pub struct Request {
     pub body: Bytes,
     pub timeout: Duration,
     pub tls: CertificateCheck,
+    /// The headers (lowercase) whose values are credentials: masked in the log.
+    pub secret_headers: Vec<String>,
 }
 
 impl Request {
@@ -67,13 +69,25 @@ impl Request {
     pub fn log_json(&self, envelope: bool) -> String {
         let body = (!envelope).then_some(&self.body[..]);
         if self.url.username().is_empty() && self.url.password().is_none() {
-            return request_log(self.method, self.url.as_str(), &self.headers, body);
+            return request_log(
+                self.method,
+                self.url.as_str(),
+                &self.headers,
+                &self.secret_headers,
+                body,
+            );
         }
         // Credentials in a URL (a templated one can render them) stay out of the log.
         let mut shown = self.url.clone();
         let _ = shown.set_username("***");
         let _ = shown.set_password(None);
-        request_log(self.method, shown.as_str(), &self.headers, body)
+        request_log(
+            self.method,
+            shown.as_str(),
+            &self.headers,
+            &self.secret_headers,
+            body,
+        )
     }
 }
 
@@ -81,7 +95,30 @@ impl Request {
 /// may be a template, and the configured headers.
 pub fn unsent_log(config: &HttpConfig) -> String {
     let headers = headers(config, Vec::new());
-    request_log(config.method.as_str(), &config.url, &headers, Some(b""))
+    let url = if crate::service::http::url_has_password(&config.url) {
+        let mut shown = Url::parse(&config.url).expect("parsed above");
+        let _ = shown.set_password(Some(posthorn_core::secrets::MASK));
+        shown.to_string()
+    } else {
+        config.url.clone()
+    };
+    request_log(
+        config.method.as_str(),
+        &url,
+        &headers,
+        &secret_headers(config),
+        Some(b""),
+    )
+}
+
+/// The configured headers whose values are credentials, lowercase.
+fn secret_headers(config: &HttpConfig) -> Vec<String> {
+    config
+        .headers
+        .keys()
+        .filter(|h| config.is_secret_header(h))
+        .map(|h| h.to_ascii_lowercase())
+        .collect()
 }
 
 /// `body: None`: the default envelope (see [`Request::log_json`]).
@@ -89,6 +126,7 @@ fn request_log(
     method: &str,
     url: &str,
     headers: &[(String, String)],
+    secret: &[String],
     body: Option<&[u8]>,
 ) -> String {
     #[derive(Serialize)]
@@ -106,7 +144,13 @@ fn request_log(
         url,
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| {
+                if secret.iter().any(|s| s == k) {
+                    (k.as_str(), posthorn_core::secrets::MASK)
+                } else {
+                    (k.as_str(), v.as_str())
+                }
+            })
             .collect(),
         body: body.map(String::from_utf8_lossy),
         envelope: body.is_none().then_some(ENVELOPE_VERSION),
@@ -538,6 +582,7 @@ pub fn build_request(
         body,
         timeout: Duration::from_millis(config.timeout_ms.into()),
         tls: config.verify_certificate.clone(),
+        secret_headers: secret_headers(config),
     }
 }
 
