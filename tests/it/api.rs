@@ -162,7 +162,8 @@ async fn subscriptions_are_read_replaced_patched_disabled_and_deleted(backend: B
 
     let got = api.get(&path).await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.body["config"]["headers"]["ftrack-secret"], "s3cr3t");
+    // A credential header is write-only: shown masked.
+    assert_eq!(got.body["config"]["headers"]["ftrack-secret"], "********");
     assert_eq!(got.body["owner"], "admin");
     assert!(
         got.body.get("secret").is_none(),

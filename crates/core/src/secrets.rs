@@ -43,11 +43,9 @@ pub fn pointer_token(key: &str) -> String {
 /// Replaces each string at `paths` by its sealed form.
 pub fn seal_paths(config: &mut Value, paths: &[String], seal: impl Fn(&str) -> String) {
     for path in paths {
-        if let Some(v) = config.pointer_mut(path) {
-            if let Value::String(plain) = v {
-                let sealed = seal(plain);
-                *v = serde_json::json!({ SEALED: sealed });
-            }
+        if let Some(v @ Value::String(_)) = config.pointer_mut(path) {
+            let sealed = seal(v.as_str().unwrap_or_default());
+            *v = serde_json::json!({ SEALED: sealed });
         }
     }
 }
@@ -100,10 +98,8 @@ pub fn shown_url(url: &str) -> String {
 /// Replaces each string at `paths` by how it is shown.
 pub fn mask_paths(config: &mut Value, paths: &[String]) {
     for path in paths {
-        if let Some(v) = config.pointer_mut(path) {
-            if let Value::String(s) = v {
-                *s = masked(s);
-            }
+        if let Some(Value::String(s)) = config.pointer_mut(path) {
+            *s = masked(s);
         }
     }
 }

@@ -203,16 +203,28 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Extends `owner`'s lease on the deliveries it still has in flight.
+    /// Extends `owner`'s lease on the deliveries it still has in flight. On PostgreSQL a row
+    /// that another transaction has locked (a group commit settling it, a circuit holding its
+    /// subscription back) is skipped, not waited for: renewal then never waits on a lock, so it
+    /// can be in no deadlock (one was seen under load, "deadlock detected"), and the row is
+    /// renewed at the next round, well within the lease.
     pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
         let until = now_ms() + lease_ms;
+        let backend = self.backend;
         for chunk in self.backend.statement_chunks(ids, 1) {
             let sql = self.backend.statement("renew", chunk.len(), || {
-                format!(
-                    "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
-                     AND status = 'pending' AND id IN ({})",
-                    placeholders(3, chunk.len())
-                )
+                let list = placeholders(3, chunk.len());
+                match backend {
+                    Backend::Postgres => format!(
+                        "UPDATE deliveries SET next_attempt_at = $1 WHERE id IN (\
+                         SELECT id FROM deliveries WHERE lease = $2 AND status = 'pending' \
+                         AND id IN ({list}) ORDER BY id FOR UPDATE SKIP LOCKED)"
+                    ),
+                    Backend::Sqlite => format!(
+                        "UPDATE deliveries SET next_attempt_at = $1 WHERE lease = $2 \
+                         AND status = 'pending' AND id IN ({list})"
+                    ),
+                }
             });
             let mut q = sqlx::query(&sql).bind(until).bind(owner);
             for id in chunk {
