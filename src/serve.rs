@@ -497,6 +497,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    // Publishes through this process hand their deliveries straight to its dispatcher.
+    store.set_handoff(dispatcher.handoff());
     let listener_task = store
         .listen()
         .map(|t| supervisor.watch("database notifications", t));

@@ -138,6 +138,7 @@ async fn world() -> World {
             tally: Default::default(),
         },
     );
+    store.set_handoff(dispatcher.handoff());
     let stop = CancellationToken::new();
     tokio::spawn(dispatcher.run(stop.clone()));
     World {

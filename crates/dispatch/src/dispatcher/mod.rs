@@ -202,9 +202,14 @@ impl Dispatcher {
             meters: Arc::default(),
             config: Arc::new(config),
         };
-        // Publishes through this process hand their deliveries straight over (once it runs).
-        this.store.set_handoff(Arc::new(this.clone()));
         this
+    }
+
+    /// What the store hands this process's deliveries to (`Store::set_handoff`): publishes
+    /// through this process then give their deliveries straight to this dispatcher, leased, and
+    /// the store tells it when work falls due. `serve` wires it, in sight.
+    pub fn handoff(&self) -> Arc<dyn Handoff> {
+        Arc::new(self.clone())
     }
 
     /// Call after storing deliveries that are due now, so the loop does not wait for its poll.
