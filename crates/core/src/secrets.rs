@@ -132,20 +132,16 @@ mod tests {
         let plain = json!({"url": "amqp://u:p4ss@h:5672/%2f",
             "headers": {"authorization": "Bearer t0k", "x-other": "shown"}});
         let mut stored = plain.clone();
-        seal_paths(&mut stored, &paths, |s| format!("SEALED({s})"));
+        // A stand-in for the cipher: the text reversed.
+        let reversed = |s: &str| s.chars().rev().collect::<String>();
+        seal_paths(&mut stored, &paths, reversed);
         assert_eq!(
             stored["headers"]["authorization"],
-            json!({"$sealed": "SEALED(Bearer t0k)"})
+            json!({"$sealed": "k0t reraeB"})
         );
-        assert!(!stored.to_string().contains("p4ss") && !stored.to_string().contains("t0k"));
-        open_sealed(&mut stored, &|s: &str| {
-            Ok::<_, ()>(
-                s.trim_start_matches("SEALED(")
-                    .trim_end_matches(')')
-                    .to_owned(),
-            )
-        })
-        .unwrap();
+        let text = stored.to_string();
+        assert!(!text.contains("p4ss") && !text.contains("t0k"), "{text}");
+        open_sealed(&mut stored, &|s: &str| Ok::<_, ()>(reversed(s))).unwrap();
         assert_eq!(stored, plain);
         let mut shown = plain.clone();
         mask_paths(&mut shown, &paths);
