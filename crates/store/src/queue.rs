@@ -315,20 +315,7 @@ impl Store {
         .await?;
         let attempts = rows
             .iter()
-            .map(|r| {
-                let outcome: String = get(r, "outcome")?;
-                Ok(StoredAttempt {
-                    number: get(r, "number")?,
-                    started_at: get(r, "started_at")?,
-                    duration_ms: get(r, "duration_ms")?,
-                    request: with_body(get(r, "request")?, &event),
-                    response: get(r, "response")?,
-                    error: get(r, "error")?,
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
-                    })?,
-                })
-            })
+            .map(|r| attempt_from_row(r, &event))
             .collect::<Result<_>>()?;
         Ok(Some((delivery, attempts)))
     }
@@ -387,20 +374,9 @@ impl Store {
             .iter()
             .map(|r| {
                 let event = event_from_row(r)?;
-                let outcome: String = get(r, "outcome")?;
                 Ok(SubscriptionAttempt {
                     delivery_id: get(r, "delivery_id")?,
-                    attempt: StoredAttempt {
-                        number: get(r, "number")?,
-                        started_at: get(r, "started_at")?,
-                        duration_ms: get(r, "duration_ms")?,
-                        request: with_body(get(r, "request")?, &event),
-                        response: get(r, "response")?,
-                        error: get(r, "error")?,
-                        outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                            crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
-                        })?,
-                    },
+                    attempt: attempt_from_row(r, &event)?,
                     event,
                 })
             })
@@ -507,6 +483,23 @@ impl Store {
 
 /// A logged request as it was sent: one logged with `"envelope": 1` instead of its body (see
 /// [`StoredEvent::envelope`]) gets the envelope back as its body.
+/// An attempt of the log from its row (`number`, `started_at`, `duration_ms`, `request`,
+/// `response`, `error`, `outcome`), its request's body given back from `event` where the log
+/// left it to the envelope.
+fn attempt_from_row(r: &AnyRow, event: &StoredEvent) -> Result<StoredAttempt> {
+    let outcome: String = get(r, "outcome")?;
+    Ok(StoredAttempt {
+        number: get(r, "number")?,
+        started_at: get(r, "started_at")?,
+        duration_ms: get(r, "duration_ms")?,
+        request: with_body(get(r, "request")?, event),
+        response: get(r, "response")?,
+        error: get(r, "error")?,
+        outcome: AttemptOutcome::parse(&outcome)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("attempt outcome {outcome}")))?,
+    })
+}
+
 fn with_body(request: String, event: &StoredEvent) -> String {
     let Ok(serde_json::Value::Object(mut log)) = serde_json::from_str(&request) else {
         return request;
