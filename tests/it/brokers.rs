@@ -212,6 +212,39 @@ async fn nats_subscriptions_publish_acknowledged_messages() {
     js.delete_stream(&stream_name).await.unwrap();
 }
 
+/// A queue of this test's own on the RabbitMQ of `url`, consumed (no acks): the channel (to
+/// delete the queue at the end), its name, and the consumer.
+async fn consumed_queue(url: &str, prefix: &str) -> (lapin::Channel, String, lapin::Consumer) {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ at POSTHORN_TEST_AMQP_URL");
+    let channel = conn.create_channel().await.unwrap();
+    let queue = unique(prefix);
+    channel
+        .queue_declare(
+            queue.clone().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let consumer = channel
+        .basic_consume(
+            queue.clone().into(),
+            "test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (channel, queue, consumer)
+}
+
 /// A listener that accepts connections and never answers: a hung broker.
 async fn hung_listener() -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -259,36 +292,11 @@ const HUNG: usize = 5;
 )]
 async fn a_hung_amqp_broker_delays_only_its_own_subscriptions() {
     use futures_util::StreamExt;
-    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
-    use lapin::types::FieldTable;
+    use lapin::options::QueueDeleteOptions;
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
-    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ at POSTHORN_TEST_AMQP_URL");
-    let channel = conn.create_channel().await.unwrap();
-    let queue = unique("posthorn-hung");
-    channel
-        .queue_declare(
-            queue.clone().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.clone().into(),
-            "test".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (channel, queue, mut consumer) = consumed_queue(&url, "posthorn-hung").await;
     let server = Server::start(Backend::Sqlite).await;
     let api = server.api();
     let r = api
@@ -423,24 +431,12 @@ async fn same_client_id_from_two_applications(admin: &crate::util::Api) -> Vec<S
     ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
 )]
 async fn amqp_message_ids_do_not_collide_across_publishers() {
-    use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
-    use lapin::types::FieldTable;
+    use futures_util::StreamExt;
+    use lapin::options::QueueDeleteOptions;
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
-    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ at POSTHORN_TEST_AMQP_URL");
-    let channel = conn.create_channel().await.unwrap();
-    let queue = unique("posthorn-ids");
-    channel
-        .queue_declare(
-            queue.clone().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (channel, queue, mut consumer) = consumed_queue(&url, "posthorn-ids").await;
     let server = Server::start(Backend::Sqlite).await;
     let api = server.api();
     let r = api
@@ -453,24 +449,18 @@ async fn amqp_message_ids_do_not_collide_across_publishers() {
     assert_eq!(r.status, 201, "{}", r.body);
     let ids = same_client_id_from_two_applications(&api).await;
     let mut seen = Vec::new();
-    let deadline = Instant::now() + WAIT;
     while seen.len() < 2 {
-        assert!(Instant::now() < deadline, "only {seen:?} arrived");
-        match channel
-            .basic_get(queue.clone().into(), BasicGetOptions { no_ack: true })
+        let m = tokio::time::timeout(WAIT, consumer.next())
             .await
-            .unwrap()
-        {
-            Some(m) => seen.push(
-                m.delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap(),
-            ),
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+            .unwrap_or_else(|_| panic!("only {seen:?} arrived within {WAIT:?}"))
+            .expect("the consumer ends")
+            .expect("a message");
+        let id = m
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str().to_owned());
+        seen.push(id.expect("a message id"));
     }
     seen.sort();
     assert_eq!(seen, ids);

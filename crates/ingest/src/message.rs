@@ -95,11 +95,21 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 }
 
 /// Adds `k` = `v` when it can be an attribute (a name of the event-name charset, a value within
-/// the limit, within the count): a header that cannot is left out rather than the message refused.
+/// the limit, within the count): a header that cannot is left out, with a warning naming it,
+/// rather than the message refused.
 fn add_attribute(attributes: &mut Attributes, k: String, v: String) {
-    if attributes.len() < MAX_ATTRIBUTES && is_valid_token(&k) && v.len() <= MAX_ATTRIBUTE_VALUE {
+    let why = if attributes.len() >= MAX_ATTRIBUTES {
+        "an event carries at most 64 attributes"
+    } else if !is_valid_token(&k) {
+        "its name is not 1 to 128 of A-Z a-z 0-9 _ . : -"
+    } else if v.len() > MAX_ATTRIBUTE_VALUE {
+        "its value is over 1 KiB"
+    } else {
         attributes.insert(k, v);
-    }
+        return;
+    };
+    tracing::warn!(header = %k, reason = why,
+        "a message header was left out of the event's attributes");
 }
 
 #[cfg(test)]

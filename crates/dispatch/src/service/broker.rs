@@ -384,8 +384,9 @@ impl AmqpTarget {
                 )
             }
         };
+        let wire_id = a.event.wire_id().into_owned();
         let request = json!({"url": redact_url(&self.config.url), "exchange": self.config.exchange,
-            "routing_key": routing_key, "message_id": a.event.wire_id(), "headers": self.config.headers, "envelope": 1});
+            "routing_key": routing_key, "message_id": wire_id, "headers": self.config.headers, "envelope": 1});
         let channel = match self.channel().await {
             Ok(ch) => ch,
             Err(why) => return why.report(request, started),
@@ -404,7 +405,7 @@ impl AmqpTarget {
         );
         headers.insert("posthorn-attempt".into(), AMQPValue::LongUInt(a.number));
         let properties = BasicProperties::default()
-            .with_message_id(a.event.wire_id().into_owned().into())
+            .with_message_id(wire_id.into())
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_headers(headers);
@@ -569,14 +570,15 @@ impl NatsTarget {
                 )
             }
         };
+        let wire_id = a.event.wire_id();
         let request = json!({"url": redact_url(&self.config.url), "subject": subject,
-            "message_id": a.event.wire_id(), "envelope": 1});
+            "message_id": wire_id, "envelope": 1});
         let context = match self.context().await {
             Ok(c) => c,
             Err(why) => return why.report(request, started),
         };
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", a.event.wire_id().as_ref());
+        headers.insert("Nats-Msg-Id", wire_id.as_ref());
         headers.insert("Posthorn-Event", a.event.name.as_str());
         headers.insert("Posthorn-Delivery", a.delivery_id);
         headers.insert("Posthorn-Attempt", a.number.to_string().as_str());

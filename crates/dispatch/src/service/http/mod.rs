@@ -20,6 +20,7 @@ use posthorn_core::shape::{form_encode, is_template};
 use posthorn_core::signing::signature_header;
 use posthorn_core::validation::Invalid;
 use posthorn_core::{NetworkPolicy, StoredEvent, USER_AGENT};
+use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
@@ -29,7 +30,7 @@ pub use config::{
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
-use sender::{build_request, unsent_log};
+use sender::{build_request, secret_headers, unsent_log};
 
 /// The longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
@@ -72,7 +73,7 @@ impl Service for HttpService {
     }
 
     fn secret_paths(&self, config: &Value) -> Vec<String> {
-        let Ok(config) = serde_json::from_value::<HttpConfig>(config.clone()) else {
+        let Ok(config) = HttpConfig::deserialize(config) else {
             return Vec::new();
         };
         let mut paths: Vec<String> = config
@@ -96,6 +97,7 @@ impl Service for HttpService {
             None => Url::parse(&config.url).ok(),
         };
         Ok(Arc::new(HttpTarget {
+            secret_headers: secret_headers(&config),
             body_template: config.body.clone(),
             url_template,
             sandbox: self.sandbox.clone(),
@@ -110,6 +112,8 @@ impl Service for HttpService {
 /// A checked `http` config.
 pub struct HttpTarget {
     config: HttpConfig,
+    /// Its headers that carry credentials (lowercase), masked in every attempt's log.
+    secret_headers: Arc<[String]>,
     /// `config.url` parsed, unless it is a template.
     url: Option<Url>,
     /// The URL when it is a template, and the body template: compiled and rendered in the
@@ -202,20 +206,22 @@ impl HttpTarget {
                 return Report {
                     verdict: Verdict::Final,
                     answered: true,
-                    request: unsent_log(&self.config),
+                    request: unsent_log(&self.config, &self.secret_headers),
                     response: None,
                     error: Some(error),
                     duration: std::time::Duration::ZERO,
                 }
             }
         };
+        let wire_id = event.wire_id();
         let mut request = build_request(
             &self.config,
+            &self.secret_headers,
             url,
             body.into(),
             vec![
                 ("user-agent".into(), USER_AGENT.into()),
-                ("webhook-id".into(), event.wire_id().into_owned()),
+                ("webhook-id".into(), wire_id.clone().into_owned()),
                 ("webhook-timestamp".into(), timestamp.to_string()),
                 ("posthorn-event".into(), event.name.clone()),
                 ("posthorn-delivery".into(), a.delivery_id.to_owned()),
@@ -223,7 +229,7 @@ impl HttpTarget {
             ],
         );
         // Signed last, over the exact bytes that go out.
-        let signature = signature_header(a.secrets, &event.wire_id(), timestamp, &request.body);
+        let signature = signature_header(a.secrets, &wire_id, timestamp, &request.body);
         request
             .headers
             .push(("webhook-signature".into(), signature));

@@ -54,8 +54,9 @@ pub struct Request {
     pub body: Bytes,
     pub timeout: Duration,
     pub tls: CertificateCheck,
-    /// The headers (lowercase) whose values are credentials: masked in the log.
-    pub secret_headers: Vec<String>,
+    /// The headers (lowercase) whose values are credentials: masked in the log. Found once per
+    /// subscription ([`secret_headers`]), shared by its attempts.
+    pub secret_headers: Arc<[String]>,
 }
 
 impl Request {
@@ -93,26 +94,20 @@ impl Request {
 
 /// The log of a request that could not be built (its template failed): the configured URL, which
 /// may be a template, and the configured headers.
-pub fn unsent_log(config: &HttpConfig) -> String {
+pub fn unsent_log(config: &HttpConfig, secret_headers: &[String]) -> String {
     let headers = headers(config, Vec::new());
-    let url = if crate::service::http::url_has_password(&config.url) {
-        let mut shown = Url::parse(&config.url).expect("parsed above");
-        let _ = shown.set_password(Some(posthorn_core::secrets::MASK));
-        shown.to_string()
-    } else {
-        config.url.clone()
-    };
+    let url = posthorn_core::secrets::shown_url(&config.url);
     request_log(
         config.method.as_str(),
         &url,
         &headers,
-        &secret_headers(config),
+        secret_headers,
         Some(b""),
     )
 }
 
 /// The configured headers whose values are credentials, lowercase.
-fn secret_headers(config: &HttpConfig) -> Vec<String> {
+pub fn secret_headers(config: &HttpConfig) -> Arc<[String]> {
     config
         .headers
         .keys()
@@ -566,6 +561,7 @@ impl ServerCertVerifier for AnyCertificate {
 /// headers, then Posthorn's own headers (which win over static ones of the same name).
 pub fn build_request(
     config: &HttpConfig,
+    secret_headers: &Arc<[String]>,
     url: Url,
     body: Bytes,
     posthorn_headers: Vec<(String, String)>,
@@ -582,7 +578,7 @@ pub fn build_request(
         body,
         timeout: Duration::from_millis(config.timeout_ms.into()),
         tls: config.verify_certificate.clone(),
-        secret_headers: secret_headers(config),
+        secret_headers: secret_headers.clone(),
     }
 }
 
