@@ -8,7 +8,8 @@
 //! 4. fan-out: one event to 1,000 (and 10,000) subscriptions, until all are delivered;
 //! 5. latency: publish-to-arrival at fixed rates;
 //! 6. failure storm: 1,000 subscriptions whose endpoint hangs, and 10 healthy ones;
-//! 7. memory: the server's resident set idle, and with 100,000 pending deliveries.
+//! 7. memory: the server's resident set idle, with 100,000 pending deliveries, and with a million
+//!    held by open circuits.
 //!
 //! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
 //! subscriptions and periodic SIGKILLs, then every event accounted for.
@@ -788,6 +789,37 @@ impl Bench {
         }
         self.record(
             "7b. memory with 100,000 pending deliveries",
+            server.backend,
+            format!("{peak:.1} MB"),
+            None,
+        );
+        // A backlog held by circuits, as a platform's outage leaves it: 20 subscriptions whose
+        // endpoint answers 500, 50,000 events each — a million pending deliveries — while an
+        // operator scrapes /metrics and lists the dead and pending deliveries. The figure is the
+        // largest resident set from the first publish to 10 s after the last.
+        server
+            .subscribe_many(&sink.url("/fail"), "bench.held", 20)
+            .await?;
+        let batch: Vec<Value> = (0..1000).map(|_| event("bench.held", None)).collect();
+        let batch = Value::Array(batch);
+        let mut peak = server.rss_mb();
+        for i in 0..50 {
+            server.publish(&batch).await?;
+            if i % 10 == 9 {
+                server.get("/metrics").await?;
+                server
+                    .get("/v1/deliveries?status=pending&limit=100")
+                    .await?;
+            }
+            peak = peak.max(server.rss_mb());
+        }
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.get("/metrics").await?;
+            peak = peak.max(server.rss_mb());
+        }
+        self.record(
+            "7c. memory with 1,000,000 deliveries held by open circuits",
             server.backend,
             format!("{peak:.1} MB"),
             None,

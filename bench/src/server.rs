@@ -202,6 +202,22 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// A GET as the admin (what an operator's scrapes and dashboard do), its body read whole.
+    pub async fn get(&self, path: &str) -> anyhow::Result<String> {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
     pub async fn publish(&self, body: &Value) -> anyhow::Result<()> {
         let r = self
             .client

@@ -48,7 +48,11 @@ impl Store {
     /// many failures) for the API. One statement each for many subscriptions. Returns how many
     /// deliveries moved.
     pub async fn postpone_backlogs(&self, backlogs: &[(String, Millis, u32)]) -> Result<u64> {
-        for chunk in self.backend.statement_chunks(backlogs, 3) {
+        // Subscription by subscription in id order, like every writer of many rows (see
+        // `settle_in`), so that two processes holding circuits cannot deadlock each other.
+        let mut backlogs: Vec<&(String, Millis, u32)> = backlogs.iter().collect();
+        backlogs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for chunk in self.backend.statement_chunks(&backlogs, 3) {
             let sql = self.backend.statement("record circuits", chunk.len(), || {
                 format!(
                     "UPDATE subscriptions SET circuit_until = v.column2, circuit_failures = v.column3 \

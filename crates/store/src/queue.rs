@@ -525,8 +525,13 @@ pub(crate) async fn settle_in(
     now: Millis,
 ) -> Result<usize> {
     let mut written = std::collections::HashSet::with_capacity(records.len());
+    // Rows are locked in id order, as every statement that locks several deliveries does (the
+    // claim and the renewal skip locked rows): two writers then never hold one row each while
+    // waiting for the other's.
+    let mut sorted: Vec<&AttemptRecord> = records.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
     // One UPDATE per chunk, joined to the new values; it returns the ids still leased to us.
-    for chunk in backend.statement_chunks(records, 4) {
+    for chunk in backend.statement_chunks(&sorted, 4) {
         let sql = backend.statement("settle", chunk.len(), || {
             let values = value_rows(chunk.len(), 4, 2, "");
             let owner_at = 2 + 4 * chunk.len();
