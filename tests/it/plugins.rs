@@ -208,4 +208,180 @@ async fn plugins_run_as_their_exit_status_says(backend: Backend) {
     .await;
 }
 
-both_backends!(plugins_run_as_their_exit_status_says,);
+/// A persistent plugin: it notes each start, then answers one request per line as
+/// `config.mode` says (`garbage` answers a line that is not JSON, `exit` ends the process,
+/// `hang` never answers).
+const PERSISTENT: &str = r#"
+import json, os, sys, time
+out = os.environ["PLUGIN_OUT"]
+with open(os.path.join(out, "starts"), "a") as f:
+    f.write(f"{os.getpid()}\n")
+for line in sys.stdin:
+    request = json.loads(line)
+    mode = request["config"]["mode"]
+    print(f"working on {request['delivery']['id']}", file=sys.stderr, flush=True)
+    if mode == "ok":
+        answer = {"outcome": "success", "output": {"pid": os.getpid(), "attempt": request["delivery"]["attempt"]}}
+    elif mode == "retry":
+        answer = {"outcome": "retry", "error": "busy"}
+    elif mode == "fail":
+        answer = {"outcome": "fail", "error": "the mail server refused"}
+    elif mode == "garbage":
+        print("done!", flush=True)
+        continue
+    elif mode == "exit":
+        print("giving up", file=sys.stderr, flush=True)
+        sys.exit(3)
+    else:
+        time.sleep(60)
+        continue
+    print(json.dumps(answer), flush=True)
+"#;
+
+async fn persistent_plugins_keep_their_process(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("persistent.py"), PERSISTENT).unwrap();
+    let config = format!(
+        r#"
+[[services]]
+name = "kept"
+command = ["python3", "{script}"]
+mode = "persistent"
+max_concurrent = 1
+timeout_ms = 1500
+env = {{ PLUGIN_OUT = "{out}" }}
+config_schema = {{ type = "object", required = ["mode"], properties = {{ mode = {{ enum = ["ok", "retry", "fail", "garbage", "exit", "hang"] }} }} }}
+"#,
+        script = dir.path().join("persistent.py").display(),
+        out = dir.path().display(),
+    );
+    let path = dir.path().join("posthorn.toml");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start_with(ServerOptions {
+        extra: vec!["--config".into(), path.display().to_string()],
+        ..ServerOptions::on(backend)
+    })
+    .await;
+    let api = server.api();
+    let subscribe = |mode: &'static str, event: &'static str, retry: Value| {
+        let api = api.clone();
+        async move {
+            let r = api
+                .post(
+                    "/v1/subscriptions",
+                    json!({"name": mode, "service": "kept", "config": {"mode": mode},
+                        "events": [event], "retry": retry}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let starts = || {
+        std::fs::read_to_string(dir.path().join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // Three deliveries, one process: started once, for all of them.
+    let ok = subscribe("ok", "good", json!(null)).await;
+    for n in 0..3 {
+        api.publish(json!({"name": "good", "data": {"n": n}})).await;
+    }
+    let done = crate::util::wait_for(WAIT, "three successes", || async {
+        let all = api.deliveries(&ok).await;
+        (all.len() == 3 && all.iter().all(|d| d["status"] == "succeeded")).then_some(all)
+    })
+    .await;
+    let mut pids = std::collections::HashSet::new();
+    for d in &done {
+        let d = api
+            .get(&format!("/v1/deliveries/{}", d["id"].as_str().unwrap()))
+            .await
+            .body;
+        let response = &d["attempt_log"][0]["response"];
+        assert_eq!(response["outcome"], "success", "{d}");
+        assert!(
+            response["stderr"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("working on {}", d["id"].as_str().unwrap())),
+            "each attempt's log has what the process wrote while on it: {d}"
+        );
+        pids.insert(response["output"]["pid"].clone());
+    }
+    assert_eq!(pids.len(), 1, "one process for all three: {pids:?}");
+    assert_eq!(starts(), 1);
+
+    // Each failure as the answer (or its absence) says; a broken process is replaced.
+    let retry = subscribe("retry", "bad.retry", json!({"schedule_s": [0]})).await;
+    let fail = subscribe("fail", "bad.fail", json!(null)).await;
+    let garbage = subscribe("garbage", "bad.garbage", json!(null)).await;
+    let exit = subscribe("exit", "bad.exit", json!({"schedule_s": []})).await;
+    let hang = subscribe("hang", "bad.hang", json!({"schedule_s": []})).await;
+    for name in [
+        "bad.retry",
+        "bad.fail",
+        "bad.garbage",
+        "bad.exit",
+        "bad.hang",
+    ] {
+        api.publish(json!({"name": name, "data": {}})).await;
+    }
+    let dead = |id: String| {
+        let api = api.clone();
+        async move {
+            let d = api.first_delivery(&id, WAIT).await;
+            api.delivery_with_status(&d, "dead", WAIT).await
+        }
+    };
+    let d = dead(retry).await;
+    let outcomes: Vec<&str> = d["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "final"], "{d}");
+    assert_eq!(d["attempt_log"][0]["error"], "retry later: busy");
+    let d = dead(fail).await;
+    assert_eq!(d["attempts"], 1);
+    assert_eq!(d["attempt_log"][0]["error"], "the mail server refused");
+    let d = dead(garbage).await;
+    assert_eq!(d["attempts"], 1, "a malformed answer is final: {d}");
+    let error = d["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("not {\"outcome\""), "{error}");
+    assert_eq!(d["attempt_log"][0]["response"]["answer"], "done!");
+    let d = dead(exit).await;
+    let error = d["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("ended without answering")
+            && error.contains("exit status 3")
+            && error.contains("giving up"),
+        "{error}"
+    );
+    let d = dead(hang).await;
+    let attempt = &d["attempt_log"][0];
+    assert!(
+        attempt["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1500 ms"),
+        "{attempt}"
+    );
+
+    // Whatever broke, the next delivery gets a working process.
+    api.publish(json!({"name": "good", "data": {"n": 4}})).await;
+    crate::util::wait_for(WAIT, "a fourth success", || async {
+        let all = api.deliveries(&ok).await;
+        (all.len() == 4 && all.iter().all(|d| d["status"] == "succeeded")).then_some(())
+    })
+    .await;
+    assert!(starts() >= 2 && starts() <= 5, "{} starts", starts());
+}
+
+both_backends!(
+    plugins_run_as_their_exit_status_says,
+    persistent_plugins_keep_their_process,
+);

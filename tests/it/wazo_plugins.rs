@@ -87,12 +87,16 @@ class Service:
 /// `run(task, config, subscription, event)` returning the request's details, raising `HookRetry`
 /// or `HookExpectedError` with details.
 const MODERN_PY: &str = r#"
+import os
+
 from wazo_webhookd.services.helpers import HookExpectedError, HookRetry
 
 
 class Service:
+    loads = 0
+
     def load(self, dependencies):
-        pass
+        Service.loads += 1
 
     @classmethod
     def run(cls, task, config, subscription, event):
@@ -100,7 +104,7 @@ class Service:
         detail = {'request_method': 'POST', 'request_url': options['url'],
                   'request_body': event['data'], 'response_status_code': None,
                   'attempt': task.request.retries + 1, 'max': config['hook_max_attempts'],
-                  'subscription': subscription['uuid']}
+                  'subscription': subscription['uuid'], 'pid': os.getpid(), 'loads': cls.loads}
         if options['mode'] == 'retry':
             raise HookRetry(dict(detail, error='the PBX is restarting'))
         if options['mode'] == 'expected':
@@ -208,6 +212,12 @@ command = ["{runner}", "flaky"]
 [[services]]
 name = "modern"
 command = ["{runner}", "modern"]
+
+[[services]]
+name = "modern_kept"
+command = ["{runner}", "--persistent", "modern"]
+mode = "persistent"
+max_concurrent = 1
 "#,
         runner = runner.display()
     );
@@ -227,7 +237,16 @@ command = ["{runner}", "modern"]
         .collect();
     assert_eq!(
         names,
-        ["http", "email", "amqp", "nats", "example", "flaky", "modern"]
+        [
+            "http",
+            "email",
+            "amqp",
+            "nats",
+            "example",
+            "flaky",
+            "modern",
+            "modern_kept"
+        ]
     );
     let subscribe = |service: &'static str, config: serde_json::Value, retry: serde_json::Value| {
         let api = api.clone();
@@ -267,6 +286,24 @@ command = ["{runner}", "modern"]
         "modern",
         json!({"mode": "expected", "url": "https://pbx.example/hook"}),
         json!(null),
+    )
+    .await;
+    // The same service kept running (`--persistent`): loaded once for every delivery.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        kept.push(
+            subscribe(
+                "modern_kept",
+                json!({"mode": "ok", "url": "https://pbx.example/hook"}),
+                json!(null),
+            )
+            .await,
+        );
+    }
+    let kept_retry = subscribe(
+        "modern_kept",
+        json!({"mode": "retry", "url": "https://pbx.example/hook"}),
+        json!({"schedule_s": [0]}),
     )
     .await;
     api.publish(json!({"name": "user_created", "origin": "wazo-1", "data": {"id": 12}}))
@@ -331,6 +368,28 @@ command = ["{runner}", "modern"]
     let d = api.delivery_with_status(&d, "dead", WAIT).await;
     assert_eq!(d["attempts"], 1, "HookExpectedError is final: {d}");
     assert_eq!(stdout(&d, 0)["response_status_code"], 410);
+
+    let mut pids = Vec::new();
+    for id in &kept {
+        let d = api.first_delivery(id, WAIT).await;
+        let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
+        let output = &d["attempt_log"][0]["response"]["output"];
+        assert_eq!(output["loads"], 1, "load() once per process: {d}");
+        assert_eq!(output["request_body"], json!({"id": 12}));
+        pids.push(output["pid"].clone());
+    }
+    assert_eq!(pids[0], pids[1], "one process for both deliveries");
+    let d = api.first_delivery(&kept_retry, WAIT).await;
+    let d = api.delivery_with_status(&d, "dead", WAIT).await;
+    let log = d["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "{d}");
+    assert_eq!(
+        (log[0]["outcome"].as_str(), log[1]["outcome"].as_str()),
+        (Some("retry"), Some("final")),
+        "{d}"
+    );
+    assert_eq!(log[1]["response"]["output"]["attempt"], 2, "{d}");
+    assert_eq!(log[0]["error"], "retry later: the PBX is restarting");
 
     let d = api.first_delivery(&raising, WAIT).await;
     let d = api.delivery_with_status(&d, "dead", WAIT).await;

@@ -155,7 +155,19 @@ impl std::fmt::Debug for NatsSource {
     }
 }
 
-/// `[[services]]`: an external plugin, a command run once per attempt.
+/// How a plugin's command runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginMode {
+    /// A process per attempt: the request on stdin, the verdict its exit status.
+    #[default]
+    Once,
+    /// Processes that live across attempts (up to `max_concurrent`), one request per line of
+    /// stdin and one answer per line of stdout: what the plugin loads, it loads once.
+    Persistent,
+}
+
+/// `[[services]]`: an external plugin, a command run once per attempt or kept running.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
@@ -176,6 +188,9 @@ pub struct PluginConfig {
     /// Environment variables set for the command (besides a minimal inherited set).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `once` (the default) or `persistent`.
+    #[serde(default)]
+    pub mode: PluginMode,
 }
 
 fn any_object() -> Value {

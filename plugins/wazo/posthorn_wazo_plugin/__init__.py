@@ -23,7 +23,10 @@ configuration; the service's name), then delivers once — `run()` with a task (
 - anything else raised: exit 1 (failed for good), with the traceback on stderr, which Posthorn
   keeps in the attempt log.
 
-Usage: `posthorn-wazo-plugin NAME`, the request on stdin (Posthorn does this).
+Usage: `posthorn-wazo-plugin NAME`, the request on stdin (Posthorn does this). With
+`--persistent NAME` (for a `[[services]]` entry with `mode = "persistent"`) it loads the service
+once, as wazo-webhookd does at its start, and then answers one request per line for as long as it
+runs: `{"outcome": "success" | "retry" | "fail", "output": <the returned details>, "error": …}`.
 """
 
 import importlib.metadata
@@ -73,11 +76,16 @@ def _install_helpers():
 
 
 class _Task:
-    """What a bound task receives as `self`."""
+    """What a bound task receives as `self`; `request.retries` follows the current attempt."""
 
     def __init__(self, name, attempt):
         self.name = name
-        self.request = types.SimpleNamespace(retries=max(attempt - 1, 0), id=None)
+        self.attempt = attempt
+
+    @property
+    def request(self):
+        attempt = self.attempt() if callable(self.attempt) else self.attempt
+        return types.SimpleNamespace(retries=max(attempt - 1, 0), id=None)
 
     def retry(self, exc=None, countdown=None, **_):
         raise Retry(str(exc) if exc else "retry asked")
@@ -88,12 +96,12 @@ class CeleryStandIn:
 
     def __init__(self, attempt):
         self.tasks = {}
-        self._attempt = attempt
+        self.attempt = attempt
 
     def task(self, *args, **options):
         def register(fn):
             bound = options.get("bind", False)
-            task = _Task(options.get("name", fn.__name__), self._attempt)
+            task = _Task(options.get("name", fn.__name__), lambda: self.attempt)
 
             def call(*a, **kw):
                 return fn(task, *a, **kw) if bound else fn(*a, **kw)
@@ -168,8 +176,14 @@ def _callback(name, service, celery):
 
 
 def _detail(e):
-    """What a wazo exception carries for the log: its `detail`, else its text."""
-    return getattr(e, "detail", None) or str(e)
+    """A wazo exception's message for the log: its details' `error` (wazo's services put the
+    failure there), its `detail` when that is text, else its text."""
+    detail = getattr(e, "detail", None)
+    if isinstance(detail, dict) and detail.get("error"):
+        return str(detail["error"])
+    if isinstance(detail, str) and detail:
+        return detail
+    return str(e)
 
 
 def _print_detail(detail):
@@ -178,15 +192,12 @@ def _print_detail(detail):
         print(json.dumps(detail, default=str))
 
 
-def main():
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: posthorn-wazo-plugin NAME (the request on stdin)")
-    _install_helpers()
-    request = json.load(sys.stdin)
+def _deliver(name, service, celery, request):
+    """One delivery. Returns (outcome, detail, message): outcome "success", "retry", "fail" (an
+    expected error) or "error" (anything else raised; its traceback is on stderr)."""
     delivery = request.get("delivery") or {}
     attempt = delivery.get("attempt", 1)
-    name = sys.argv[1]
-    service, celery = _service(name, attempt)
+    celery.attempt = attempt
     posted = request.get("event") or {}
     event = {"name": posted.get("name"), "origin_uuid": posted.get("origin"), "data": posted.get("data")}
     config = request.get("config") or {}
@@ -200,21 +211,67 @@ def main():
                             "config": config, "events": sub.get("events", []),
                             "owner_user_uuid": sub.get("owner_user_uuid"),
                             "owner_tenant_uuid": sub.get("owner"), "metadata": sub.get("metadata", {})}
-            _print_detail(service.run(task, wazo_config, subscription, event))
-        else:
-            _callback(name, service, celery)(config, event)
+            return "success", service.run(task, wazo_config, subscription, event), None
+        _callback(name, service, celery)(config, event)
+        return "success", None, None
     except _retry_types() as e:
-        _print_detail(getattr(e, "detail", None))
-        print(f"retry: {_detail(e)}", file=sys.stderr)
-        sys.exit(EX_TEMPFAIL)
+        return "retry", getattr(e, "detail", None), _detail(e)
     except _expected_types() as e:
-        _print_detail(getattr(e, "detail", None))
-        print(f"failed: {_detail(e)}", file=sys.stderr)
-        sys.exit(1)
+        return "fail", getattr(e, "detail", None), _detail(e)
     except Exception:
-        traceback.print_exc()
+        text = traceback.format_exc()
+        print(text, file=sys.stderr, end="")
+        return "error", None, text.strip().splitlines()[-1]
+
+
+def _once(name):
+    """One delivery, the request on stdin, the verdict the exit status."""
+    request = json.load(sys.stdin)
+    attempt = (request.get("delivery") or {}).get("attempt", 1)
+    service, celery = _service(name, attempt)
+    outcome, detail, message = _deliver(name, service, celery, request)
+    _print_detail(detail)
+    if outcome == "retry":
+        print(f"retry: {message}", file=sys.stderr)
+        sys.exit(EX_TEMPFAIL)
+    if outcome == "fail":
+        print(f"failed: {message}", file=sys.stderr)
+    if outcome in ("fail", "error"):
         sys.exit(1)
     sys.exit(0)
+
+
+def _persistent(name):
+    """Posthorn's persistent mode: `load()` once, then one request per line of stdin and one
+    answer per line of stdout. What the plugin itself prints goes to stderr (the attempt's log),
+    so that it cannot break the answers."""
+    answers = sys.stdout
+    sys.stdout = sys.stderr
+    service, celery = _service(name, 1)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        outcome, detail, message = _deliver(name, service, celery, json.loads(line))
+        answer = {"outcome": "fail" if outcome == "error" else outcome}
+        if detail is not None:
+            answer["output"] = json.loads(json.dumps(detail, default=str))
+        if message:
+            answer["error"] = message
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def main():
+    args = sys.argv[1:]
+    persistent = "--persistent" in args
+    args = [a for a in args if a != "--persistent"]
+    if len(args) != 1:
+        raise SystemExit("usage: posthorn-wazo-plugin [--persistent] NAME (requests on stdin)")
+    _install_helpers()
+    if persistent:
+        _persistent(args[0])
+    else:
+        _once(args[0])
 
 
 if __name__ == "__main__":

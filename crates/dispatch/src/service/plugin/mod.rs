@@ -7,6 +7,9 @@
 //! and stderr, [`MAX_OUTPUT`] bytes of each, go to the attempt log. A command that outlives its
 //! `timeout_ms` is killed with its whole process group and the attempt is retried.
 //!
+//! With `mode = "persistent"` the command is kept running across attempts instead, one request
+//! per line ([`persistent`]): what it loads (a wazo-webhookd service's `load()`), it loads once.
+//!
 //! A plugin cannot block the dispatcher: it runs in its own process, awaited without blocking a
 //! thread, and at most `max_concurrent` of one plugin's attempts run at once (the others wait
 //! for a turn, which their deadline does not count). A subscription's `config` is checked against
@@ -16,7 +19,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use posthorn_core::config::PluginConfig;
+mod persistent;
+
+use posthorn_core::config::{PluginConfig, PluginMode};
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::validation::{Errors, Invalid};
 use serde_json::{json, Value};
@@ -37,6 +42,8 @@ struct Inner {
     config: PluginConfig,
     validator: jsonschema::Validator,
     turns: Semaphore,
+    /// The running processes of a persistent plugin.
+    pool: persistent::Pool,
 }
 
 impl PluginService {
@@ -56,6 +63,7 @@ impl PluginService {
         Ok(Self {
             inner: Arc::new(Inner {
                 turns: Semaphore::new(config.max_concurrent.max(1) as usize),
+                pool: persistent::Pool::default(),
                 validator,
                 config,
             }),
@@ -151,6 +159,17 @@ impl PluginTarget {
             );
         };
         let started = Instant::now();
+        if plugin.mode == PluginMode::Persistent {
+            let x = self.inner.pool.exchange(plugin, &input.to_string()).await;
+            return report(
+                x.verdict,
+                x.answered,
+                request,
+                x.response,
+                x.error,
+                started.elapsed(),
+            );
+        }
         let run = self.execute(&input.to_string()).await;
         let duration = started.elapsed();
         match run {
@@ -210,30 +229,7 @@ impl PluginTarget {
     /// at the deadline.
     async fn execute(&self, input: &str) -> Result<Run, String> {
         let plugin = &self.inner.config;
-        let mut command = tokio::process::Command::new(&plugin.command[0]);
-        command
-            .args(&plugin.command[1..])
-            .env_clear()
-            .envs(
-                [
-                    "PATH",
-                    "HOME",
-                    "LANG",
-                    "LC_ALL",
-                    "TMPDIR",
-                    "VIRTUAL_ENV",
-                    "PYTHONPATH",
-                ]
-                .iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-            )
-            .envs(&plugin.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command
+        let mut child = command(plugin)
             .spawn()
             .map_err(|e| format!("cannot run {:?}: {e}", plugin.command[0]))?;
         let pid = child.id();
@@ -281,6 +277,34 @@ impl PluginTarget {
             }
         }
     }
+}
+
+/// The plugin's command, in a process group of its own, with a minimal environment and its pipes.
+fn command(plugin: &PluginConfig) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&plugin.command[0]);
+    command
+        .args(&plugin.command[1..])
+        .env_clear()
+        .envs(
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "TMPDIR",
+                "VIRTUAL_ENV",
+                "PYTHONPATH",
+            ]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+        )
+        .envs(&plugin.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
 }
 
 /// Reads a stream to its end, keeping its first [`MAX_OUTPUT`] bytes.
