@@ -16,6 +16,7 @@
 //! object of another owner is a 404, never its data.
 
 pub mod auth;
+mod doors;
 pub mod error;
 pub mod extract;
 mod list;
@@ -192,7 +193,7 @@ pub struct BodyLimit(pub usize);
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
     routes::routes()
         .merge(ui::routes())
-        .layer(axum::middleware::from_fn(routes::wazo::token_in_query))
+        .layer(axum::middleware::from_fn(doors::wazo::token_in_query))
         .layer(axum::middleware::from_fn(server::head_limits))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(DefaultBodyLimit::max(config.body_limit))

@@ -6,9 +6,9 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::doors::{fluidsurveys, wazo};
 use crate::routes::{
-    applications, deliveries, event_types, events, filters, fluidsurveys, oauth, service, stats,
-    subscriptions, wazo,
+    applications, deliveries, event_types, events, filters, oauth, service, stats, subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -223,7 +223,7 @@ fn conform(doc: &mut serde_json::Value) {
             json!({"type": "object",
             "required": ["subscription_url", "event"],
             "properties": {"subscription_url": {"type": "string", "format": "uri"},
-                           "event": {"type": "string", "enum": crate::routes::fluidsurveys::EVENTS},
+                           "event": {"type": "string", "enum": crate::doors::fluidsurveys::translate::EVENTS},
                            "survey": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0},
                            "collector": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0}}}),
         ),

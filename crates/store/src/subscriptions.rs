@@ -12,7 +12,7 @@ use crate::{get, Result, Store, StoreError};
 const COLUMNS: &str = "id, owner, spec, disabled_reason, secret, previous_secret, \
     previous_secret_until, created_at, updated_at";
 
-/// Which subscriptions a list shows. Filters that need the spec are applied by the caller.
+/// Which subscriptions a list shows, each condition evaluated by the database.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionQuery {
     /// Only this owner's (`None`: everyone's, for the admin).
@@ -20,6 +20,12 @@ pub struct SubscriptionQuery {
     /// Ids below this one (the cursor).
     pub before: Option<String>,
     pub limit: usize,
+    /// Only those of this service.
+    pub service: Option<String>,
+    /// Only those whose metadata has each of these keys with that value.
+    pub metadata: Vec<(String, String)>,
+    /// Only those enabled and not disabled by Posthorn.
+    pub active: bool,
 }
 
 /// Bumps the `subscriptions` revision, announces the change, and returns the new revision.
@@ -200,25 +206,75 @@ impl Store {
     /// Newest first.
     pub async fn subscriptions_page(&self, q: &SubscriptionQuery) -> Result<Vec<Subscription>> {
         let mut sql = format!("SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL");
-        let mut n = 0;
-        if q.owner.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND owner = ${n}"));
+        let mut binds: Vec<&str> = Vec::new();
+        fn param<'a>(binds: &mut Vec<&'a str>, value: &'a str) -> String {
+            binds.push(value);
+            format!("${}", binds.len())
         }
-        if q.before.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND id < ${n}"));
+        if let Some(owner) = &q.owner {
+            sql.push_str(&format!(" AND owner = {}", param(&mut binds, owner)));
+        }
+        if let Some(before) = &q.before {
+            sql.push_str(&format!(" AND id < {}", param(&mut binds, before)));
+        }
+        // The spec is JSON text: read with each backend's JSON functions.
+        let postgres = self.backend == crate::Backend::Postgres;
+        if let Some(service) = &q.service {
+            let p = param(&mut binds, service);
+            sql.push_str(&if postgres {
+                format!(" AND (spec::jsonb ->> 'service') = {p}")
+            } else {
+                format!(" AND json_extract(spec, '$.service') = {p}")
+            });
+        }
+        for (key, value) in &q.metadata {
+            let (k, v) = (param(&mut binds, key), param(&mut binds, value));
+            sql.push_str(&if postgres {
+                format!(" AND (spec::jsonb -> 'metadata' ->> {k}) = {v}")
+            } else {
+                format!(
+                    " AND EXISTS (SELECT 1 FROM json_each(spec, '$.metadata') \
+                     WHERE key = {k} AND value = {v})"
+                )
+            });
+        }
+        if q.active {
+            sql.push_str(&if postgres {
+                " AND disabled_reason IS NULL AND COALESCE((spec::jsonb ->> 'enabled')::boolean, true)"
+                    .to_owned()
+            } else {
+                " AND disabled_reason IS NULL AND COALESCE(json_extract(spec, '$.enabled'), 1)"
+                    .to_owned()
+            });
         }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit));
         let mut query = sqlx::query(&sql);
-        if let Some(owner) = &q.owner {
-            query = query.bind(owner);
-        }
-        if let Some(before) = &q.before {
-            query = query.bind(before);
+        for b in binds {
+            query = query.bind(b);
         }
         let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(|r| self.subscription_from_row(r)).collect()
+    }
+
+    /// Every subscription `q` selects (its `before` and `limit` aside), newest first, read a
+    /// page at a time.
+    pub async fn subscriptions_all(&self, q: &SubscriptionQuery) -> Result<Vec<Subscription>> {
+        const PAGE: usize = 500;
+        let mut q = SubscriptionQuery {
+            before: None,
+            limit: PAGE,
+            ..q.clone()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.subscriptions_page(&q).await?;
+            let done = page.len() < PAGE;
+            q.before = page.last().map(|s| s.id.clone());
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     /// How many subscriptions `owner` has (not deleted).

@@ -130,6 +130,7 @@ pub(crate) async fn delete(
                 owner: Some(owner.as_str().to_owned()),
                 before: None,
                 limit: 200,
+                ..SubscriptionQuery::default()
             })
             .await?;
         if page.is_empty() {

@@ -6,12 +6,10 @@ pub(crate) mod docs;
 pub(crate) mod event_types;
 pub(crate) mod events;
 pub(crate) mod filters;
-pub(crate) mod fluidsurveys;
 pub(crate) mod oauth;
 pub(crate) mod service;
 pub(crate) mod stats;
 pub(crate) mod subscriptions;
-pub(crate) mod wazo;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,32 +26,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/services", get(service::services))
         .route("/v1/sources", get(service::sources))
         .route("/oauth/token", post(oauth::token))
-        .route("/1.0/status", get(wazo::status))
-        .route("/1.0/config", get(wazo::config))
-        .route("/1.0/api/api.yml", get(wazo::api_spec))
-        .route("/1.0/subscriptions", get(wazo::list).post(wazo::create))
-        .route("/1.0/subscriptions/services", get(wazo::services))
-        .route(
-            "/1.0/subscriptions/{id}",
-            get(wazo::show).put(wazo::edit).delete(wazo::delete),
-        )
-        .route("/1.0/subscriptions/{id}/logs", get(wazo::logs))
-        .route(
-            "/1.0/users/me/subscriptions",
-            get(wazo::user_list).post(wazo::user_create),
-        )
-        .route(
-            "/1.0/users/me/subscriptions/{id}",
-            get(wazo::user_show)
-                .put(wazo::user_edit)
-                .delete(wazo::user_delete),
-        )
-        .route("/api/v2/webhooks/", get(fluidsurveys::list))
-        .route("/api/v2/webhooks/subscribe/", post(fluidsurveys::subscribe))
-        .route(
-            "/api/v2/webhooks/unsubscribe/",
-            post(fluidsurveys::unsubscribe),
-        )
+        .merge(crate::doors::wazo::routes())
+        .merge(crate::doors::fluidsurveys::routes())
         .route(
             "/v1/applications",
             post(applications::create).get(applications::list),

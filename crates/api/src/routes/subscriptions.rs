@@ -223,6 +223,7 @@ pub(crate) async fn list(
                 owner: caller.visibility().owner().map(str::to_owned),
                 before: before.clone(),
                 limit: CHUNK,
+                ..SubscriptionQuery::default()
             })
             .await?;
         let exhausted = rows.len() < CHUNK;

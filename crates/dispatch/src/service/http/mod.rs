@@ -9,7 +9,6 @@
 //!
 //! This is the only place the dispatcher's side knows HTTP.
 
-mod config;
 pub mod sender;
 
 use std::net::IpAddr;
@@ -24,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-pub use config::{
+pub use posthorn_client::http_config::{
     CertificateCheck, HttpConfig, HttpMethod, OnGone, Payload, TemplateEvent, FORM, JSON,
 };
 pub use sender::HttpSender;

@@ -36,7 +36,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use serde::Serialize;
 use url::Url;
 
-use super::config::{CertificateCheck, HttpConfig};
+use super::{CertificateCheck, HttpConfig};
 
 type Client =
     hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;

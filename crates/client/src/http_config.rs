@@ -1,5 +1,6 @@
 //! The config of the `http` service: what a subscriber writes, checked completely (every fault
-//! named by its path below `config`), with its templates parsed once.
+//! named by its path below `config`). A wire type: the delivery service reads it, the front
+//! doors write it, and clients may build it.
 
 use std::collections::BTreeMap;
 
@@ -192,7 +193,7 @@ impl HttpConfig {
 
     /// Parses and checks the `config` of an `http` subscription; field paths are relative to it.
     /// Its templates (a templated `url`, a `body`) are not compiled here: that happens in the
-    /// template sandbox, when the subscription is written ([`crate::sandbox`]).
+    /// template sandbox, when the subscription is written (`posthorn_dispatch::sandbox`).
     pub fn from_value(value: &Value) -> Result<Self, Invalid> {
         let Some(obj) = value.as_object() else {
             return Err(Invalid::one("", "must be an object"));
