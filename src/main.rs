@@ -68,8 +68,9 @@ enum Command {
         remote: cli::Remote,
         /// The subscription
         subscription: String,
-        /// Dead deliveries created since this time (RFC 3339) are queued again
-        #[arg(long)]
+        /// Dead deliveries created since then are queued again: a time (RFC 3339) or how long
+        /// ago (`30m`, `2h`, `7d`)
+        #[arg(long, default_value = "30d")]
         since: String,
         /// Return once they are queued, without following them
         #[arg(long)]

@@ -264,7 +264,8 @@ pub async fn admin_token_command(
             )
         })?
     };
-    println!("admin token: {token}");
+    // The token alone, so that `export POSTHORN_TOKEN=$(posthorn admin-token)` works.
+    println!("{token}");
     store.close().await;
     Ok(())
 }
@@ -556,6 +557,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let addr = listener.local_addr()?;
     println!("posthorn listening on http://{addr}");
+    println!("dashboard http://{addr}/ui/  ·  API docs http://{addr}/docs");
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
 
     let serving = supervisor.spawn(

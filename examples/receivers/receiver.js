@@ -2,14 +2,14 @@
 // A webhook receiver that verifies Posthorn's signatures (Standard Webhooks), with only Node's
 // standard library. Usage:
 //
-//     POSTHORN_SECRET=whsec_... node receiver.js [PORT]
+//     POSTHORN_WEBHOOK_SECRET=whsec_... node receiver.js [PORT]
 //
 // It answers 204 to a webhook whose signature and timestamp check out (and prints it), and 401
 // to anything else.
 const crypto = require("node:crypto");
 const http = require("node:http");
 
-const secret = Buffer.from(process.env.POSTHORN_SECRET.replace(/^whsec_/, ""), "base64");
+const secret = Buffer.from(process.env.POSTHORN_WEBHOOK_SECRET.replace(/^whsec_/, ""), "base64");
 const TOLERANCE_S = 5 * 60;
 
 function verified(headers, body) {

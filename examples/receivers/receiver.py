@@ -2,7 +2,7 @@
 """A webhook receiver that verifies Posthorn's signatures (Standard Webhooks), with only the
 standard library. Usage:
 
-    POSTHORN_SECRET=whsec_... python3 receiver.py [PORT]
+    POSTHORN_WEBHOOK_SECRET=whsec_... python3 receiver.py [PORT]
 
 It answers 204 to a webhook whose signature and timestamp check out (and prints it), and 401 to
 anything else. The signature is `v1,` + base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))
@@ -10,7 +10,7 @@ under the secret's decoded bytes; during a rotation several are sent, space-sepa
 """
 import base64, hashlib, hmac, http.server, json, os, sys, time
 
-SECRET = base64.b64decode(os.environ["POSTHORN_SECRET"].removeprefix("whsec_"))
+SECRET = base64.b64decode(os.environ["POSTHORN_WEBHOOK_SECRET"].removeprefix("whsec_"))
 TOLERANCE_S = 5 * 60
 
 

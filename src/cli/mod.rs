@@ -76,6 +76,12 @@ pub fn report(e: &Error) -> Exit {
                     eprintln!("  - {}: {}", f.field, f.message);
                 }
             }
+            if p.status == 401 {
+                eprintln!(
+                    "hint: give the admin token (`posthorn admin-token` prints it, where the server's \
+                     database is) or an application's access token, as POSTHORN_TOKEN or --token"
+                );
+            }
             match p.status {
                 401 | 403 => Exit::Denied,
                 404 => Exit::NotFound,

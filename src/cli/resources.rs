@@ -29,7 +29,7 @@ pub enum Subscriptions {
     /// Create a subscription: from JSON (--from), or an HTTP one from --target-url and --events
     Create {
         /// The whole subscription as JSON, inline or @FILE (@- for standard input)
-        #[arg(long, conflicts_with_all = ["target_url", "events"])]
+        #[arg(long, conflicts_with_all = ["target_url", "events", "retry_schedule"])]
         from: Option<String>,
         /// Where to POST each event (an `http` subscription)
         #[arg(long = "target-url", requires = "events")]
@@ -43,6 +43,10 @@ pub enum Subscriptions {
         /// A name people recognise it by [default: the target URL]
         #[arg(long)]
         name: Option<String>,
+        /// Seconds to wait before each retry, comma-separated (`5,30`: three attempts in all)
+        /// [default: 5 s, 30 s, 2 min, … over about a day]
+        #[arg(long = "retry-schedule", value_delimiter = ',')]
+        retry_schedule: Vec<u32>,
     },
     /// Show one subscription
     Show { id: String },
@@ -212,6 +216,7 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
             events,
             filter,
             name,
+            retry_schedule,
         } => {
             let body = match (from, target_url) {
                 (Some(from), _) => match json_arg(&from, "--from") {
@@ -227,6 +232,9 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
                     });
                     if let Some(f) = filter {
                         b["filter"] = Value::String(f);
+                    }
+                    if !retry_schedule.is_empty() {
+                        b["retry"] = json!({"schedule_s": retry_schedule});
                     }
                     b
                 }
@@ -411,6 +419,12 @@ pub async fn deliveries(remote: &Remote, cmd: Deliveries) -> Exit {
 /// `posthorn recover SUB --since T`: queues the subscription's dead deliveries again, then
 /// follows them until none is pending (or `--no-wait`).
 pub async fn recover(remote: &Remote, id: &str, since: &str, wait: bool) -> Exit {
+    let Some(since) = since_time(since, posthorn_core::time::now_ms()) else {
+        return refuse(format!(
+            "--since {since:?} is neither a time (2026-11-30T00:00:00Z) nor how long ago (30m, 2h, 7d)"
+        ));
+    };
+    let since = since.as_str();
     let c = remote.client();
     let spinner = (!remote.json).then(|| {
         let s = ProgressBar::new_spinner().with_message(format!("recovering {id} since {since}"));
@@ -570,6 +584,46 @@ pub async fn applications(remote: &Remote, cmd: Applications) -> Exit {
         }
         Applications::RotateSecret { id } => {
             run(remote, c.rotate_application_secret(&id), application_detail).await
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 time as given, or how long before `now` (`90s`, `30m`, `2h`, `7d`).
+fn since_time(given: &str, now: posthorn_core::time::Millis) -> Option<String> {
+    if posthorn_core::time::parse_rfc3339(given).is_some() {
+        return Some(given.to_owned());
+    }
+    let unit = given.chars().last()?;
+    let n: i64 = given[..given.len() - unit.len_utf8()].parse().ok()?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let ago = n.checked_mul(seconds * 1000)?;
+    Some(posthorn_core::time::to_rfc3339(now.checked_sub(ago)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_time;
+
+    #[test]
+    fn since_is_a_time_or_how_long_ago() {
+        let now = posthorn_core::time::parse_rfc3339("2026-12-06T12:00:00Z").unwrap();
+        let at = |s: &str| since_time(s, now);
+        assert_eq!(
+            at("2026-11-30T00:00:00Z").as_deref(),
+            Some("2026-11-30T00:00:00Z")
+        );
+        let ago = |s: &str| posthorn_core::time::parse_rfc3339(&at(s).unwrap()).unwrap();
+        assert_eq!(ago("30m"), now - 30 * 60_000);
+        assert_eq!(ago("2h"), now - 2 * 3_600_000);
+        assert_eq!(ago("7d"), now - 7 * 86_400_000);
+        for bad in ["", "d", "yesterday", "5w", "-"] {
+            assert_eq!(at(bad), None, "{bad}");
         }
     }
 }

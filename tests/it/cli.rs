@@ -75,6 +75,8 @@ async fn subscriptions_from_the_command_line(backend: Backend) {
             "order.*,refund.created",
             "--filter",
             "amount > 5",
+            "--retry-schedule",
+            "5,30",
             "--json",
         ],
     )
@@ -83,6 +85,7 @@ async fn subscriptions_from_the_command_line(backend: Backend) {
     let sub = created.json();
     let id = sub["id"].as_str().unwrap().to_owned();
     assert_eq!(sub["events"], json!(["order.*", "refund.created"]));
+    assert_eq!(sub["retry"]["schedule_s"], json!([5, 30]));
     assert!(sub["secret"].as_str().unwrap().starts_with("whsec_"));
 
     let list = cli(&server, &["subscriptions", "list"]).await;
@@ -171,6 +174,11 @@ async fn errors_are_clear_with_exit_codes(backend: Backend) {
         denied.stderr
     );
     assert!(!denied.stderr.contains("not-the-token-at-all"));
+    assert!(
+        denied.stderr.contains("POSTHORN_TOKEN") && denied.stderr.contains("posthorn admin-token"),
+        "the way to a token: {}",
+        denied.stderr
+    );
     // No token.
     assert_eq!(
         cli_with(&server.base, None, &["deliveries", "list"], None)

@@ -680,8 +680,13 @@ async fn a_lost_admin_token_is_printed_again_and_can_be_rotated() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The token alone, for `$(posthorn admin-token)`.
         let text = String::from_utf8(out.stdout).unwrap();
-        token_in(&text.lines().map(str::to_owned).collect::<Vec<_>>())
+        assert!(
+            text.starts_with("ph_admin_") && text.trim().lines().count() == 1,
+            "{text}"
+        );
+        text.trim().to_owned()
     };
     assert_eq!(run(&[]), first);
     let second = run(&["--rotate"]);

@@ -26,7 +26,7 @@ async fn the_receiver_verifies(program: &str, args: &[&str]) {
     let mut receiver = tokio::process::Command::new(program)
         .args(args)
         .arg(port.to_string())
-        .env("POSTHORN_SECRET", secret)
+        .env("POSTHORN_WEBHOOK_SECRET", secret)
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -120,8 +120,8 @@ fn label(v: &str) -> String {
 }
 
 /// One line per request, after it is answered: its id (also sent back as `X-Request-Id`),
-/// method, route (the template, so that no id, token or query is logged), status and duration;
-/// and the request counters.
+/// method, route (the template, so that no id, token or query is logged), status and duration
+/// (at DEBUG for the probes and `/metrics` that answer well); and the request counters.
 pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request
@@ -152,6 +152,9 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let duration_ms = elapsed.as_micros() as f64 / 1000.0;
     if status.is_server_error() {
         tracing::warn!(target: "posthorn::request", request_id = %id, method = %method, route = %route, status = status.as_u16(), duration_ms, "request");
+    } else if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+        // Probes and scrapes come every few seconds: at DEBUG, unless they fail.
+        tracing::debug!(target: "posthorn::request", request_id = %id, method = %method, route = %route, status = status.as_u16(), duration_ms, "request");
     } else {
         tracing::info!(target: "posthorn::request", request_id = %id, method = %method, route = %route, status = status.as_u16(), duration_ms, "request");
     }

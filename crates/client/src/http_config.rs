@@ -204,8 +204,17 @@ impl HttpConfig {
         let config: HttpConfig = typed(value, "")?;
         let mut errors = Errors::default();
         let url_template = is_template(&config.url);
+        let no_scheme = || {
+            format!(
+                "must start with http:// or https:// (http://{})",
+                config.url.trim_start_matches('/')
+            )
+        };
         match url::Url::parse(&config.url) {
             _ if url_template => {}
+            // `127.0.0.1:9000/hook`, `localhost:9000/hook`: an address without its scheme.
+            Err(url::ParseError::RelativeUrlWithoutBase) => errors.add("url", no_scheme()),
+            Ok(_) if !config.url.contains("://") => errors.add("url", no_scheme()),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
                 errors.add("url", "must be an http or https URL")
             }
@@ -277,6 +286,24 @@ mod tests {
         assert_eq!(c.timeout_ms, 15000);
         assert_eq!(c.method, HttpMethod::Post);
         assert_eq!(c.content_type, JSON);
+    }
+
+    #[test]
+    fn an_address_without_its_scheme_is_told_how_to_write_it() {
+        for (url, hint) in [
+            ("127.0.0.1:18890/hook", "http://127.0.0.1:18890/hook"),
+            ("localhost:9000/hook", "http://localhost:9000/hook"),
+        ] {
+            let e = HttpConfig::from_value(&json!({ "url": url })).unwrap_err();
+            let message = &e.0[0].message;
+            assert!(
+                message.starts_with("must start with http:// or https://")
+                    && message.contains(hint),
+                "{url}: {message}"
+            );
+        }
+        let e = HttpConfig::from_value(&json!({"url": "ftp://x/y"})).unwrap_err();
+        assert_eq!(e.0[0].message, "must be an http or https URL");
     }
 
     #[test]

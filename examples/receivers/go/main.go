@@ -1,7 +1,7 @@
 // A webhook receiver that verifies Posthorn's signatures (Standard Webhooks), with only Go's
 // standard library. Usage:
 //
-//	POSTHORN_SECRET=whsec_... go run . [PORT]
+//	POSTHORN_WEBHOOK_SECRET=whsec_... go run . [PORT]
 //
 // It answers 204 to a webhook whose signature and timestamp check out (and prints it), and 401
 // to anything else.
@@ -45,9 +45,9 @@ func verified(secret []byte, h http.Header, body []byte) bool {
 }
 
 func main() {
-	secret, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(os.Getenv("POSTHORN_SECRET"), "whsec_"))
+	secret, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(os.Getenv("POSTHORN_WEBHOOK_SECRET"), "whsec_"))
 	if err != nil {
-		log.Fatal("POSTHORN_SECRET must be the subscription's whsec_… secret")
+		log.Fatal("POSTHORN_WEBHOOK_SECRET must be the subscription's whsec_… secret")
 	}
 	port := "9000"
 	if len(os.Args) > 1 {

@@ -451,6 +451,9 @@ mod tests {
             ("a not 1", 7, "expected 'in' after 'not'"),
             ("é = 1 ) ", 7, "expected 'and', 'or' or the end"),
             ("a = 1 # 2", 7, "unexpected character '#'"),
+            ("a == 1", 3, "'==' is written '=' in a filter"),
+            ("a = 1 && b = 2", 7, "'&&' is written 'and' in a filter"),
+            ("a = 1 || b = 2", 7, "'||' is written 'or' in a filter"),
             ("$evt.name = 1", 1, "unknown variable"),
             (
                 "$event.tenant = 1",

@@ -75,6 +75,14 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             i += 1;
             continue;
         }
+        // What other languages write, answered with how this one writes it.
+        let next = chars.get(i + 1).copied();
+        match (c, next) {
+            ('=', Some('=')) => return err(col, "'==' is written '=' in a filter"),
+            ('&', _) => return err(col, "'&&' is written 'and' in a filter"),
+            ('|', _) => return err(col, "'||' is written 'or' in a filter"),
+            _ => {}
+        }
         let single = match c {
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
