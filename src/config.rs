@@ -243,7 +243,17 @@ impl Settings {
 fn describe(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
-            let mut text = e.kind.to_string();
+            let mut text = match &e.kind {
+                // figment's own words nest backticks (``one of `a`, `b` ``) and guess nothing.
+                figment::error::Kind::UnknownField(field, expected) => {
+                    let mut t = format!("unknown key `{field}`");
+                    if let Some(v) = posthorn_core::validation::closest(field, expected) {
+                        t.push_str(&format!(": did you mean `{v}`?"));
+                    }
+                    t
+                }
+                kind => posthorn_core::validation::plain_types(&kind.to_string()),
+            };
             if !e.path.is_empty() {
                 text.push_str(&format!(" (key `{}`)", e.path.join(".")));
             }
@@ -435,7 +445,16 @@ mod tests {
 
     #[test]
     fn the_contract_example_is_read_into_typed_sections() {
-        let (_dir, path) = write(include_str!("../docs/posthorn.example.toml"));
+        // Its sections are commented out with a bare `#` (explanations are `# `): taken in here.
+        let text: String = include_str!("../docs/posthorn.example.toml")
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with(' ') && !rest.is_empty() => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (_dir, path) = write(&text);
         let s = Settings::load(Some(&path), Overrides::default()).unwrap();
         let smtp = s.smtp.unwrap();
         assert_eq!((smtp.host.as_str(), smtp.port), ("127.0.0.1", 2525));
@@ -467,6 +486,14 @@ mod tests {
         let e = Settings::load(Some(&path), Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("listne"), "{e}");
+        assert!(
+            e.contains("unknown key `listne`: did you mean `listen`?") && !e.contains("``"),
+            "{e}"
+        );
+        let (_dir, path) = write("retention_days = \"30\"\n");
+        let e = Settings::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a number") && !e.contains("f64"), "{e}");
     }
 }

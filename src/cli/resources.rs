@@ -347,18 +347,87 @@ fn delivery_detail(d: &DeliveryView) {
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
+        attempt_exchange(&a.request, a.response.as_ref());
+    }
+}
+
+/// What an attempt sent and got, as its service logs it: an HTTP request and its status, a
+/// plugin's command and its exit (or answer), a mail and the SMTP reply, a broker message and
+/// its confirmation.
+fn attempt_exchange(request: &Value, response: Option<&Value>) {
+    let r = |key: &str| response.map_or(&Value::Null, |r| &r[key]);
+    if let Some(command) = request["command"].as_array() {
+        let words: Vec<String> = command.iter().map(str_of).collect();
+        println!("  → run {}", words.join(" "));
+        match response {
+            None => println!("  ← no answer"),
+            Some(resp) if resp.get("exit_code").is_some() => {
+                let code = &resp["exit_code"];
+                println!(
+                    "  ← {}",
+                    if code.is_null() {
+                        "killed".to_owned()
+                    } else {
+                        format!("exit status {code}")
+                    }
+                );
+            }
+            Some(resp) => println!("  ← {}", str_of(&resp["outcome"])),
+        }
+        for key in ["output", "stdout", "stderr"] {
+            let v = r(key);
+            if !v.is_null() && v.as_str() != Some("") {
+                println!("    {key}:");
+                print_body("      ", v);
+            }
+        }
+    } else if let Some(envelope) = request.get("envelope") {
+        println!(
+            "  → mail to {} via {}: {}",
+            envelope["to"].as_array().map_or_else(
+                || str_of(&envelope["to"]),
+                |to| to.iter().map(str_of).collect::<Vec<_>>().join(", ")
+            ),
+            str_of(&request["server"]),
+            str_of(&request["headers"]["subject"])
+        );
+        print_body("    ", &request["body"]);
+        match response {
+            Some(resp) => println!(
+                "  ← SMTP {} {}",
+                str_of(&resp["code"]),
+                resp["message"].as_array().map_or_else(
+                    || str_of(&resp["message"]),
+                    |m| m.iter().map(str_of).collect::<Vec<_>>().join(" ")
+                )
+            ),
+            None => println!("  ← no reply"),
+        }
+    } else if request.get("method").is_some() {
         println!(
             "  → {} {}",
-            str_of(&a.request["method"]),
-            str_of(&a.request["url"])
+            str_of(&request["method"]),
+            str_of(&request["url"])
         );
-        print_body("    ", &a.request["body"]);
-        match &a.response {
-            Some(r) => {
-                println!("  ← {}", r["status"]);
-                print_body("    ", &r["body"]);
+        print_body("    ", &request["body"]);
+        match response {
+            Some(resp) => {
+                println!("  ← {}", resp["status"]);
+                print_body("    ", &resp["body"]);
             }
             None => println!("  ← no response"),
+        }
+    } else {
+        // A broker message: where it went, then what the broker said.
+        let mut to = request.clone();
+        let body = to.as_object_mut().and_then(|m| m.remove("body"));
+        println!("  → {}", to);
+        if let Some(body) = body {
+            print_body("    ", &body);
+        }
+        match response {
+            Some(resp) => println!("  ← {resp}"),
+            None => println!("  ← no confirmation"),
         }
     }
 }

@@ -10,10 +10,11 @@ use tokio::process::Command;
 
 use crate::util::{wait_for, Answer, Backend, Receiver, Server, TOKEN};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// What a `posthorn` command did.
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
@@ -24,11 +25,16 @@ impl Run {
 }
 
 /// `posthorn ARGS` with the server's URL and the admin token in the environment.
-async fn cli(server: &Server, args: &[&str]) -> Run {
+pub(crate) async fn cli(server: &Server, args: &[&str]) -> Run {
     cli_with(&server.base, Some(TOKEN), args, None).await
 }
 
-async fn cli_with(url: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Run {
+pub(crate) async fn cli_with(
+    url: &str,
+    token: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_posthorn"));
     cmd.args(args)
         .env("POSTHORN_URL", url)

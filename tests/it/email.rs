@@ -163,6 +163,19 @@ async fn email_is_delivered_retried_and_refused_as_smtp_says(backend: Backend) {
         "user_created for Ann"
     );
     assert_eq!(attempt["response"]["code"], "250");
+    assert_eq!(
+        attempt["request"]["headers"]["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    // The command line shows the mail and the SMTP reply.
+    let shown = crate::cli::cli(&server, &["deliveries", "show", d["id"].as_str().unwrap()]).await;
+    assert!(
+        shown.stdout.contains("→ mail to ann@example.com")
+            && shown.stdout.contains("user_created for Ann")
+            && shown.stdout.contains("← SMTP 250"),
+        "{}",
+        shown.stdout
+    );
     let mails = smtp.mails.lock().unwrap().clone();
     let mail = mails
         .iter()

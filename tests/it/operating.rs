@@ -206,12 +206,21 @@ async fn every_request_is_logged_once_with_its_id(backend: Backend) {
     assert!(id.starts_with("req_"), "{id}");
     // A usable id from the caller is kept, a hostile one replaced.
     let given = reqwest::Client::new()
-        .get(format!("{}/healthz", server.base))
+        .get(format!("{}/v1/services", server.base))
+        .bearer_auth(TOKEN)
         .header("x-request-id", "trace-abc.123")
         .send()
         .await
         .unwrap();
     assert_eq!(given.headers()["x-request-id"], "trace-abc.123");
+    // Probes come every few seconds: logged at DEBUG, not at INFO.
+    let probe = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .header("x-request-id", "probe-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.headers()["x-request-id"], "probe-1");
     let hostile = reqwest::Client::new()
         .get(format!("{}/healthz", server.base))
         .header("x-request-id", "a\"b c")
@@ -240,6 +249,7 @@ async fn every_request_is_logged_once_with_its_id(backend: Backend) {
     );
     assert_eq!(server.log().matches(&id).count(), 1);
     assert!(server.log().contains("request_id=trace-abc.123"));
+    assert!(!server.log().contains("probe-1"), "{}", server.log());
     assert!(!server.log().contains(TOKEN), "the token is never logged");
 }
 

@@ -184,6 +184,16 @@ async fn plugins_run_as_their_exit_status_says(backend: Backend) {
             .contains("boom"),
         "{d}"
     );
+    // The command line shows the command, its exit and its output.
+    let shown = crate::cli::cli(&server, &["deliveries", "show", d["id"].as_str().unwrap()]).await;
+    assert!(
+        shown.stdout.contains("→ run python3")
+            && shown.stdout.contains("← exit status 1")
+            && shown.stdout.contains("stderr:")
+            && shown.stdout.contains("boom: the mail server refused"),
+        "{}",
+        shown.stdout
+    );
 
     // A plugin that hangs is killed at its deadline, with what it started.
     let d = api.first_delivery(&hang, WAIT).await;

@@ -142,13 +142,21 @@ async fn fresh_postgres_database() -> String {
         .unwrap_or_else(|e| panic!("{POSTGRES_VAR}={url}: cannot connect: {e}"));
     CLEANED
         .get_or_init(|| async {
-            // Databases left by earlier runs; one still in use by another run is left alone.
+            // Databases left by earlier runs that have ended: the name carries the test run's
+            // process id, and a run whose process still lives (another suite running beside
+            // this one) keeps its databases.
             let old: Vec<(String,)> =
                 sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'posthorn_t_%'")
                     .fetch_all(&mut conn)
                     .await
                     .unwrap_or_default();
-            for (name,) in old {
+            let ended = |name: &str| {
+                name.strip_prefix("posthorn_t_")
+                    .and_then(|rest| rest.split('_').next())
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            };
+            for (name,) in old.into_iter().filter(|(n,)| ended(n)) {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\""))
                     .execute(&mut conn)
                     .await;

@@ -83,13 +83,8 @@ pub fn serde_field_error(path: &str, message: &str) -> FieldError {
             field = join_path(&field, &unknown);
         }
         let valid: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
-        let closest = valid
-            .iter()
-            .map(|v| (strsim::damerau_levenshtein(&unknown, v), *v))
-            .filter(|(d, v)| *d <= (v.len() / 3).max(2))
-            .min();
         let mut text = format!("is not a field here; expected one of {}", quoted(&valid));
-        if let Some((_, v)) = closest {
+        if let Some(v) = closest(&unknown, &valid) {
             text = format!(
                 "is not a field here; did you mean `{v}`? (expected one of {})",
                 quoted(&valid)
@@ -100,7 +95,47 @@ pub fn serde_field_error(path: &str, message: &str) -> FieldError {
         }
         return FieldError::new(field, text);
     }
-    FieldError::new(field, message)
+    FieldError::new(field, plain_types(message))
+}
+
+/// The valid name closest to `unknown`, when one is close enough to be what was meant.
+pub fn closest<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|v| (strsim::damerau_levenshtein(unknown, v), *v))
+        .filter(|(d, v)| *d <= (v.len() / 3).max(2))
+        .min()
+        .map(|(_, v)| v)
+}
+
+/// serde's messages in words a user knows: `expected f64` → `expected a number`, `expected u32`
+/// → `expected a whole number from 0 to 4294967295`.
+pub fn plain_types(message: &str) -> String {
+    const WORDS: [(&str, &str); 12] = [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number from 0"),
+        ("usize", "a whole number from 0"),
+        ("i8", "a whole number"),
+        ("i16", "a whole number"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("isize", "a whole number"),
+    ];
+    let Some(at) = message.rfind("expected ") else {
+        return message.to_owned();
+    };
+    let (head, tail) = message.split_at(at + "expected ".len());
+    let word_end = tail
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(tail.len());
+    match WORDS.iter().find(|(rust, _)| *rust == &tail[..word_end]) {
+        Some((_, words)) => format!("{head}{words}{}", &tail[word_end..]),
+        None => message.to_owned(),
+    }
 }
 
 fn quoted(names: &[&str]) -> String {
@@ -146,6 +181,28 @@ pub fn join_path(prefix: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_type_names_become_words() {
+        assert_eq!(
+            plain_types("invalid type: string \"30\", expected f64"),
+            "invalid type: string \"30\", expected a number"
+        );
+        assert_eq!(
+            plain_types("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            plain_types("invalid type: string \"x\", expected a boolean"),
+            "invalid type: string \"x\", expected a boolean"
+        );
+        let e = serde_field_error("timeout_ms", "invalid type: string \"5\", expected u32");
+        assert!(e
+            .message
+            .ends_with("expected a whole number from 0 to 4294967295"));
+        assert_eq!(closest("listn", &["listen", "database"]), Some("listen"));
+        assert_eq!(closest("zzz", &["listen"]), None);
+    }
 
     #[test]
     fn unknown_fields_are_named_with_the_closest_valid_one() {

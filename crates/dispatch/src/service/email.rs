@@ -239,7 +239,10 @@ impl EmailTarget {
         let request = json!({
             "server": smtp.server,
             "envelope": {"from": smtp.from.to_string(), "to": self.config.to},
-            "headers": {"subject": subject, "content-type": format!("{content_type:?}"),
+            "headers": {"subject": subject, "content-type": match self.config.content_type {
+                    MailKind::Text => "text/plain; charset=utf-8",
+                    MailKind::Html => "text/html; charset=utf-8",
+                },
                 "posthorn-event": a.event.name, "posthorn-delivery": a.delivery_id},
             "body": body,
         });
