@@ -159,6 +159,10 @@ fn limit(n: usize) -> (&'static str, String) {
 }
 
 fn subscription_rows(subs: &[SubscriptionView]) {
+    if subs.is_empty() {
+        println!("no subscriptions yet: `posthorn subscriptions create --target-url URL --events NAMES` makes one");
+        return;
+    }
     let mut t = table(&["id", "name", "events", "service", "status", "circuit"]);
     for s in subs {
         let status = match (s.status, s.disabled_reason) {
@@ -306,6 +310,10 @@ fn more(cursor: Option<&str>) {
 }
 
 fn delivery_rows(ds: &[DeliveryView]) {
+    if ds.is_empty() {
+        println!("no deliveries here");
+        return;
+    }
     let mut t = table(&[
         "id",
         "event",
@@ -550,6 +558,10 @@ async fn follow(c: &Client, id: &str, requeued: u64) -> Exit {
 }
 
 fn event_type_rows(ts: &[EventTypeView]) {
+    if ts.is_empty() {
+        println!("no event types yet: `posthorn event-types put NAME` registers one");
+        return;
+    }
     let mut t = table(&["name", "description", "schema", "updated"]);
     for e in ts {
         t.add_row(vec![
@@ -610,6 +622,10 @@ pub async fn event_types(remote: &Remote, cmd: EventTypes) -> Exit {
 }
 
 fn application_rows(apps: &[ApplicationView]) {
+    if apps.is_empty() {
+        println!("no applications yet: `posthorn applications create NAME --scopes subscriptions,publish` makes one");
+        return;
+    }
     let mut t = table(&["id", "name", "client id", "scopes", "created"]);
     for a in apps {
         t.add_row(vec![

@@ -53,10 +53,11 @@ async fn two_applications_see_and_change_only_their_own(backend: Backend) {
         sa["id"].as_str().unwrap().to_owned(),
         sb["id"].as_str().unwrap().to_owned(),
     );
-    // A's event carries A as its tenant: A's and the admin's subscriptions get it, B's does not.
+    // A's event carries A as its tenant: A's and the admin's subscriptions get it, B's does not;
+    // A is told of its own delivery only.
     let event = api_a.publish(json!({"name": "e", "data": {"n": 1}})).await;
     let event_id = event["id"].as_str().unwrap().to_owned();
-    assert_eq!(event["deliveries"], 2, "{event}");
+    assert_eq!(event["deliveries"], 1, "{event}");
     let da = api_a.first_delivery(&sa, WAIT).await;
     api_a.delivery_with_status(&da, "succeeded", WAIT).await;
     admin
@@ -576,6 +577,15 @@ async fn two_publishers_same_client_id_are_two_events_on_the_wire(backend: Backe
             "{}",
             r.body
         );
+        // The admin's subscription receives it, but the application is told only of its own.
+        assert_eq!(r.body["deliveries"], 0, "{}", r.body);
+        let again = api
+            .post(
+                "/v1/events",
+                json!({"name": "order.paid", "id": "order-1", "data": {}}),
+            )
+            .await;
+        assert_eq!((again.status, &again.body["deliveries"]), (200, &json!(0)));
         let r = api
             .post(
                 "/v1/events",

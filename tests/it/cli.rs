@@ -70,6 +70,15 @@ pub(crate) async fn cli_with(
 async fn subscriptions_from_the_command_line(backend: Backend) {
     let server = Server::start(backend).await;
     let receiver = Receiver::start().await;
+    // An empty list says so, and how to make the first.
+    let empty = cli(&server, &["subscriptions", "list"]).await;
+    assert!(
+        empty
+            .stdout
+            .starts_with("no subscriptions yet: `posthorn subscriptions create"),
+        "{}",
+        empty.stdout
+    );
     let created = cli(
         &server,
         &[

@@ -226,6 +226,12 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
         .await
         .unwrap();
     b.wait_text("h1", "Sign in").await;
+    // Nothing to navigate to, nor to sign out of, before signing in.
+    let nav = b.client.find(Locator::Css("#nav")).await.unwrap();
+    assert!(
+        !nav.is_displayed().await.unwrap(),
+        "the navigation shows on the sign-in page"
+    );
     b.screenshot("sign-in").await;
     // A wrong token is refused where it was typed.
     b.fill("#token", "not-the-admin-token").await;
@@ -367,6 +373,51 @@ async fn the_keyboard_alone_is_enough() {
     api.delivery_with_status(&delivery, "succeeded", Duration::from_secs(10))
         .await;
     b.wait_text("#delivery-status", "succeeded").await;
+    b.client.close().await.unwrap();
+}
+
+/// A new server's dashboard: an empty state that shows the first `curl` for this very server,
+/// the times of a delivery said as how long ago with their zone, and a favicon.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn a_new_server_shows_the_first_steps() {
+    let server = Server::start(Backend::Sqlite).await;
+    let b = Browser::start(1280, 900).await;
+    b.sign_in(&server.base).await;
+    let steps = b.wait_text("#first-steps", "No subscriptions yet").await;
+    assert!(
+        steps.contains(&format!("curl -s {}/v1/subscriptions", server.base)),
+        "{steps}"
+    );
+    b.screenshot("first-steps").await;
+    let icon = b.client.find(Locator::Css("link[rel=icon]")).await.unwrap();
+    assert_eq!(
+        icon.attr("href").await.unwrap().as_deref(),
+        Some("/ui/favicon.svg")
+    );
+    let svg = reqwest::get(format!("{}/ui/favicon.svg", server.base))
+        .await
+        .unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    // A delivery's times: how long ago, then the time with its zone.
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let sub = api.subscribe(&receiver.url, &["e"], json!({})).await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "e", "data": {}})).await;
+    let delivery = api.first_delivery(&sub, Duration::from_secs(10)).await;
+    b.client
+        .goto(&format!("{}/ui/#/deliveries/{delivery}", server.base))
+        .await
+        .unwrap();
+    let attempt = b.wait_text("section.attempt", "Attempt 1").await;
+    assert!(
+        attempt.contains(" ago · ") || attempt.contains("just now · "),
+        "{attempt}"
+    );
     b.client.close().await.unwrap();
 }
 

@@ -77,6 +77,46 @@ pub const MAX_SCHEDULE_STEPS: usize = 50;
 pub const MAX_WAIT_S: u32 = 7 * 24 * 3600;
 
 impl SubscriptionSpec {
+    /// The fields a subscription has, and those it must have.
+    pub const FIELDS: [&'static str; 11] = [
+        "name",
+        "service",
+        "config",
+        "events",
+        "filter",
+        "metadata",
+        "enabled",
+        "retry",
+        "rate_limit_per_s",
+        "max_in_flight",
+        "ordered",
+    ];
+    pub const REQUIRED: [&'static str; 4] = ["name", "service", "config", "events"];
+
+    /// Every unknown and every missing top-level field of a subscription's JSON at once (serde
+    /// stops at the first): `confg` and a missing `events` are both named, `confg` with the field
+    /// it is probably meant to be.
+    pub fn structure_faults(body: &Value) -> Result<(), Invalid> {
+        let Some(obj) = body.as_object() else {
+            return Err(Invalid::one("", "must be a JSON object"));
+        };
+        let mut errors = Errors::default();
+        let expected: Vec<String> = Self::FIELDS.iter().map(|f| format!("`{f}`")).collect();
+        for key in obj.keys().filter(|k| !Self::FIELDS.contains(&k.as_str())) {
+            // In serde's words, so that it reads as every other unknown field does.
+            let said = format!(
+                "unknown field `{key}`, expected one of {}",
+                expected.join(", ")
+            );
+            let e = crate::validation::serde_field_error(".", &said);
+            errors.add(e.field, e.message);
+        }
+        for field in Self::REQUIRED.iter().filter(|f| !obj.contains_key(**f)) {
+            errors.add(*field, format!("missing field `{field}`"));
+        }
+        errors.finish()
+    }
+
     /// Checks every field, the `config` by the service it names among `services`.
     pub fn validate(&self, services: &Registry) -> Result<Compiled, Invalid> {
         let mut errors = Errors::default();
@@ -235,6 +275,38 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_structural_fault_is_named_at_once() {
+        let e = SubscriptionSpec::structure_faults(&serde_json::json!({
+            "name": "x", "service": "http", "confg": {}, "event": ["a"]}))
+        .unwrap_err();
+        let named: Vec<(&str, &str)> =
+            e.0.iter()
+                .map(|f| (f.field.as_str(), f.message.as_str()))
+                .collect();
+        assert_eq!(
+            named,
+            [
+                ("confg", "is not a field here; did you mean `config`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`)"),
+                ("event", "is not a field here; did you mean `events`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`)"),
+                ("config", "missing field `config`"),
+                ("events", "missing field `events`"),
+            ]
+        );
+        // FIELDS is the struct's: each is known to serde (a wrong value, not an unknown field).
+        for field in SubscriptionSpec::FIELDS {
+            let mut body = serde_json::json!({"name": "x", "service": "http",
+                "config": {}, "events": ["a"]});
+            body[field] = serde_json::json!({"wrong": []});
+            if let Err(e) = serde_json::from_value::<SubscriptionSpec>(body) {
+                assert!(!e.to_string().contains("unknown field"), "{field}: {e}");
+            }
+        }
+        assert!(SubscriptionSpec::structure_faults(&serde_json::json!({
+            "name": "x", "service": "http", "config": {}, "events": []}))
+        .is_ok());
+    }
     use crate::service::testing;
     use serde_json::json;
 

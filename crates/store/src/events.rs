@@ -316,8 +316,13 @@ struct Row<'a> {
 /// The answer for an event id its publisher used before: the first event.
 async fn duplicate(conn: &mut AnyConnection, e: &NewEvent) -> Result<Published> {
     let row = sqlx::query(
+        // An application is told of its own subscriptions' deliveries only (the admin's also
+        // receive its events; it does not see them).
         "SELECT e.name, e.occurred_at, \
-           (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = e.seq) AS deliveries \
+           (SELECT COUNT(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+            WHERE d.event_seq = e.seq \
+              AND (substr(e.publisher, 1, 4) <> 'app_' OR s.owner = e.publisher)) \
+           AS deliveries \
          FROM events e WHERE e.publisher = $1 AND e.id = $2",
     )
     .bind(&e.publisher)

@@ -147,6 +147,19 @@ impl Publisher {
         })
     }
 
+    /// How many of the subscriptions `ids` (an event's, as prepared) `owner` owns: what an
+    /// application is told of an event's deliveries (the admin's subscriptions also receive its
+    /// events, but it does not see them).
+    pub fn owned_by(&self, ids: &[String], owner: &str) -> u64 {
+        ids.iter()
+            .filter(|id| {
+                self.subscriptions
+                    .get(id)
+                    .is_some_and(|s| s.sub.owner == owner)
+            })
+            .count() as u64
+    }
+
     /// The event names the subscriptions ask for: what a source's bindings follow.
     pub fn wanted_names(&self) -> posthorn_core::index::WantedNames {
         self.subscriptions.wanted_names()

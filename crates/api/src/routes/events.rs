@@ -131,10 +131,27 @@ pub(crate) async fn publish(
         }
     }
     errors.finish()?;
+    // An application is told of its own subscriptions' deliveries, not the admin's.
+    let own: Option<Vec<u64>> = match caller.owner() {
+        Owner::Application(app) => Some(
+            events
+                .iter()
+                .map(|e| state.publisher.owned_by(&e.subscriptions, app))
+                .collect(),
+        ),
+        Owner::Admin => None,
+    };
     let published = state.publisher.publish(events).await?;
     metrics::counter!("posthorn_events_received_total", "source" => "http")
         .increment(published.len() as u64);
     let mut accepted: Vec<Accepted> = published.into_iter().map(accepted).collect();
+    if let Some(own) = own {
+        for (a, n) in accepted.iter_mut().zip(own) {
+            if !a.duplicate {
+                a.deliveries = n;
+            }
+        }
+    }
     if batch {
         // Written straight from the answers, not through a `Value`.
         let body = AcceptedBatch { items: accepted };

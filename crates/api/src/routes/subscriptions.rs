@@ -101,6 +101,7 @@ fn keep_credentials(state: &AppState, old: &Subscription, new: &mut Value) {
 
 /// Reads and checks a spec; field paths are those of the request.
 async fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec, Invalid> {
+    SubscriptionSpec::structure_faults(body)?;
     let spec: SubscriptionSpec = typed(body, "")?;
     let compiled = spec.validate(&state.services)?;
     // What only a write checks (the target against this server's network policy).

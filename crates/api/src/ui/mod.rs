@@ -37,6 +37,7 @@ const ADMIN_SESSION_MS: i64 = 8 * 3600 * 1000;
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 /// The dashboard's settings.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/", get(index))
         .route("/ui/app.js", get(script))
         .route("/ui/style.css", get(style))
+        .route("/ui/favicon.svg", get(favicon))
         .route("/ui/session", get(whoami))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
@@ -121,6 +123,11 @@ async fn script(State(state): State<AppState>) -> Response {
 
 async fn style(State(state): State<AppState>) -> Response {
     let r = ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response();
+    secured(&state, r)
+}
+
+async fn favicon(State(state): State<AppState>) -> Response {
+    let r = ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON).into_response();
     secured(&state, r)
 }
 

@@ -16,7 +16,7 @@ function h(spec, attrs, ...children) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -52,6 +52,7 @@ async function api(method, path, body) {
 
 function toast(msg) {
   const t = h("div", { text: msg });
+  t.dataset.at = Date.now();
   document.getElementById("toast").append(t);
   setTimeout(() => t.remove(), 5000);
 }
@@ -66,7 +67,19 @@ function problem(e) {
 }
 
 function badge(s) { return h("span.badge." + String(s).replace(/[^a-z_]/g, ""), { text: s }); }
-function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+// A time as people read it: how long ago (or how soon), then the date and time with its zone.
+function when(t) {
+  if (!t) return "—";
+  const d = new Date(t);
+  const exact = d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+  return relative(d.getTime() - Date.now()) + " · " + exact;
+}
+function relative(ms) {
+  const s = Math.round(Math.abs(ms) / 1000);
+  const [n, unit] = s < 60 ? [s, "s"] : s < 3600 ? [Math.round(s / 60), "min"] : s < 86400 ? [Math.round(s / 3600), "h"] : [Math.round(s / 86400), "d"];
+  if (s < 5) return "just now";
+  return ms < 0 ? n + " " + unit + " ago" : "in " + n + " " + unit;
+}
 function cut(s, n) { s = String(s ?? ""); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
 function link(href, text) { return h("a", { href, text }); }
 
@@ -91,7 +104,9 @@ function page(title, ...children) {
   const m = $main();
   m.replaceChildren(h("h1", { text: title }), ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   document.title = title + " · Posthorn";
-  m.focus();
+  // Focus for screen readers and the keyboard, without scrolling the header away.
+  m.focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 // ---- sign-in ---------------------------------------------------------------------------------
@@ -210,7 +225,18 @@ async function subscriptionsPage() {
     h("div.actions", {}, h("button", { type: "button", text: "New subscription", onclick: () => { location.hash = "#/subscriptions/new"; } })),
     list.items.length ? h("div.scroll", {}, h("table", { id: "subscriptions" },
       h("thead", {}, h("tr", {}, ["Name", "Status", "Events", "Filter", "Service", "Failing", "Success (24 h)"].map((c, i) => h("th" + (i === 3 || i === 4 ? ".hide-narrow" : ""), { text: c })))),
-      h("tbody", {}, rows))) : h("p.muted", { text: "No subscriptions yet." }));
+      h("tbody", {}, rows))) : firstSteps());
+}
+
+// The empty state: what makes the first subscription, from here or from a shell.
+function firstSteps() {
+  const origin = location.origin;
+  return h("div.card.empty", { id: "first-steps" },
+    h("p", { text: "No subscriptions yet. Make the first one with the button above, or from a shell:" }),
+    h("pre", { text: "curl -s " + origin + "/v1/subscriptions -H \"authorization: Bearer $POSTHORN_TOKEN\" \\\n" +
+      "  -H 'content-type: application/json' -d '{\"name\": \"My first hook\", \"service\": \"http\",\n" +
+      "  \"config\": {\"url\": \"http://127.0.0.1:9000/hook\"}, \"events\": [\"new_feed_entry\"]}'" }),
+    h("p", {}, "Then publish an event to it: ", h("code", { text: "POST /v1/events" }), " (", link("/docs", "the API"), ")."));
 }
 
 async function subscriptionForm(id) {
@@ -339,6 +365,32 @@ async function deliveriesPage(params) {
     deliveryTable(list.items, true));
 }
 
+// What an attempt sent and got, as its service logs it: an HTTP request and response, a plugin's
+// command and its exit or answer with its output, a mail and the SMTP reply, a broker message and
+// the broker's confirmation.
+function exchange(req, resp) {
+  req = req || {};
+  if (Array.isArray(req.command)) {
+    const got = !resp ? h("p.muted", { text: "No answer." })
+      : [h("p", {}, "exit_code" in resp ? "Exit " : "Answer ", h("strong.response-status", { text: "exit_code" in resp ? (resp.exit_code === null ? "killed" : String(resp.exit_code)) : String(resp.outcome) })),
+        ...["output", "stdout", "stderr"].filter((k) => resp[k] !== undefined && resp[k] !== null && resp[k] !== "")
+          .map((k) => [h("h4", { text: k }), pretty(resp[k])])];
+    return [h("h3", { text: "Command" }), h("p.mono", { text: req.command.join(" ") }), pretty(req.config), h("h3", { text: "Result" }), got];
+  }
+  if (req.envelope) {
+    const to = Array.isArray(req.envelope.to) ? req.envelope.to.join(", ") : String(req.envelope.to);
+    return [h("h3", { text: "Mail" }), h("p.mono", { text: "to " + to + " via " + (req.server || "") }), headersTable(req.headers), pretty(req.body),
+      h("h3", { text: "SMTP reply" }), resp ? h("p", {}, h("strong.response-status", { text: String(resp.code) }), " ", [].concat(resp.message || []).join(" ")) : h("p.muted", { text: "No reply." })];
+  }
+  if (req.method) {
+    return [h("h3", { text: "Request" }), h("p.mono", { text: req.method + " " + (req.url || "") }), headersTable(req.headers), pretty(req.body),
+      h("h3", { text: "Response" }),
+      resp ? [h("p", {}, "Status ", h("strong.response-status", { text: resp.status })), headersTable(resp.headers), pretty(resp.body)] : h("p.muted", { text: "No response." })];
+  }
+  const { body, ...to } = req;
+  return [h("h3", { text: "Message" }), pretty(to), pretty(body), h("h3", { text: "Confirmation" }), resp ? pretty(resp) : h("p.muted", { text: "No confirmation." })];
+}
+
 async function deliveryPage(id) {
   const d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id));
   const retry = h("button", { type: "button", id: "retry", text: "Retry now", onclick: async () => {
@@ -350,12 +402,7 @@ async function deliveryPage(id) {
     h("h2", {}, "Attempt " + a.number + " ", badge(a.outcome)),
     h("p.muted", { text: when(a.started_at) + " · " + a.duration_ms + " ms" }),
     a.error ? h("p.error", { text: a.error }) : null,
-    h("h3", { text: "Request" }),
-    h("p.mono", { text: (a.request.method || "") + " " + (a.request.url || "") }),
-    headersTable(a.request.headers),
-    pretty(a.request.body),
-    h("h3", { text: "Response" }),
-    a.response ? [h("p", {}, "Status ", h("strong.response-status", { text: a.response.status })), headersTable(a.response.headers), pretty(a.response.body)] : h("p.muted", { text: "No response." })));
+    exchange(a.request, a.response)));
   page("Delivery " + d.id,
     h("div.card", {}, h("dl", {},
       h("dt", { text: "Status" }), h("dd", { id: "delivery-status" }, badge(d.status), d.held ? " held until " + when(d.held.until) + " (circuit open)" : ""),
@@ -489,7 +536,13 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  // A page's messages ("Retrying") end with it; one said on the way here ("Deleted") stays.
+  for (const t of document.querySelectorAll("#toast > div")) {
+    if (Date.now() - Number(t.dataset.at) > 500) t.remove();
+  }
+  route();
+});
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signout").addEventListener("click", async () => {
     try { await api("POST", "/ui/logout"); } catch (_) { /* signed out anyway */ }
