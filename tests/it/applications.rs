@@ -760,3 +760,70 @@ async fn admin_token_rotation_and_sign_out_reach_every_process() {
     }
     assert!(rotated.elapsed() < Duration::from_secs(5));
 }
+
+/// Every operation of the API document that needs a token, called by an application that lacks
+/// the scope (or the admin's rights) it needs, is a 403 — before anything is looked up or read,
+/// so that no handler can forget its check. (`publish` alone may publish and read what it
+/// published; `subscriptions` alone everything else but the admin's routes.)
+#[tokio::test]
+async fn every_route_refuses_an_application_without_its_scope() {
+    let server = Server::start(Backend::Sqlite).await;
+    let admin = server.api();
+    let doc = admin.get("/openapi.json").await.body;
+    let publisher = token(&server.base, &application(&admin, &["publish"]).await).await;
+    let subscriber = token(&server.base, &application(&admin, &["subscriptions"]).await).await;
+    let client = reqwest::Client::new();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let secured = op["security"].as_array().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter()
+                        .all(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+            });
+            if !secured || path == "/metrics" {
+                continue;
+            }
+            // What each may do: the subscriptions scope everything but publishing and the
+            // admin's routes (applications); publish only POST /v1/events.
+            let admin_only = path.starts_with("/v1/applications") || path == "/1.0/config";
+            // A publisher reads what it published.
+            let publishing = (path == "/v1/events" && method == "post")
+                || ((path == "/v1/events" || path == "/v1/events/{id}") && method == "get");
+            let url = format!(
+                "{}{}",
+                server.base,
+                path.replace("{id}", "x_1").replace("{name}", "x.y")
+            );
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut callers = vec![("publish", &publisher)];
+            if admin_only || publishing {
+                callers.push(("subscriptions", &subscriber));
+            }
+            for (who, bearer) in callers {
+                if who == "publish" && publishing {
+                    continue;
+                }
+                let r = client
+                    .request(method.clone(), &url)
+                    .bearer_auth(bearer)
+                    .header("x-auth-token", bearer.as_str())
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                checked += 1;
+                if r.status() != 403 {
+                    wrong.push(format!("{method} {path} as {who}: {}", r.status()));
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} operations checked");
+    assert!(
+        wrong.is_empty(),
+        "not refused with 403:\n{}",
+        wrong.join("\n")
+    );
+}

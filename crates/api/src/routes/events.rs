@@ -208,6 +208,8 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventView>> {
+    // What an application published: its publisher's reads.
+    caller.require(Scope::Publish)?;
     let publisher = caller.visibility().owner().map(str::to_owned);
     let event = state
         .store
@@ -239,6 +241,7 @@ pub(crate) async fn list(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<EventView>>> {
+    caller.require(Scope::Publish)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     let since = match q.get("since") {
