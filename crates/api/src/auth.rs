@@ -10,9 +10,7 @@
 //! Handlers never compare owners themselves: they pass [`Caller::visibility`] to the store's
 //! reads, which return nothing of another owner's (a 404, never its data).
 
-use axum::extract::FromRequestParts;
 use axum::http::header;
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use base64::Engine;
 use posthorn_core::{Owner, Visibility};
@@ -240,28 +238,6 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
         .zip(y.iter())
         .fold(0u8, |acc, (p, q)| acc | (p ^ q))
         == 0
-}
-
-/// The `/v1` API takes `Authorization: Bearer` (section 2 of the contract); a request without
-/// `Authorization` may carry the dashboard's session cookie instead (`crate::ui`).
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match Credentials::from_headers(&parts.headers) {
-            Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
-                .await?
-                .ok_or(ApiError::Unauthorized),
-            Some(_) => Err(ApiError::Unauthorized),
-            None if parts.headers.contains_key(header::AUTHORIZATION) => {
-                Err(ApiError::Unauthorized)
-            }
-            None => match crate::ui::cookie(&parts.headers) {
-                Some(session) => crate::ui::cookie_caller(state, parts, &session).await,
-                None => Err(ApiError::Unauthorized),
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod list;
 mod openapi;
 mod routes;
 pub mod server;
+mod session;
 pub mod telemetry;
 pub mod ui;
 

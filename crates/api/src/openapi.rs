@@ -364,3 +364,8 @@ fn conform(doc: &mut serde_json::Value) {
         }
     }
 }
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description of every route.
+pub(crate) async fn serve() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(document())
+}

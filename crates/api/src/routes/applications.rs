@@ -229,7 +229,7 @@ pub(crate) async fn portal_link(
         ));
     }
     let expires = posthorn_core::time::now_ms() + ttl_s as i64 * 1000;
-    let ticket = crate::ui::session::portal_ticket(&state.admin.token(), &app.id, expires);
+    let ticket = crate::session::portal_ticket(&state.admin.token(), &app.id, expires);
     let base = crate::ui::public_base(&state, &headers);
     Ok((
         StatusCode::CREATED,

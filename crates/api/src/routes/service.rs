@@ -1,4 +1,4 @@
-//! Routes about the service itself: `/healthz`, `/readyz`, `/openapi.json`, `/v1/services`.
+//! Routes about the service itself: `/healthz`, `/readyz`, `/v1/services`, `/v1/sources`.
 
 use std::time::Duration;
 
@@ -74,11 +74,6 @@ pub(crate) async fn sources(
     Ok(Json(SourceList {
         items: state.sources.all(),
     }))
-}
-
-/// The OpenAPI 3.1 description of every route.
-pub(crate) async fn openapi() -> Json<&'static serde_json::Value> {
-    Json(crate::openapi::document())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -2,7 +2,7 @@
 //! as everyone else. What is particular to it is how a browser signs in:
 //!
 //! - `POST /ui/login` with the admin token or an application's client credentials sets an
-//!   HttpOnly, SameSite=Strict cookie: a signed admin session ([`session`]), or an application
+//!   HttpOnly, SameSite=Strict cookie: a signed admin session ([`crate::session`]), or an application
 //!   access token. The `/v1` extractor takes that cookie when a request has no `Authorization`;
 //!   a state-changing request with it must also carry `X-CSRF-Token` (given by `GET /ui/session`)
 //!   and, when it says where it comes from, an `Origin` of this server.
@@ -11,11 +11,8 @@
 //!   which it keeps in the tab's `sessionStorage` (a reload stays signed in) and sends as a bearer
 //!   token: no cookie, so it works in an `iframe` on the platform's own site.
 
-pub mod session;
-
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,10 +24,9 @@ use serde_json::json;
 use crate::auth::{same, Caller, Credentials};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::session::{self, cookie, cookie_caller, COOKIE};
 use crate::AppState;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "posthorn_session";
 /// How long an admin's dashboard session lasts.
 const ADMIN_SESSION_MS: i64 = 8 * 3600 * 1000;
 
@@ -129,78 +125,6 @@ async fn style(State(state): State<AppState>) -> Response {
 async fn favicon(State(state): State<AppState>) -> Response {
     let r = ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON).into_response();
     secured(&state, r)
-}
-
-/// The session cookie of a request, if it has one.
-pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// The caller a session cookie stands for. A request that changes something must prove it comes
-/// from the dashboard's own page: an `Origin` of this host when the browser sends one, and the
-/// session's CSRF token.
-pub(crate) async fn cookie_caller(
-    state: &AppState,
-    parts: &Parts,
-    session: &str,
-) -> Result<Caller, ApiError> {
-    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        if let Some(origin) = parts.headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or_default();
-            if !own_origin(state, &parts.headers, origin) {
-                return Err(ApiError::Forbidden(
-                    "a request from another origin cannot use the dashboard's session".into(),
-                ));
-            }
-        }
-        let given = parts
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let expected = session::csrf_token(&state.admin.token(), session);
-        if !same(given.as_bytes(), expected.as_bytes()) {
-            return Err(ApiError::Forbidden(
-                "a change made with the dashboard's session needs its X-CSRF-Token".into(),
-            ));
-        }
-    }
-    if session::is_admin_session(&state.admin.token(), session, now_ms())
-        && !session::admin_session_id(session).is_some_and(|(id, _)| state.admin.is_revoked(&id))
-    {
-        return Ok(Caller::admin());
-    }
-    if session.starts_with("pht_") {
-        return Caller::resolve(state, &Credentials::Bearer(session.to_owned()))
-            .await?
-            .ok_or(ApiError::Unauthorized);
-    }
-    Err(ApiError::Unauthorized)
-}
-
-/// Whether `origin` is this server as the browser reached it: the `Host` (or, behind a proxy,
-/// `X-Forwarded-Host`) the request names, or the configured public URL.
-fn own_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
-    let Some((_, from)) = origin.split_once("://") else {
-        return false;
-    };
-    if let Some(public) = &state.ui.public_url {
-        if public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
-            return true;
-        }
-    }
-    [header::HOST.as_str(), "x-forwarded-host"]
-        .iter()
-        .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
-        .any(|host| !host.is_empty() && host.eq_ignore_ascii_case(from))
 }
 
 /// Who the cookie signs in, and the CSRF token the page sends with changes.

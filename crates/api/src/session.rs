@@ -1,4 +1,7 @@
-//! What the dashboard signs: the admin's session cookie and the portal's link tickets.
+//! The dashboard's credentials: what it signs (the admin's session cookie, the portal's link
+//! tickets), how a request's cookie becomes a `Caller` (with its CSRF and `Origin` checks), and
+//! the `/v1` extractor that takes a Bearer token or that cookie. Apart from `auth` (tokens and
+//! scopes), which knows nothing of cookies, and from `ui` (the pages and sign-in routes).
 //!
 //! Both are `prefix` + fields + an HMAC-SHA256 under a key derived from the admin token, so they
 //! hold on every process of a deployment (which share the token), and rotating the admin token
@@ -12,7 +15,14 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::auth::same;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use posthorn_core::time::now_ms;
+
+use crate::auth::{same, Caller, Credentials};
+use crate::error::ApiError;
+use crate::AppState;
 
 const ADMIN: &str = "phs_";
 const PORTAL: &str = "ppl_";
@@ -96,6 +106,103 @@ pub fn open_portal_ticket(admin_token: &str, ticket: &str, now_ms: i64) -> Optio
     }
     let (app, expires) = body.rsplit_once('.')?;
     (expires.parse::<i64>().ok()? > now_ms).then(|| app.to_owned())
+}
+
+/// The session cookie's name.
+pub const COOKIE: &str = "posthorn_session";
+
+/// The session cookie of a request, if it has one.
+pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The caller a session cookie stands for. A request that changes something must prove it comes
+/// from the dashboard's own page: an `Origin` of this host when the browser sends one, and the
+/// session's CSRF token.
+pub(crate) async fn cookie_caller(
+    state: &AppState,
+    parts: &Parts,
+    session: &str,
+) -> Result<Caller, ApiError> {
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = parts.headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            if !own_origin(state, &parts.headers, origin) {
+                return Err(ApiError::Forbidden(
+                    "a request from another origin cannot use the dashboard's session".into(),
+                ));
+            }
+        }
+        let given = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let expected = csrf_token(&state.admin.token(), session);
+        if !same(given.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::Forbidden(
+                "a change made with the dashboard's session needs its X-CSRF-Token".into(),
+            ));
+        }
+    }
+    if is_admin_session(&state.admin.token(), session, now_ms())
+        && !admin_session_id(session).is_some_and(|(id, _)| state.admin.is_revoked(&id))
+    {
+        return Ok(Caller::admin());
+    }
+    if session.starts_with("pht_") {
+        return Caller::resolve(state, &Credentials::Bearer(session.to_owned()))
+            .await?
+            .ok_or(ApiError::Unauthorized);
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// Whether `origin` is this server as the browser reached it: the `Host` (or, behind a proxy,
+/// `X-Forwarded-Host`) the request names, or the configured public URL.
+fn own_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
+    let Some((_, from)) = origin.split_once("://") else {
+        return false;
+    };
+    if let Some(public) = &state.ui.public_url {
+        if public.trim_end_matches('/').eq_ignore_ascii_case(origin) {
+            return true;
+        }
+    }
+    [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|name| headers.get(*name).and_then(|h| h.to_str().ok()))
+        .any(|host| !host.is_empty() && host.eq_ignore_ascii_case(from))
+}
+
+/// The `/v1` API takes `Authorization: Bearer` (section 2 of the contract); a request without
+/// `Authorization` may carry the dashboard's session cookie instead (this module).
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Credentials::from_headers(&parts.headers) {
+            Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
+                .await?
+                .ok_or(ApiError::Unauthorized),
+            Some(_) => Err(ApiError::Unauthorized),
+            None if parts.headers.contains_key(header::AUTHORIZATION) => {
+                Err(ApiError::Unauthorized)
+            }
+            None => match cookie(&parts.headers) {
+                Some(session) => cookie_caller(state, parts, &session).await,
+                None => Err(ApiError::Unauthorized),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
