@@ -556,8 +556,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     let addr = listener.local_addr()?;
-    println!("posthorn listening on http://{addr}");
-    println!("dashboard http://{addr}/ui/  ·  API docs http://{addr}/docs");
+    // The address line last (scripts and tests stop reading there), and a stdout that closed
+    // never stops the server: `println!` would panic on it.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "dashboard http://{addr}/ui/  ·  API docs http://{addr}/docs"
+        );
+        let _ = writeln!(out, "posthorn listening on http://{addr}");
+        let _ = out.flush();
+    }
     tracing::info!(%addr, database = %redact(&config.database), workers = config.workers, "started");
 
     let serving = supervisor.spawn(

@@ -29,10 +29,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use posthorn_core::time::now_ms;
 use posthorn_core::Subscription;
 
 /// Failures in a row that open the circuit.
@@ -47,17 +46,108 @@ pub const MAX_RATE_WAIT: Duration = Duration::from_secs(1);
 /// How long a delivery refused by the failing share is put off.
 const SHARE_HOLD: Duration = Duration::from_millis(500);
 
+/// Where fairness reads the time and draws the jitter of its holds: [`SystemClock`] in the
+/// dispatcher; a clock moved by hand in tests, which then pass time instead of editing state.
+pub trait Clock: Send + Sync {
+    /// Now, for pauses and slots.
+    fn now(&self) -> Instant;
+    /// Now as Unix milliseconds, for the times written to the database.
+    fn unix_ms(&self) -> i64;
+    /// A number below `below`, to spread holds.
+    fn jitter(&self, below: u64) -> u64;
+}
+
+/// The real time and real randomness.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn unix_ms(&self) -> i64 {
+        posthorn_core::time::now_ms()
+    }
+
+    fn jitter(&self, below: u64) -> u64 {
+        rand::random::<u64>() % below.max(1)
+    }
+}
+
+/// The circuit breaker of one subscription: closed, or open until a time, then one probe; the
+/// pause doubles on every failed probe. Plain state and plain time: `now` is passed in.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Failures in a row.
+    failures: u32,
+    /// While open: until when; a probe may go after it.
+    open_until: Option<Instant>,
+    /// The pause the next opening lasts.
+    pause: Duration,
+    /// The one probe is in flight.
+    probing: bool,
+}
+
+impl Breaker {
+    /// Whether an attempt must wait: open and not yet due, or its probe already out (or others
+    /// still in flight); how long, at least.
+    fn holds(&self, now: Instant, in_flight: u32) -> Option<Duration> {
+        let until = self.open_until?;
+        (now < until || self.probing || in_flight > 0).then(|| until.saturating_duration_since(now))
+    }
+
+    /// An attempt goes: a probe, if the circuit is open.
+    fn admitted(&mut self) {
+        if self.open_until.is_some() {
+            self.probing = true;
+        }
+    }
+
+    /// A success: returns whether it closed the circuit.
+    fn succeeded(&mut self) -> bool {
+        self.failures = 0;
+        self.probing = false;
+        self.pause = Duration::ZERO;
+        self.open_until.take().is_some()
+    }
+
+    /// A failure (`answered`: the receiver said so; else it did not answer, which trips at
+    /// once). Returns the pause when it opened the circuit (or opened it again after a probe).
+    fn failed(&mut self, now: Instant, answered: bool) -> Option<Duration> {
+        self.failures += 1;
+        let was_probe = std::mem::take(&mut self.probing);
+        let trip = self.failures >= TRIP_AFTER || !answered;
+        if !(was_probe || (self.open_until.is_none() && trip)) {
+            return None;
+        }
+        self.pause = if self.pause.is_zero() {
+            FIRST_PAUSE
+        } else {
+            (self.pause * 2).min(LONGEST_PAUSE)
+        };
+        self.open_until = Some(now + self.pause);
+        Some(self.pause)
+    }
+
+    /// A person asked for an attempt now.
+    fn reset(&mut self) {
+        self.open_until = None;
+        self.pause = Duration::ZERO;
+        self.failures = 0;
+    }
+
+    fn is_open(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|t| t > now) || self.probing
+    }
+}
+
 struct State<T> {
     in_flight: u32,
     /// Of `in_flight`, how many count against the failing share.
     suspect_in_flight: u32,
-    failures: u32,
+    breaker: Breaker,
     /// An attempt has succeeded in this process: the full `max_in_flight` applies.
     proven: bool,
-    /// While open: until when; a probe may go after it.
-    open_until: Option<Instant>,
-    pause: Duration,
-    probing: bool,
     /// The rate limit's next free slot.
     next_slot: Option<Instant>,
     /// The in-flight cap at the last admission, and when the rate limit next allows one.
@@ -77,11 +167,8 @@ impl<T> Default for State<T> {
         Self {
             in_flight: 0,
             suspect_in_flight: 0,
-            failures: 0,
+            breaker: Breaker::default(),
             proven: false,
-            open_until: None,
-            pause: Duration::ZERO,
-            probing: false,
             next_slot: None,
             cap: 0,
             not_before: None,
@@ -95,7 +182,7 @@ impl<T> Default for State<T> {
 
 impl<T> State<T> {
     fn suspect(&self) -> bool {
-        self.failures > 0 || self.open_until.is_some()
+        self.breaker.failures > 0 || self.breaker.open_until.is_some()
     }
 }
 
@@ -151,14 +238,11 @@ struct Inner<T> {
 
 pub struct Fairness<T> {
     inner: Mutex<Inner<T>>,
+    clock: Arc<dyn Clock>,
     /// Most attempts in flight at once for subscriptions whose last attempt failed.
     suspect_limit: u32,
     /// Most deliveries waiting in memory, all subscriptions together; beyond it they are held.
     waiting_limit: usize,
-}
-
-fn millis_from_now(d: Duration) -> i64 {
-    now_ms() + d.as_millis() as i64
 }
 
 /// What admission needs of a subscription, kept to admit its waiting deliveries.
@@ -173,7 +257,7 @@ impl<T> State<T> {
     /// In-flight cap now: 1 when ordered, and until the subscription has proven itself (slow
     /// start), and while it fails.
     fn cap(&self) -> u32 {
-        if self.limits.ordered || !self.proven || self.failures > 0 {
+        if self.limits.ordered || !self.proven || self.breaker.failures > 0 {
             1
         } else {
             self.limits.max_in_flight.max(1)
@@ -186,8 +270,7 @@ impl<T> State<T> {
     fn blocked(&self, now: Instant) -> bool {
         self.gone
             || (self.cap > 0 && self.in_flight >= self.cap && self.waiting.len() >= self.depth())
-            || self.open_until.is_some_and(|t| t > now)
-            || self.probing
+            || self.breaker.is_open(now)
             || self.not_before.is_some_and(|t| t > now)
     }
 
@@ -196,7 +279,7 @@ impl<T> State<T> {
     /// attempt), [`DEPTH`] times its cap once it succeeds, so that a busy healthy subscription's
     /// slots never idle waiting for the next claim.
     fn depth(&self) -> usize {
-        if self.proven && self.failures == 0 {
+        if self.proven && self.breaker.failures == 0 {
             self.cap as usize * DEPTH
         } else {
             0
@@ -207,7 +290,13 @@ impl<T> State<T> {
 impl<T> Fairness<T> {
     /// Limits for a process with `workers` attempts in flight at most.
     pub fn new(workers: usize) -> Self {
+        Self::with_clock(workers, Arc::new(SystemClock))
+    }
+
+    /// The same, reading the time from `clock`.
+    pub fn with_clock(workers: usize, clock: Arc<dyn Clock>) -> Self {
         Self {
+            clock,
             inner: Mutex::new(Inner {
                 subs: HashMap::new(),
                 suspect_in_flight: 0,
@@ -222,6 +311,11 @@ impl<T> Fairness<T> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Unix milliseconds `d` from now.
+    fn after(&self, d: Duration) -> i64 {
+        self.clock.unix_ms() + d.as_millis() as i64
+    }
+
     pub fn admit(&self, sub: &Subscription, item: T) -> Admit<T> {
         let limits = Limits {
             max_in_flight: sub.spec.max_in_flight,
@@ -232,17 +326,12 @@ impl<T> Fairness<T> {
         let inner = &mut *inner;
         let s = inner.subs.entry(sub.id.clone()).or_default();
         s.limits = limits;
-        let now = Instant::now();
+        let now = self.clock.now();
         if s.gone {
-            return Admit::HoldUntil(item, millis_from_now(Duration::from_secs(5)));
+            return Admit::HoldUntil(item, self.after(Duration::from_secs(5)));
         }
-        if let Some(until) = s.open_until {
-            if now < until || s.probing || s.in_flight > 0 {
-                let wait = until
-                    .saturating_duration_since(now)
-                    .max(Duration::from_millis(500));
-                return Admit::HoldUntil(item, millis_from_now(wait));
-            }
+        if let Some(wait) = s.breaker.holds(now, s.in_flight) {
+            return Admit::HoldUntil(item, self.after(wait.max(Duration::from_millis(500))));
         }
         let cap = s.cap();
         s.cap = cap;
@@ -253,12 +342,12 @@ impl<T> Fairness<T> {
                 return Admit::Waiting;
             }
             // Too much waits already: look again shortly.
-            let jitter = rand::random::<u64>() % 200;
-            return Admit::HoldUntil(item, millis_from_now(Duration::from_millis(150 + jitter)));
+            let jitter = self.clock.jitter(200);
+            return Admit::HoldUntil(item, self.after(Duration::from_millis(150 + jitter)));
         }
         let suspect = s.suspect();
         if suspect && inner.suspect_in_flight >= self.suspect_limit {
-            return Admit::HoldUntil(item, millis_from_now(SHARE_HOLD));
+            return Admit::HoldUntil(item, self.after(SHARE_HOLD));
         }
         let mut go_at = None;
         if let Some(rate) = limits.rate.and_then(NonZeroU32::new) {
@@ -269,7 +358,7 @@ impl<T> Fairness<T> {
             let slot = s.next_slot.map_or(now, |t| t.max(now));
             if slot > now + MAX_RATE_WAIT {
                 s.not_before = Some(slot);
-                return Admit::HoldUntil(item, millis_from_now(slot - now));
+                return Admit::HoldUntil(item, self.after(slot - now));
             }
             s.next_slot = Some(slot + interval);
             // Claims skip it while its next slot is ahead.
@@ -278,9 +367,7 @@ impl<T> Fairness<T> {
                 go_at = Some(slot);
             }
         }
-        if s.open_until.is_some() {
-            s.probing = true;
-        }
+        s.breaker.admitted();
         s.in_flight += 1;
         if suspect {
             s.suspect_in_flight += 1;
@@ -305,35 +392,22 @@ impl<T> Fairness<T> {
             inner.suspect_in_flight = inner.suspect_in_flight.saturating_sub(1);
         }
         let mut change = Change::default();
-        let was_probe = std::mem::take(&mut s.probing);
         if succeeded {
-            s.failures = 0;
             s.proven = true;
-            if s.open_until.take().is_some() {
-                change.closed = true;
-            }
-            s.pause = Duration::ZERO;
+            change.closed = s.breaker.succeeded();
             if s.failing != Some(false) {
                 s.failing = Some(false);
                 change.failing = Some(false);
             }
         } else {
-            s.failures += 1;
             if s.failing != Some(true) {
                 s.failing = Some(true);
                 change.failing = Some(true);
             }
-            let trip = s.failures >= TRIP_AFTER || !answered;
-            if was_probe || (s.open_until.is_none() && trip) {
-                s.pause = if s.pause.is_zero() {
-                    FIRST_PAUSE
-                } else {
-                    (s.pause * 2).min(LONGEST_PAUSE)
-                };
-                s.open_until = Some(Instant::now() + s.pause);
-                let until = millis_from_now(s.pause);
+            if let Some(pause) = s.breaker.failed(self.clock.now(), answered) {
+                let until = self.after(pause);
                 change.opened_until = Some(until);
-                change.failures = s.failures;
+                change.failures = s.breaker.failures;
                 // What waits in memory goes back to the queue, postponed with the backlog.
                 inner.waiting -= s.waiting.len();
                 change.hold = s.waiting.drain(..).map(|item| (item, until)).collect();
@@ -347,9 +421,7 @@ impl<T> Fairness<T> {
     pub fn reset(&self, sub_id: &str) {
         let mut inner = self.lock();
         if let Some(s) = inner.subs.get_mut(sub_id) {
-            s.open_until = None;
-            s.pause = Duration::ZERO;
-            s.failures = 0;
+            s.breaker.reset();
         }
     }
 
@@ -373,7 +445,7 @@ impl<T> Fairness<T> {
     /// on their rate limit): claiming skips their deliveries, which would only wait. At most
     /// `most` of them.
     pub fn blocked(&self, most: usize) -> Vec<String> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.lock()
             .subs
             .iter()
@@ -388,7 +460,7 @@ impl<T> Fairness<T> {
         self.lock()
             .subs
             .get(sub_id)
-            .is_none_or(|s| !s.blocked(Instant::now()))
+            .is_none_or(|s| !s.blocked(self.clock.now()))
     }
 
     /// How many deliveries wait in memory, all subscriptions together.
@@ -446,12 +518,87 @@ mod tests {
         matches!(a, Admit::Go(_))
     }
 
+    /// A clock that moves only when told, with no jitter.
+    struct Hand {
+        start: Instant,
+        passed: Mutex<Duration>,
+    }
+
+    impl Hand {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                start: Instant::now(),
+                passed: Mutex::new(Duration::ZERO),
+            })
+        }
+
+        fn pass(&self, d: Duration) {
+            *self.passed.lock().unwrap() += d;
+        }
+    }
+
+    impl Clock for Hand {
+        fn now(&self) -> Instant {
+            self.start + *self.passed.lock().unwrap()
+        }
+
+        fn unix_ms(&self) -> i64 {
+            1_800_000_000_000 + self.passed.lock().unwrap().as_millis() as i64
+        }
+
+        fn jitter(&self, _below: u64) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_doubles_and_closes_as_time_passes() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        assert_eq!(b.failed(t0, true), None);
+        assert_eq!(b.failed(t0, true), None);
+        assert_eq!(b.failed(t0, true), Some(FIRST_PAUSE), "opens at the third");
+        assert!(b.is_open(t0));
+        assert!(b.holds(t0, 0).is_some());
+        let due = t0 + FIRST_PAUSE;
+        assert_eq!(b.holds(due, 0), None, "the pause over, a probe may go");
+        assert_eq!(
+            b.holds(due, 1),
+            Some(Duration::ZERO),
+            "not beside an attempt in flight"
+        );
+        b.admitted();
+        assert!(b.is_open(due), "one probe at a time");
+        assert_eq!(
+            b.failed(due, true),
+            Some(FIRST_PAUSE * 2),
+            "a failed probe doubles it"
+        );
+        let mut later = due + FIRST_PAUSE * 2;
+        for _ in 0..10 {
+            b.admitted();
+            let pause = b.failed(later, true).unwrap();
+            assert!(pause <= LONGEST_PAUSE);
+            later += pause;
+        }
+        assert_eq!(b.pause, LONGEST_PAUSE);
+        b.admitted();
+        assert!(b.succeeded(), "a successful probe closes it");
+        assert!(!b.is_open(later));
+        assert_eq!(
+            b.failed(later, false),
+            Some(FIRST_PAUSE),
+            "no answer opens at once"
+        );
+    }
+
     #[test]
     fn the_rate_reserves_evenly_spaced_slots_within_a_second() {
-        let f = Fairness::new(100);
+        let clock = Hand::new();
+        let f = Fairness::with_clock(100, clock.clone());
         let s = sub(json!({"rate_limit_per_s": 5, "max_in_flight": 100}));
         prove(&f, &s);
-        let start = Instant::now();
+        let start = clock.now();
         let mut slots = Vec::new();
         let mut held = 0;
         for i in 0..20 {
@@ -466,16 +613,20 @@ mod tests {
         assert_eq!(slots.len(), 5, "{slots:?}");
         for pair in slots.windows(2) {
             let gap = pair[1].saturating_sub(pair[0]);
-            assert!(
-                gap >= Duration::from_millis(195) && gap <= Duration::from_millis(205),
-                "{slots:?}"
-            );
+            assert_eq!(gap, Duration::from_millis(200), "{slots:?}");
         }
         assert_eq!(held, 15);
         assert!(
             f.blocked(10).contains(&"sub_1".to_owned()),
             "claims skip it meanwhile"
         );
+        // Once the last reserved slot and its interval have passed, the next goes at once.
+        clock.pass(Duration::from_millis(1200));
+        for _ in 0..5 {
+            f.finished("sub_1", true, true);
+        }
+        assert!(f.blocked(10).is_empty());
+        assert!(go(f.admit(&s, 99)));
     }
 
     /// Admits one delivery and lets it succeed, so that the full cap applies.
@@ -591,7 +742,8 @@ mod tests {
 
     #[test]
     fn the_circuit_opens_after_failures_probes_and_closes() {
-        let f = Fairness::new(100);
+        let clock = Hand::new();
+        let f = Fairness::with_clock(100, clock.clone());
         let s = sub(json!({}));
         let mut change = Change::default();
         assert!(go(f.admit(&s, 0)));
@@ -606,10 +758,18 @@ mod tests {
                 assert_eq!(f.next_waiting("sub_1"), Some(99));
             }
         }
-        assert!(change.opened_until.is_some());
+        assert_eq!(
+            change.opened_until,
+            Some(clock.unix_ms() + FIRST_PAUSE.as_millis() as i64)
+        );
         assert!(matches!(f.admit(&s, 5), Admit::HoldUntil(5, _)));
+        clock.pass(FIRST_PAUSE - Duration::from_millis(1));
+        assert!(
+            matches!(f.admit(&s, 5), Admit::HoldUntil(5, _)),
+            "still open a millisecond before the pause ends"
+        );
         // The pause over, one probe goes; its success closes the circuit.
-        f.lock().subs.get_mut("sub_1").unwrap().open_until = Some(Instant::now());
+        clock.pass(Duration::from_millis(1));
         assert!(go(f.admit(&s, 6)));
         assert!(
             matches!(f.admit(&s, 7), Admit::HoldUntil(7, _)),
