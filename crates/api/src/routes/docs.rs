@@ -20,6 +20,11 @@ table{border-collapse:collapse;width:100%;margin:.4rem 0}td,th{border:1px solid 
 .m{display:inline-block;min-width:4.2em;font-weight:bold;text-transform:uppercase}\
 .get{color:#0a6}.post{color:#06c}.put{color:#a60}.patch{color:#a60}.delete{color:#c22}";
 
+/// A tag as an HTML id (`event types` → `event-types`).
+fn anchor(tag: &str) -> String {
+    esc(&tag.replace(' ', "-"))
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -99,6 +104,24 @@ fn properties(out: &mut String, schema: &Value) {
     out.push_str("</table>");
 }
 
+/// Where a tag's routes go on the page: Posthorn's resources in the order a user meets them,
+/// then anything else, then the front doors.
+fn tag_rank(tag: &str) -> usize {
+    const ORDER: [&str; 6] = [
+        "events",
+        "subscriptions",
+        "deliveries",
+        "event types",
+        "applications",
+        "service",
+    ];
+    match ORDER.iter().position(|t| *t == tag) {
+        Some(i) => i,
+        None if tag == "wazo-webhookd" || tag == "fluidsurveys" => 100,
+        None => 50,
+    }
+}
+
 fn render(doc: &Value) -> String {
     let mut out = String::new();
     let title = doc["info"]["title"].as_str().unwrap_or("API");
@@ -112,17 +135,68 @@ fn render(doc: &Value) -> String {
         t = esc(title),
         d = description(&doc["info"]),
     );
-    out.push_str("<h2>Routes</h2>");
+    // Posthorn's own API first, tag by tag; the front doors (other systems' APIs) last.
+    let mut ops: Vec<(usize, String, &str, &str, &Value)> = Vec::new();
     if let Some(paths) = doc["paths"].as_object() {
-        for (path, ops) in paths {
-            let Some(ops) = ops.as_object() else { continue };
-            for (method, op) in ops {
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in item {
+                let tag = op["tags"][0].as_str().unwrap_or("other").to_owned();
+                ops.push((tag_rank(&tag), tag, path.as_str(), method.as_str(), op));
+            }
+        }
+    }
+    ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    out.push_str("<h2>Routes</h2><ul>");
+    let mut last_tag = None;
+    for (_, tag, path, method, op) in &ops {
+        if last_tag != Some(tag) {
+            if last_tag.is_some() {
+                out.push_str("</ul></li>");
+            }
+            let _ = write!(
+                out,
+                "<li><a href=\"#tag-{a}\">{t}</a><ul>",
+                a = anchor(tag),
+                t = esc(tag)
+            );
+            last_tag = Some(tag);
+        }
+        let _ = write!(
+            out,
+            "<li><a href=\"#{}\"><span class=\"m {m}\">{m}</span> <code>{}</code></a> {}</li>",
+            esc(op["operationId"].as_str().unwrap_or_default()),
+            esc(path),
+            esc(op["summary"].as_str().unwrap_or_default()),
+            m = esc(method),
+        );
+    }
+    if last_tag.is_some() {
+        out.push_str("</ul></li>");
+    }
+    out.push_str("</ul>");
+    let mut last_tag = None;
+    for (_, tag, path, method, op) in &ops {
+        if last_tag != Some(tag) {
+            let _ = write!(
+                out,
+                "<h2 id=\"tag-{a}\">{t}</h2>",
+                a = anchor(tag),
+                t = esc(tag)
+            );
+            last_tag = Some(tag);
+        }
+        {
+            {
                 let id = op["operationId"].as_str().unwrap_or_default();
                 let _ = write!(
                     out,
-                    "<h3 id=\"{}\"><span class=\"m {m}\">{m}</span> <code>{}</code></h3><p>{}</p>",
+                    "<h3 id=\"{}\"><span class=\"m {m}\">{m}</span> <code>{}</code></h3><p><strong>{}</strong></p><p>{}</p>",
                     esc(id),
                     esc(path),
+                    esc(op["summary"].as_str().unwrap_or_default()),
                     description(op),
                     m = esc(method),
                 );
@@ -211,6 +285,15 @@ mod tests {
             }
         }
         assert!(page.contains("id=\"schema-SubscriptionSpec\""));
+        // Posthorn's own routes before the doors', and each operation's summary shown.
+        let own = page.find("<code>/v1/events</code>").unwrap();
+        let door = page.find("<code>/1.0/subscriptions</code>").unwrap();
+        assert!(own < door, "the doors come last");
+        let publish = &doc["paths"]["/v1/events"]["post"]["summary"];
+        assert!(
+            page.contains(&esc(publish.as_str().expect("publishing has a summary"))),
+            "{publish}"
+        );
         assert!(!page.contains("<script"));
         assert_eq!(esc("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
     }
