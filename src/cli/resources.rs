@@ -319,6 +319,7 @@ fn delivery_rows(ds: &[DeliveryView]) {
         "event",
         "subscription",
         "status",
+        "last answer",
         "attempts",
         "next attempt",
     ]);
@@ -327,11 +328,18 @@ fn delivery_rows(ds: &[DeliveryView]) {
         if d.held.is_some() {
             status.push_str(" (held: circuit open)");
         }
+        let last = d.last_attempt.as_ref().map_or_else(String::new, |l| {
+            let answer = l
+                .status
+                .map_or_else(|| l.outcome.as_str().to_owned(), |s| s.to_string());
+            format!("{answer}, {} ms", l.duration_ms)
+        });
         t.add_row(vec![
             d.id.clone(),
             cut(&d.event_name, 30),
             d.subscription_id.clone(),
             status,
+            last,
             d.attempts.to_string(),
             d.next_attempt_at.clone().unwrap_or_default(),
         ]);

@@ -253,6 +253,22 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
     b.click(&format!("tr[data-id='{sub}'] a")).await;
     b.wait_text("#deliveries", &delivery).await;
     b.wait_text("#deliveries", "dead").await;
+    // How its last attempt went, in the list: the receiver's status and the time it took.
+    let last = b
+        .wait_text(&format!("tr[data-id='{delivery}'] td.last-answer"), "500")
+        .await;
+    assert_eq!(last.trim(), "500");
+    let listed = api.deliveries(&sub).await;
+    let summary = &listed
+        .iter()
+        .find(|d| d["id"] == delivery.as_str())
+        .unwrap()["last_attempt"];
+    assert_eq!(
+        (&summary["status"], &summary["outcome"]),
+        (&json!(500), &json!("final")),
+        "{summary}"
+    );
+    assert!(summary["duration_ms"].as_i64().unwrap() >= 0);
     b.screenshot("subscription").await;
     b.click(&format!("#deliveries tr[data-id='{delivery}'] a"))
         .await;

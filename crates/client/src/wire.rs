@@ -231,8 +231,22 @@ pub struct DeliveryView {
     /// subscription's circuit holds it back (a retry, recover or enable sends it now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Its latest attempt in brief: how it ended, how long it took, the HTTP status of the
+    /// answer (absent before the first attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<LastAttemptView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LastAttemptView {
+    pub outcome: AttemptOutcome,
+    pub duration_ms: i64,
+    /// The HTTP status the receiver answered; absent when it did not answer, or for a service
+    /// other than `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -87,7 +87,7 @@ pub(crate) use notify::watch_revision;
 pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use publisher::Publisher;
 pub use queue::{
-    AttemptOrder, AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, StoredAttempt,
+    AttemptOrder, AttemptRecord, Claimed, DeliveryQuery, DeliveryRow, LastAttempt, StoredAttempt,
     SubscriptionAttempt,
 };
 pub use seal::Sealer;

@@ -83,6 +83,17 @@ pub struct DeliveryRow {
     pub next_attempt_at: Millis,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Its latest attempt, in brief (none before the first).
+    pub last: Option<LastAttempt>,
+}
+
+/// A delivery's latest attempt, for lists: how it ended, how long it took, and the HTTP status
+/// of the answer when there was one.
+#[derive(Debug, Clone)]
+pub struct LastAttempt {
+    pub outcome: AttemptOutcome,
+    pub duration_ms: i64,
+    pub status: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,8 +114,22 @@ pub struct DeliveryQuery {
     pub limit: usize,
 }
 
+/// The latest attempt's outcome, duration and response are read by the attempts' primary key
+/// (`delivery_id`, `number`): one index probe each, a row of a list at a time.
 const DELIVERY_COLUMNS: &str = "d.id, e.id AS event_id, e.name AS event_name, d.subscription_id, \
-    d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at";
+    d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, \
+    (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id \
+     ORDER BY a.number DESC LIMIT 1) AS last_outcome, \
+    (SELECT a.duration_ms FROM attempts a WHERE a.delivery_id = d.id \
+     ORDER BY a.number DESC LIMIT 1) AS last_duration_ms, \
+    (SELECT a.response FROM attempts a WHERE a.delivery_id = d.id \
+     ORDER BY a.number DESC LIMIT 1) AS last_response";
+
+/// The HTTP status in a logged response (`{"status": 500, …}`); none for other services'.
+fn response_status(response: &str) -> Option<u16> {
+    let answer: serde_json::Value = serde_json::from_str(response).ok()?;
+    u16::try_from(answer.get("status")?.as_u64()?).ok()
+}
 
 fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
     let status: String = get(row, "status")?;
@@ -119,6 +144,18 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
         next_attempt_at: get(row, "next_attempt_at")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        last: match get::<Option<String>>(row, "last_outcome")? {
+            None => None,
+            Some(outcome) => Some(LastAttempt {
+                outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                    crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
+                })?,
+                duration_ms: get::<Option<i64>>(row, "last_duration_ms")?.unwrap_or(0),
+                status: get::<Option<String>>(row, "last_response")?
+                    .as_deref()
+                    .and_then(response_status),
+            }),
+        },
     })
 }
 

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{AttemptView, DeliveryView, Held, HeldReason};
+use posthorn_client::wire::{AttemptView, DeliveryView, Held, HeldReason, LastAttemptView};
 
 /// The subscription's open circuit, if any: until when, after how many failures.
 type Circuit = Option<(i64, u32)>;
@@ -45,6 +45,11 @@ fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> De
         attempts: d.attempts,
         created_at: to_rfc3339(d.created_at),
         updated_at: to_rfc3339(d.updated_at),
+        last_attempt: d.last.map(|l| LastAttemptView {
+            outcome: l.outcome,
+            duration_ms: l.duration_ms,
+            status: l.status,
+        }),
         attempt_log: log.map(|attempts| {
             attempts
                 .into_iter()

@@ -342,16 +342,22 @@ async function subscriptionPage(id, params) {
 
 function deliveryTable(items, withSubscription) {
   if (!items.length) return h("p.muted", { text: "No deliveries." });
+  // The event first (its name links to the delivery), then how it went; ids last.
+  const last = (d) => d.last_attempt ? String(d.last_attempt.status ?? d.last_attempt.outcome) : "—";
+  const took = (d) => d.last_attempt ? d.last_attempt.duration_ms + " ms" : "—";
   return h("div.scroll", {}, h("table", { id: "deliveries" },
-    h("thead", {}, h("tr", {}, ["Delivery", "Event", withSubscription ? "Subscription" : null, "Status", "Attempts", "Created", "Next attempt"].filter(Boolean).map((c) => h("th", { text: c })))),
+    h("thead", {}, h("tr", {}, ["Event", "Status", "Last answer", "Took", "Attempts", "Created", "Next attempt", withSubscription ? "Subscription" : null, "Delivery"].filter(Boolean)
+      .map((c) => h("th" + (["Created", "Subscription", "Delivery"].includes(c) ? ".hide-narrow" : ""), { text: c })))),
     h("tbody", {}, items.map((d) => h("tr", { "data-id": d.id },
-      h("td.mono", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)),
-      h("td.mono", { text: d.event_name }),
-      withSubscription ? h("td.mono", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)) : null,
+      h("td", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.event_name)),
       h("td", {}, badge(d.status), d.held ? h("span.muted", { text: " held: circuit open" }) : null),
+      h("td.last-answer", { text: last(d) }),
+      h("td", { text: took(d) }),
       h("td", { text: d.attempts }),
-      h("td", { text: when(d.created_at) }),
-      h("td", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }))))));
+      h("td.hide-narrow", { text: when(d.created_at) }),
+      h("td", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }),
+      withSubscription ? h("td.mono.hide-narrow", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)) : null,
+      h("td.mono.hide-narrow", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)))))));
 }
 
 async function deliveriesPage(params) {
