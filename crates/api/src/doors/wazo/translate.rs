@@ -31,10 +31,11 @@ const DATA_AS_JSON: &str = "{{ event | tojson }}";
 /// A subscription as wazo shows it.
 pub(crate) fn view(sub: &Subscription) -> Value {
     let mut config = Map::new();
-    let http = (sub.spec.service == "http")
-        .then(|| serde_json::from_value::<HttpConfig>(sub.spec.config.clone()).ok())
-        .flatten();
-    if let Some(c) = http {
+    if sub.spec.service == "http" {
+        // Only the fields wazo has: never the headers (credentials), whatever the row holds.
+        let Ok(c) = serde_json::from_value::<HttpConfig>(sub.spec.config.clone()) else {
+            return shown(sub, config);
+        };
         config.insert(
             "url".into(),
             json!(posthorn_core::secrets::shown_url(&c.url)),
@@ -57,6 +58,11 @@ pub(crate) fn view(sub: &Subscription) -> Value {
             *url = posthorn_core::secrets::shown_url(url);
         }
     }
+    shown(sub, config)
+}
+
+/// The subscription around its `config` as shown.
+fn shown(sub: &Subscription, config: Map<String, Value>) -> Value {
     let meta = &sub.spec.metadata;
     let metadata: Map<String, Value> = meta
         .iter()
@@ -401,6 +407,18 @@ mod tests {
         let mut b = body();
         b["name"] = json!("x".repeat(129));
         assert_eq!(field(b), "name");
+    }
+
+    #[test]
+    fn an_http_config_shows_no_header_even_unreadable() {
+        let mut spec = spec_of(&body(), None, None).unwrap();
+        spec.config["headers"] = json!({"Authorization": "Bearer secret-1"});
+        let shown = view(&Subscription::new(String::from("app_1"), spec.clone()));
+        assert!(!shown.to_string().contains("secret-1"), "{shown}");
+        spec.config["not_a_field"] = json!(1);
+        let shown = view(&Subscription::new(String::from("app_1"), spec));
+        assert!(!shown.to_string().contains("secret-1"), "{shown}");
+        assert_eq!(shown["config"], json!({}));
     }
 
     #[test]
