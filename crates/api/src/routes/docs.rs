@@ -122,6 +122,67 @@ fn tag_rank(tag: &str) -> usize {
     }
 }
 
+/// One operation: its method and path, summary and description, parameters, body and answers.
+fn operation(out: &mut String, path: &str, method: &str, op: &Value) {
+    let id = op["operationId"].as_str().unwrap_or_default();
+    let _ = write!(
+        out,
+        "<h3 id=\"{}\"><span class=\"m {m}\">{m}</span> <code>{}</code></h3><p><strong>{}</strong></p><p>{}</p>",
+        esc(id),
+        esc(path),
+        esc(op["summary"].as_str().unwrap_or_default()),
+        description(op),
+        m = esc(method),
+    );
+    if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+        out.push_str(
+            "<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>",
+        );
+        for p in params {
+            let req = if p["required"] == true {
+                " (required)"
+            } else {
+                ""
+            };
+            let _ = write!(
+                out,
+                "<tr><td><code>{}</code>{req}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(p["name"].as_str().unwrap_or_default()),
+                esc(p["in"].as_str().unwrap_or_default()),
+                type_of(&p["schema"]),
+                description(p)
+            );
+        }
+        out.push_str("</table>");
+    }
+    if let Some(body) = op.get("requestBody") {
+        let schema = &body["content"]["application/json"]["schema"];
+        let _ = write!(
+            out,
+            "<p>Body: {} — {}</p>",
+            type_of(schema),
+            description(body)
+        );
+    }
+    if let Some(responses) = op["responses"].as_object() {
+        out.push_str("<table><tr><th>status</th><th>answer</th><th>description</th></tr>");
+        for (status, r) in responses {
+            let schema = r["content"]
+                .as_object()
+                .and_then(|c| c.values().next())
+                .map(|c| type_of(&c["schema"]))
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{schema}</td><td>{}</td></tr>",
+                esc(status),
+                description(r)
+            );
+        }
+        out.push_str("</table>");
+    }
+}
+
 fn render(doc: &Value) -> String {
     let mut out = String::new();
     let title = doc["info"]["title"].as_str().unwrap_or("API");
@@ -188,67 +249,7 @@ fn render(doc: &Value) -> String {
             );
             last_tag = Some(tag);
         }
-        {
-            {
-                let id = op["operationId"].as_str().unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "<h3 id=\"{}\"><span class=\"m {m}\">{m}</span> <code>{}</code></h3><p><strong>{}</strong></p><p>{}</p>",
-                    esc(id),
-                    esc(path),
-                    esc(op["summary"].as_str().unwrap_or_default()),
-                    description(op),
-                    m = esc(method),
-                );
-                if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-                    out.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>description</th></tr>");
-                    for p in params {
-                        let req = if p["required"] == true {
-                            " (required)"
-                        } else {
-                            ""
-                        };
-                        let _ = write!(
-                            out,
-                            "<tr><td><code>{}</code>{req}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                            esc(p["name"].as_str().unwrap_or_default()),
-                            esc(p["in"].as_str().unwrap_or_default()),
-                            type_of(&p["schema"]),
-                            description(p)
-                        );
-                    }
-                    out.push_str("</table>");
-                }
-                if let Some(body) = op.get("requestBody") {
-                    let schema = &body["content"]["application/json"]["schema"];
-                    let _ = write!(
-                        out,
-                        "<p>Body: {} — {}</p>",
-                        type_of(schema),
-                        description(body)
-                    );
-                }
-                if let Some(responses) = op["responses"].as_object() {
-                    out.push_str(
-                        "<table><tr><th>status</th><th>answer</th><th>description</th></tr>",
-                    );
-                    for (status, r) in responses {
-                        let schema = r["content"]
-                            .as_object()
-                            .and_then(|c| c.values().next())
-                            .map(|c| type_of(&c["schema"]))
-                            .unwrap_or_default();
-                        let _ = write!(
-                            out,
-                            "<tr><td>{}</td><td>{schema}</td><td>{}</td></tr>",
-                            esc(status),
-                            description(r)
-                        );
-                    }
-                    out.push_str("</table>");
-                }
-            }
-        }
+        operation(&mut out, path, method, op);
     }
     out.push_str("<h2>Schemas</h2>");
     if let Some(schemas) = doc["components"]["schemas"].as_object() {

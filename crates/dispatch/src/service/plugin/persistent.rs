@@ -120,8 +120,14 @@ impl Pool {
     fn take_idle(&self) -> Option<Worker> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut w) = idle.pop() {
-            if matches!(w.child.try_wait(), Ok(None)) {
-                return Some(w);
+            match w.child.try_wait() {
+                Ok(None) => return Some(w),
+                // Replaced at this attempt; said, so that a plugin that keeps dying is seen.
+                ended => tracing::warn!(
+                    pid = w.pid,
+                    status = ?ended.ok().flatten(),
+                    "a persistent plugin process ended while idle; starting another"
+                ),
             }
         }
         None
