@@ -507,6 +507,66 @@ async fn unknown_fields_are_refused_naming_the_closest_field(backend: Backend) {
     expect(&r, "x", None);
 }
 
+/// A filter that reads `data.…` (the delivered envelope's field, not a path inside the data) is
+/// refused when written, saying what to write; the evaluator says the same beside its answer;
+/// `$event.data.…` reads the data.
+async fn a_filter_reading_data_dot_is_told_what_to_write(backend: Backend) {
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let r = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "feeds", "service": "http", "config": {"url": "https://example.com/h"},
+                "events": ["new_feed_entry"], "filter": "data.feed.title = \"x\""}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let message = r.body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert_eq!(r.body["errors"][0]["field"], "filter", "{}", r.body);
+    assert!(
+        message.contains("column 1") && message.contains("Write `x` (or `$event.data.x`)"),
+        "{message}"
+    );
+    let event = json!({"name": "new_feed_entry", "data": {"feed": {"title": "x"}}});
+    let r = api
+        .post(
+            "/v1/filters/evaluate",
+            json!({"filter": "data.feed.title = \"x\"", "event": event}),
+        )
+        .await;
+    assert_eq!(r.body["matches"], false, "{}", r.body);
+    assert!(
+        r.body["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("paths start inside"),
+        "{}",
+        r.body
+    );
+    for filter in ["feed.title = \"x\"", "$event.data.feed.title = \"x\""] {
+        let r = api
+            .post(
+                "/v1/filters/evaluate",
+                json!({"filter": filter, "event": event}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, &r.body["matches"]),
+            (200, &json!(true)),
+            "{filter}"
+        );
+        assert!(r.body.get("hint").is_none(), "{}", r.body);
+        let r = api
+            .post(
+                "/v1/subscriptions",
+                json!({"name": "feeds", "service": "http", "config": {"url": "https://example.com/h"},
+                    "events": ["new_feed_entry"], "filter": filter}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{filter}: {}", r.body);
+    }
+}
+
 /// "Show me everything failing now" is one call, not one per subscription.
 async fn every_delivery_is_listed_and_filtered(backend: Backend) {
     let server = Server::start(backend).await;
@@ -766,6 +826,7 @@ async fn unusable_json_is_refused_where_it_is(backend: Backend) {
 }
 
 both_backends!(
+    a_filter_reading_data_dot_is_told_what_to_write,
     unusable_json_is_refused_where_it_is,
     errors_outside_the_handlers_say_what_is_wrong,
     every_delivery_is_listed_and_filtered,

@@ -331,6 +331,31 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
         .unwrap();
     b.wait_text("#totals", "1 succeeded").await;
     b.wait_text("#totals", "1 failed for good").await;
+    // Both charts have a value axis (0, half, the top) and a time axis.
+    for chart in ["#chart-outcomes", "#chart-latency"] {
+        let ticks = |kind: &'static str| {
+            let c = &b.client;
+            async move {
+                let found = c
+                    .find_all(Locator::Css(&format!("{chart} .{kind}")))
+                    .await
+                    .unwrap();
+                let mut texts = Vec::new();
+                for t in found {
+                    texts.push(t.text().await.unwrap());
+                }
+                texts
+            }
+        };
+        let y = ticks("y-tick").await;
+        assert_eq!(y.len(), 3, "{chart}: {y:?}");
+        assert!(y[0].starts_with('0'), "{chart}: {y:?}");
+        let x = ticks("x-tick").await;
+        assert!(
+            x.len() >= 5 && x.iter().all(|t| t.contains(':')),
+            "{chart}: {x:?}"
+        );
+    }
     b.screenshot("charts").await;
     b.client
         .goto(&format!("{}/ui/#/events", server.base))
@@ -338,6 +363,51 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
         .unwrap();
     b.wait_text("#events", event["id"].as_str().unwrap()).await;
     b.screenshot("events").await;
+
+    // Deliveries, searched. Each names its subscription; an event name narrows the list; a
+    // delivery's id opens it.
+    api.publish(json!({"name": "user.created", "data": {"id": 7}}))
+        .await;
+    b.client
+        .goto(&format!("{}/ui/#/deliveries", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#deliveries", "user.created").await;
+    b.wait_text(
+        &format!("tr[data-id='{delivery}'] td.subscription"),
+        "Billing hook",
+    )
+    .await;
+    b.fill("#delivery-search input[name=q]", "invoice.paid")
+        .await;
+    b.click("#delivery-search button[type=submit]").await;
+    let c = &b.client;
+    let only = wait_for(
+        Duration::from_secs(15),
+        "the list narrowed to invoice.paid",
+        || async move {
+            let t = c
+                .find(Locator::Css("#deliveries"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (t.contains("invoice.paid") && !t.contains("user.created")).then_some(t)
+        },
+    )
+    .await;
+    assert!(only.contains("Billing hook"), "{only}");
+    b.screenshot("deliveries").await;
+    let search = b
+        .client
+        .find(Locator::Css("#delivery-search input[name=q]"))
+        .await
+        .unwrap();
+    search.clear().await.unwrap();
+    search.send_keys(&delivery).await.unwrap();
+    b.click("#delivery-search button[type=submit]").await;
+    b.wait_text("#delivery-status", "succeeded").await;
     b.client.close().await.unwrap();
 
     // A phone-sized screen.
@@ -345,6 +415,43 @@ async fn sign_in_follow_a_failing_delivery_and_retry_it() {
     phone.sign_in(&server.base).await;
     phone.wait_text("#subscriptions", "Billing hook").await;
     phone.screenshot("phone").await;
+    // At phone width a list keeps its rows short and fits the screen (rows were hundreds of
+    // pixels tall, the table wider than the phone).
+    for (page, table) in [
+        ("subscriptions", "#subscriptions"),
+        ("deliveries", "#deliveries"),
+        ("events", "#events"),
+    ] {
+        phone
+            .client
+            .goto(&format!("{}/ui/#/{page}", server.base))
+            .await
+            .unwrap();
+        phone.wait_text(table, "").await;
+        let sizes = phone
+            .client
+            .execute(
+                "const t = document.querySelector(arguments[0]);
+                 const rows = [...t.querySelectorAll('tbody tr')].map((r) => r.getBoundingClientRect().height);
+                 return [Math.max(...rows), t.getBoundingClientRect().width, window.innerWidth];",
+                vec![json!(table)],
+            )
+            .await
+            .unwrap();
+        let [tallest, width, screen] = [0, 1, 2].map(|i| sizes[i].as_f64().unwrap());
+        assert!(tallest <= 90.0, "{page}: a row {tallest} px tall");
+        assert!(
+            width <= screen,
+            "{page}: the table is {width} px wide on a {screen} px screen"
+        );
+    }
+    phone
+        .client
+        .goto(&format!("{}/ui/#/deliveries", server.base))
+        .await
+        .unwrap();
+    phone.wait_text("#deliveries", "Billing hook").await;
+    phone.screenshot("phone-deliveries").await;
     phone.client.close().await.unwrap();
 }
 

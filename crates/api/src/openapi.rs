@@ -116,9 +116,8 @@ fn conform(doc: &mut serde_json::Value) {
             {"schema": {"$ref": "#/components/schemas/Problem"}}}})
     };
     let wazo_error = |what: &str| {
-        json!({"description": what, "content": {"application/json": {"schema": {"type": "object",
-            "properties": {"message": {"type": "string"}, "error_id": {"type": "string"},
-                           "details": {"type": "object"}, "timestamp": {"type": "number"}}}}}})
+        json!({"description": what, "content": {"application/json":
+            {"schema": {"$ref": "#/components/schemas/WazoErrorBody"}}}})
     };
     // What the handlers check of a field, where the types alone do not say it.
     let token = "^[A-Za-z0-9_.:-]{1,128}$";

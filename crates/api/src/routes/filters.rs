@@ -35,6 +35,10 @@ pub struct EvaluateRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Evaluated {
     pub matches: bool,
+    /// What the filter likely meant where it reads a path that is seldom meant (`data.…`: paths
+    /// start inside the event's data). A subscription with such a filter is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// Whether `filter` lets `event` through; a filter that does not parse is a 422 naming the column.
@@ -57,5 +61,11 @@ pub(crate) async fn evaluate(
         attributes: &req.event.attributes,
         data: &req.event.data,
     });
-    Ok(Json(Evaluated { matches }))
+    let hint = filter.data_prefix().map(|column| {
+        format!(
+            "column {column}: {}",
+            posthorn_core::filter::DATA_PREFIX_HINT
+        )
+    });
+    Ok(Json(Evaluated { matches, hint }))
 }

@@ -11,6 +11,7 @@
 //! operand    = path | literal
 //! path       = ident { "." ident | "[" digits "]" } | "$event" "." ( "name" | "id" | "origin" )
 //!            | "$event" "." "attributes" ( "." ident | "[" string "]" )
+//!            | "$event" "." "data" { "." ident | "[" digits "]" }
 //! literal    = string | number | "true" | "false" | "null"
 //! ```
 //!
@@ -32,7 +33,13 @@ pub use parse::MAX_LEN;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     expr: Expr,
+    data_prefix: Option<usize>,
 }
+
+/// What a filter that reads `data.…` is told when it is written: paths start inside the data.
+pub const DATA_PREFIX_HINT: &str = "paths start inside the event's data: `data.x` reads a field \
+    named data inside it. Write `x` (or `$event.data.x`); if the data really has a field named \
+    data, write `$event.data.data.x`";
 
 /// Why a filter does not parse: the 1-based column (in characters) and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +127,17 @@ impl Filter {
     /// Parses a filter (at most [`MAX_LEN`] characters); the error says where and what was
     /// expected there.
     pub fn parse(src: &str) -> Result<Self, ParseError> {
-        parse::parse(src).map(|expr| Self { expr })
+        parse::parse(src).map(|p| Self {
+            expr: p.expr,
+            data_prefix: p.data_prefix,
+        })
+    }
+
+    /// Where the filter reads a field named `data` at the top of the event's data
+    /// (`data.feed.title`), as one does who thinks of the delivered envelope: the mistake a
+    /// writer is warned of ([`DATA_PREFIX_HINT`]). `$event.data.data.…` says it on purpose.
+    pub fn data_prefix(&self) -> Option<usize> {
+        self.data_prefix
     }
 
     pub fn matches(&self, event: &EventView<'_>) -> bool {
@@ -458,7 +475,7 @@ mod tests {
             (
                 "$event.tenant = 1",
                 8,
-                "expected name, id, origin or attributes",
+                "expected name, id, origin, data or attributes",
             ),
             ("a[x] = 1", 3, "expected an array index"),
             ("", 1, "empty filter"),
@@ -469,6 +486,33 @@ mod tests {
             let e = Filter::parse(src).expect_err(src);
             assert_eq!(e.column, column, "{src}: {e}");
             assert!(e.message.contains(needle), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn event_data_reads_the_data_and_a_data_prefix_is_noted() {
+        let data = json!({"feed": {"title": "x"}, "data": {"k": 1}});
+        let event = EventView {
+            name: "n",
+            id: "evt_1",
+            origin: None,
+            attributes: &crate::event::Attributes::default(),
+            data: &data,
+        };
+        for (src, matches, prefix) in [
+            (r#"feed.title = "x""#, true, None),
+            (r#"$event.data.feed.title = "x""#, true, None),
+            (r#"data.feed.title = "x""#, false, Some(1)),
+            (r#"$event.data.data.k = 1"#, true, None),
+            (r#"feed.title = "x" and data.k = 1"#, true, Some(22)),
+            (r#"exists $event.data"#, true, None),
+            // A field named data that is not the start of a path is no mistake.
+            (r#"feed.data = 1"#, false, None),
+            (r#"data = 1"#, false, None),
+        ] {
+            let f = Filter::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            assert_eq!(f.matches(&event), matches, "{src}");
+            assert_eq!(f.data_prefix(), prefix, "{src}");
         }
     }
 

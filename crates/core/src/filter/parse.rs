@@ -229,11 +229,67 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     depth: usize,
+    /// The column of the first path written `data.…` (see [`Parsed::data_prefix`]).
+    data_prefix: Option<usize>,
+}
+
+/// A filter's expression, and what its text says beyond it.
+pub(super) struct Parsed {
+    pub expr: Expr,
+    /// The column of the first path that starts with a field named `data` (`data.feed.title`):
+    /// paths start inside the event's data, so this reads `data` inside the data, which is
+    /// seldom what was meant (the delivered envelope's `data` is the event's data itself).
+    pub data_prefix: Option<usize>,
 }
 
 const OPERATORS: &str = "a comparison (=, !=, <, <=, >, >=, in, not in, contains, startswith)";
 
 impl Parser {
+    /// The rest of a path after its first segments: `.name`, `.0` and `[0]`, as many as follow.
+    fn segments(&mut self, mut segments: Vec<Segment>) -> Result<Vec<Segment>, ParseError> {
+        loop {
+            match self.peek() {
+                Tok::Dot => {
+                    self.next();
+                    match self.next() {
+                        (Tok::Ident(k), _) => segments.push(Segment::Key(k)),
+                        (Tok::Num(n), _) if n.fract() == 0.0 && n >= 0.0 => {
+                            segments.push(Segment::Key((n as u64).to_string()))
+                        }
+                        (t, c) => {
+                            return err(
+                                c,
+                                format!("expected a name after '.', found {}", t.describe()),
+                            )
+                        }
+                    }
+                }
+                Tok::LBracket => {
+                    self.next();
+                    match self.next() {
+                        (Tok::Num(n), _) if n.fract() == 0.0 && (0.0..1e9).contains(&n) => {
+                            segments.push(Segment::Index(n as usize))
+                        }
+                        (t, c) => {
+                            return err(
+                                c,
+                                format!(
+                                    "expected an array index (0, 1, …), found {}",
+                                    t.describe()
+                                ),
+                            )
+                        }
+                    }
+                    if *self.peek() != Tok::RBracket {
+                        return self.expected("']'");
+                    }
+                    self.next();
+                }
+                _ => return Ok(segments),
+            }
+        }
+    }
+
     /// The name after `$event.attributes`: `.name` or `["any name"]`.
     fn attribute_name(&mut self) -> Result<String, ParseError> {
         match self.next() {
@@ -456,51 +512,11 @@ impl Parser {
                 )
             }
             Tok::Ident(s) => {
-                let mut segments = vec![Segment::Key(s)];
-                loop {
-                    match self.peek() {
-                        Tok::Dot => {
-                            self.next();
-                            match self.next() {
-                                (Tok::Ident(k), _) => segments.push(Segment::Key(k)),
-                                (Tok::Num(n), _) if n.fract() == 0.0 && n >= 0.0 => {
-                                    segments.push(Segment::Key((n as u64).to_string()))
-                                }
-                                (t, c) => {
-                                    return err(
-                                        c,
-                                        format!(
-                                            "expected a name after '.', found {}",
-                                            t.describe()
-                                        ),
-                                    )
-                                }
-                            }
-                        }
-                        Tok::LBracket => {
-                            self.next();
-                            match self.next() {
-                                (Tok::Num(n), _) if n.fract() == 0.0 && (0.0..1e9).contains(&n) => {
-                                    segments.push(Segment::Index(n as usize))
-                                }
-                                (t, c) => {
-                                    return err(
-                                        c,
-                                        format!(
-                                            "expected an array index (0, 1, …), found {}",
-                                            t.describe()
-                                        ),
-                                    )
-                                }
-                            }
-                            if *self.peek() != Tok::RBracket {
-                                return self.expected("']'");
-                            }
-                            self.next();
-                        }
-                        _ => return Ok(Operand::Path(Path::Data(segments))),
-                    }
+                if s == "data" && matches!(self.peek(), Tok::Dot | Tok::LBracket) {
+                    self.data_prefix.get_or_insert(col);
                 }
+                let segments = self.segments(vec![Segment::Key(s)])?;
+                Ok(Operand::Path(Path::Data(segments)))
             }
             Tok::Var(v) => {
                 if v != "event" {
@@ -517,11 +533,16 @@ impl Parser {
                     (Tok::Ident(f), _) if f == "attributes" => {
                         EventField::Attribute(self.attribute_name()?)
                     }
+                    // The data itself, as the envelope delivered names it: `$event.data.a.b`
+                    // is `a.b`.
+                    (Tok::Ident(f), _) if f == "data" => {
+                        return Ok(Operand::Path(Path::Data(self.segments(Vec::new())?)));
+                    }
                     (t, c) => {
                         return err(
                             c,
                             format!(
-                                "expected name, id, origin or attributes after '$event.', found {}",
+                                "expected name, id, origin, data or attributes after '$event.', found {}",
                                 t.describe()
                             ),
                         )
@@ -546,7 +567,7 @@ fn number(n: f64) -> Value {
 }
 
 /// The expression of a filter's text.
-pub(super) fn parse(src: &str) -> Result<Expr, ParseError> {
+pub(super) fn parse(src: &str) -> Result<Parsed, ParseError> {
     if src.chars().count() > MAX_LEN {
         return err(
             MAX_LEN + 1,
@@ -558,6 +579,7 @@ pub(super) fn parse(src: &str) -> Result<Expr, ParseError> {
         toks,
         pos: 0,
         depth: 0,
+        data_prefix: None,
     };
     if *p.peek() == Tok::End {
         return err(1, "expected an expression, found an empty filter");
@@ -566,5 +588,8 @@ pub(super) fn parse(src: &str) -> Result<Expr, ParseError> {
     if *p.peek() != Tok::End {
         return p.expected("'and', 'or' or the end of the filter");
     }
-    Ok(expr)
+    Ok(Parsed {
+        expr,
+        data_prefix: p.data_prefix,
+    })
 }

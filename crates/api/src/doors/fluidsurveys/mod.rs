@@ -27,8 +27,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use posthorn_core::Subscription;
 use posthorn_store::{CredentialsRefused, SubscriptionQuery};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use translate::{url_of, webhook, FsWebhook, FsWebhookList, Subscribe, DOOR};
+use utoipa::ToSchema;
 
 use crate::auth::{Caller, Credentials, Scope};
 use crate::error::ApiError;
@@ -38,9 +40,22 @@ use crate::AppState;
 /// A FluidSurveys error: `{"detail": "…"}`.
 pub(crate) struct FsError(StatusCode, String);
 
+/// FluidSurveys' error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FsDetail {
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// The answer to an unsubscribe.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FsSuccess {
+    pub success: bool,
+}
+
 impl IntoResponse for FsError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"detail": self.1}))).into_response()
+        (self.0, Json(FsDetail { detail: self.1 })).into_response()
     }
 }
 
@@ -117,7 +132,7 @@ async fn to_url(
 
 /// The caller's webhooks.
 #[utoipa::path(get, operation_id = "fluidsurveysListWebhooks", path = "/api/v2/webhooks/", tag = "fluidsurveys",
-    responses((status = 200, body = FsWebhookList), (status = 401)),
+    responses((status = 200, body = FsWebhookList), (status = 401, body = FsDetail)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -147,7 +162,7 @@ pub(crate) async fn list(
 /// Subscribe a URL to an event, optionally for one survey and collector.
 #[utoipa::path(post, operation_id = "fluidsurveysSubscribe", path = "/api/v2/webhooks/subscribe/", tag = "fluidsurveys",
     request_body(content = Object, description = "{\"subscription_url\", \"event\", \"survey\"?, \"collector\"?}"),
-    responses((status = 201, body = FsWebhook), (status = 400), (status = 401), (status = 409)),
+    responses((status = 201, body = FsWebhook), (status = 400, body = FsDetail), (status = 401, body = FsDetail), (status = 409, body = FsDetail)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
@@ -184,13 +199,13 @@ pub(crate) async fn subscribe(
 /// Unsubscribe a URL.
 #[utoipa::path(post, operation_id = "fluidsurveysUnsubscribe", path = "/api/v2/webhooks/unsubscribe/", tag = "fluidsurveys",
     request_body(content = Object, description = "{\"subscription_url\"}"),
-    responses((status = 200), (status = 400), (status = 401), (status = 404)),
+    responses((status = 200, body = FsSuccess), (status = 400, body = FsDetail), (status = 401, body = FsDetail), (status = 404, body = FsDetail)),
     security(("bearer" = []), ("basic" = [])))]
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
-) -> Result<Json<Value>, FsError> {
+) -> Result<Json<FsSuccess>, FsError> {
     let caller = caller(&state, &headers).await?;
     let JsonBody(body) = body?;
     let url = body
@@ -211,5 +226,5 @@ pub(crate) async fn unsubscribe(
             .await
             .map_err(ApiError::from)?;
     }
-    Ok(Json(json!({"success": true})))
+    Ok(Json(FsSuccess { success: true }))
 }

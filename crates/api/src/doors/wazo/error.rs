@@ -7,6 +7,7 @@ use axum::Json;
 use posthorn_core::time::now_ms;
 use serde_json::{json, Value};
 
+use super::wire::WazoErrorBody;
 use crate::error::ApiError;
 
 /// A wazo-webhookd error.
@@ -19,13 +20,13 @@ pub(crate) struct WazoError {
 
 impl IntoResponse for WazoError {
     fn into_response(self) -> Response {
-        let timestamp = now_ms() as f64 / 1000.0;
-        (
-            self.status,
-            Json(json!({"message": self.message, "error_id": self.error_id,
-                "details": self.details, "timestamp": timestamp})),
-        )
-            .into_response()
+        let body = WazoErrorBody {
+            message: self.message,
+            error_id: self.error_id,
+            details: self.details,
+            timestamp: now_ms() as f64 / 1000.0,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 mod translate;
+pub(crate) mod wire;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,12 +17,16 @@ use axum::{Json, Router};
 use posthorn_core::subscription::SubscriptionSpec;
 use posthorn_core::Subscription;
 use posthorn_store::SubscriptionQuery;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub(crate) use auth::token_in_query;
 use auth::{caller, me};
 use error::{forbidden, not_found, WazoError};
 use translate::{log_row, spec_of, view, LogsQuery, OWNER_USER_KEY};
+use wire::{
+    WazoBus, WazoCheck, WazoConfig, WazoErrorBody, WazoLogList, WazoRestApi, WazoServices,
+    WazoSource, WazoStatus, WazoSubscription, WazoSubscriptionList,
+};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -108,13 +113,13 @@ async fn load(
 /// Subscriptions, narrowed by `search_metadata=key:value` (repeatable, all must hold).
 #[utoipa::path(get, operation_id = "wazoListSubscriptions", path = "/1.0/subscriptions", tag = "wazo-webhookd",
     params(("search_metadata" = Option<String>, Query, description = "key:value; repeatable")),
-    responses((status = 200, body = Object), (status = 401, body = Object)),
+    responses((status = 200, body = WazoSubscriptionList), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscriptionList>, WazoError> {
     let caller = caller(&state, &headers).await?;
     Ok(Json(translate::list(
         &own(&state, &caller, false, raw.as_deref()).await?,
@@ -123,13 +128,13 @@ pub(crate) async fn list(
 
 /// The caller's own subscriptions made as a user.
 #[utoipa::path(get, operation_id = "wazoListUserSubscriptions", path = "/1.0/users/me/subscriptions", tag = "wazo-webhookd",
-    responses((status = 200, body = Object), (status = 401, body = Object)),
+    responses((status = 200, body = WazoSubscriptionList), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn user_list(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscriptionList>, WazoError> {
     let caller = caller(&state, &headers).await?;
     Ok(Json(translate::list(
         &own(&state, &caller, true, raw.as_deref()).await?,
@@ -141,7 +146,7 @@ async fn create_for(
     caller: &Caller,
     body: Result<JsonBody, ApiError>,
     user: bool,
-) -> Result<(StatusCode, Json<Value>), WazoError> {
+) -> Result<(StatusCode, Json<WazoSubscription>), WazoError> {
     let JsonBody(body) = body?;
     let owner = caller.owner().as_str().to_owned();
     let me = me(caller);
@@ -163,13 +168,13 @@ async fn create_for(
 /// Create a subscription (wazo-webhookd's schema; unknown fields ignored).
 #[utoipa::path(post, operation_id = "wazoCreateSubscription", path = "/1.0/subscriptions", tag = "wazo-webhookd",
     request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
-    responses((status = 201, body = Object), (status = 400, body = Object), (status = 401, body = Object)),
+    responses((status = 201, body = WazoSubscription), (status = 400, body = WazoErrorBody), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
-) -> Result<(StatusCode, Json<Value>), WazoError> {
+) -> Result<(StatusCode, Json<WazoSubscription>), WazoError> {
     let caller = caller(&state, &headers).await?;
     create_for(&state, &caller, body, false).await
 }
@@ -177,13 +182,13 @@ pub(crate) async fn create(
 /// Create a subscription as a user.
 #[utoipa::path(post, operation_id = "wazoCreateUserSubscription", path = "/1.0/users/me/subscriptions", tag = "wazo-webhookd",
     request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
-    responses((status = 201, body = Object), (status = 400, body = Object), (status = 401, body = Object)),
+    responses((status = 201, body = WazoSubscription), (status = 400, body = WazoErrorBody), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn user_create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
-) -> Result<(StatusCode, Json<Value>), WazoError> {
+) -> Result<(StatusCode, Json<WazoSubscription>), WazoError> {
     let caller = caller(&state, &headers).await?;
     create_for(&state, &caller, body, true).await
 }
@@ -191,13 +196,13 @@ pub(crate) async fn user_create(
 /// A subscription.
 #[utoipa::path(get, operation_id = "wazoGetSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = Object)),
+    responses((status = 200, body = WazoSubscription), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscription>, WazoError> {
     let caller = caller(&state, &headers).await?;
     Ok(Json(view(&load(&state, &caller, &id, false).await?)))
 }
@@ -205,13 +210,13 @@ pub(crate) async fn show(
 /// A subscription made as a user.
 #[utoipa::path(get, operation_id = "wazoGetUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = Object)),
+    responses((status = 200, body = WazoSubscription), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn user_show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscription>, WazoError> {
     let caller = caller(&state, &headers).await?;
     Ok(Json(view(&load(&state, &caller, &id, true).await?)))
 }
@@ -222,7 +227,7 @@ async fn edit_for(
     id: &str,
     body: Result<JsonBody, ApiError>,
     user: bool,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscription>, WazoError> {
     let mut sub = load(state, caller, id, user).await?;
     let JsonBody(body) = body?;
     let owner_user = sub.spec.metadata.get(OWNER_USER_KEY).cloned();
@@ -246,14 +251,14 @@ async fn edit_for(
 #[utoipa::path(put, operation_id = "wazoEditSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
     request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
-    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    responses((status = 200, body = WazoSubscription), (status = 400, body = WazoErrorBody), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn edit(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<JsonBody, ApiError>,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscription>, WazoError> {
     let caller = caller(&state, &headers).await?;
     edit_for(&state, &caller, &id, body, false).await
 }
@@ -262,14 +267,14 @@ pub(crate) async fn edit(
 #[utoipa::path(put, operation_id = "wazoEditUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
     request_body(content = Object, description = "{\"name\",\"service\",\"config\",\"events\",\"events_user_uuid\"?,\"events_wazo_uuid\"?,\"metadata\"?}"),
-    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    responses((status = 200, body = WazoSubscription), (status = 400, body = WazoErrorBody), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn user_edit(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<JsonBody, ApiError>,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoSubscription>, WazoError> {
     let caller = caller(&state, &headers).await?;
     edit_for(&state, &caller, &id, body, true).await
 }
@@ -295,7 +300,7 @@ async fn delete_for(
 /// Delete a subscription.
 #[utoipa::path(delete, operation_id = "wazoDeleteSubscription", path = "/1.0/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Object)),
+    responses((status = 204), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -309,7 +314,7 @@ pub(crate) async fn delete(
 /// Delete a subscription made as a user.
 #[utoipa::path(delete, operation_id = "wazoDeleteUserSubscription", path = "/1.0/users/me/subscriptions/{id}", tag = "wazo-webhookd",
     params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Object)),
+    responses((status = 204), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn user_delete(
     State(state): State<AppState>,
@@ -323,33 +328,33 @@ pub(crate) async fn user_delete(
 /// `{"services": {"http": {}, …}}`, from the service registry.
 /// The delivery services: `{"services": {"http": {}, …}}`.
 #[utoipa::path(get, operation_id = "wazoListServices", path = "/1.0/subscriptions/services", tag = "wazo-webhookd",
-    responses((status = 200, body = Object), (status = 401, body = Object)),
+    responses((status = 200, body = WazoServices), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn services(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoServices>, WazoError> {
     caller(&state, &headers).await?;
-    let services: Map<String, Value> = state
+    let services = state
         .services
         .iter()
-        .map(|s| (s.name().to_owned(), json!({})))
+        .map(|s| (s.name().to_owned(), Map::new()))
         .collect();
-    Ok(Json(json!({"services": services})))
+    Ok(Json(WazoServices { services }))
 }
 
 /// A subscription's logs, one per attempt, newest first by default (`failure`: will be retried;
 /// `error`: final): `from_date`, `limit`, `offset`, `order`, `direction`, paged by the database.
 #[utoipa::path(get, operation_id = "wazoSubscriptionLogs", path = "/1.0/subscriptions/{id}/logs", tag = "wazo-webhookd",
     params(("id" = String, Path), ("from_date" = Option<String>, Query), ("limit" = Option<usize>, Query), ("offset" = Option<usize>, Query), ("order" = Option<String>, Query), ("direction" = Option<String>, Query)),
-    responses((status = 200, body = Object), (status = 400, body = Object), (status = 404, body = Object)),
+    responses((status = 200, body = WazoLogList), (status = 400, body = WazoErrorBody), (status = 404, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoLogList>, WazoError> {
     let caller = caller(&state, &headers).await?;
     let sub = load(&state, &caller, &id, false).await?;
     let q = LogsQuery::parse(raw.as_deref())?;
@@ -366,25 +371,25 @@ pub(crate) async fn logs(
             .unwrap_or_else(|| posthorn_core::retry::DEFAULT_SCHEDULE_S.to_vec()),
     )
     .max_attempts();
-    let page: Vec<Value> = rows.iter().map(|r| log_row(r, max_attempts)).collect();
-    Ok(Json(json!({"total": total, "items": page})))
+    let items = rows.iter().map(|r| log_row(r, max_attempts)).collect();
+    Ok(Json(WazoLogList { total, items }))
 }
 
 /// The daemon's status, as wazo-webhookd reports it: `bus_consumer` is `ok` only while every AMQP
 /// source is connected (`fail`, with why, when one is not, or when there is none: no bus is being
 /// consumed).
 #[utoipa::path(get, operation_id = "wazoStatus", path = "/1.0/status", tag = "wazo-webhookd",
-    responses((status = 200, body = Object), (status = 401, body = Object)),
+    responses((status = 200, body = WazoStatus), (status = 401, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoStatus>, WazoError> {
     caller(&state, &headers).await?;
     let database = if state.store.ping().await.is_ok() {
-        "ok"
+        WazoCheck::ok()
     } else {
-        "fail"
+        WazoCheck::fail("the database does not answer".into())
     };
     let buses: Vec<_> = state
         .sources
@@ -392,44 +397,60 @@ pub(crate) async fn status(
         .into_iter()
         .filter(|s| s.kind == "amqp")
         .collect();
-    let bus = match buses.iter().find(|s| !s.connected) {
+    let bus_consumer = match buses.iter().find(|s| !s.connected) {
         _ if buses.is_empty() => {
-            json!({"status": "fail", "detail": "no AMQP source is configured: no bus is consumed"})
+            WazoCheck::fail("no AMQP source is configured: no bus is consumed".into())
         }
-        Some(down) => json!({"status": "fail", "detail": format!("{}: {}", down.name,
-            down.last_error.as_deref().unwrap_or("not connected"))}),
-        None => json!({"status": "ok"}),
+        Some(down) => WazoCheck::fail(format!(
+            "{}: {}",
+            down.name,
+            down.last_error.as_deref().unwrap_or("not connected")
+        )),
+        None => WazoCheck::ok(),
     };
-    Ok(Json(
-        json!({"bus_consumer": bus, "master_tenant": {"status": "ok"},
-        "rest_api": {"status": "ok"}, "database": {"status": database}}),
-    ))
+    Ok(Json(WazoStatus {
+        bus_consumer,
+        master_tenant: WazoCheck::ok(),
+        rest_api: WazoCheck::ok(),
+        database,
+    }))
 }
 
 /// The daemon's configuration, as far as a wazo client reads it: what Posthorn runs with that
 /// wazo-webhookd's `GET /config` shows (no secret: the admin alone may read it).
 #[utoipa::path(get, operation_id = "wazoConfig", path = "/1.0/config", tag = "wazo-webhookd",
-    responses((status = 200, body = Object), (status = 401, body = Object), (status = 403, body = Object)),
+    responses((status = 200, body = WazoConfig), (status = 401, body = WazoErrorBody), (status = 403, body = WazoErrorBody)),
     security(("x_auth_token" = [])))]
 pub(crate) async fn config(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, WazoError> {
+) -> Result<Json<WazoConfig>, WazoError> {
     let caller = caller(&state, &headers).await?;
     if !caller.is_admin() {
         return Err(forbidden("Forbidden: the configuration is the admin's"));
     }
-    let services = state.services.names();
-    let sources: Vec<Value> = state
+    let sources = state
         .sources
         .all()
         .into_iter()
-        .map(|s| json!({"kind": s.kind, "name": s.name}))
+        .map(|s| WazoSource {
+            kind: s.kind,
+            name: s.name,
+        })
         .collect();
-    Ok(Json(
-        json!({"debug": false, "enabled_services": services, "bus": {"sources": sources},
-        "rest_api": {"token_ttl_s": state.token_ttl.as_secs()}}),
-    ))
+    Ok(Json(WazoConfig {
+        debug: false,
+        enabled_services: state
+            .services
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        bus: WazoBus { sources },
+        rest_api: WazoRestApi {
+            token_ttl_s: state.token_ttl.as_secs(),
+        },
+    }))
 }
 
 /// This door's API description: the `/1.0/` operations of `/openapi.json` (JSON is YAML).

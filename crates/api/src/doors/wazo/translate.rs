@@ -20,6 +20,7 @@ use posthorn_core::{AttemptOutcome, Invalid, Subscription};
 use posthorn_store::{AttemptOrder, SubscriptionAttempt};
 use serde_json::{json, Map, Value};
 
+use super::wire::{WazoLog, WazoLogDetail, WazoLogEvent, WazoSubscription, WazoSubscriptionList};
 use crate::list::Query;
 
 pub(crate) const USER_KEY: &str = "wazo.events_user_uuid";
@@ -29,7 +30,7 @@ pub(crate) const OWNER_USER_KEY: &str = "wazo.owner_user_uuid";
 const DATA_AS_JSON: &str = "{{ event | tojson }}";
 
 /// A subscription as wazo shows it.
-pub(crate) fn view(sub: &Subscription) -> Value {
+pub(crate) fn view(sub: &Subscription) -> WazoSubscription {
     let mut config = Map::new();
     if sub.spec.service == "http" {
         // Only the fields wazo has: never the headers (credentials), whatever the row holds.
@@ -62,31 +63,33 @@ pub(crate) fn view(sub: &Subscription) -> Value {
 }
 
 /// The subscription around its `config` as shown.
-fn shown(sub: &Subscription, config: Map<String, Value>) -> Value {
+fn shown(sub: &Subscription, config: Map<String, Value>) -> WazoSubscription {
     let meta = &sub.spec.metadata;
-    let metadata: Map<String, Value> = meta
-        .iter()
-        .filter(|(k, _)| !k.starts_with("wazo."))
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    json!({
-        "uuid": sub.id,
-        "name": sub.spec.name,
-        "service": sub.spec.service,
-        "config": config,
-        "events": sub.spec.events,
-        "events_user_uuid": meta.get(USER_KEY),
-        "events_wazo_uuid": meta.get(ORIGIN_KEY),
-        "owner_user_uuid": meta.get(OWNER_USER_KEY),
-        "owner_tenant_uuid": sub.owner,
-        "metadata": metadata,
-    })
+    WazoSubscription {
+        uuid: sub.id.clone(),
+        name: sub.spec.name.clone(),
+        service: sub.spec.service.clone(),
+        config,
+        events: sub.spec.events.clone(),
+        events_user_uuid: meta.get(USER_KEY).cloned(),
+        events_wazo_uuid: meta.get(ORIGIN_KEY).cloned(),
+        owner_user_uuid: meta.get(OWNER_USER_KEY).cloned(),
+        owner_tenant_uuid: sub.owner.clone(),
+        metadata: meta
+            .iter()
+            .filter(|(k, _)| !k.starts_with("wazo."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
 }
 
 /// The answer to a list.
-pub(crate) fn list(subs: &[Subscription]) -> Value {
-    let items: Vec<Value> = subs.iter().map(view).collect();
-    json!({"total": items.len(), "items": items})
+pub(crate) fn list(subs: &[Subscription]) -> WazoSubscriptionList {
+    let items: Vec<WazoSubscription> = subs.iter().map(view).collect();
+    WazoSubscriptionList {
+        total: items.len(),
+        items,
+    }
 }
 
 /// A wazo subscription body as a Posthorn spec (unknown fields ignored). `owner_user` marks one
@@ -291,25 +294,39 @@ pub(crate) fn log_status(outcome: AttemptOutcome) -> &'static str {
 }
 
 /// One row of a subscription's logs: one attempt, as wazo-webhookd logs it.
-pub(crate) fn log_row(row: &SubscriptionAttempt, max_attempts: u32) -> Value {
+pub(crate) fn log_row(row: &SubscriptionAttempt, max_attempts: u32) -> WazoLog {
     let (a, e) = (&row.attempt, &row.event);
-    let detail = json!({
-        "request": serde_json::from_str::<Value>(&a.request).unwrap_or(Value::Null),
-        "response": a.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
-        "error": a.error,
-    });
-    json!({"uuid": format!("{}.{}", row.delivery_id, a.number), "status": log_status(a.outcome),
-        "attempts": a.number, "max_attempts": max_attempts,
-        "started_at": to_rfc3339(a.started_at),
-        "ended_at": to_rfc3339(a.started_at + a.duration_ms),
-        "event": {"name": e.name, "origin_uuid": e.origin,
-            "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null)},
-        "detail": detail})
+    WazoLog {
+        uuid: format!("{}.{}", row.delivery_id, a.number),
+        status: log_status(a.outcome),
+        attempts: a.number,
+        max_attempts,
+        started_at: to_rfc3339(a.started_at),
+        ended_at: to_rfc3339(a.started_at + a.duration_ms),
+        event: WazoLogEvent {
+            name: e.name.clone(),
+            origin_uuid: e.origin.clone(),
+            data: serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
+        },
+        detail: WazoLogDetail {
+            request: serde_json::from_str::<Value>(&a.request).unwrap_or(Value::Null),
+            response: a
+                .response
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok()),
+            error: a.error.clone(),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The view as its JSON answer.
+    fn view(sub: &Subscription) -> Value {
+        serde_json::to_value(super::view(sub)).unwrap()
+    }
 
     fn body() -> Value {
         json!({"name": "calls", "service": "http", "events": ["call_ended"],

@@ -80,6 +80,12 @@ function relative(ms) {
   if (s < 5) return "just now";
   return ms < 0 ? n + " " + unit + " ago" : "in " + n + " " + unit;
 }
+// A time in a table: how long ago, the full zoned time on hover (rows stay one line high).
+function ago(t) {
+  if (!t) return "—";
+  const d = new Date(t);
+  return h("time", { datetime: d.toISOString(), title: when(t).split(" · ")[1], text: relative(d.getTime() - Date.now()) });
+}
 function cut(s, n) { s = String(s ?? ""); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
 function link(href, text) { return h("a", { href, text }); }
 
@@ -198,6 +204,20 @@ async function start() {
 
 // ---- pages -----------------------------------------------------------------------------------
 
+// Subscriptions' names by id, for lists that name a subscription (the first 1,000 the caller
+// sees; an id not among them is shown as it is).
+async function subscriptionNames() {
+  const names = new Map();
+  try {
+    const list = await api("GET", "/v1/subscriptions?limit=1000");
+    for (const s of list.items) names.set(s.id, s.name);
+  } catch (_) { /* ids then */ }
+  return names;
+}
+function subscriptionLink(names, id) {
+  return link("#/subscriptions/" + encodeURIComponent(id), names.get(id) || id);
+}
+
 async function subscriptionsPage() {
   const list = await api("GET", "/v1/subscriptions?limit=100");
   const rate = (id, cell) => api("GET", "/v1/stats/deliveries?window=day&subscription_id=" + encodeURIComponent(id))
@@ -209,8 +229,8 @@ async function subscriptionsPage() {
     const rateCell = h("td", { text: "…" });
     rate(s.id, rateCell);
     const failing = [
-      s.failing_since ? "failing since " + when(s.failing_since) : null,
-      s.circuit.state === "closed" ? null : s.circuit.failures + " failed in a row" + (s.circuit.until ? ", next probe " + when(s.circuit.until) : ""),
+      s.failing_since ? "failing since " + relative(Date.parse(s.failing_since) - Date.now()) : null,
+      s.circuit.state === "closed" ? null : s.circuit.failures + " failed in a row" + (s.circuit.until ? ", next probe " + relative(Date.parse(s.circuit.until) - Date.now()) : ""),
     ].filter(Boolean).join("; ") || "—";
     return h("tr", { "data-id": s.id },
       h("td", {}, link("#/subscriptions/" + encodeURIComponent(s.id), s.name)),
@@ -340,35 +360,67 @@ async function subscriptionPage(id, params) {
     } }, h("label", {}, "Recover dead deliveries since", since), h("button.secondary", { type: "submit", text: "Recover" })));
 }
 
-function deliveryTable(items, withSubscription) {
+function deliveryTable(items, names) {
   if (!items.length) return h("p.muted", { text: "No deliveries." });
   // The event first (its name links to the delivery), then how it went; ids last.
   const last = (d) => d.last_attempt ? String(d.last_attempt.status ?? d.last_attempt.outcome) : "—";
   const took = (d) => d.last_attempt ? d.last_attempt.duration_ms + " ms" : "—";
+  const cols = ["Event", "Status", "Last answer", "Took", "Attempts", "Created", "Next attempt", names ? "Subscription" : null, "Delivery"].filter(Boolean);
+  const narrow = ["Took", "Attempts", "Created", "Next attempt", "Delivery"];
   return h("div.scroll", {}, h("table", { id: "deliveries" },
-    h("thead", {}, h("tr", {}, ["Event", "Status", "Last answer", "Took", "Attempts", "Created", "Next attempt", withSubscription ? "Subscription" : null, "Delivery"].filter(Boolean)
-      .map((c) => h("th" + (["Created", "Subscription", "Delivery"].includes(c) ? ".hide-narrow" : ""), { text: c })))),
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th" + (narrow.includes(c) ? ".hide-narrow" : ""), { text: c })))),
     h("tbody", {}, items.map((d) => h("tr", { "data-id": d.id },
       h("td", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.event_name)),
       h("td", {}, badge(d.status), d.held ? h("span.muted", { text: " held: circuit open" }) : null),
       h("td.last-answer", { text: last(d) }),
-      h("td", { text: took(d) }),
-      h("td", { text: d.attempts }),
-      h("td.hide-narrow", { text: when(d.created_at) }),
-      h("td", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }),
-      withSubscription ? h("td.mono.hide-narrow", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)) : null,
+      h("td.hide-narrow", { text: took(d) }),
+      h("td.hide-narrow", { text: d.attempts }),
+      h("td.hide-narrow", {}, ago(d.created_at)),
+      h("td.hide-narrow", {}, d.next_attempt_at ? ago(d.next_attempt_at) : "—"),
+      names ? h("td.subscription", {}, subscriptionLink(names, d.subscription_id)) : null,
       h("td.mono.hide-narrow", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)))))));
 }
 
+// Deliveries, searched: a delivery's or an event's id opens it; any other text is an event name.
+// The subscription, the status and a time window narrow the list; "Older" pages on.
 async function deliveriesPage(params) {
+  const names = await subscriptionNames();
+  const search = h("input", { type: "search", name: "q", value: params.get("q") || "", placeholder: "event name, dlv_… or evt_…", "aria-label": "Search" });
   const status = h("select", { name: "status", "aria-label": "Status" }, ["", "pending", "succeeded", "dead", "cancelled"].map((v) => h("option", { value: v, selected: params.get("status") === v, text: v || "any status" })));
+  const subscription = h("select", { name: "subscription", "aria-label": "Subscription" },
+    h("option", { value: "", text: "any subscription" }),
+    [...names].map(([id, name]) => h("option", { value: id, selected: params.get("subscription") === id, text: name })));
+  const since = h("input", { type: "datetime-local", name: "since", value: params.get("since") || "", "aria-label": "Since" });
   const q = new URLSearchParams({ limit: "100" });
   if (params.get("status")) q.set("status", params.get("status"));
+  if (params.get("q")) q.set("event_name", params.get("q"));
+  if (params.get("subscription")) q.set("subscription_id", params.get("subscription"));
+  if (params.get("since")) q.set("since", new Date(params.get("since")).toISOString());
+  if (params.get("cursor")) q.set("cursor", params.get("cursor"));
   const list = await api("GET", "/v1/deliveries?" + q);
+  const here = (extra) => {
+    const p = new URLSearchParams();
+    const text = search.value.trim();
+    if (text) p.set("q", text);
+    if (status.value) p.set("status", status.value);
+    if (subscription.value) p.set("subscription", subscription.value);
+    if (since.value) p.set("since", since.value);
+    for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
+    return "#/deliveries" + (p.toString() ? "?" + p : "");
+  };
   page("Deliveries",
-    h("form.row", { onsubmit: (ev) => { ev.preventDefault(); location.hash = "#/deliveries" + (status.value ? "?status=" + status.value : ""); } },
-      h("label", {}, "Status", status), h("button.secondary", { type: "submit", text: "Show" })),
-    deliveryTable(list.items, true));
+    h("form.row", { id: "delivery-search", onsubmit: (ev) => {
+      ev.preventDefault();
+      const text = search.value.trim();
+      if (/^dlv_/.test(text)) location.hash = "#/deliveries/" + encodeURIComponent(text);
+      else if (/^evt_/.test(text)) location.hash = "#/events/" + encodeURIComponent(text);
+      else location.hash = here();
+    } },
+      h("label.grow", {}, "Search", search), h("label", {}, "Subscription", subscription),
+      h("label", {}, "Status", status), h("label", {}, "Since", since),
+      h("button.secondary", { type: "submit", text: "Search" })),
+    deliveryTable(list.items, names),
+    list.next_cursor ? h("div.actions", {}, link(here({ cursor: list.next_cursor }), "Older deliveries")) : null);
 }
 
 // What an attempt sent and got, as its service logs it: an HTTP request and response, a plugin's
@@ -436,16 +488,16 @@ async function eventsPage(params) {
       location.hash = "#/events" + (p.toString() ? "?" + p : "");
     } }, h("label", {}, "Name", name), h("label", {}, "Since", since), h("button.secondary", { type: "submit", text: "Search" })),
     list.items.length ? h("div.scroll", {}, h("table", { id: "events" },
-      h("thead", {}, h("tr", {}, ["Event", "Name", "Occurred", "Data"].map((c) => h("th", { text: c })))),
-      h("tbody", {}, list.items.map((e) => h("tr", {},
-        h("td.mono", {}, link("#/events/" + encodeURIComponent(e.id), e.id)),
-        h("td.mono", { text: e.name }),
-        h("td", { text: when(e.occurred_at) }),
-        h("td.mono", { text: cut(JSON.stringify(e.data), 80) })))))) : h("p.muted", { text: "No events." }));
+      h("thead", {}, h("tr", {}, ["Name", "Occurred", "Data", "Event"].map((c, i) => h("th" + (i > 1 ? ".hide-narrow" : ""), { text: c })))),
+      h("tbody", {}, list.items.map((e) => h("tr", { "data-id": e.id },
+        h("td.mono", {}, link("#/events/" + encodeURIComponent(e.id), e.name)),
+        h("td", {}, ago(e.occurred_at)),
+        h("td.mono.hide-narrow", { text: cut(JSON.stringify(e.data), 80) }),
+        h("td.mono.hide-narrow", {}, link("#/events/" + encodeURIComponent(e.id), e.id))))))) : h("p.muted", { text: "No events." }));
 }
 
 async function eventPage(id) {
-  const e = await api("GET", "/v1/events/" + encodeURIComponent(id));
+  const [e, names] = await Promise.all([api("GET", "/v1/events/" + encodeURIComponent(id)), subscriptionNames()]);
   page("Event " + e.name,
     h("div.card", {}, h("dl", {},
       h("dt", { text: "Id" }), h("dd.mono", { text: e.id }),
@@ -455,9 +507,9 @@ async function eventPage(id) {
     h("h2", { text: "Data" }), pretty(e.data),
     h("h2", { text: "Deliveries" }),
     (e.deliveries || []).length ? h("div.scroll", {}, h("table", {}, h("tbody", {}, e.deliveries.map((d) => h("tr", {},
-      h("td.mono", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id)),
-      h("td.mono", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)),
-      h("td", {}, badge(d.status))))))) : h("p.muted", { text: "No subscription took it." }));
+      h("td", {}, subscriptionLink(names, d.subscription_id)),
+      h("td", {}, badge(d.status)),
+      h("td.mono", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.id))))))) : h("p.muted", { text: "No subscription took it." }));
 }
 
 async function eventTypesPage() {
@@ -477,45 +529,70 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
+// A chart's frame: a value axis on the left with three ticks (0, half, the top) and a time axis
+// below with a label every sixth of the window, in the viewer's local time.
+const CHART = { W: 720, H: 240, left: 52, right: 8, top: 10, bottom: 26 };
+function chartFrame(id, label, buckets, top, unit) {
+  const { W, H, left, right, top: t, bottom } = CHART;
+  const el = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": label, id });
+  const plotH = H - t - bottom, n = buckets.length, bw = (W - left - right) / Math.max(1, n);
+  const y = (v) => t + plotH - (v / top) * plotH;
+  for (const v of [0, top / 2, top]) {
+    const text = (Number.isInteger(v) ? v : v.toFixed(1)) + unit;
+    el.append(svg("line", { x1: left, y1: y(v), x2: W - right, y2: y(v), stroke: v ? "#eceff4" : "#b9c0cc" }));
+    el.append(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#5d6778", class: "y-tick" }, document.createTextNode(text)));
+  }
+  const every = Math.max(1, Math.round(n / 6));
+  buckets.forEach((b, i) => {
+    if (i % every) return;
+    const x = left + i * bw;
+    const text = new Date(b.at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    el.append(svg("line", { x1: x, y1: t + plotH, x2: x, y2: t + plotH + 4, stroke: "#b9c0cc" }));
+    el.append(svg("text", { x, y: H - 6, "text-anchor": "middle", "font-size": 11, fill: "#5d6778", class: "x-tick" }, document.createTextNode(text)));
+  });
+  return { el, y, bw, x: (i) => left + i * bw, plotH };
+}
+// The top of a value axis: the largest value rounded up to 1, 2 or 5 times a power of ten.
+function niceTop(max) {
+  if (max <= 1) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(max)));
+  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= max);
+}
+
 async function chartsPage(params) {
   const window = params.get("window") === "day" ? "day" : "hour";
   const s = await api("GET", "/v1/stats/deliveries?window=" + window);
-  const W = 720, H = 220, pad = 30, n = s.buckets.length, bw = (W - pad) / n;
+  const per = window === "hour" ? "minute" : "half hour";
   const colors = { success: "#1a7f45", retry: "#d08a00", final: "#b3261e" };
-  const max = Math.max(1, ...s.buckets.map((b) => b.success + b.retry + b.final));
-  const bars = svg("svg", { viewBox: `0 0 ${W} ${H + 20}`, class: "chart", role: "img", "aria-label": "Attempts per " + (window === "hour" ? "minute" : "half hour") + " by outcome", id: "chart-outcomes" });
-  bars.append(svg("text", { x: 2, y: 12, "font-size": 11, fill: "#5d6778" }, document.createTextNode(String(max))));
+  const top = niceTop(Math.max(0, ...s.buckets.map((b) => b.success + b.retry + b.final)));
+  const bars = chartFrame("chart-outcomes", "Attempts per " + per + " by outcome", s.buckets, top, "");
   s.buckets.forEach((b, i) => {
-    let y = H;
+    let base = 0;
     for (const k of ["success", "retry", "final"]) {
       const v = b[k]; if (!v) continue;
-      const hgt = (v / max) * (H - 20);
-      y -= hgt;
-      const r = svg("rect", { x: pad + i * bw + 1, y, width: Math.max(1, bw - 2), height: hgt, fill: colors[k] });
+      const r = svg("rect", { x: bars.x(i) + 1, y: bars.y(base + v), width: Math.max(1, bars.bw - 2), height: bars.y(base) - bars.y(base + v), fill: colors[k] });
       r.append(svg("title", {}, document.createTextNode(`${new Date(b.at).toLocaleTimeString()}: ${v} ${k}`)));
-      bars.append(r);
+      bars.el.append(r);
+      base += v;
     }
   });
-  bars.append(svg("line", { x1: pad, y1: H, x2: W, y2: H, stroke: "#b9c0cc" }));
-  const lat = svg("svg", { viewBox: `0 0 ${W} ${H + 20}`, class: "chart", role: "img", "aria-label": "Attempt latency percentiles", id: "chart-latency" });
-  const lmax = Math.max(1, ...s.buckets.map((b) => b.latency_ms.p99 || 0));
   const lineColors = { p50: "#2456c8", p90: "#7a4cc2", p99: "#b3261e" };
+  const ltop = niceTop(Math.max(0, ...s.buckets.map((b) => b.latency_ms.p99 || 0)));
+  const lat = chartFrame("chart-latency", "Attempt latency percentiles per " + per, s.buckets, ltop, " ms");
   for (const k of ["p50", "p90", "p99"]) {
-    const pts = s.buckets.map((b, i) => b.latency_ms[k] == null ? null : `${pad + i * bw + bw / 2},${H - (b.latency_ms[k] / lmax) * (H - 20)}`).filter(Boolean);
-    if (pts.length) lat.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: lineColors[k], "stroke-width": 2 }));
+    const pts = s.buckets.map((b, i) => b.latency_ms[k] == null ? null : `${lat.x(i) + lat.bw / 2},${lat.y(b.latency_ms[k])}`).filter(Boolean);
+    if (pts.length) lat.el.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: lineColors[k], "stroke-width": 2 }));
   }
-  lat.append(svg("text", { x: 2, y: 12, "font-size": 11, fill: "#5d6778" }, document.createTextNode(lmax + " ms")));
-  lat.append(svg("line", { x1: pad, y1: H, x2: W, y2: H, stroke: "#b9c0cc" }));
   const t = s.totals, L = s.latency_ms;
   page("Charts",
     h("div.actions", {}, link("#/charts?window=hour", "Last hour"), link("#/charts?window=day", "Last day")),
     h("p", { id: "totals" }, `${t.success} succeeded, ${t.retry} failed and retried, ${t.final} failed for good, over the last ${window}. Latency p50 ${L.p50 ?? "—"} ms, p90 ${L.p90 ?? "—"} ms, p99 ${L.p99 ?? "—"} ms.`),
-    h("h2", { text: "Attempts per " + (window === "hour" ? "minute" : "half hour") }),
+    h("h2", { text: "Attempts per " + per }),
     h("div.legend", {}, Object.keys(colors).map((k) => h("span", {}, h("span.swatch." + k), k))),
-    bars,
+    bars.el,
     h("h2", { text: "Attempt latency" }),
     h("div.legend", {}, Object.keys(lineColors).map((k) => h("span", {}, h("span.swatch." + k), k))),
-    lat);
+    lat.el);
 }
 
 // ---- routing ---------------------------------------------------------------------------------
