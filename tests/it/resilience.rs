@@ -190,13 +190,16 @@ async fn a_rate_limit_spreads_deliveries(backend: Backend) {
     let hits = receiver.wait_hits(20, WAIT).await;
     let span = hits[19].at - hits[0].at;
     assert!(span >= Duration::from_secs(3), "20 deliveries in {span:?}");
-    // No one-second window holds more than 5.
+    // No window of 800 ms holds more than 5. The limit spaces sends 200 ms apart; arrivals carry
+    // the network's and the scheduler's jitter (a first request also opens its connection), so
+    // the window leaves 200 ms of it: with 950 ms a loaded machine once saw six, sent 1 s apart.
+    // Sends 150 ms apart (a limit of about 7/s) would still put six in it.
     for (i, h) in hits.iter().enumerate() {
         let within = hits[i..]
             .iter()
-            .take_while(|o| o.at - h.at < Duration::from_millis(950))
+            .take_while(|o| o.at - h.at < Duration::from_millis(800))
             .count();
-        assert!(within <= 5, "{within} deliveries within a second");
+        assert!(within <= 5, "{within} deliveries within 800 ms");
     }
 }
 
