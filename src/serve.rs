@@ -319,6 +319,7 @@ impl StopSignals {
 /// Installs the Prometheus recorder every `metrics::` call in the crates records into, with
 /// the buckets of each histogram, and describes the series.
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    use posthorn_core::metric;
     let seconds = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
@@ -326,87 +327,29 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
     ];
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(metric::ATTEMPT_DURATION.into()), &seconds)?
         .set_buckets_for_metric(
-            Matcher::Full("posthorn_attempt_duration_seconds".into()),
+            Matcher::Full(metric::HTTP_REQUEST_DURATION.into()),
             &seconds,
         )?
         .set_buckets_for_metric(
-            Matcher::Full("posthorn_http_request_duration_seconds".into()),
-            &seconds,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full("posthorn_group_commit_seconds".into()),
+            Matcher::Full(metric::GROUP_COMMIT_DURATION.into()),
             &[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ],
         )?
-        .set_buckets_for_metric(Matcher::Full("posthorn_group_commit_rows".into()), &rows)?
+        .set_buckets_for_metric(Matcher::Full(metric::GROUP_COMMIT_ROWS.into()), &rows)?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(
-        "posthorn_events_received_total",
-        "Events accepted, by source (http, amqp, nats)"
-    );
-    describe_counter!(
-        "posthorn_attempts_total",
-        "Delivery attempts by service and outcome (success, retry, final: the delivery is dead)"
-    );
-    describe_histogram!(
-        "posthorn_attempt_duration_seconds",
-        Unit::Seconds,
-        "Duration of delivery attempts, by service"
-    );
-    describe_gauge!(
-        "posthorn_attempts_in_flight",
-        "Attempts under way in this process"
-    );
-    describe_gauge!(
-        "posthorn_queue_pending",
-        "Deliveries waiting for an attempt (in flight included), all processes"
-    );
-    describe_gauge!(
-        "posthorn_queue_due",
-        "Pending deliveries due now and not in flight"
-    );
-    describe_gauge!(
-        "posthorn_queue_lease_expired",
-        "Due deliveries whose process stopped or died holding them: the next claim takes them over"
-    );
-    describe_gauge!(
-        "posthorn_queue_held",
-        "Pending deliveries held past their schedule, by what holds them (circuit: an open circuit)"
-    );
-    describe_gauge!(
-        "posthorn_queue_waiting_in_memory",
-        "Deliveries this process holds in memory for a slot of their subscription (in-flight cap, rate limit)"
-    );
-    describe_counter!(
-        "posthorn_leases_lost_total",
-        "Attempt outcomes dropped because another process had taken the delivery over"
-    );
-    describe_histogram!(
-        "posthorn_group_commit_seconds",
-        Unit::Seconds,
-        "Time to write one group commit (publishes and attempt outcomes together)"
-    );
-    describe_histogram!(
-        "posthorn_group_commit_rows",
-        "Rows (events and attempt outcomes) per group commit"
-    );
-    describe_counter!(
-        "posthorn_http_requests_total",
-        "API requests by method, route template and status class"
-    );
-    describe_histogram!(
-        "posthorn_http_request_duration_seconds",
-        Unit::Seconds,
-        "API request duration by route template"
-    );
-    describe_gauge!(
-        "posthorn_store_up",
-        "1 when the last scrape could read the database"
-    );
+    for &(name, kind, help) in metric::ALL {
+        match kind {
+            metric::Kind::Counter => describe_counter!(name, help),
+            metric::Kind::Gauge => describe_gauge!(name, help),
+            metric::Kind::Seconds => describe_histogram!(name, Unit::Seconds, help),
+            metric::Kind::Histogram => describe_histogram!(name, help),
+        }
+    }
     Ok(handle)
 }
 

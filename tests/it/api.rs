@@ -567,6 +567,54 @@ async fn a_filter_reading_data_dot_is_told_what_to_write(backend: Backend) {
     }
 }
 
+/// A stored row Posthorn cannot read (written by something else) is the server's fault: a 500
+/// with a problem that says so, counted in /metrics for an alarm, and logged; not a 503 that
+/// tells the client to try again.
+async fn a_corrupt_row_is_a_500_and_an_alarm(backend: Backend) {
+    use sqlx::Connection;
+    let server = Server::start(backend).await;
+    let api = server.api();
+    let event = api
+        .publish(json!({"name": "e", "data": {"ok": true}}))
+        .await;
+    let id = event["id"].as_str().unwrap();
+    let update = "UPDATE events SET data = '{not json' WHERE id = $1";
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&server.database)
+                .await
+                .unwrap();
+            sqlx::query(update).bind(id).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&server.database).await.unwrap();
+            sqlx::query(update).bind(id).execute(&mut c).await.unwrap();
+        }
+    }
+    let r = api.get(&format!("/v1/events/{id}")).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(
+        r.body["type"], "urn:posthorn:problem:internal",
+        "{}",
+        r.body
+    );
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(crate::util::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("posthorn_stored_data_unreadable_total") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
 /// "Show me everything failing now" is one call, not one per subscription.
 async fn every_delivery_is_listed_and_filtered(backend: Backend) {
     let server = Server::start(backend).await;
@@ -826,6 +874,7 @@ async fn unusable_json_is_refused_where_it_is(backend: Backend) {
 }
 
 both_backends!(
+    a_corrupt_row_is_a_500_and_an_alarm,
     a_filter_reading_data_dot_is_told_what_to_write,
     unusable_json_is_refused_where_it_is,
     errors_outside_the_handlers_say_what_is_wrong,

@@ -40,6 +40,10 @@ pub enum ApiError {
     Invalid(#[from] Invalid),
     #[error("the database is unavailable; try again")]
     Unavailable(StoreError),
+    /// A stored row that cannot be read: the server's fault, not a passing one (a 500, logged
+    /// and counted as an alarm; trying again would not help).
+    #[error("a stored record could not be read; the operator has been alerted")]
+    Corrupt(StoreError),
 }
 
 impl From<StoreError> for ApiError {
@@ -47,6 +51,7 @@ impl From<StoreError> for ApiError {
         match e {
             // A limit reached is the caller's to hear about, not database trouble.
             StoreError::Quota(why) => ApiError::Conflict(why),
+            e @ StoreError::Corrupt(_) => ApiError::Corrupt(e),
             e => ApiError::Unavailable(e),
         }
     }
@@ -101,6 +106,11 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            Self::Corrupt(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
         }
     }
 }
@@ -108,8 +118,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
-        if let Self::Unavailable(e) = &self {
-            tracing::error!(error = %e, "request failed on the database");
+        match &self {
+            Self::Unavailable(e) => tracing::error!(error = %e, "request failed on the database"),
+            Self::Corrupt(e) => {
+                tracing::error!(error = %e, "a stored row could not be read: the database holds what Posthorn did not write");
+                metrics::counter!(posthorn_core::metric::STORED_DATA_UNREADABLE).increment(1);
+            }
+            _ => {}
         }
         let errors = match &self {
             Self::Invalid(Invalid(errors)) => errors.clone(),

@@ -102,7 +102,8 @@ pub fn document() -> &'static serde_json::Value {
 /// - `/v1` errors are `application/problem+json`, not `application/json` (`/oauth/token`'s are
 ///   RFC 6749's JSON);
 /// - every operation of `/v1` may answer 400 (a malformed request: a path id that does not
-///   decode, malformed JSON), 503 (the database away, with `Retry-After`); a secured one 401 and
+///   decode, malformed JSON), 503 (the database away, with `Retry-After`), 500 (a stored row
+///   that cannot be read); a secured one 401 and
 ///   403 (a token without the scope, or an application at an admin route); one with a body 413,
 ///   415 and 422; one with query parameters 422;
 /// - what the handlers check of a field or a query parameter where the types alone do not say it:
@@ -329,6 +330,10 @@ fn conform(doc: &mut serde_json::Value) {
                     add.push((
                         "503",
                         problem("The database is unavailable; try again (`Retry-After`)"),
+                    ));
+                    add.push((
+                        "500",
+                        problem("A stored record could not be read: the server's fault, logged and counted (`posthorn_stored_data_unreadable_total`)"),
                     ));
                     if secured {
                         add.push(("401", problem("No valid token")));

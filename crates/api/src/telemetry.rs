@@ -60,16 +60,17 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     }
     match state.store.queue_depth().await {
         Ok(q) => {
-            metrics::gauge!("posthorn_store_up").set(1.0);
-            metrics::gauge!("posthorn_queue_pending").set(q.pending as f64);
-            metrics::gauge!("posthorn_queue_due").set(q.due as f64);
-            metrics::gauge!("posthorn_queue_lease_expired").set(q.lease_expired as f64);
-            metrics::gauge!("posthorn_queue_held", "by" => "circuit").set(q.held_by_circuit as f64);
+            metrics::gauge!(posthorn_core::metric::STORE_UP).set(1.0);
+            metrics::gauge!(posthorn_core::metric::QUEUE_PENDING).set(q.pending as f64);
+            metrics::gauge!(posthorn_core::metric::QUEUE_DUE).set(q.due as f64);
+            metrics::gauge!(posthorn_core::metric::QUEUE_LEASE_EXPIRED).set(q.lease_expired as f64);
+            metrics::gauge!(posthorn_core::metric::QUEUE_HELD, "by" => "circuit")
+                .set(q.held_by_circuit as f64);
         }
         Err(e) => {
             // The rest is still worth scraping; the queue gauges keep their last values.
             tracing::warn!(error = %e, "metrics: the queue cannot be read");
-            metrics::gauge!("posthorn_store_up").set(0.0);
+            metrics::gauge!(posthorn_core::metric::STORE_UP).set(0.0);
         }
     }
     let mut body = m.handle.render();
@@ -179,7 +180,7 @@ impl RouteMeters {
         requests
             .entry((method, status))
             .or_insert_with(|| {
-                metrics::counter!("posthorn_http_requests_total", "method" => method, "route" => self.route.clone(), "status" => status)
+                metrics::counter!(posthorn_core::metric::HTTP_REQUESTS, "method" => method, "route" => self.route.clone(), "status" => status)
             })
             .increment(1);
     }
@@ -194,7 +195,7 @@ fn route_meters(route: &str, f: impl FnOnce(&RouteMeters)) {
     let mut all = routes.write().unwrap_or_else(|p| p.into_inner());
     let m = all.entry(route.to_owned()).or_insert_with(|| RouteMeters {
         route: route.to_owned(),
-        duration: metrics::histogram!("posthorn_http_request_duration_seconds", "route" => route.to_owned()),
+        duration: metrics::histogram!(posthorn_core::metric::HTTP_REQUEST_DURATION, "route" => route.to_owned()),
         requests: Mutex::default(),
     });
     f(m)

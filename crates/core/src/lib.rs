@@ -16,6 +16,7 @@ pub mod fuzz;
 pub mod id;
 pub mod index;
 pub mod json;
+pub mod metric;
 pub mod network;
 pub mod owner;
 pub mod pattern;

@@ -118,7 +118,7 @@ where
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     board.update(slot, |s| s.taken += 1);
-    metrics::counter!("posthorn_events_received_total", "source" => kind).increment(1);
+    metrics::counter!(posthorn_core::metric::EVENTS_RECEIVED, "source" => kind).increment(1);
     Taken::Stored
 }
 

@@ -238,9 +238,9 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
         let handoff = handoff.get().map(|h| &**h);
         let started = Instant::now();
         let result = commit(&pool, &mut held, backend, &jobs, handoff).await;
-        metrics::histogram!("posthorn_group_commit_seconds")
+        metrics::histogram!(posthorn_core::metric::GROUP_COMMIT_DURATION)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("posthorn_group_commit_rows").record(count as f64);
+        metrics::histogram!(posthorn_core::metric::GROUP_COMMIT_ROWS).record(count as f64);
         if result.is_err() {
             // Back to the pool (which tests it before handing it out again); the other
             // committers test theirs before their next group.

@@ -57,7 +57,7 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<E
     Ok(EventView {
         // The stored text as it is: it passed the same check as every body, so it is JSON.
         data: RawValue::from_string(e.data).map_err(|e| {
-            ApiError::Unavailable(posthorn_store::StoreError::Corrupt(format!(
+            ApiError::Corrupt(posthorn_store::StoreError::Corrupt(format!(
                 "a stored event's data is not JSON: {e}"
             )))
         })?,
@@ -142,7 +142,7 @@ pub(crate) async fn publish(
         Owner::Admin => None,
     };
     let published = state.publisher.publish(events).await?;
-    metrics::counter!("posthorn_events_received_total", "source" => "http")
+    metrics::counter!(posthorn_core::metric::EVENTS_RECEIVED, "source" => "http")
         .increment(published.len() as u64);
     let mut accepted: Vec<Accepted> = published.into_iter().map(accepted).collect();
     if let Some(own) = own {

@@ -115,7 +115,8 @@ impl Dispatcher {
                         // The rest were taken over by another process after our lease ran out.
                         let lost = records.len().saturating_sub(written);
                         if lost > 0 {
-                            metrics::counter!("posthorn_leases_lost_total").increment(lost as u64);
+                            metrics::counter!(posthorn_core::metric::LEASES_LOST)
+                                .increment(lost as u64);
                         }
                         break true;
                     }

@@ -17,7 +17,7 @@ pub(super) struct Meters {
 impl Default for Meters {
     fn default() -> Self {
         Self {
-            in_flight: metrics::gauge!("posthorn_attempts_in_flight"),
+            in_flight: metrics::gauge!(posthorn_core::metric::ATTEMPTS_IN_FLIGHT),
             by_service: RwLock::default(),
         }
     }
@@ -32,14 +32,14 @@ struct ServiceMeters {
 
 impl ServiceMeters {
     fn new(service: &str) -> Self {
-        let counter = |outcome: AttemptOutcome| metrics::counter!("posthorn_attempts_total", "service" => service.to_owned(), "outcome" => outcome.as_str());
+        let counter = |outcome: AttemptOutcome| metrics::counter!(posthorn_core::metric::ATTEMPTS, "service" => service.to_owned(), "outcome" => outcome.as_str());
         Self {
             outcomes: [
                 counter(AttemptOutcome::Success),
                 counter(AttemptOutcome::Retry),
                 counter(AttemptOutcome::Final),
             ],
-            duration: metrics::histogram!("posthorn_attempt_duration_seconds", "service" => service.to_owned()),
+            duration: metrics::histogram!(posthorn_core::metric::ATTEMPT_DURATION, "service" => service.to_owned()),
         }
     }
 }

@@ -265,7 +265,8 @@ impl Dispatcher {
             }
             let lease_ms = self.config.lease.as_millis() as i64;
             let skip = self.fairness.blocked(MAX_SKIPPED);
-            metrics::gauge!("posthorn_queue_waiting_in_memory").set(self.fairness.waiting() as f64);
+            metrics::gauge!(posthorn_core::metric::QUEUE_WAITING_IN_MEMORY)
+                .set(self.fairness.waiting() as f64);
             lock(&self.skipped_due).clear();
             let claimed = match self
                 .store
