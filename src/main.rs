@@ -47,7 +47,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit
     Migrate(DatabaseArgs),
-    /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves)
+    /// Print the OpenAPI document of the HTTP API (what GET /openapi.json serves, less the names
+    /// and config schemas of the configured delivery services)
     Openapi,
     /// Print the generated admin token (a lost one), or replace it with --rotate
     AdminToken(AdminTokenArgs),

@@ -1,6 +1,7 @@
 //! `posthorn subscriptions|deliveries|event-types|applications …` and `posthorn recover`: one
 //! API call each, shown as a table (or the server's JSON with `--json`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -309,7 +310,19 @@ fn more(cursor: Option<&str>) {
     }
 }
 
-fn delivery_rows(ds: &[DeliveryView]) {
+/// Subscriptions' names by id, for tables that name a subscription (the first 1,000 the caller
+/// sees; an id not among them, or a failed call, shows the id). Not read for `--json`.
+async fn subscription_names(remote: &Remote, c: &Client) -> HashMap<String, String> {
+    if remote.json {
+        return HashMap::new();
+    }
+    c.subscriptions(&[limit(1000)])
+        .await
+        .map(|p| p.items.into_iter().map(|s| (s.id, s.name)).collect())
+        .unwrap_or_default()
+}
+
+fn delivery_rows(ds: &[DeliveryView], names: &HashMap<String, String>) {
     if ds.is_empty() {
         println!("no deliveries here");
         return;
@@ -337,7 +350,9 @@ fn delivery_rows(ds: &[DeliveryView]) {
         t.add_row(vec![
             d.id.clone(),
             cut(&d.event_name, 30),
-            d.subscription_id.clone(),
+            names
+                .get(&d.subscription_id)
+                .map_or_else(|| d.subscription_id.clone(), |n| cut(n, 30)),
             status,
             last,
             d.attempts.to_string(),
@@ -348,8 +363,8 @@ fn delivery_rows(ds: &[DeliveryView]) {
 }
 
 /// A delivery and its attempts, each request and response pretty-printed.
-fn delivery_detail(d: &DeliveryView) {
-    delivery_rows(std::slice::from_ref(d));
+fn delivery_detail(d: &DeliveryView, names: &HashMap<String, String>) {
+    delivery_rows(std::slice::from_ref(d), names);
     for a in d.attempt_log.iter().flatten() {
         println!();
         println!(
@@ -485,13 +500,17 @@ pub async fn deliveries(remote: &Remote, cmd: Deliveries) -> Exit {
             if let Some(s) = since {
                 q.push(("since", s));
             }
+            let names = subscription_names(remote, &c).await;
             run(remote, c.deliveries(subscription.as_deref(), &q), |p| {
-                delivery_rows(&p.items);
+                delivery_rows(&p.items, &names);
                 more(p.next_cursor.as_deref());
             })
             .await
         }
-        Deliveries::Show { id } => run(remote, c.delivery(&id), delivery_detail).await,
+        Deliveries::Show { id } => {
+            let names = subscription_names(remote, &c).await;
+            run(remote, c.delivery(&id), |d| delivery_detail(d, &names)).await
+        }
         Deliveries::Retry { id } => {
             run(remote, c.retry(&id), |d| {
                 println!("retrying {}: next attempt now", d.id)
@@ -531,7 +550,11 @@ pub async fn recover(remote: &Remote, id: &str, since: &str, wait: bool) -> Exit
     }
     let spinner = spinner.expect("not --json");
     spinner.finish_and_clear();
-    println!("requeued {} dead deliveries of {id}", recovered.requeued);
+    let n = recovered.requeued;
+    println!(
+        "requeued {n} dead {} of {id}",
+        if n == 1 { "delivery" } else { "deliveries" }
+    );
     if !wait || recovered.requeued == 0 {
         return Exit::Ok;
     }

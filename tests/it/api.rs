@@ -348,9 +348,60 @@ async fn services_and_openapi_describe_the_api(backend: Backend) {
         .unwrap()
         .clone();
     assert!(shapes.iter().any(|s| s["type"] == "array"), "{shapes:?}");
+    // A subscription's service is one this server runs, and its config is held to that
+    // service's schema, as GET /v1/services gives it.
+    let spec = &doc.body["components"]["schemas"]["SubscriptionSpec"];
+    let names: Vec<&str> = services["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        spec["properties"]["service"]["enum"],
+        json!(names),
+        "{spec}"
+    );
+    let http = spec["allOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["if"]["properties"]["service"]["const"] == "http")
+        .expect("a rule for http configs");
+    assert_eq!(
+        http["then"]["properties"]["config"],
+        services["items"][0]["config_schema"]
+    );
+    // An integer written with a fraction is that integer, as JSON Schema reads it; a fraction
+    // is still refused where an integer is asked.
+    let body = |n: Value| {
+        json!({"name": "n", "service": "http", "config": {"url": "https://example.com/h"},
+            "events": ["e"], "max_in_flight": n, "retry": {"schedule_s": [1.0, 30]}})
+    };
+    let r = api.post("/v1/subscriptions", body(json!(5.0))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        (&r.body["max_in_flight"], &r.body["retry"]["schedule_s"]),
+        (&json!(5), &json!([1, 30]))
+    );
+    let r = api.post("/v1/subscriptions", body(json!(5.5))).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "max_in_flight", "{}", r.body);
+    // The doors' answers are described field by field, not as any object.
+    let wazo = &doc.body["paths"]["/1.0/subscriptions/{id}"]["get"]["responses"]["200"];
+    let shown = wazo["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert!(
+        doc.body["components"]["schemas"][shown]["properties"]["events_user_uuid"].is_object(),
+        "{wazo}"
+    );
     // Every answer is described: the errors any operation may give, as problem+json.
     let list = &doc.body["paths"]["/v1/subscriptions"]["get"]["responses"];
-    for status in ["400", "401", "403", "422", "503"] {
+    for status in ["400", "401", "403", "422", "500", "503"] {
         assert!(
             list[status]["content"]["application/problem+json"].is_object(),
             "{status}: {list}"

@@ -365,7 +365,7 @@ async fn deliveries_retry_and_recover(backend: Backend) {
         .subscribe(
             &receiver.url,
             &["job.done"],
-            json!({"retry": {"schedule_s": []}}),
+            json!({"name": "Jobs hook", "retry": {"schedule_s": []}}),
         )
         .await;
     let sub_id = sub["id"].as_str().unwrap();
@@ -396,6 +396,12 @@ async fn deliveries_retry_and_recover(backend: Backend) {
     let table = cli(&server, &["deliveries", "list", "--subscription", sub_id]).await;
     assert!(
         table.stdout.contains(first) && table.stdout.contains("dead"),
+        "{}",
+        table.stdout
+    );
+    // The subscription is named by its name.
+    assert!(
+        table.stdout.contains("Jobs hook") && !table.stdout.contains(sub_id),
         "{}",
         table.stdout
     );

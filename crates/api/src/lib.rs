@@ -37,11 +37,17 @@ use posthorn_store::{EventTypeCache, Publisher, Store, SubscriptionWriter};
 /// What every handler can reach: one shared [`Shared`], so that handing it to a request (axum
 /// clones the state for every one) is one reference count, not one per pool, cache and channel.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Shared>, Arc<serde_json::Value>);
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
+        let doc = openapi::document_for(&shared.services);
+        Self(Arc::new(shared), Arc::new(doc))
+    }
+
+    /// The OpenAPI document as this process serves it: the services it runs named in it.
+    pub fn openapi(&self) -> &serde_json::Value {
+        &self.1
     }
 }
 

@@ -369,7 +369,55 @@ fn conform(doc: &mut serde_json::Value) {
     }
 }
 
+/// The document for a process's delivery services: a subscription's `service` is one of their
+/// names, and its `config` is held to that service's own schema (the one `GET /v1/services`
+/// shows), in the create, replace and patch bodies and in the wazo door's.
+pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut doc = document().clone();
+    let names: Vec<&str> = services.names();
+    let per_service: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            json!({"if": {"properties": {"service": {"const": s.name()}}, "required": ["service"]},
+                   "then": {"properties": {"config": s.config_schema()}}})
+        })
+        .collect();
+    let body = |path: &str, method: &str| {
+        format!(
+            "/paths/{}/{method}/requestBody/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    };
+    let specs = [
+        ("/components/schemas/SubscriptionSpec".to_owned(), true),
+        (body("/v1/subscriptions/{id}", "patch"), true),
+        (body("/1.0/subscriptions", "post"), false),
+        (body("/1.0/subscriptions/{id}", "put"), false),
+        (body("/1.0/users/me/subscriptions", "post"), false),
+        (body("/1.0/users/me/subscriptions/{id}", "put"), false),
+    ];
+    for (at, configs) in specs {
+        let Some(Value::Object(schema)) = doc.pointer_mut(&at) else {
+            debug_assert!(false, "document_for: no schema at {at}");
+            continue;
+        };
+        if let Some(Value::Object(service)) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("service"))
+        {
+            service.insert("enum".into(), json!(names));
+        }
+        if configs {
+            schema.insert("allOf".into(), Value::Array(per_service.clone()));
+        }
+    }
+    doc
+}
+
 /// `GET /openapi.json`: the OpenAPI 3.1 description of every route.
-pub(crate) async fn serve() -> axum::Json<&'static serde_json::Value> {
-    axum::Json(document())
+pub(crate) async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(state.openapi().clone())
 }

@@ -164,8 +164,52 @@ pub fn typed<T: serde::de::DeserializeOwned>(
     if !value.is_object() {
         return Err(Invalid::one(prefix, "must be a JSON object"));
     }
+    // An integral number written with a fraction (`15627.0`) is an integer to JSON Schema, and
+    // so to the API description; serde refuses it for an integer field. Such numbers are made
+    // integers first (a copy is made only when there is one).
+    let integral;
+    let value = if has_integral_float(value) {
+        let mut copy = value.clone();
+        integral_floats_to_integers(&mut copy);
+        integral = copy;
+        &integral
+    } else {
+        value
+    };
     serde_path_to_error::deserialize(value)
         .map_err(|e| invalid_at(prefix, e.path().to_string(), &e.inner().to_string()))
+}
+
+/// The largest integer a double holds exactly.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+fn integral_float(n: &serde_json::Number) -> Option<i64> {
+    let x = n.as_f64().filter(|_| n.is_f64())?;
+    (x.fract() == 0.0 && x.abs() <= EXACT).then_some(x as i64)
+}
+
+fn has_integral_float(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => integral_float(n).is_some(),
+        Value::Array(a) => a.iter().any(has_integral_float),
+        Value::Object(m) => m.values().any(has_integral_float),
+        _ => false,
+    }
+}
+
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = integral_float(n) {
+                *v = Value::from(i);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(m) => m.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// `a` + `b` → `a.b`; `a` + `[1]` → `a[1]`.
@@ -181,6 +225,27 @@ pub fn join_path(prefix: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integral_numbers_read_as_integers_and_fractions_do_not() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct T {
+            n: u32,
+            list: Vec<i64>,
+        }
+        let t: T = typed(&serde_json::json!({"n": 15627.0, "list": [1.0, -2e3]}), "").unwrap();
+        assert_eq!(
+            t,
+            T {
+                n: 15627,
+                list: vec![1, -2000]
+            }
+        );
+        let e = typed::<T>(&serde_json::json!({"n": 1.5, "list": []}), "").unwrap_err();
+        assert_eq!(e.0[0].field, "n", "{e:?}");
+        let e = typed::<T>(&serde_json::json!({"n": 1e300, "list": []}), "").unwrap_err();
+        assert_eq!(e.0[0].field, "n", "{e:?}");
+    }
 
     #[test]
     fn rust_type_names_become_words() {

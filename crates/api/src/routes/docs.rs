@@ -8,9 +8,12 @@ use std::sync::OnceLock;
 use axum::response::Html;
 use serde_json::Value;
 
-pub(crate) async fn docs() -> Html<&'static str> {
+pub(crate) async fn docs(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> Html<&'static str> {
+    // One process serves one document (its services named in it).
     static PAGE: OnceLock<String> = OnceLock::new();
-    Html(PAGE.get_or_init(|| render(crate::openapi::document())))
+    Html(PAGE.get_or_init(|| render(state.openapi())))
 }
 
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;color:#222}\

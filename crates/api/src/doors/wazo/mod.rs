@@ -456,8 +456,8 @@ pub(crate) async fn config(
 /// This door's API description: the `/1.0/` operations of `/openapi.json` (JSON is YAML).
 #[utoipa::path(get, operation_id = "wazoApiSpec", path = "/1.0/api/api.yml", tag = "wazo-webhookd",
     responses((status = 200, content_type = "application/yaml", body = Object)))]
-pub(crate) async fn api_spec() -> Response {
-    let mut doc = crate::openapi_document().clone();
+pub(crate) async fn api_spec(State(state): State<AppState>) -> Response {
+    let mut doc = state.openapi().clone();
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         paths.retain(|p, _| p.starts_with("/1.0/"));
     }
