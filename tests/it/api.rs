@@ -305,6 +305,11 @@ async fn lists_page_newest_first_and_filter(backend: Backend) {
         .await
         .body;
     assert_eq!(more["items"][0]["name"], "n0");
+    // The events list's cursor is digits, as the document says (`+1`, `-1` were taken).
+    for bad in ["-1", "%2B1", "x", "1234567890123456789"] {
+        let r = api.get(&format!("/v1/events?cursor={bad}")).await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+    }
     assert_eq!(
         api.get("/v1/events?name=n1").await.body["items"]
             .as_array()
@@ -368,10 +373,35 @@ async fn services_and_openapi_describe_the_api(backend: Backend) {
         .iter()
         .find(|r| r["if"]["properties"]["service"]["const"] == "http")
         .expect("a rule for http configs");
-    assert_eq!(
-        http["then"]["properties"]["config"],
-        services["items"][0]["config_schema"]
+    let (config, own) = (
+        &http["then"]["properties"]["config"],
+        &services["items"][0]["config_schema"],
     );
+    assert_eq!(config["required"], own["required"], "{config}");
+    assert_eq!(
+        config["properties"].as_object().map(|p| p.len()),
+        own["properties"].as_object().map(|p| p.len())
+    );
+    // Its own definitions are components, so every reference in the document resolves.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc.body, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let at = r.strip_prefix('#').unwrap_or_else(|| panic!("{r}"));
+        assert!(doc.body.pointer(at).is_some(), "{r} does not resolve");
+    }
     // An integer written with a fraction is that integer, as JSON Schema reads it; a fraction
     // is still refused where an integer is asked.
     let body = |n: Value| {

@@ -279,6 +279,32 @@ async fn an_event_breaking_its_schema_is_refused_naming_the_field(backend: Backe
 
     let list = api.get("/v1/event-types").await;
     assert_eq!(list.body["items"][0]["name"], "new_feed_entry");
+    // By name, paged by the last name shown; any text is a cursor (what sorts after it follows).
+    for name in ["b.two", "a.one", "c.three"] {
+        let r = api
+            .send("PUT", &format!("/v1/event-types/{name}"), Some(&json!({})))
+            .await;
+        assert_eq!(r.status / 100, 2, "{}", r.body);
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = api.get("/v1/event-types?limit=2").await.body;
+    assert_eq!(names(&first), ["a.one", "b.two"]);
+    let next = first["next_cursor"].as_str().unwrap();
+    let rest = api
+        .get(&format!("/v1/event-types?cursor={next}"))
+        .await
+        .body;
+    assert_eq!(names(&rest), ["c.three", "new_feed_entry"]);
+    let after = api.get("/v1/event-types?cursor=bz").await;
+    assert_eq!(after.status, 200);
+    assert_eq!(names(&after.body), ["c.three", "new_feed_entry"]);
     assert_eq!(
         api.get("/v1/event-types/new_feed_entry").await.body["description"],
         "A feed entry"

@@ -183,7 +183,34 @@ fn conform(doc: &mut serde_json::Value) {
             "RecoverRequest/properties/since",
             json!({"format": "date-time"}),
         ),
+        (
+            "EventTypeRequest/properties/schema",
+            json!({"type": ["object", "boolean", "null"]}),
+        ),
     ];
+    // Routing attributes: names of the event-name charset, values strings, bounded.
+    let attributes = |description: &str| {
+        json!({"type": "object", "description": description,
+            "maxProperties": posthorn_core::event::MAX_ATTRIBUTES,
+            "propertyNames": {"pattern": token},
+            "additionalProperties": {"type": "string",
+                "maxLength": posthorn_core::event::MAX_ATTRIBUTE_VALUE}})
+    };
+    for (at, description) in [
+        (
+            "/components/schemas/PublishRequest/properties/attributes",
+            "Routing attributes (strings, at most 64): filters read them as `$event.attributes.NAME`; they are not part of the payload.",
+        ),
+        (
+            "/components/schemas/SampleEvent/properties/attributes",
+            "Routing attributes (`$event.attributes.NAME`).",
+        ),
+    ] {
+        match doc.pointer_mut(at) {
+            Some(slot) => *slot = attributes(description),
+            None => debug_assert!(false, "conform: no schema at {at}"),
+        }
+    }
     if let Some(schemas) = doc.pointer_mut("/components/schemas") {
         for (at, more) in fields {
             match (schemas.pointer_mut(&format!("/{at}")), more) {
@@ -202,11 +229,24 @@ fn conform(doc: &mut serde_json::Value) {
             }
             "window" => json!({"type": "string", "enum": ["hour", "day"]}),
             "metadata" => json!({"type": "string", "pattern": "^[^:]*:"}),
+            // The events list pages by sequence number; the others' cursors are an id or a
+            // name, and any text works there (what sorts after it follows).
+            "cursor" if path == "/v1/events" => {
+                // Empty: the first page.
+                json!({"type": "string", "pattern": "^[0-9]{0,18}$"})
+            }
             "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
             _ => return None,
         })
     };
+    // An http subscription through the wazo door names its URL (wazo's config is strings).
+    let wazo_http = json!({"if": {"properties": {"service": {"const": "http"}}, "required": ["service"]},
+        "then": {"properties": {"config": {"required": ["url", "method"],
+            "properties": {"url": {"type": "string", "format": "uri", "pattern": "^https?://[^/?#\\s]+"},
+                           "method": {"type": "string", "enum": ["get", "post", "put", "patch", "delete", "head",
+                                                                  "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]}}}}}});
     let wazo_body = json!({"type": "object", "required": ["name", "service", "config", "events"],
+        "allOf": [wazo_http],
         "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"},
                        "service": {"type": "string", "maxLength": 128},
                        "events": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": pattern}},
@@ -224,8 +264,8 @@ fn conform(doc: &mut serde_json::Value) {
             "required": ["subscription_url", "event"],
             "properties": {"subscription_url": {"type": "string", "format": "uri"},
                            "event": {"type": "string", "enum": crate::doors::fluidsurveys::translate::EVENTS},
-                           "survey": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0},
-                           "collector": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0}}}),
+                           "survey": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0, "maximum": u64::MAX},
+                           "collector": {"type": ["integer", "string", "null"], "minLength": 1, "minimum": 0, "maximum": u64::MAX}}}),
         ),
         (
             "/api/v2/webhooks/unsubscribe/",
@@ -252,6 +292,7 @@ fn conform(doc: &mut serde_json::Value) {
             *slot = schema;
         }
     }
+    free_form_objects_say_so(doc);
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -371,18 +412,24 @@ fn conform(doc: &mut serde_json::Value) {
 
 /// The document for a process's delivery services: a subscription's `service` is one of their
 /// names, and its `config` is held to that service's own schema (the one `GET /v1/services`
-/// shows), in the create, replace and patch bodies and in the wazo door's.
+/// shows), in the create and replace bodies (a patch names the service only) and in the wazo
+/// door's.
 pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::Value {
     use serde_json::{json, Value};
     let mut doc = document().clone();
     let names: Vec<&str> = services.names();
+    let mut defs = serde_json::Map::new();
     let per_service: Vec<Value> = services
         .iter()
         .map(|s| {
+            let config = embedded(s.name(), s.config_schema(), &mut defs);
             json!({"if": {"properties": {"service": {"const": s.name()}}, "required": ["service"]},
-                   "then": {"properties": {"config": s.config_schema()}}})
+                   "then": {"properties": {"config": config}}})
         })
         .collect();
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.extend(defs);
+    }
     let body = |path: &str, method: &str| {
         format!(
             "/paths/{}/{method}/requestBody/content/application~1json/schema",
@@ -390,12 +437,20 @@ pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::
         )
     };
     let specs = [
-        ("/components/schemas/SubscriptionSpec".to_owned(), true),
-        (body("/v1/subscriptions/{id}", "patch"), true),
-        (body("/1.0/subscriptions", "post"), false),
-        (body("/1.0/subscriptions/{id}", "put"), false),
-        (body("/1.0/users/me/subscriptions", "post"), false),
-        (body("/1.0/users/me/subscriptions/{id}", "put"), false),
+        (
+            "/components/schemas/SubscriptionSpec".to_owned(),
+            Configs::All,
+        ),
+        // A patch's config is merged into the stored one (RFC 7396), so any part of a config
+        // may be sent: its service is named, its config is not held to the whole schema.
+        (body("/v1/subscriptions/{id}", "patch"), Configs::None),
+        (body("/1.0/subscriptions", "post"), Configs::Wazo),
+        (body("/1.0/subscriptions/{id}", "put"), Configs::Wazo),
+        (body("/1.0/users/me/subscriptions", "post"), Configs::Wazo),
+        (
+            body("/1.0/users/me/subscriptions/{id}", "put"),
+            Configs::Wazo,
+        ),
     ];
     for (at, configs) in specs {
         let Some(Value::Object(schema)) = doc.pointer_mut(&at) else {
@@ -408,11 +463,121 @@ pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::
         {
             service.insert("enum".into(), json!(names));
         }
-        if configs {
-            schema.insert("allOf".into(), Value::Array(per_service.clone()));
+        // The wazo door's http config is wazo's (strings: url, method, …, said in its body's
+        // own rule); another service's is that service's, as through /v1.
+        let rules = per_service
+            .iter()
+            .zip(services.iter())
+            .filter(|(_, s)| match configs {
+                Configs::All => true,
+                Configs::Wazo => s.name() != "http",
+                Configs::None => false,
+            })
+            .map(|(rule, _)| rule.clone());
+        let rules: Vec<Value> = rules.collect();
+        match schema.get_mut("allOf") {
+            Some(Value::Array(all)) => all.extend(rules),
+            // allOf must hold at least one schema.
+            _ if rules.is_empty() => {}
+            _ => {
+                schema.insert("allOf".into(), Value::Array(rules));
+            }
         }
     }
     doc
+}
+
+/// An object schema that names no property (an event's data, a config, metadata) takes any: JSON
+/// Schema reads that from the absence of `additionalProperties`, but generators (openapi-typescript)
+/// read it as "none" and type such a field `Record<string, never>`, so it is said outright.
+fn free_form_objects_say_so(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let object = match m.get("type") {
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            let open = [
+                "properties",
+                "additionalProperties",
+                "patternProperties",
+                "$ref",
+            ]
+            .iter()
+            .all(|k| !m.contains_key(*k));
+            if object && open {
+                m.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            m.values_mut().for_each(free_form_objects_say_so);
+        }
+        Value::Array(a) => a.iter_mut().for_each(free_form_objects_say_so),
+        _ => {}
+    }
+}
+
+/// Which configs a subscription body holds to their service's schema.
+#[derive(Clone, Copy)]
+enum Configs {
+    /// Every service's (create, replace).
+    All,
+    /// Every service's but http, whose config the wazo door takes as wazo's strings.
+    Wazo,
+    /// None: a patch's config is merged into the stored one.
+    None,
+}
+
+/// A service's config schema as part of the document: its own definitions (`$defs`, which a
+/// reference inside the document would look for at the document's root) become components named
+/// `<service>.<definition>`, and its references point there.
+fn embedded(
+    service: &str,
+    schema: &serde_json::Value,
+    components: &mut serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let prefix: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    fn point(v: &mut Value, prefix: &str) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get_mut("$ref") {
+                    let local = r
+                        .strip_prefix("#/$defs/")
+                        .or_else(|| r.strip_prefix("#/definitions/"));
+                    if let Some(name) = local {
+                        *r = format!("#/components/schemas/{prefix}.{name}");
+                    }
+                }
+                m.values_mut().for_each(|v| point(v, prefix));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| point(v, prefix)),
+            _ => {}
+        }
+    }
+    let mut schema = schema.clone();
+    if let Value::Object(m) = &mut schema {
+        m.remove("$schema");
+        for key in ["$defs", "definitions"] {
+            if let Some(Value::Object(defs)) = m.remove(key) {
+                for (name, mut def) in defs {
+                    point(&mut def, &prefix);
+                    components.insert(format!("{prefix}.{name}"), def);
+                }
+            }
+        }
+    }
+    point(&mut schema, &prefix);
+    schema
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 description of every route.

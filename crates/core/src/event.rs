@@ -49,7 +49,7 @@ pub type Attributes = std::collections::BTreeMap<String, String>;
 
 /// The most attributes an event may carry.
 pub const MAX_ATTRIBUTES: usize = 64;
-/// The longest an attribute's value may be, in bytes.
+/// The longest an attribute's value may be, in characters (as JSON Schema counts them).
 pub const MAX_ATTRIBUTE_VALUE: usize = 1024;
 
 /// What is wrong with `attributes`, as `(field below "attributes", message)`.
@@ -67,10 +67,10 @@ pub fn attribute_faults(attributes: &Attributes) -> Vec<(String, String)> {
                 format!(".{k}"),
                 "a name is 1 to 128 characters of A-Z a-z 0-9 _ . : -".into(),
             ));
-        } else if v.len() > MAX_ATTRIBUTE_VALUE {
+        } else if v.chars().count() > MAX_ATTRIBUTE_VALUE {
             faults.push((
                 format!(".{k}"),
-                format!("a value is at most {MAX_ATTRIBUTE_VALUE} bytes"),
+                format!("a value is at most {MAX_ATTRIBUTE_VALUE} characters"),
             ));
         }
     }

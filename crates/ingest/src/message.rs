@@ -102,8 +102,8 @@ fn add_attribute(attributes: &mut Attributes, k: String, v: String) {
         "an event carries at most 64 attributes"
     } else if !is_valid_token(&k) {
         "its name is not 1 to 128 of A-Z a-z 0-9 _ . : -"
-    } else if v.len() > MAX_ATTRIBUTE_VALUE {
-        "its value is over 1 KiB"
+    } else if v.chars().count() > MAX_ATTRIBUTE_VALUE {
+        "its value is over 1,024 characters"
     } else {
         attributes.insert(k, v);
         return;

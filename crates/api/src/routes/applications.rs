@@ -214,9 +214,10 @@ pub(crate) async fn portal_link(
     let req: PortalLinkRequest = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         PortalLinkRequest::default()
     } else {
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::Malformed("the body is not UTF-8".into()))?;
-        crate::extract::typed_text(text, "")?
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+        // Read as every body is (an integral `3600.0` is 3600).
+        posthorn_core::validation::typed(&value, "")?
     };
     let ttl_s = req.expires_in_s.unwrap_or(600);
     if !(60..=86_400).contains(&ttl_s) {

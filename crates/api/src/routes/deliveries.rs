@@ -81,6 +81,10 @@ async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -
 }
 
 /// A subscription's deliveries, newest first: `?status=S&limit=&cursor=`.
+///
+/// Still readable after the subscription is deleted, on purpose: a receiver that answers `410
+/// Gone` deletes its subscription, and these deliveries' attempts are where its owner sees why.
+/// An id that never named one of the caller's subscriptions is a 404.
 #[utoipa::path(get, operation_id = "listSubscriptionDeliveries", path = "/v1/subscriptions/{id}/deliveries", tag = "deliveries",
     params(("id" = String, Path), ("status" = Option<String>, Query, description = "pending, succeeded, dead or cancelled"),
            ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),

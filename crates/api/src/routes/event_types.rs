@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::to_rfc3339;
 use posthorn_core::validation::Errors;
-use posthorn_core::{EventName, Invalid};
+use posthorn_core::EventName;
 use posthorn_store::{compile_schema, schema_errors, EventType};
 
 use crate::auth::{Caller, Scope};
@@ -108,7 +108,8 @@ pub(crate) async fn show(
     Ok(Json(view(t)))
 }
 
-/// Event types, newest first.
+/// Event types by name (`cursor`: the last name of the page before; any text works, as names
+/// after it in order follow).
 #[utoipa::path(get, operation_id = "listEventTypes", path = "/v1/event-types", tag = "event types",
     params(("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<EventTypeView>)),
@@ -121,14 +122,11 @@ pub(crate) async fn list(
     caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
-    // The catalogue is small: page it in memory, the cursor being the last name shown.
+    // The catalogue is small: page it in memory, by name; the cursor is the last name shown.
     let mut all = state.store.event_types().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(cursor) = q.cursor() {
-        let at = all
-            .iter()
-            .position(|t| t.name == cursor)
-            .ok_or_else(|| Invalid::one("cursor", "is not a cursor this list gave"))?;
-        all.drain(..=at);
+        all.retain(|t| t.name.as_str() > cursor);
     }
     all.truncate(limit + 1);
     Ok(Json(paginate(all, limit, |t| t.name.clone(), view)))

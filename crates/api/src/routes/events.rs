@@ -252,9 +252,12 @@ pub(crate) async fn list(
     };
     let before = match q.cursor() {
         None => None,
+        // A sequence number: 1 to 18 digits, as the document says.
         Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| Invalid::one("cursor", "is not a cursor this list gave"))?,
+            (c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| c.parse::<i64>().ok())
+                .flatten()
+                .ok_or_else(|| Invalid::one("cursor", "is not a cursor this list gave"))?,
         ),
     };
     let rows = state

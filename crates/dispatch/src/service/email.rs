@@ -32,6 +32,7 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// Recipients, 1 to 50 addresses (`ann@example.com` or `Ann <ann@example.com>`).
+    #[schemars(length(min = 1, max = 50))]
     pub to: Vec<String>,
     /// Template of the subject; sees `event`, `event_name`, `wazo_uuid`.
     pub subject: String,

@@ -125,6 +125,14 @@ fn id_field(body: &Value, field: &str) -> Result<Option<String>, String> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
+        // An integral number written with a fraction (`12.0`) is that integer.
+        Some(Value::Number(n))
+            if n.as_f64().is_some_and(|x| {
+                x >= 0.0 && x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0
+            }) =>
+        {
+            Ok(Some((n.as_f64().unwrap_or_default() as u64).to_string()))
+        }
         Some(_) => Err(format!("{field} must be an id")),
     }
 }
