@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Clients generated from the served /openapi.json work for the README's first webhook, as a user
-# would generate and use them: Python (openapi-python-client, from PyPI) and TypeScript
+# would generate and use them (examples/clients/; the generated code is not committed): Python (openapi-python-client, from PyPI) and TypeScript
 # (openapi-typescript's types with openapi-fetch, from npm, type-checked by tsc in strict mode).
 # Each subscribes a receiver of its own, publishes, verifies the signature with the Standard
-# Webhooks library of its language and waits for the delivery to succeed. The served document is
+# Webhooks library of its language, waits for the delivery to succeed, retries it and sees it again. The served document is
 # also checked by openapi-spec-validator (it names the services, which `posthorn openapi` does
 # not). Run by .ci/run after the tests; needs target/debug/posthorn, python3, node and npm.
 set -euo pipefail
@@ -27,10 +27,10 @@ python3 -m openapi_spec_validator "$out/openapi.json"
 # Python.
 python3 -m openapi_python_client generate --path "$out/openapi.json" --output-path "$out/python" --overwrite
 pip "./$out/python"
-python3 .ci/clients/first_webhook.py "$base" "$admin"
+python3 examples/clients/python/first_webhook.py "$base" "$admin"
 
 # TypeScript.
-cp .ci/clients/package.json .ci/clients/tsconfig.json .ci/clients/first_webhook.ts "$out/"
+cp examples/clients/typescript/{package.json,tsconfig.json,first_webhook.ts} "$out/"
 (
   cd "$out"
   npm install --silent --no-audit --no-fund --no-package-lock >/dev/null

@@ -275,6 +275,24 @@ fn conform(doc: &mut serde_json::Value) {
             "properties": {"subscription_url": {"type": "string"}}}),
         ),
     ];
+    // The token request's form: grant_type, an optional narrowing scope and user, and the
+    // client's credentials as two fields (both or neither: else HTTP Basic).
+    let scope = "^(subscriptions|publish)( (subscriptions|publish))*$";
+    let token_form = json!({"type": "object", "required": ["grant_type"],
+        "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                       "scope": {"type": "string", "pattern": scope},
+                       "user": {"type": "string", "pattern": token},
+                       "client_id": {"type": "string", "minLength": 1},
+                       "client_secret": {"type": "string", "minLength": 1}},
+        "oneOf": [{"required": ["client_id", "client_secret"]},
+                  {"not": {"anyOf": [{"required": ["client_id"]}, {"required": ["client_secret"]}]}}]});
+    if let Some(slot) = doc.pointer_mut(
+        "/paths/~1oauth~1token/post/requestBody/content/application~1x-www-form-urlencoded/schema",
+    ) {
+        *slot = token_form;
+    } else {
+        debug_assert!(false, "conform: no /oauth/token form");
+    }
     // A patch is any part of a subscription's spec.
     let patch = doc
         .pointer("/components/schemas/SubscriptionSpec/properties")
@@ -334,6 +352,27 @@ fn conform(doc: &mut serde_json::Value) {
                         && path.starts_with("/v1/event-types")
                     {
                         p["schema"] = json!({"type": "string", "pattern": token});
+                    }
+                    // The ids Posthorn makes: a prefix and a ULID (an event's may be its
+                    // publisher's).
+                    if p["in"] == "path" && p["name"] == "id" {
+                        let made = |prefix: &str| format!("^{prefix}_[0-9a-z]{{26}}$");
+                        let pattern = if path.starts_with("/v1/subscriptions/")
+                            || path.starts_with("/1.0/")
+                        {
+                            Some(made("sub"))
+                        } else if path.starts_with("/v1/deliveries/") {
+                            Some(made("dlv"))
+                        } else if path.starts_with("/v1/applications/") {
+                            Some(made("app"))
+                        } else if path.starts_with("/v1/events/") {
+                            Some(token.to_owned())
+                        } else {
+                            None
+                        };
+                        if let Some(pattern) = pattern {
+                            p["schema"] = json!({"type": "string", "pattern": pattern});
+                        }
                     }
                     if p["in"] == "query" && path.ends_with("/logs") {
                         let schema = match p["name"].as_str().unwrap_or_default() {

@@ -1,7 +1,13 @@
-"""The README's first webhook, through a client generated from /openapi.json by
+"""The README's first webhook, through a client generated from Posthorn's /openapi.json by
 openapi-python-client: subscribe a receiver, publish an event, see it arrive signed (checked with
-the Standard Webhooks library) and the delivery succeed. Run by .ci/clients.sh:
-    python3 first_webhook.py BASE_URL ADMIN_TOKEN
+the Standard Webhooks library) and the delivery succeed, then retry it and see it again.
+
+    pip install openapi-python-client standardwebhooks
+    openapi-python-client generate --url "$POSTHORN_URL/openapi.json" --output-path posthorn-client
+    pip install ./posthorn-client
+    python3 first_webhook.py "$POSTHORN_URL" "$POSTHORN_TOKEN"
+
+The server must admit a receiver on loopback (`serve --dev`). CI runs it (.ci/clients.sh).
 """
 import http.server
 import sys
@@ -9,7 +15,7 @@ import threading
 import time
 
 from posthorn_client import AuthenticatedClient
-from posthorn_client.api.deliveries import list_subscription_deliveries
+from posthorn_client.api.deliveries import list_subscription_deliveries, retry_delivery
 from posthorn_client.api.events import publish_events
 from posthorn_client.api.subscriptions import create_subscription
 from posthorn_client.models import (
@@ -81,4 +87,13 @@ while time.monotonic() < deadline:
         break
     time.sleep(0.1)
 assert status == DeliveryStatus.SUCCEEDED, status
-print(f"python client: {accepted.id} delivered to {url}, signature verified, delivery {status.value}")
+
+# Retry it: one more attempt now, the same webhook-id.
+delivery = page.items[0]
+retry_delivery.sync(delivery.id, client=client)
+while len(received) < 2 and time.monotonic() < deadline + 20:
+    time.sleep(0.05)
+assert len(received) == 2, "the retry never arrived"
+assert received[1][0]["webhook-id"] == headers["webhook-id"], received[1][0]
+Webhook(sub.secret).verify(received[1][1], received[1][0])
+print(f"python client: {accepted.id} delivered to {url} and retried, signatures verified, delivery {status.value}")

@@ -1,8 +1,13 @@
-// The README's first webhook, through a TypeScript client generated from /openapi.json
+// The README's first webhook, through a TypeScript client generated from Posthorn's /openapi.json
 // (openapi-typescript's types, openapi-fetch's calls), type-checked by tsc in strict mode:
 // subscribe a receiver, publish an event, see it arrive signed (checked with the Standard
-// Webhooks library) and the delivery succeed. Run by .ci/clients.sh:
-//     node first_webhook.js BASE_URL ADMIN_TOKEN
+// Webhooks library) and the delivery succeed, then retry it and see it again.
+//
+//     npm install
+//     npx openapi-typescript "$POSTHORN_URL/openapi.json" -o schema.ts
+//     npx tsc -p . && node first_webhook.js "$POSTHORN_URL" "$POSTHORN_TOKEN"
+//
+// The server must admit a receiver on loopback (`serve --dev`). CI runs it (.ci/clients.sh).
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import createClient from "openapi-fetch";
@@ -54,5 +59,19 @@ while (Date.now() < deadline) {
   await sleep(100);
 }
 if (status !== "succeeded") throw new Error(`delivery ${status}`);
-console.log(`typescript client: ${eventId} delivered to ${url}, signature verified, delivery ${status}`);
+
+// Retry it: one more attempt now, the same webhook-id.
+const deliveries = await client.GET("/v1/subscriptions/{id}/deliveries", { params: { path: { id: sub.data.id } } });
+const deliveryId = deliveries.data?.items[0]?.id;
+if (!deliveryId) throw new Error("no delivery listed");
+const retried = await client.POST("/v1/deliveries/{id}/retry", { params: { path: { id: deliveryId } } });
+if (!retried.data) throw new Error(`retry: ${JSON.stringify(retried.error)}`);
+const later = Date.now() + 20_000;
+while (received.length < 2 && Date.now() < later) await sleep(50);
+if (received.length < 2) throw new Error("the retry never arrived");
+if (received[1].headers["webhook-id"] !== headers["webhook-id"]) throw new Error("a new webhook-id on retry");
+const again: Record<string, string> = {};
+for (const [k, v] of Object.entries(received[1].headers)) if (typeof v === "string") again[k] = v;
+new Webhook(secret).verify(received[1].body, again);
+console.log(`typescript client: ${eventId} delivered to ${url} and retried, signatures verified, delivery ${status}`);
 server.close();
