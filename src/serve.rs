@@ -60,12 +60,9 @@ fn init_logging(format: LogFormat) {
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     init_logging(LogFormat::Text);
     // Migrations touch no secret, so any key opens the store for them.
-    let store = Store::open(
-        url,
-        Sealer::new(&Sealer::generate_key()).map_err(anyhow::Error::msg)?,
-    )
-    .await
-    .context("cannot open the database")?;
+    let store = Store::open(url, Sealer::new(&Sealer::generate_key())?)
+        .await
+        .context("cannot open the database")?;
     store.migrate().await.context("migration failed")?;
     println!("migrations applied");
     store.close().await;
@@ -127,7 +124,7 @@ fn master_key(
                 tracing::warn!(path = %path.display(), "no master key given: generating one; every process on this database needs the same key (--master-key)");
             }
             let key = Sealer::generate_key();
-            let sealer = Sealer::new(&key).map_err(anyhow::Error::msg)?;
+            let sealer = Sealer::new(&key)?;
             Ok((sealer, Some(PendingKey { path, key })))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -404,15 +401,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let policy = NetworkPolicy::new(allowed);
     let http = HttpService::new(policy.clone(), sandbox.clone())
         .context("cannot build the HTTP client")?;
-    let email =
-        EmailService::new(config.smtp.as_ref(), sandbox.clone()).map_err(anyhow::Error::msg)?;
+    let email = EmailService::new(config.smtp.as_ref(), sandbox.clone())?;
     let mut services = Registry::new();
     services.register(Arc::new(http));
     services.register(Arc::new(email));
     services.register(Arc::new(AmqpService::new(policy.clone(), sandbox.clone())));
     services.register(Arc::new(NatsService::new(policy, sandbox)));
     for plugin in &config.services {
-        let service = PluginService::new(plugin.clone()).map_err(anyhow::Error::msg)?;
+        let service = PluginService::new(plugin.clone())?;
         tracing::info!(service = %plugin.name, command = ?plugin.command, "plugin service");
         services.register(Arc::new(service));
     }

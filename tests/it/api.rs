@@ -679,6 +679,13 @@ async fn a_corrupt_row_is_a_500_and_an_alarm(backend: Backend) {
         "{}",
         r.body
     );
+    // The log names the row.
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not be read") && l.contains(id)),
+        "{log}"
+    );
     let metrics = reqwest::Client::new()
         .get(format!("{}/metrics", server.base))
         .bearer_auth(crate::util::TOKEN)

@@ -13,10 +13,20 @@ pub const RESERVED_PREFIX: &str = "posthorn.";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventName(String);
 
+/// A text that is not an event name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be 1 to 128 characters of A-Z a-z 0-9 _ . : -")]
+pub struct InvalidName;
+
+/// A stored event whose data cannot be read back as JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("stored event is not JSON: {0}")]
+pub struct UnreadableEvent(#[from] serde_json::Error);
+
 impl EventName {
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
         if !is_valid_token(s) {
-            return Err("must be 1 to 128 characters of A-Z a-z 0-9 _ . : -");
+            return Err(InvalidName);
         }
         Ok(Self(s.to_owned()))
     }
@@ -191,9 +201,8 @@ impl StoredEvent {
 
     /// The envelope as a value, for templates and plugins: an error, never `null`, when the
     /// stored data cannot be read.
-    pub fn envelope_value(&self) -> Result<serde_json::Value, String> {
-        serde_json::from_slice(&self.envelope())
-            .map_err(|e| format!("stored event is not JSON: {e}"))
+    pub fn envelope_value(&self) -> Result<serde_json::Value, UnreadableEvent> {
+        Ok(serde_json::from_slice(&self.envelope())?)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::filter::{EventView, Filter};
 use crate::pattern::EventPattern;
 use crate::service::Registry;
 use crate::subscription::{Compiled, Subscription};
+use crate::validation::Invalid;
 
 /// A subscription with what validation compiled out of it.
 #[derive(Debug)]
@@ -62,7 +63,7 @@ pub struct SubscriptionIndex {
 impl SubscriptionIndex {
     /// Indexes `subs`; one that no longer validates (against `services`) is left out and
     /// returned in the second list with why.
-    pub fn build(subs: Vec<Subscription>, services: &Registry) -> (Self, Vec<(String, String)>) {
+    pub fn build(subs: Vec<Subscription>, services: &Registry) -> (Self, Vec<(String, Invalid)>) {
         let mut index = Self::default();
         let mut rejected = Vec::new();
         for sub in subs {
@@ -94,7 +95,7 @@ impl SubscriptionIndex {
     }
 
     /// Adds or replaces one subscription (compiling only it).
-    pub fn upsert(&mut self, sub: Subscription, services: &Registry) -> Result<(), String> {
+    pub fn upsert(&mut self, sub: Subscription, services: &Registry) -> Result<(), Invalid> {
         self.remove(&sub.id);
         self.insert(sub, services)
     }
@@ -131,8 +132,8 @@ impl SubscriptionIndex {
         }
     }
 
-    fn insert(&mut self, sub: Subscription, services: &Registry) -> Result<(), String> {
-        let compiled = sub.spec.validate(services).map_err(|e| e.to_string())?;
+    fn insert(&mut self, sub: Subscription, services: &Registry) -> Result<(), Invalid> {
+        let compiled = sub.spec.validate(services)?;
         let filter_slot = match (&sub.spec.filter, &compiled.filter) {
             (Some(text), Some(filter)) => Some(match self.filter_slots.get(text) {
                 Some(slot) => *slot,

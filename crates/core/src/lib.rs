@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod filter;
+#[cfg(any(debug_assertions, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod id;
 pub mod index;

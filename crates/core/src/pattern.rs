@@ -15,23 +15,30 @@ pub enum EventPattern {
     Exact(String),
 }
 
+/// Why a text is not an event pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPattern {
+    #[error("a prefix pattern is NAME.* where NAME is 1 to 128 of A-Z a-z 0-9 _ . : -")]
+    Prefix,
+    #[error("must be an event name (A-Z a-z 0-9 _ . : -), NAME.* or *")]
+    Name,
+}
+
 impl EventPattern {
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
+    pub fn parse(s: &str) -> Result<Self, InvalidPattern> {
         if s == "*" {
             return Ok(Self::All);
         }
         if let Some(prefix) = s.strip_suffix(".*") {
             if !is_valid_token(prefix) {
-                return Err(
-                    "a prefix pattern is NAME.* where NAME is 1 to 128 of A-Z a-z 0-9 _ . : -",
-                );
+                return Err(InvalidPattern::Prefix);
             }
             return Ok(Self::Prefix(format!("{prefix}.")));
         }
         if is_valid_token(s) {
             Ok(Self::Exact(s.to_owned()))
         } else {
-            Err("must be an event name (A-Z a-z 0-9 _ . : -), NAME.* or *")
+            Err(InvalidPattern::Name)
         }
     }
 

@@ -79,17 +79,29 @@ impl Templates {
 
     /// Renders the URL template over the envelope; `event_is_data`: templates see the event's
     /// `data` as `event` (as wazo-webhookd's do), not the whole envelope.
-    pub fn render_url(&self, envelope: &Value, event_is_data: bool) -> Result<String, String> {
+    pub fn render_url(&self, envelope: &Value, event_is_data: bool) -> Result<String, RenderError> {
         self.render(URL, envelope, event_is_data)
             .map(|s| s.trim().to_owned())
     }
 
-    pub fn render_body(&self, envelope: &Value, event_is_data: bool) -> Result<String, String> {
+    pub fn render_body(
+        &self,
+        envelope: &Value,
+        event_is_data: bool,
+    ) -> Result<String, RenderError> {
         self.render(BODY, envelope, event_is_data)
     }
 
-    fn render(&self, name: &str, envelope: &Value, event_is_data: bool) -> Result<String, String> {
-        let template = self.env.get_template(name).map_err(|e| describe(&e))?;
+    fn render(
+        &self,
+        name: &'static str,
+        envelope: &Value,
+        event_is_data: bool,
+    ) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError::Failed(name, describe(&e)))?;
         let event = if event_is_data {
             envelope.get("data").unwrap_or(&Value::Null)
         } else {
@@ -103,9 +115,18 @@ impl Templates {
         let mut out = Bounded(Vec::new());
         template
             .render_captured_to(ctx, &mut out)
-            .map_err(|e| format!("the {name} template failed: {}", describe(&e)))?;
-        String::from_utf8(out.0).map_err(|_| format!("the {name} template made invalid UTF-8"))
+            .map_err(|e| RenderError::Failed(name, describe(&e)))?;
+        String::from_utf8(out.0).map_err(|_| RenderError::NotUtf8(name))
     }
+}
+
+/// Why a template did not render: which one (`url`, `body`) and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("the {0} template failed: {1}")]
+    Failed(&'static str, String),
+    #[error("the {0} template made invalid UTF-8")]
+    NotUtf8(&'static str),
 }
 
 /// A writer that refuses to grow past [`MAX_OUTPUT`].
@@ -243,14 +264,20 @@ mod tests {
     fn runaway_templates_are_stopped() {
         let loops =
             Templates::parse(None, Some("{% for i in range(60000) %}{{ i }}{% endfor %}")).unwrap();
-        let e = loops.render_body(&envelope(), false).unwrap_err();
+        let e = loops
+            .render_body(&envelope(), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fuel") || e.contains("out of"), "{e}");
         let wide = Templates::parse(
             None,
             Some("{% for i in range(9000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}"),
         )
         .unwrap();
-        let e = wide.render_body(&envelope(), false).unwrap_err();
+        let e = wide
+            .render_body(&envelope(), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bytes"), "{e}");
         let bad = Templates::parse(None, Some("{{ no_such_function() }}")).unwrap();
         assert!(bad.render_body(&envelope(), false).is_err());

@@ -20,6 +20,15 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Why a text is not a signing secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSecret {
+    #[error("a secret is whsec_ followed by base64")]
+    NotBase64,
+    #[error("a secret must decode to 16 to 64 bytes")]
+    Length,
+}
+
 impl Secret {
     /// A new random secret of 32 bytes.
     pub fn generate() -> Self {
@@ -27,13 +36,11 @@ impl Secret {
     }
 
     /// Parses `whsec_BASE64` (the prefix is optional, as in the reference libraries).
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
+    pub fn parse(s: &str) -> Result<Self, InvalidSecret> {
         let b64 = s.strip_prefix(PREFIX).unwrap_or(s);
-        let bytes = STANDARD
-            .decode(b64)
-            .map_err(|_| "a secret is whsec_ followed by base64")?;
+        let bytes = STANDARD.decode(b64).map_err(|_| InvalidSecret::NotBase64)?;
         if bytes.len() < 16 || bytes.len() > 64 {
-            return Err("a secret must decode to 16 to 64 bytes");
+            return Err(InvalidSecret::Length);
         }
         Ok(Self(bytes))
     }

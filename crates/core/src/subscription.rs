@@ -146,7 +146,7 @@ impl SubscriptionSpec {
         for (i, p) in self.events.iter().enumerate() {
             match EventPattern::parse(p) {
                 Ok(p) => patterns.push(p),
-                Err(msg) => errors.add(format!("events[{i}]"), msg),
+                Err(msg) => errors.add(format!("events[{i}]"), msg.to_string()),
             }
         }
         let filter = match self.filter.as_deref().map(Filter::parse) {

@@ -1,6 +1,8 @@
 //! Every input of the fuzz corpus and every crash a fuzz run ever found (`fuzz/regressions/`),
 //! replayed through the same properties the fuzz targets check (`posthorn_core::fuzz`), on the
-//! stable toolchain, in `cargo test`.
+//! stable toolchain, in `cargo test` (the properties are in debug builds and with the `fuzzing`
+//! feature only).
+#![cfg(any(debug_assertions, feature = "fuzzing"))]
 
 use std::path::PathBuf;
 

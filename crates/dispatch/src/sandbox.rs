@@ -273,7 +273,7 @@ fn answer(templates: &Compiled, event: Option<&Value>, event_is_data: bool) -> A
     let url = if t.has_url() {
         match t.render_url(event, event_is_data) {
             Ok(u) => Some(u),
-            Err(e) => return failed(e),
+            Err(e) => return failed(e.to_string()),
         }
     } else {
         None
@@ -281,7 +281,7 @@ fn answer(templates: &Compiled, event: Option<&Value>, event_is_data: bool) -> A
     let body = if t.has_body() {
         match t.render_body(event, event_is_data) {
             Ok(b) => Some(b),
-            Err(e) => return failed(e),
+            Err(e) => return failed(e.to_string()),
         }
     } else {
         None

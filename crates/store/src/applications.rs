@@ -391,13 +391,13 @@ fn dummy_hash() -> &'static str {
 async fn blocking_hash(secret: String) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_secret(&secret))
         .await
-        .map_err(|e| StoreError::Shared(format!("hashing a secret failed: {e}")))
+        .map_err(|e| StoreError::Hashing("hashing", e.to_string()))
 }
 
 async fn blocking_verify(secret: String, hash: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
         .await
-        .map_err(|e| StoreError::Shared(format!("checking a secret failed: {e}")))
+        .map_err(|e| StoreError::Hashing("checking", e.to_string()))
 }
 
 /// This process's recent token lookups, by token hash (`None`: not a valid token).

@@ -38,7 +38,7 @@ const GROUP_LIMIT: usize = 4000;
 enum Job {
     Publish {
         events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<Vec<Published>, String>>,
+        reply: oneshot::Sender<Result<Vec<Published>, Arc<StoreError>>>,
     },
     /// The outcomes of attempts, written in the same transaction as the publishes waiting beside
     /// them: one commit (one WAL flush) for both, where two transactions would take turns on
@@ -46,7 +46,7 @@ enum Job {
     Settle {
         owner: String,
         records: Arc<[AttemptRecord]>,
-        reply: oneshot::Sender<Result<usize, String>>,
+        reply: oneshot::Sender<Result<usize, Arc<StoreError>>>,
     },
 }
 
@@ -59,10 +59,10 @@ impl Job {
         }
     }
 
-    fn fail(self, msg: String) {
+    fn fail(self, e: Arc<StoreError>) {
         match self {
-            Job::Publish { reply, .. } => drop(reply.send(Err(msg))),
-            Job::Settle { reply, .. } => drop(reply.send(Err(msg))),
+            Job::Publish { reply, .. } => drop(reply.send(Err(e))),
+            Job::Settle { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -71,7 +71,7 @@ impl Job {
 pub(crate) struct Committer {
     jobs: mpsc::Sender<Job>,
     pub(crate) handoff: HandoffCell,
-    queue: Arc<Queue>,
+    queue: Arc<Jobs>,
 }
 
 impl Committer {
@@ -83,7 +83,7 @@ impl Committer {
             Backend::Sqlite => 1,
             Backend::Postgres => PG_COMMITTERS,
         };
-        let queue = Arc::new(Queue {
+        let queue = Arc::new(Jobs {
             rx: tokio::sync::Mutex::new(rx),
             committing: AtomicUsize::new(0),
             ended: tokio::sync::Notify::new(),
@@ -120,20 +120,17 @@ impl Committer {
     /// Stores events and their deliveries atomically; returns when they are durable, in order.
     pub(crate) async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Shared("the store is shutting down".into());
+        let gone = || StoreError::ShuttingDown;
         self.jobs
             .send(Job::Publish { events, reply })
             .await
             .map_err(|_| gone())?;
-        answer
-            .await
-            .map_err(|_| gone())?
-            .map_err(StoreError::Shared)
+        answer.await.map_err(|_| gone())?.map_err(StoreError::Group)
     }
 
     pub(crate) async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Shared("the store is shutting down".into());
+        let gone = || StoreError::ShuttingDown;
         self.jobs
             .send(Job::Settle {
                 owner: owner.to_owned(),
@@ -142,15 +139,12 @@ impl Committer {
             })
             .await
             .map_err(|_| gone())?;
-        answer
-            .await
-            .map_err(|_| gone())?
-            .map_err(StoreError::Shared)
+        answer.await.map_err(|_| gone())?.map_err(StoreError::Group)
     }
 }
 
 /// The committers' queue of jobs, and how many groups are being committed.
-struct Queue {
+struct Jobs {
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     committing: AtomicUsize,
     /// Signalled when a group's commit ends.
@@ -169,7 +163,7 @@ struct Queue {
 /// gathering what arrives meanwhile (many small transactions cost more than one large one).
 const BESIDE_MIN: usize = 256;
 
-impl Queue {
+impl Jobs {
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -228,7 +222,7 @@ impl Queue {
 /// Takes a group and commits it, until the store is dropped. On PostgreSQL several of these take
 /// turns at the queue: while one group commits, the next is gathered, and a large one (a batch)
 /// is written beside it.
-async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: HandoffCell) {
+async fn run(pool: AnyPool, backend: Backend, queue: Arc<Jobs>, handoff: HandoffCell) {
     while let Some((jobs, count)) = queue.next_group().await {
         // As many as committers: one is free for this one.
         let mut held = queue
@@ -270,9 +264,9 @@ async fn run(pool: AnyPool, backend: Backend, queue: Arc<Queue>, handoff: Handof
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = count, "writing a group failed");
-                let msg = e.to_string();
+                let e = Arc::new(e);
                 for job in jobs {
-                    job.fail(msg.clone());
+                    job.fail(e.clone());
                 }
             }
         }

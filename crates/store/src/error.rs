@@ -5,8 +5,14 @@
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Shared(String),
+    /// The error of a group commit, which every publish and settle of the group shares.
+    #[error("{0}")]
+    Group(std::sync::Arc<StoreError>),
+    #[error("the store is shutting down")]
+    ShuttingDown,
+    /// Hashing or checking a client secret failed (argon2).
+    #[error("{0} a secret failed: {1}")]
+    Hashing(&'static str, String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]

@@ -127,9 +127,14 @@ impl Store {
     }
 }
 
+/// Why a value is not a JSON Schema (2020-12).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSchema(String);
+
 /// Compiles a schema as JSON Schema 2020-12; `Err` says why it is not one.
-pub fn compile_schema(schema: &Value) -> std::result::Result<jsonschema::Validator, String> {
-    jsonschema::draft202012::new(schema).map_err(|e| e.to_string())
+pub fn compile_schema(schema: &Value) -> std::result::Result<jsonschema::Validator, InvalidSchema> {
+    jsonschema::draft202012::new(schema).map_err(|e| InvalidSchema(e.to_string()))
 }
 
 /// Every failure of `data` against `validator`, each with its field path below `prefix`

@@ -63,7 +63,7 @@ impl Publisher {
                 "posthorn.* events are the service's own and cannot be published",
             ),
             Ok(_) => {}
-            Err(msg) => errors.add(at("name"), msg),
+            Err(msg) => errors.add(at("name"), msg.to_string()),
         }
         // The data as a tree, built only if a schema or a filter looks into it. Every body passed
         // `posthorn_core::json::check`, so this parse succeeds; if it ever did not, the event is

@@ -133,13 +133,13 @@ fn response_status(response: &str) -> Option<u16> {
 
 fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
     let status: String = get(row, "status")?;
+    let id: String = get(row, "id")?;
     Ok(DeliveryRow {
-        id: get(row, "id")?,
         event_id: get(row, "event_id")?,
         event_name: get(row, "event_name")?,
         subscription_id: get(row, "subscription_id")?,
         status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| crate::StoreError::Corrupt(format!("delivery status {status}")))?,
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("delivery {id}: status {status}")))?,
         attempts: get(row, "attempts")?,
         next_attempt_at: get(row, "next_attempt_at")?,
         created_at: get(row, "created_at")?,
@@ -148,7 +148,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
             None => None,
             Some(outcome) => Some(LastAttempt {
                 outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                    crate::StoreError::Corrupt(format!("attempt outcome {outcome}"))
+                    crate::StoreError::Corrupt(format!("delivery {id}: attempt outcome {outcome}"))
                 })?,
                 duration_ms: get::<Option<i64>>(row, "last_duration_ms")?.unwrap_or(0),
                 status: get::<Option<String>>(row, "last_response")?
@@ -156,6 +156,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
                     .and_then(response_status),
             }),
         },
+        id,
     })
 }
 

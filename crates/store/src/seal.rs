@@ -11,6 +11,15 @@ use crate::StoreError;
 
 const VERSION: &str = "v1:";
 
+/// Why a text is not a master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidKey {
+    #[error("the master key must be base64")]
+    NotBase64,
+    #[error("the master key must be 32 bytes (44 characters of base64)")]
+    Length,
+}
+
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
@@ -18,12 +27,12 @@ pub struct Sealer {
 
 impl Sealer {
     /// From a master key: 32 bytes, as base64 (what `generate_key` gives).
-    pub fn new(key_b64: &str) -> Result<Self, &'static str> {
+    pub fn new(key_b64: &str) -> Result<Self, InvalidKey> {
         let bytes = STANDARD
             .decode(key_b64.trim())
-            .map_err(|_| "the master key must be base64")?;
+            .map_err(|_| InvalidKey::NotBase64)?;
         if bytes.len() != 32 {
-            return Err("the master key must be 32 bytes (44 characters of base64)");
+            return Err(InvalidKey::Length);
         }
         Ok(Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),

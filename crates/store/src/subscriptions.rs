@@ -89,7 +89,7 @@ impl Store {
 
     fn open_secret(&self, sealed: &str) -> Result<Secret> {
         let plain = self.sealer.open(sealed)?;
-        Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.into()))
+        Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// Returns the `subscriptions` revision this write made.

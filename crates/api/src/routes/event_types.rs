@@ -47,7 +47,7 @@ pub(crate) async fn put(
     let req: EventTypeRequest = typed(&body, "")?;
     let mut errors = Errors::default();
     if let Err(msg) = EventName::parse(&name) {
-        errors.add("name", msg);
+        errors.add("name", msg.to_string());
     }
     // An example is an event's `data`: an object, as every event's is.
     for (i, example) in req.examples.iter().enumerate() {

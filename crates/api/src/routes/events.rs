@@ -56,9 +56,10 @@ pub enum PublishAnswer {
 fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<EventView> {
     Ok(EventView {
         // The stored text as it is: it passed the same check as every body, so it is JSON.
-        data: RawValue::from_string(e.data).map_err(|e| {
+        data: RawValue::from_string(e.data).map_err(|err| {
             ApiError::Corrupt(posthorn_store::StoreError::Corrupt(format!(
-                "a stored event's data is not JSON: {e}"
+                "event {}: its data is not JSON: {err}",
+                e.id
             )))
         })?,
         id: e.id,

@@ -19,7 +19,7 @@ use super::{hold, lock, Dispatcher, SETTLE_BATCH};
 use crate::fairness::Change;
 
 /// What an attempt leads to beyond its own record, done once that record is committed.
-/// Frequent ones are written for a whole settle batch at once; the rest ([`Once`]) one by one.
+/// Frequent ones are written for a whole settle batch at once; the rest ([`OneOff`]) one by one.
 #[derive(Debug)]
 pub(super) enum Effect {
     /// The circuit opened: move the backlog out of the queue until then.
@@ -32,11 +32,11 @@ pub(super) enum Effect {
     Healthy {
         sub_id: String,
     },
-    Once(Once),
+    OneOff(OneOff),
 }
 
 #[derive(Debug)]
-pub(super) enum Once {
+pub(super) enum OneOff {
     /// The receiver answered 410: delete the subscription.
     Gone(Subscription),
     /// The delivery is dead.
@@ -82,7 +82,7 @@ pub(super) fn consequences(
         });
     }
     if change.closed {
-        effects.push(Effect::Once(Once::Release {
+        effects.push(Effect::OneOff(OneOff::Release {
             sub_id: sub.id.clone(),
         }));
     }
@@ -162,7 +162,7 @@ impl Dispatcher {
                 Effect::Healthy { sub_id } => {
                     streak.insert(sub_id, None);
                 }
-                Effect::Once(once) => rest.push(once),
+                Effect::OneOff(one) => rest.push(one),
             }
         }
         let warn = |e: StoreError| {
@@ -212,14 +212,14 @@ impl Dispatcher {
     }
 
     /// Carries out one of the rarer things an attempt led to, once its record is committed.
-    async fn apply(&self, effect: Once) -> Result<(), StoreError> {
+    async fn apply(&self, effect: OneOff) -> Result<(), StoreError> {
         match effect {
-            Once::Release { sub_id } => {
+            OneOff::Release { sub_id } => {
                 self.store.release_backlog(&sub_id).await?;
                 self.wake();
                 tracing::info!(subscription = %sub_id, "circuit closed: backlog released");
             }
-            Once::Gone(sub) => {
+            OneOff::Gone(sub) => {
                 if self.writer.delete(&sub.id).await? {
                     // Whatever still waited in memory was cancelled with the subscription.
                     let left = self.fairness.forget(&sub.id);
@@ -238,7 +238,7 @@ impl Dispatcher {
                     .await?;
                 }
             }
-            Once::Dead {
+            OneOff::Dead {
                 delivery_id,
                 event_name,
                 sub,

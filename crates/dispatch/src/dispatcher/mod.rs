@@ -35,7 +35,7 @@ mod consequences;
 mod meters;
 mod order;
 
-use consequences::{consequences, Effect, Once, Outcome};
+use consequences::{consequences, Effect, OneOff, Outcome};
 use order::destination_order;
 
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ pub struct Dispatcher {
     fairness: Arc<Fairness<Claimed>>,
     /// Claimed and not yet settled (in flight or waiting in memory): their leases are renewed.
     claimed: ClaimedIds,
-    direct: Arc<Direct>,
+    handed_over: Arc<HandedOver>,
     /// The subscriptions the last claim skipped, when it left due deliveries of theirs (empty
     /// otherwise): a slot freed by one of them claims again.
     skipped_due: Arc<Mutex<HashSet<String>>>,
@@ -102,7 +102,7 @@ pub struct Dispatcher {
 
 /// Deliveries handed over by the publishes of this process, already leased to it ([`Handoff`]).
 #[derive(Default)]
-struct Direct {
+struct HandedOver {
     /// While the loop runs: its workers and where attempts report.
     running: Mutex<Option<Running>>,
     /// Handed over and not started yet (a large fan-out, or no worker was free): the loop
@@ -129,11 +129,11 @@ impl Handoff for Dispatcher {
     }
 
     fn room(&self) -> usize {
-        let free = match &*lock(&self.direct.running) {
+        let free = match &*lock(&self.handed_over.running) {
             Some(r) => r.workers.available_permits(),
             None => return 0,
         };
-        free.saturating_sub(lock(&self.direct.handed).len())
+        free.saturating_sub(lock(&self.handed_over.handed).len())
     }
 
     fn takes(&self, subscription_id: &str) -> bool {
@@ -141,7 +141,7 @@ impl Handoff for Dispatcher {
     }
 
     fn take(&self, deliveries: Vec<Claimed>, queued: bool) {
-        let running = lock(&self.direct.running).clone();
+        let running = lock(&self.handed_over.running).clone();
         // Not running (shutting down): what is leased is handed back when the loop ends.
         let mut rest = Vec::new();
         if let Some(running) = running.filter(|_| !deliveries.is_empty()) {
@@ -162,7 +162,7 @@ impl Handoff for Dispatcher {
         }
         let loop_has_work = !rest.is_empty() || queued;
         if !rest.is_empty() {
-            lock(&self.direct.handed).extend(rest);
+            lock(&self.handed_over.handed).extend(rest);
         }
         if loop_has_work {
             self.wake();
@@ -197,7 +197,7 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             fairness: Arc::new(Fairness::new(config.workers)),
             claimed: Arc::default(),
-            direct: Arc::default(),
+            handed_over: Arc::default(),
             skipped_due: Arc::default(),
             meters: Arc::default(),
             config: Arc::new(config),
@@ -234,12 +234,12 @@ impl Dispatcher {
             done: done.clone(),
             stop: stop.clone(),
         };
-        *lock(&self.direct.running) = Some(running.clone());
+        *lock(&self.handed_over.running) = Some(running.clone());
 
         let mut failures = 0u32;
         while !stop.is_cancelled() {
             // Handed over by publishes: these go before anything claimed.
-            let handed = std::mem::take(&mut *lock(&self.direct.handed));
+            let handed = std::mem::take(&mut *lock(&self.handed_over.handed));
             if !handed.is_empty() {
                 for (i, c) in handed.into_iter().enumerate() {
                     if i > 0 && i % START_CHUNK == 0 {
@@ -315,7 +315,7 @@ impl Dispatcher {
 
         // Shutdown: publishes hand nothing more over (what is leased and not started is handed
         // back below); let attempts in flight finish within the grace period.
-        *lock(&self.direct.running) = None;
+        *lock(&self.handed_over.running) = None;
         drop(running);
         let all = self.config.workers as u32;
         if tokio::time::timeout(self.config.grace, workers.acquire_many(all))
@@ -523,7 +523,7 @@ impl Dispatcher {
         let mut effects = Vec::new();
         consequences(sub, change, succeeded, &mut records, &mut effects);
         let dead = |effects: &mut Vec<Effect>| {
-            effects.push(Effect::Once(Once::Dead {
+            effects.push(Effect::OneOff(OneOff::Dead {
                 delivery_id: c.delivery_id.clone(),
                 event_name: event.name.clone(),
                 sub: sub.clone(),
@@ -533,7 +533,7 @@ impl Dispatcher {
         let (status_after, outcome, next_attempt_at) = match report.verdict {
             Verdict::Success => (DeliveryStatus::Succeeded, AttemptOutcome::Success, now_ms()),
             Verdict::Gone => {
-                effects.push(Effect::Once(Once::Gone(sub.clone())));
+                effects.push(Effect::OneOff(OneOff::Gone(sub.clone())));
                 (DeliveryStatus::Dead, AttemptOutcome::Final, now_ms())
             }
             Verdict::Final => dead(&mut effects),

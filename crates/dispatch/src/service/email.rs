@@ -67,24 +67,31 @@ struct Smtp {
 impl EmailService {
     /// `smtp`: the `[smtp]` section, if the file has one; without it, subscribing to `email` is
     /// refused with a word on what to configure.
-    pub fn new(smtp: Option<&SmtpConfig>, sandbox: Arc<TemplateSandbox>) -> Result<Self, String> {
+    pub fn new(
+        smtp: Option<&SmtpConfig>,
+        sandbox: Arc<TemplateSandbox>,
+    ) -> Result<Self, super::ConfigError> {
+        use super::ConfigError;
         let smtp = match smtp {
             None => None,
             Some(c) => {
                 let from: Mailbox = c
                     .from
                     .parse()
-                    .map_err(|e| format!("[smtp] from {:?}: {e}", c.from))?;
+                    .map_err(|e| ConfigError::new("[smtp]", format!("from {:?}: {e}", c.from)))?;
                 let builder = match c.tls {
                     SmtpTls::None => {
                         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
                     }
-                    SmtpTls::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
-                            .map_err(|e| format!("[smtp] host {:?}: {e}", c.host))?
+                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(
+                        &c.host,
+                    )
+                    .map_err(|e| ConfigError::new("[smtp]", format!("host {:?}: {e}", c.host)))?,
+                    SmtpTls::Tls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host).map_err(|e| {
+                            ConfigError::new("[smtp]", format!("host {:?}: {e}", c.host))
+                        })?
                     }
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host)
-                        .map_err(|e| format!("[smtp] host {:?}: {e}", c.host))?,
                 };
                 let mut builder = builder.port(c.port).timeout(Some(SMTP_TIMEOUT));
                 if let (Some(user), Some(password)) = (&c.username, &c.password) {
@@ -209,7 +216,7 @@ impl EmailTarget {
                     )
                     .await
             }
-            Err(why) => Err(why),
+            Err(why) => Err(why.to_string()),
         };
         let (subject, body) = match rendered {
             Ok((Some(s), Some(b))) => (s.replace(['\r', '\n'], " "), b),

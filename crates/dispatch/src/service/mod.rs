@@ -10,3 +10,21 @@ pub mod broker;
 pub mod email;
 pub mod http;
 pub mod plugin;
+
+/// A section of the configuration a service cannot be built from (`[smtp]`, a `[[services]]`
+/// entry): which, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{section}: {why}")]
+pub struct ConfigError {
+    pub section: String,
+    pub why: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(section: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Self {
+            section: section.into(),
+            why: why.to_string(),
+        }
+    }
+}

@@ -48,18 +48,20 @@ struct Inner {
 
 impl PluginService {
     /// Checks the entry (its command and schema) and prepares it.
-    pub fn new(config: PluginConfig) -> Result<Self, String> {
+    pub fn new(config: PluginConfig) -> Result<Self, super::ConfigError> {
+        use super::ConfigError;
+        let section = format!("[[services]] {:?}", config.name);
         if config.command.is_empty() || config.command[0].is_empty() {
-            return Err(format!("[[services]] {}: command is empty", config.name));
+            return Err(ConfigError::new(section, "command is empty"));
         }
         if config.name.is_empty() || config.name == "http" {
-            return Err(format!(
-                "[[services]] {:?}: a plugin needs a name of its own",
-                config.name
+            return Err(ConfigError::new(
+                section,
+                "a plugin needs a name of its own",
             ));
         }
         let validator = posthorn_store::compile_schema(&config.config_schema)
-            .map_err(|e| format!("[[services]] {}: config_schema: {e}", config.name))?;
+            .map_err(|e| ConfigError::new(section, format!("config_schema: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 turns: Semaphore::new(config.max_concurrent.max(1) as usize),
@@ -141,7 +143,7 @@ impl PluginTarget {
                     true,
                     request,
                     None,
-                    Some(why),
+                    Some(why.to_string()),
                     Duration::ZERO,
                 )
             }
