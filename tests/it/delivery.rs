@@ -5,21 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{Answer, Backend, Receiver, Server};
+use crate::util::{fixture, verify, Answer, Backend, Receiver, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
-}
-
-/// An http::HeaderMap as the standardwebhooks crate wants it.
-fn verify(secret: &str, hit: &crate::util::Hit) -> Result<(), String> {
-    let wh = standardwebhooks::Webhook::new(secret).map_err(|e| e.to_string())?;
-    wh.verify(&hit.body, &hit.headers)
-        .map_err(|e| e.to_string())
-}
 
 async fn a_published_event_arrives_signed_with_the_contract_headers(backend: Backend) {
     let server = Server::start(backend).await;

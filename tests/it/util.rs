@@ -772,3 +772,17 @@ pub async fn token(base: &str, app: &App) -> String {
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
 }
+
+/// A sample event of the seed systems, from `tests/fixtures/` (copied from the shared fixtures).
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
+}
+
+/// Checks a received webhook's signature with the Standard Webhooks library, as a receiver does.
+pub fn verify(secret: &str, hit: &Hit) -> Result<(), String> {
+    standardwebhooks::Webhook::new(secret)
+        .map_err(|e| e.to_string())?
+        .verify(&hit.body, &hit.headers)
+        .map_err(|e| e.to_string())
+}
