@@ -13,12 +13,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", crate::util::run_id())
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(amqp_tests),
-    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
-)]
-async fn amqp_subscriptions_publish_confirmed_messages() {
+async fn amqp_subscriptions_publish_confirmed_messages(backend: Backend) {
     use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
     use lapin::types::FieldTable;
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
@@ -37,7 +32,7 @@ async fn amqp_subscriptions_publish_confirmed_messages() {
         )
         .await
         .unwrap();
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post("/v1/subscriptions", json!({"name": "to rabbit", "service": "amqp", "events": ["order.*"],
@@ -114,12 +109,7 @@ async fn amqp_subscriptions_publish_confirmed_messages() {
         .unwrap();
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(nats_tests),
-    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
-)]
-async fn nats_subscriptions_publish_acknowledged_messages() {
+async fn nats_subscriptions_publish_acknowledged_messages(backend: Backend) {
     use futures_util::StreamExt;
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
@@ -138,7 +128,7 @@ async fn nats_subscriptions_publish_acknowledged_messages() {
         })
         .await
         .unwrap();
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post(
@@ -285,19 +275,14 @@ async fn publish_latencies(
 /// How many hung brokers the containment tests put beside the healthy one.
 const HUNG: usize = 5;
 
-#[tokio::test]
-#[cfg_attr(
-    not(amqp_tests),
-    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
-)]
-async fn a_hung_amqp_broker_delays_only_its_own_subscriptions() {
+async fn a_hung_amqp_broker_delays_only_its_own_subscriptions(backend: Backend) {
     use futures_util::StreamExt;
     use lapin::options::QueueDeleteOptions;
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
     let (channel, queue, mut consumer) = consumed_queue(&url, "posthorn-hung").await;
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post(
@@ -339,12 +324,7 @@ async fn a_hung_amqp_broker_delays_only_its_own_subscriptions() {
     hung.iter().for_each(|t| t.abort());
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(nats_tests),
-    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
-)]
-async fn a_hung_nats_server_delays_only_its_own_subscriptions() {
+async fn a_hung_nats_server_delays_only_its_own_subscriptions(backend: Backend) {
     use futures_util::StreamExt;
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
@@ -364,7 +344,7 @@ async fn a_hung_nats_server_delays_only_its_own_subscriptions() {
     .unwrap();
     // A plain subscriber sees each message as the stream takes it.
     let mut watch = client.subscribe(format!("{prefix}.>")).await.unwrap();
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post(
@@ -425,19 +405,14 @@ async fn same_client_id_from_two_applications(admin: &crate::util::Api) -> Vec<S
     ids
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(amqp_tests),
-    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
-)]
-async fn amqp_message_ids_do_not_collide_across_publishers() {
+async fn amqp_message_ids_do_not_collide_across_publishers(backend: Backend) {
     use futures_util::StreamExt;
     use lapin::options::QueueDeleteOptions;
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
     };
     let (channel, queue, mut consumer) = consumed_queue(&url, "posthorn-ids").await;
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post(
@@ -470,12 +445,7 @@ async fn amqp_message_ids_do_not_collide_across_publishers() {
         .unwrap();
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(nats_tests),
-    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
-)]
-async fn jetstream_keeps_both_publishers_events_with_one_client_id() {
+async fn jetstream_keeps_both_publishers_events_with_one_client_id(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
     };
@@ -494,7 +464,7 @@ async fn jetstream_keeps_both_publishers_events_with_one_client_id() {
         })
         .await
         .unwrap();
-    let server = Server::start(Backend::Sqlite).await;
+    let server = Server::start(backend).await;
     let api = server.api();
     let r = api
         .post(
@@ -531,4 +501,42 @@ async fn jetstream_keeps_both_publishers_events_with_one_client_id() {
     seen.sort();
     assert_eq!(seen, ids);
     js.delete_stream(&stream_name).await.unwrap();
+}
+
+/// Declares `sqlite::NAME` and `postgres::NAME` for each broker test: the broker's tests run on
+/// both backends (the PostgreSQL half when `POSTHORN_TEST_POSTGRES_URL` is set too).
+macro_rules! on_both_backends {
+    ($($broker:ident $reason:literal $both:literal => [$($name:ident),* $(,)?]);* $(;)?) => {
+        mod sqlite {
+            $($(
+                #[tokio::test]
+                #[cfg_attr(not($broker), ignore = $reason)]
+                async fn $name() {
+                    super::$name(crate::util::Backend::Sqlite).await
+                }
+            )*)*
+        }
+        mod postgres {
+            $($(
+                #[tokio::test]
+                #[cfg_attr(not(all($broker, postgres_tests)), ignore = $both)]
+                async fn $name() {
+                    if crate::util::postgres_available() {
+                        super::$name(crate::util::Backend::Postgres).await
+                    }
+                }
+            )*)*
+        }
+    };
+}
+
+on_both_backends! {
+    amqp_tests
+        "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+        "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+        => [amqp_subscriptions_publish_confirmed_messages, a_hung_amqp_broker_delays_only_its_own_subscriptions, amqp_message_ids_do_not_collide_across_publishers];
+    nats_tests
+        "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
+        "POSTHORN_TEST_NATS_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+        => [nats_subscriptions_publish_acknowledged_messages, a_hung_nats_server_delays_only_its_own_subscriptions, jetstream_keeps_both_publishers_events_with_one_client_id];
 }
