@@ -41,13 +41,18 @@ pub fn pointer_token(key: &str) -> String {
 }
 
 /// Replaces each string at `paths` by its sealed form.
-pub fn seal_paths(config: &mut Value, paths: &[String], seal: impl Fn(&str) -> String) {
+pub fn seal_paths<E>(
+    config: &mut Value,
+    paths: &[String],
+    seal: impl Fn(&str) -> Result<String, E>,
+) -> Result<(), E> {
     for path in paths {
         if let Some(v @ Value::String(_)) = config.pointer_mut(path) {
-            let sealed = seal(v.as_str().unwrap_or_default());
+            let sealed = seal(v.as_str().unwrap_or_default())?;
             *v = serde_json::json!({ SEALED: sealed });
         }
     }
+    Ok(())
 }
 
 /// Opens every sealed value in `config`, wherever it is.
@@ -133,15 +138,15 @@ mod tests {
             "headers": {"authorization": "Bearer t0k", "x-other": "shown"}});
         let mut stored = plain.clone();
         // A stand-in for the cipher: the text reversed.
-        let reversed = |s: &str| s.chars().rev().collect::<String>();
-        seal_paths(&mut stored, &paths, reversed);
+        let reversed = |s: &str| Ok::<_, ()>(s.chars().rev().collect::<String>());
+        seal_paths(&mut stored, &paths, reversed).unwrap();
         assert_eq!(
             stored["headers"]["authorization"],
             json!({"$sealed": "k0t reraeB"})
         );
         let text = stored.to_string();
         assert!(!text.contains("p4ss") && !text.contains("t0k"), "{text}");
-        open_sealed(&mut stored, &|s: &str| Ok::<_, ()>(reversed(s))).unwrap();
+        open_sealed(&mut stored, &reversed).unwrap();
         assert_eq!(stored, plain);
         let mut shown = plain.clone();
         mask_paths(&mut shown, &paths);

@@ -10,6 +10,9 @@ pub enum StoreError {
     Group(std::sync::Arc<StoreError>),
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// The cipher refused to seal a secret (its length, in bytes).
+    #[error("sealing a secret of {0} bytes failed")]
+    Seal(usize),
     /// Hashing or checking a client secret failed (argon2).
     #[error("{0} a secret failed: {1}")]
     Hashing(&'static str, String),

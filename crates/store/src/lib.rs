@@ -283,7 +283,7 @@ impl Store {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
-        .bind(self.sealer.seal(value))
+        .bind(self.sealer.seal(value)?)
         .execute(&self.write)
         .await?;
         Ok(())
@@ -296,7 +296,7 @@ impl Store {
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
-        .bind(self.sealer.seal(value))
+        .bind(self.sealer.seal(value)?)
         .execute(&self.write)
         .await?
         .rows_affected()

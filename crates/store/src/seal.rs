@@ -44,16 +44,17 @@ impl Sealer {
         STANDARD.encode(rand::random::<[u8; 32]>())
     }
 
-    pub fn seal(&self, plain: &str) -> String {
+    /// Seals `plain` under a fresh nonce. The cipher refuses only a text over its limit (far
+    /// beyond any secret); that is an error, never an empty seal.
+    pub fn seal(&self, plain: &str) -> Result<String, StoreError> {
         let nonce_bytes = rand::random::<[u8; 12]>();
-        // Encryption with a 12-byte nonce and an in-memory buffer cannot fail.
         let ct = self
             .cipher
             .encrypt(Nonce::from_slice(&nonce_bytes), plain.as_bytes())
-            .unwrap_or_default();
+            .map_err(|_| StoreError::Seal(plain.len()))?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&ct);
-        format!("{VERSION}{}", STANDARD.encode(out))
+        Ok(format!("{VERSION}{}", STANDARD.encode(out)))
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, StoreError> {
@@ -83,9 +84,9 @@ mod tests {
     #[test]
     fn seals_and_opens_and_refuses_another_key() {
         let s = Sealer::new(&Sealer::generate_key()).unwrap();
-        let sealed = s.seal("whsec_abc");
+        let sealed = s.seal("whsec_abc").unwrap();
         assert!(!sealed.contains("whsec_abc"));
-        assert_ne!(sealed, s.seal("whsec_abc"), "nonces differ");
+        assert_ne!(sealed, s.seal("whsec_abc").unwrap(), "nonces differ");
         assert_eq!(s.open(&sealed).unwrap(), "whsec_abc");
         let other = Sealer::new(&Sealer::generate_key()).unwrap();
         assert!(other.open(&sealed).is_err());

@@ -76,15 +76,26 @@ impl Store {
 
     /// The spec as stored: its credentials sealed, so that the database file never holds them
     /// in clear.
-    fn spec_json(&self, sub: &Subscription, secret_paths: &[String]) -> String {
+    fn spec_json(&self, sub: &Subscription, secret_paths: &[String]) -> Result<String> {
         let mut spec = serde_json::to_value(&sub.spec).unwrap_or_default();
         if !secret_paths.is_empty() {
             if let Some(config) = spec.get_mut("config") {
-                posthorn_core::secrets::seal_paths(config, secret_paths, |p| self.sealer.seal(p));
+                posthorn_core::secrets::seal_paths(config, secret_paths, |p| self.sealer.seal(p))?;
             }
         }
         // A spec is plain data; serializing it cannot fail.
-        serde_json::to_string(&spec).unwrap_or_default()
+        Ok(serde_json::to_string(&spec).unwrap_or_default())
+    }
+
+    /// The subscription's signing secrets, sealed: the one in force and the previous one, if any.
+    fn sealed_secrets(&self, sub: &Subscription) -> Result<(String, Option<String>)> {
+        let current = self.sealer.seal(&sub.secret.expose())?;
+        let previous = sub
+            .previous_secret
+            .as_ref()
+            .map(|(s, _)| self.sealer.seal(&s.expose()))
+            .transpose()?;
+        Ok((current, previous))
     }
 
     fn open_secret(&self, sealed: &str) -> Result<Secret> {
@@ -99,7 +110,8 @@ impl Store {
         sub: &Subscription,
         secret_paths: &[String],
     ) -> Result<i64> {
-        let spec = self.spec_json(sub, secret_paths);
+        let spec = self.spec_json(sub, secret_paths)?;
+        let (current, previous) = self.sealed_secrets(sub)?;
         write_tx!(self, |tx| {
             sqlx::query(&format!(
                 "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -108,12 +120,8 @@ impl Store {
             .bind(&sub.owner)
             .bind(&spec)
             .bind(sub.disabled_reason.map(|r| r.as_str()))
-            .bind(self.sealer.seal(&sub.secret.expose()))
-            .bind(
-                sub.previous_secret
-                    .as_ref()
-                    .map(|(s, _)| self.sealer.seal(&s.expose())),
-            )
+            .bind(&current)
+            .bind(&previous)
             .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
             .bind(sub.created_at)
             .bind(sub.updated_at)
@@ -133,7 +141,8 @@ impl Store {
         sub: &Subscription,
         secret_paths: &[String],
     ) -> Result<Option<i64>> {
-        let spec = self.spec_json(sub, secret_paths);
+        let spec = self.spec_json(sub, secret_paths)?;
+        let (current, previous) = self.sealed_secrets(sub)?;
         write_tx!(self, |tx| {
             let n = sqlx::query(
                 "UPDATE subscriptions SET spec = $1, disabled_reason = $2, secret = $3, \
@@ -142,12 +151,8 @@ impl Store {
             )
             .bind(&spec)
             .bind(sub.disabled_reason.map(|r| r.as_str()))
-            .bind(self.sealer.seal(&sub.secret.expose()))
-            .bind(
-                sub.previous_secret
-                    .as_ref()
-                    .map(|(s, _)| self.sealer.seal(&s.expose())),
-            )
+            .bind(&current)
+            .bind(&previous)
             .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
             .bind(sub.updated_at)
             .bind(&sub.id)
