@@ -139,7 +139,7 @@ impl Store {
         .bind(serde_json::to_string(&app.scopes).unwrap_or_default())
         .bind(now)
         .bind(now)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?;
         Ok((app, secret))
     }
@@ -147,7 +147,7 @@ impl Store {
     pub async fn application(&self, id: &str) -> Result<Option<Application>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM applications WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.0.read)
             .await?;
         row.map(|r| application_from_row(&r)).transpose()
     }
@@ -164,14 +164,14 @@ impl Store {
                 "SELECT {COLUMNS} FROM applications WHERE id < $1 ORDER BY id DESC LIMIT {limit}"
             ))
                 .bind(b)
-                .fetch_all(&self.read)
+                .fetch_all(&self.0.read)
                 .await?
             }
             None => {
                 sqlx::query(&format!(
                     "SELECT {COLUMNS} FROM applications ORDER BY id DESC LIMIT {limit}"
                 ))
-                .fetch_all(&self.read)
+                .fetch_all(&self.0.read)
                 .await?
             }
         };
@@ -190,7 +190,7 @@ impl Store {
         .bind(&hash)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?
         .rows_affected();
         Ok((n == 1).then_some(secret))
@@ -210,7 +210,7 @@ impl Store {
                 .await?
                 .rows_affected();
             tx.commit().await?;
-            self.tokens.forget_application(id);
+            self.0.tokens.forget_application(id);
             Ok(n == 1)
         })
     }
@@ -227,7 +227,7 @@ impl Store {
              WHERE client_id = $1"
         ))
         .bind(client_id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.0.read)
         .await?;
         let Some(row) = row else {
             // As slow as a wrong secret, so that timing does not tell which clients exist.
@@ -249,7 +249,7 @@ impl Store {
                  AND failed_attempts > 0",
             )
             .bind(&app.id)
-            .execute(&self.write)
+            .execute(&self.0.write)
             .await?;
             return Ok(Ok(app));
         }
@@ -264,7 +264,7 @@ impl Store {
         .bind(failures)
         .bind(lock)
         .bind(&app.id)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?;
         Ok(Err(CredentialsRefused::Invalid))
     }
@@ -289,12 +289,12 @@ impl Store {
         .bind(serde_json::to_string(scopes).unwrap_or_default())
         .bind(now + ttl_ms)
         .bind(user)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?;
         // Expired tokens go, a few at a time, as new ones come.
         sqlx::query("DELETE FROM access_tokens WHERE expires_at < $1")
             .bind(now - 3_600_000)
-            .execute(&self.write)
+            .execute(&self.0.write)
             .await?;
         Ok(token)
     }
@@ -304,9 +304,9 @@ impl Store {
     pub async fn revoke_tokens(&self, application_id: &str) -> Result<u64> {
         let done = sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
             .bind(application_id)
-            .execute(&self.write)
+            .execute(&self.0.write)
             .await?;
-        self.tokens.forget_application(application_id);
+        self.0.tokens.forget_application(application_id);
         Ok(done.rows_affected())
     }
 
@@ -315,9 +315,9 @@ impl Store {
         let hash = token_hash(token);
         let done = sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1")
             .bind(&hash)
-            .execute(&self.write)
+            .execute(&self.0.write)
             .await?;
-        self.tokens.put(hash, None);
+        self.0.tokens.put(hash, None);
         Ok(done.rows_affected() > 0)
     }
 
@@ -329,7 +329,7 @@ impl Store {
         )
         .bind(id)
         .bind(expires_at)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?;
         Ok(())
     }
@@ -339,12 +339,12 @@ impl Store {
         let now = now_ms();
         let rows = sqlx::query("SELECT id FROM revoked_sessions WHERE expires_at > $1")
             .bind(now)
-            .fetch_all(&self.read)
+            .fetch_all(&self.0.read)
             .await?;
         if rows.len() > 64 {
             sqlx::query("DELETE FROM revoked_sessions WHERE expires_at <= $1")
                 .bind(now)
-                .execute(&self.write)
+                .execute(&self.0.write)
                 .await?;
         }
         rows.iter().map(|r| get(r, "id")).collect()
@@ -354,7 +354,7 @@ impl Store {
     /// cache, trusted for at most [`TOKEN_CACHE_TTL`]).
     pub async fn token(&self, token: &str) -> Result<Option<TokenGrant>> {
         let hash = token_hash(token);
-        if let Some(cached) = self.tokens.get(&hash) {
+        if let Some(cached) = self.0.tokens.get(&hash) {
             return Ok(cached.filter(|g| g.expires_at > now_ms()));
         }
         let row = sqlx::query(
@@ -362,7 +362,7 @@ impl Store {
              JOIN applications a ON a.id = t.application_id WHERE t.token_hash = $1",
         )
         .bind(&hash)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.0.read)
         .await?;
         let grant = match row {
             Some(r) => {
@@ -376,7 +376,7 @@ impl Store {
             }
             None => None,
         };
-        self.tokens.put(hash, grant.clone());
+        self.0.tokens.put(hash, grant.clone());
         Ok(grant.filter(|g| g.expires_at > now_ms()))
     }
 }

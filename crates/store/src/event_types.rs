@@ -75,7 +75,7 @@ impl Store {
             sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
                 .execute(&mut *tx)
                 .await?;
-            Store::notify_changed(self.backend, &mut *tx).await?;
+            Store::notify_changed(self.0.backend, &mut *tx).await?;
             tx.commit().await?;
             from_row(&row)
         })
@@ -86,7 +86,7 @@ impl Store {
             "SELECT {COLUMNS} FROM event_types WHERE name = $1"
         ))
         .bind(name)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.0.read)
         .await?;
         row.map(|r| from_row(&r)).transpose()
     }
@@ -96,7 +96,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM event_types ORDER BY created_at DESC, name DESC"
         ))
-        .fetch_all(&self.read)
+        .fetch_all(&self.0.read)
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -111,7 +111,7 @@ impl Store {
             sqlx::query("UPDATE revisions SET value = value + 1 WHERE name = 'event_types'")
                 .execute(&mut *tx)
                 .await?;
-            Store::notify_changed(self.backend, &mut *tx).await?;
+            Store::notify_changed(self.0.backend, &mut *tx).await?;
             tx.commit().await?;
             Ok(n == 1)
         })
@@ -121,7 +121,7 @@ impl Store {
     pub async fn revision(&self, name: &str) -> Result<i64> {
         let row = sqlx::query("SELECT value FROM revisions WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.read)
+            .fetch_one(&self.0.read)
             .await?;
         get(&row, "value")
     }

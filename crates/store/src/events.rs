@@ -361,26 +361,26 @@ impl Store {
     /// Hands the deliveries of later publishes through this process to `handoff` (once; later
     /// calls are ignored).
     pub fn set_handoff(&self, handoff: Arc<dyn Handoff>) {
-        let _ = self.committer.handoff.set(handoff);
+        let _ = self.0.committer.handoff.set(handoff);
     }
 
     /// Tells this process's dispatcher that deliveries are due now (other processes hear of it
     /// through `NOTIFY` on PostgreSQL, or at their next poll).
     pub(crate) fn signal_circuit_closed(&self, subscription_id: &str) {
-        if let Some(h) = self.committer.handoff.get() {
+        if let Some(h) = self.0.committer.handoff.get() {
             h.circuit_closed(subscription_id);
         }
     }
 
     pub(crate) fn signal_due(&self) {
-        if let Some(h) = self.committer.handoff.get() {
+        if let Some(h) = self.0.committer.handoff.get() {
             h.due();
         }
     }
 
     /// Stores events and their deliveries atomically; returns when they are durable, in order.
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
-        self.committer.publish(events).await
+        self.0.committer.publish(events).await
     }
 
     /// The event `id` as `publisher` sees it; with no publisher (the admin), the admin's own event
@@ -393,7 +393,7 @@ impl Store {
                 ))
                 .bind(p)
                 .bind(id)
-                .fetch_optional(&self.read)
+                .fetch_optional(&self.0.read)
                 .await?
             }
             None => {
@@ -402,7 +402,7 @@ impl Store {
                      ORDER BY CASE WHEN publisher = 'admin' THEN 0 ELSE 1 END, seq LIMIT 1"
                 ))
                 .bind(id)
-                .fetch_optional(&self.read)
+                .fetch_optional(&self.0.read)
                 .await?
             }
         };
@@ -415,7 +415,7 @@ impl Store {
             "SELECT id, subscription_id, status FROM deliveries WHERE event_seq = $1 ORDER BY id",
         )
         .bind(seq)
-        .fetch_all(&self.read)
+        .fetch_all(&self.0.read)
         .await?;
         rows.iter()
             .map(|r| Ok((get(r, "id")?, get(r, "subscription_id")?, get(r, "status")?)))
@@ -456,7 +456,7 @@ impl Store {
         if let Some(before) = q.before {
             query = query.bind(before);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&self.0.read).await?;
         rows.iter().map(event_from_row).collect()
     }
 }

@@ -33,7 +33,7 @@ impl Store {
              WHERE d.status = 'pending'",
         )
         .bind(now)
-        .fetch_one(&self.read)
+        .fetch_one(&self.0.read)
         .await?;
         Ok(QueueDepth {
             pending: get(&row, "pending")?,
@@ -52,8 +52,8 @@ impl Store {
         // `settle_in`), so that two processes holding circuits cannot deadlock each other.
         let mut backlogs: Vec<&(String, Millis, u32)> = backlogs.iter().collect();
         backlogs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for chunk in self.backend.statement_chunks(&backlogs, 3) {
-            let sql = self.backend.statement("record circuits", chunk.len(), || {
+        for chunk in self.0.backend.statement_chunks(&backlogs, 3) {
+            let sql = self.0.backend.statement("record circuits", chunk.len(), || {
                 format!(
                     "UPDATE subscriptions SET circuit_until = v.column2, circuit_failures = v.column3 \
                      FROM (VALUES {}) AS v WHERE subscriptions.id = v.column1",
@@ -64,13 +64,14 @@ impl Store {
             for (id, until, failures) in chunk {
                 q = q.bind(id).bind(*until).bind(i64::from(*failures));
             }
-            q.execute(&self.write).await?;
+            q.execute(&self.0.write).await?;
         }
         let backlogs: Vec<(&String, Millis)> =
             backlogs.iter().map(|(id, until, _)| (id, *until)).collect();
         let mut n = 0;
-        for chunk in self.backend.statement_chunks(&backlogs, 2) {
+        for chunk in self.0.backend.statement_chunks(&backlogs, 2) {
             let sql = self
+                .0
                 .backend
                 .statement("postpone backlogs", chunk.len(), || {
                     format!(
@@ -85,7 +86,7 @@ impl Store {
             for (id, until) in chunk {
                 q = q.bind(*id).bind(*until);
             }
-            n += q.execute(&self.write).await?.rows_affected();
+            n += q.execute(&self.0.write).await?.rows_affected();
         }
         Ok(n)
     }
@@ -111,7 +112,7 @@ impl Store {
             .await?
             .rows_affected();
             if n > 0 {
-                Store::notify_due(self.backend, &mut *tx).await?;
+                Store::notify_due(self.0.backend, &mut *tx).await?;
             }
             tx.commit().await?;
             Ok(n)
@@ -123,7 +124,7 @@ impl Store {
     /// reset (`NOTIFY` on PostgreSQL; this process's dispatcher directly).
     pub async fn close_circuit(&self, subscription_id: &str) -> Result<()> {
         self.release_backlog(subscription_id).await?;
-        Store::notify_circuit(self.backend, &self.write, subscription_id).await?;
+        Store::notify_circuit(self.0.backend, &self.0.write, subscription_id).await?;
         self.signal_circuit_closed(subscription_id);
         self.signal_due();
         Ok(())
@@ -146,7 +147,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&self.read).await? {
+            for row in q.fetch_all(&self.0.read).await? {
                 since.insert(get(&row, "id")?, get(&row, "failing_since")?);
             }
         }
@@ -169,7 +170,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&self.read).await? {
+            for row in q.fetch_all(&self.0.read).await? {
                 let failures: i64 = get(&row, "circuit_failures")?;
                 open.insert(
                     get(&row, "id")?,
@@ -193,7 +194,7 @@ impl Store {
         )
         .bind(subscription_id)
         .bind(event_seq)
-        .fetch_one(&self.read)
+        .fetch_one(&self.0.read)
         .await?;
         get(&row, "due")
     }
@@ -203,8 +204,8 @@ impl Store {
     pub async fn mark_failing(&self, ids: &[String]) -> Result<Vec<(String, Millis)>> {
         let now = now_ms();
         let mut since = Vec::with_capacity(ids.len());
-        for chunk in self.backend.statement_chunks(ids, 1) {
-            let sql = self.backend.statement("mark failing", chunk.len(), || {
+        for chunk in self.0.backend.statement_chunks(ids, 1) {
+            let sql = self.0.backend.statement("mark failing", chunk.len(), || {
                 format!(
                     "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $1) \
                      WHERE id IN ({}) RETURNING id, failing_since",
@@ -215,7 +216,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            for row in q.fetch_all(&self.write).await? {
+            for row in q.fetch_all(&self.0.write).await? {
                 since.push((get(&row, "id")?, get(&row, "failing_since")?));
             }
         }
@@ -224,8 +225,8 @@ impl Store {
 
     /// Notes that these subscriptions' last deliveries succeeded.
     pub async fn mark_healthy(&self, ids: &[String]) -> Result<()> {
-        for chunk in self.backend.statement_chunks(ids, 1) {
-            let sql = self.backend.statement("mark healthy", chunk.len(), || {
+        for chunk in self.0.backend.statement_chunks(ids, 1) {
+            let sql = self.0.backend.statement("mark healthy", chunk.len(), || {
                 format!(
                     "UPDATE subscriptions SET failing_since = NULL \
                      WHERE failing_since IS NOT NULL AND id IN ({})",
@@ -236,7 +237,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            q.execute(&self.write).await?;
+            q.execute(&self.0.write).await?;
         }
         Ok(())
     }

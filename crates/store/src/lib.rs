@@ -37,7 +37,7 @@
 /// savepoint of nothing.
 macro_rules! write_tx {
     ($store:expr, |$tx:ident| $body:block) => {{
-        let mut conn = $store.write.acquire().await?;
+        let mut conn = $store.0.write.acquire().await?;
         let result: $crate::Result<_> = async {
             #[allow(unused_mut)]
             let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -105,15 +105,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 pub struct Store(Arc<Inner>);
 
-impl std::ops::Deref for Store {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-#[doc(hidden)]
-pub struct Inner {
+/// What a [`Store`] holds, shared by its clones.
+struct Inner {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
@@ -130,7 +123,7 @@ pub struct Inner {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("backend", &self.0.backend)
             .finish()
     }
 }
@@ -207,32 +200,32 @@ impl Store {
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.0.backend
     }
 
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so several
     /// processes starting at once apply them once.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.backend {
+        let migrator = match self.0.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.write).await?;
+        migrator.run(&self.0.write).await?;
         Ok(())
     }
 
     /// Succeeds when the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.0.read).await?;
         Ok(())
     }
 
     /// Closes both pools, once every connection is back (the committers hand theirs back first).
     pub async fn close(&self) {
         // The committers keep connections between groups; the pool's close waits for every one.
-        self.committer.close();
-        self.write.close().await;
-        self.read.close().await;
+        self.0.committer.close();
+        self.0.write.close().await;
+        self.0.read.close().await;
     }
 
     /// Checks that this process's master key is the database's: the first process to start on
@@ -268,10 +261,10 @@ impl Store {
     pub async fn secret_setting(&self, key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.0.read)
             .await?;
         match row {
-            Some(row) => Ok(Some(self.sealer.open(&row.try_get::<String, _>(0)?)?)),
+            Some(row) => Ok(Some(self.0.sealer.open(&row.try_get::<String, _>(0)?)?)),
             None => Ok(None),
         }
     }
@@ -283,8 +276,8 @@ impl Store {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
-        .bind(self.sealer.seal(value)?)
-        .execute(&self.write)
+        .bind(self.0.sealer.seal(value)?)
+        .execute(&self.0.write)
         .await?;
         Ok(())
     }
@@ -296,8 +289,8 @@ impl Store {
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
-        .bind(self.sealer.seal(value)?)
-        .execute(&self.write)
+        .bind(self.0.sealer.seal(value)?)
+        .execute(&self.0.write)
         .await?
         .rows_affected()
             == 1;

@@ -35,9 +35,9 @@ impl Store {
     /// while the connection is re-established are covered by the polls. `None` on SQLite, where
     /// only this process writes.
     pub fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let url = self.listen_url.clone()?;
-        let changed = self.changed.clone();
-        let handoff = self.committer.handoff.clone();
+        let url = self.0.listen_url.clone()?;
+        let changed = self.0.changed.clone();
+        let handoff = self.0.committer.handoff.clone();
         Some(tokio::spawn(async move {
             loop {
                 match sqlx::postgres::PgListener::connect(&url).await {
@@ -128,7 +128,7 @@ where
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let changed = store.changed.clone();
+        let changed = store.0.changed.clone();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

@@ -171,12 +171,12 @@ impl Store {
         skip: &[String],
     ) -> Result<Vec<Claimed>> {
         let now = now_ms();
-        let lock = match self.backend {
+        let lock = match self.0.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         // The skipped ids go as one JSON array: one parameter, however many there are.
-        let skipping = match (skip.is_empty(), self.backend) {
+        let skipping = match (skip.is_empty(), self.0.backend) {
             (true, _) => "",
             (false, Backend::Sqlite) => {
                 " AND subscription_id NOT IN (SELECT value FROM json_each($4))"
@@ -197,7 +197,7 @@ impl Store {
                 crate::StoreError::Corrupt(format!("subscription ids as JSON: {e}"))
             })?);
         }
-        let rows = query.fetch_all(&self.write).await?;
+        let rows = query.fetch_all(&self.0.write).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -208,8 +208,8 @@ impl Store {
         seqs.sort_unstable();
         seqs.dedup();
         let mut events = std::collections::HashMap::with_capacity(seqs.len());
-        for chunk in self.backend.statement_chunks(&seqs, 1) {
-            let sql = self.backend.statement("claimed events", chunk.len(), || {
+        for chunk in self.0.backend.statement_chunks(&seqs, 1) {
+            let sql = self.0.backend.statement("claimed events", chunk.len(), || {
                 format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({})",
                     placeholders(1, chunk.len())
@@ -219,7 +219,7 @@ impl Store {
             for seq in chunk {
                 q = q.bind(*seq);
             }
-            for row in q.fetch_all(&self.read).await? {
+            for row in q.fetch_all(&self.0.read).await? {
                 let event = event_from_row(&row)?;
                 events.insert(event.seq, std::sync::Arc::new(event));
             }
@@ -248,9 +248,9 @@ impl Store {
     /// renewed at the next round, well within the lease.
     pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
         let until = now_ms() + lease_ms;
-        let backend = self.backend;
-        for chunk in self.backend.statement_chunks(ids, 1) {
-            let sql = self.backend.statement("renew", chunk.len(), || {
+        let backend = self.0.backend;
+        for chunk in self.0.backend.statement_chunks(ids, 1) {
+            let sql = self.0.backend.statement("renew", chunk.len(), || {
                 let list = placeholders(3, chunk.len());
                 match backend {
                     Backend::Postgres => format!(
@@ -268,7 +268,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            q.execute(&self.write).await?;
+            q.execute(&self.0.write).await?;
         }
         Ok(())
     }
@@ -281,11 +281,11 @@ impl Store {
         )
         .bind(now_ms())
         .bind(owner)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?
         .rows_affected();
         if n > 0 {
-            Store::notify_due(self.backend, &self.write).await?;
+            Store::notify_due(self.0.backend, &self.0.write).await?;
         }
         Ok(n)
     }
@@ -294,7 +294,7 @@ impl Store {
     /// record whose lease `owner` no longer holds is dropped: another process has taken the
     /// delivery over. Returns how many were written.
     pub async fn settle(&self, owner: &str, records: Arc<[AttemptRecord]>) -> Result<usize> {
-        self.committer.settle(owner, records).await
+        self.0.committer.settle(owner, records).await
     }
 
     /// When the earliest pending delivery falls due.
@@ -302,7 +302,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending'",
         )
-        .fetch_one(&self.read)
+        .fetch_one(&self.0.read)
         .await?;
         get(&row, "due")
     }
@@ -329,7 +329,7 @@ impl Store {
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
-        let row = query.fetch_optional(&self.read).await?;
+        let row = query.fetch_optional(&self.0.read).await?;
         let Some(row) = row else { return Ok(None) };
         let delivery = delivery_from_row(&row)?;
         let event = StoredEvent {
@@ -349,7 +349,7 @@ impl Store {
              FROM attempts WHERE delivery_id = $1 ORDER BY number",
         )
         .bind(id)
-        .fetch_all(&self.read)
+        .fetch_all(&self.0.read)
         .await?;
         let attempts = rows
             .iter()
@@ -383,7 +383,7 @@ impl Store {
         if let Some(t) = since {
             count = count.bind(t);
         }
-        let total: i64 = get(&count.fetch_one(&self.read).await?, "n")?;
+        let total: i64 = get(&count.fetch_one(&self.0.read).await?, "n")?;
         let key = match order {
             AttemptOrder::StartedAt => "a.started_at",
             AttemptOrder::EndedAt => "a.started_at + a.duration_ms",
@@ -406,7 +406,7 @@ impl Store {
         let rows = q
             .bind(limit.min(1000) as i64)
             .bind(offset as i64)
-            .fetch_all(&self.read)
+            .fetch_all(&self.0.read)
             .await?;
         let page = rows
             .iter()
@@ -473,7 +473,7 @@ impl Store {
                 Bind::Int(i) => query.bind(i),
             };
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&self.0.read).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -491,9 +491,9 @@ impl Store {
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
-        let n = query.execute(&self.write).await?.rows_affected();
+        let n = query.execute(&self.0.write).await?.rows_affected();
         if n == 1 {
-            Store::notify_due(self.backend, &self.write).await?;
+            Store::notify_due(self.0.backend, &self.0.write).await?;
             self.signal_due();
         }
         Ok(n == 1)
@@ -508,11 +508,11 @@ impl Store {
         .bind(now_ms())
         .bind(subscription_id)
         .bind(since)
-        .execute(&self.write)
+        .execute(&self.0.write)
         .await?
         .rows_affected();
         if n > 0 {
-            Store::notify_due(self.backend, &self.write).await?;
+            Store::notify_due(self.0.backend, &self.0.write).await?;
             self.signal_due();
         }
         Ok(n)

@@ -69,7 +69,7 @@ impl Store {
         if let Some(id) = subscription_id {
             q = q.bind(id.to_owned());
         }
-        let rows = q.fetch_all(&self.read).await?;
+        let rows = q.fetch_all(&self.0.read).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let bucket: i64 = get(row, "bucket")?;

@@ -46,7 +46,7 @@ impl Store {
         let spec: SubscriptionSpec = if text.contains("\"$sealed\"") {
             let mut value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
             if let Some(config) = value.get_mut("config") {
-                posthorn_core::secrets::open_sealed(config, &|s: &str| self.sealer.open(s))?;
+                posthorn_core::secrets::open_sealed(config, &|s: &str| self.0.sealer.open(s))?;
             }
             serde_json::from_value(value).map_err(corrupt)?
         } else {
@@ -80,7 +80,9 @@ impl Store {
         let mut spec = serde_json::to_value(&sub.spec).unwrap_or_default();
         if !secret_paths.is_empty() {
             if let Some(config) = spec.get_mut("config") {
-                posthorn_core::secrets::seal_paths(config, secret_paths, |p| self.sealer.seal(p))?;
+                posthorn_core::secrets::seal_paths(config, secret_paths, |p| {
+                    self.0.sealer.seal(p)
+                })?;
             }
         }
         // A spec is plain data; serializing it cannot fail.
@@ -89,17 +91,17 @@ impl Store {
 
     /// The subscription's signing secrets, sealed: the one in force and the previous one, if any.
     fn sealed_secrets(&self, sub: &Subscription) -> Result<(String, Option<String>)> {
-        let current = self.sealer.seal(&sub.secret.expose())?;
+        let current = self.0.sealer.seal(&sub.secret.expose())?;
         let previous = sub
             .previous_secret
             .as_ref()
-            .map(|(s, _)| self.sealer.seal(&s.expose()))
+            .map(|(s, _)| self.0.sealer.seal(&s.expose()))
             .transpose()?;
         Ok((current, previous))
     }
 
     fn open_secret(&self, sealed: &str) -> Result<Secret> {
-        let plain = self.sealer.open(sealed)?;
+        let plain = self.0.sealer.open(sealed)?;
         Secret::parse(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
@@ -127,7 +129,7 @@ impl Store {
             .bind(sub.updated_at)
             .execute(&mut *tx)
             .await?;
-            let revision = bump_revision(self.backend, &mut tx).await?;
+            let revision = bump_revision(self.0.backend, &mut tx).await?;
             tx.commit().await?;
             Ok(revision)
         })
@@ -172,7 +174,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                revision = Some(bump_revision(self.backend, &mut tx).await?);
+                revision = Some(bump_revision(self.0.backend, &mut tx).await?);
             }
             tx.commit().await?;
             if revision.is_some() && sub.is_active() {
@@ -193,7 +195,7 @@ impl Store {
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
-        let row = query.fetch_optional(&self.read).await?;
+        let row = query.fetch_optional(&self.0.read).await?;
         row.map(|r| self.subscription_from_row(&r)).transpose()
     }
 
@@ -202,7 +204,7 @@ impl Store {
     pub async fn subscription_seen(&self, seen: &Visibility, id: &str) -> Result<bool> {
         let row = sqlx::query("SELECT owner FROM subscriptions WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.0.read)
             .await?;
         let owner: Option<String> = row.map(|r| get(&r, "owner")).transpose()?;
         Ok(owner.is_some_and(|o| seen.sees(&o)))
@@ -223,7 +225,7 @@ impl Store {
             sql.push_str(&format!(" AND id < {}", param(&mut binds, before)));
         }
         // The spec is JSON text: read with each backend's JSON functions.
-        let postgres = self.backend == crate::Backend::Postgres;
+        let postgres = self.0.backend == crate::Backend::Postgres;
         if let Some(service) = &q.service {
             let p = param(&mut binds, service);
             sql.push_str(&if postgres {
@@ -257,7 +259,7 @@ impl Store {
         for b in binds {
             query = query.bind(b);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&self.0.read).await?;
         rows.iter().map(|r| self.subscription_from_row(r)).collect()
     }
 
@@ -288,7 +290,7 @@ impl Store {
             "SELECT COUNT(*) AS n FROM subscriptions WHERE owner = $1 AND deleted_at IS NULL",
         )
         .bind(owner)
-        .fetch_one(&self.read)
+        .fetch_one(&self.0.read)
         .await?;
         Ok(get::<i64>(&row, "n")?.max(0) as u64)
     }
@@ -296,7 +298,7 @@ impl Store {
     /// Every subscription that is not deleted, for the in-memory index, with the revision it
     /// reflects.
     pub async fn all_subscriptions(&self) -> Result<(i64, Vec<Subscription>)> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.0.read.begin().await?;
         let revision = sqlx::query("SELECT value FROM revisions WHERE name = 'subscriptions'")
             .fetch_one(&mut *tx)
             .await?;
@@ -345,7 +347,7 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                revision = Some(bump_revision(self.backend, &mut tx).await?);
+                revision = Some(bump_revision(self.0.backend, &mut tx).await?);
             }
             tx.commit().await?;
             Ok(revision)
