@@ -10,9 +10,10 @@
 //! - `lib.rs` opens the store (pools, settings, migrations); `error.rs` is its error;
 //!   `dialect.rs` the SQL of both backends; `notify.rs` how processes tell each other of work.
 //! - `commit.rs` is the group-commit engine, `events.rs` what it inserts and the event reads,
-//!   `queue.rs` claims, leases, settles and the attempt log, `health.rs` backlogs, failing
-//!   streaks and the purge, `subscriptions.rs` and `event_types.rs` their tables, `seal.rs`
-//!   secrets at rest.
+//!   `queue.rs` claims, leases, settles and the attempt log, `backlog.rs` the queue's depth and
+//!   ordered subscriptions' earlier deliveries, `circuits.rs` backlogs held and released by the
+//!   circuit breaker, `streaks.rs` failing streaks, `purge.rs` the retention purge,
+//!   `subscriptions.rs` and `event_types.rs` their tables, `seal.rs` secrets at rest.
 //! - `cache.rs` ([`SubscriptionCache`]) and `event_types.rs` ([`EventTypeCache`]) are the
 //!   in-memory views every process keeps.
 //! - [`Publisher`] (`publisher.rs`) is the one way events get in, [`SubscriptionWriter`]
@@ -52,19 +53,22 @@ macro_rules! write_tx {
 }
 
 mod applications;
+mod backlog;
 mod cache;
+mod circuits;
 mod commit;
 mod crash;
 mod dialect;
 mod error;
 mod event_types;
 mod events;
-mod health;
 mod notify;
 mod publisher;
+mod purge;
 mod queue;
 pub mod seal;
 mod stats;
+mod streaks;
 mod subscriptions;
 mod writer;
 
@@ -76,13 +80,13 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
 pub use applications::{Application, CredentialsRefused, TokenGrant};
+pub use backlog::QueueDepth;
 pub use cache::SubscriptionCache;
 pub use dialect::Backend;
 pub(crate) use dialect::{get, placeholders, value_rows};
 pub use error::{Result, StoreError};
 pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
 pub use events::{EventQuery, Handoff, NewEvent, Published};
-pub use health::QueueDepth;
 pub(crate) use notify::watch_revision;
 pub use posthorn_core::event::{StoredEvent, ENVELOPE_VERSION};
 pub use publisher::Publisher;
