@@ -503,34 +503,7 @@ async fn jetstream_keeps_both_publishers_events_with_one_client_id(backend: Back
     js.delete_stream(&stream_name).await.unwrap();
 }
 
-/// Declares `sqlite::NAME` and `postgres::NAME` for each broker test: the broker's tests run on
-/// both backends (the PostgreSQL half when `POSTHORN_TEST_POSTGRES_URL` is set too).
-macro_rules! on_both_backends {
-    ($($broker:ident $reason:literal $both:literal => [$($name:ident),* $(,)?]);* $(;)?) => {
-        mod sqlite {
-            $($(
-                #[tokio::test]
-                #[cfg_attr(not($broker), ignore = $reason)]
-                async fn $name() {
-                    super::$name(crate::util::Backend::Sqlite).await
-                }
-            )*)*
-        }
-        mod postgres {
-            $($(
-                #[tokio::test]
-                #[cfg_attr(not(all($broker, postgres_tests)), ignore = $both)]
-                async fn $name() {
-                    if crate::util::postgres_available() {
-                        super::$name(crate::util::Backend::Postgres).await
-                    }
-                }
-            )*)*
-        }
-    };
-}
-
-on_both_backends! {
+broker_backends! {
     amqp_tests
         "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
         "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"

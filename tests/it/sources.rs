@@ -55,24 +55,6 @@ async fn events_named(api: &crate::util::Api, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-#[cfg_attr(
-    not(amqp_tests),
-    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
-)]
-async fn rabbitmq_messages_become_events_sqlite() {
-    rabbitmq_messages_become_events(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(all(amqp_tests, postgres_tests)),
-    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
-)]
-async fn rabbitmq_messages_become_events_postgres() {
-    rabbitmq_messages_become_events(Backend::Postgres).await;
-}
-
 async fn rabbitmq_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
@@ -387,24 +369,6 @@ bindings = ["order.*"]
 
 /// A NATS message becomes an event named by its subject less the prefix, once per `Nats-Msg-Id`;
 /// one that cannot be an event is terminated, not redelivered.
-#[tokio::test]
-#[cfg_attr(
-    not(nats_tests),
-    ignore = "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
-)]
-async fn nats_messages_become_events_sqlite() {
-    nats_messages_become_events(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(all(nats_tests, postgres_tests)),
-    ignore = "POSTHORN_TEST_NATS_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
-)]
-async fn nats_messages_become_events_postgres() {
-    nats_messages_become_events(Backend::Postgres).await;
-}
-
 async fn nats_messages_become_events(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_NATS_URL") else {
         return;
@@ -488,24 +452,6 @@ consumer = "posthorn"
 
 /// Messages published while Posthorn was stopped are delivered once it starts again; `/readyz`
 /// shows the source.
-#[tokio::test]
-#[cfg_attr(
-    not(amqp_tests),
-    ignore = "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
-)]
-async fn messages_sent_while_stopped_are_delivered_after_the_start_sqlite() {
-    messages_sent_while_stopped_are_delivered_after_the_start(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-#[cfg_attr(
-    not(all(amqp_tests, postgres_tests)),
-    ignore = "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
-)]
-async fn messages_sent_while_stopped_are_delivered_after_the_start_postgres() {
-    messages_sent_while_stopped_are_delivered_after_the_start(Backend::Postgres).await;
-}
-
 async fn messages_sent_while_stopped_are_delivered_after_the_start(backend: Backend) {
     let Ok(url) = std::env::var("POSTHORN_TEST_AMQP_URL") else {
         return;
@@ -908,4 +854,15 @@ async fn a_real_wazo_bus_reaches_wazo_subscriptions_on_two_postgres_processes() 
     if crate::util::postgres_available() {
         a_real_wazo_bus_reaches_wazo_subscriptions(Backend::Postgres, 2).await;
     }
+}
+
+broker_backends! {
+    amqp_tests
+        "POSTHORN_TEST_AMQP_URL is not set: the RabbitMQ tests are skipped"
+        "POSTHORN_TEST_AMQP_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+        => [rabbitmq_messages_become_events, messages_sent_while_stopped_are_delivered_after_the_start];
+    nats_tests
+        "POSTHORN_TEST_NATS_URL is not set: the NATS tests are skipped"
+        "POSTHORN_TEST_NATS_URL or POSTHORN_TEST_POSTGRES_URL is not set: skipped"
+        => [nats_messages_become_events];
 }
