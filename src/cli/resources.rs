@@ -508,8 +508,18 @@ pub async fn deliveries(remote: &Remote, cmd: Deliveries) -> Exit {
             .await
         }
         Deliveries::Show { id } => {
-            let names = subscription_names(remote, &c).await;
-            run(remote, c.delivery(&id), |d| delivery_detail(d, &names)).await
+            let d = match c.delivery(&id).await {
+                Ok(d) => d,
+                Err(e) => return report(&e),
+            };
+            // Its one subscription's name, asked for by id (gone or unreadable: its id shows).
+            let mut names = HashMap::new();
+            if !remote.json {
+                if let Ok(s) = c.subscription(&d.subscription_id).await {
+                    names.insert(s.id, s.name);
+                }
+            }
+            run(remote, async { Ok(d) }, |d| delivery_detail(d, &names)).await
         }
         Deliveries::Retry { id } => {
             run(remote, c.retry(&id), |d| {

@@ -61,11 +61,6 @@ pub(crate) async fn evaluate(
         attributes: &req.event.attributes,
         data: &req.event.data,
     });
-    let hint = filter.data_prefix().map(|column| {
-        format!(
-            "column {column}: {}",
-            posthorn_core::filter::DATA_PREFIX_HINT
-        )
-    });
+    let hint = filter.data_prefix_hint();
     Ok(Json(Evaluated { matches, hint }))
 }

@@ -106,14 +106,8 @@ async fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec
     let compiled = spec.validate(&state.services)?;
     // What only a write checks: a filter that reads `data.…` (seldom meant: it never matches an
     // event whose data has no field named data), the target against this server's network policy.
-    if let Some(column) = compiled.filter.as_ref().and_then(|f| f.data_prefix()) {
-        return Err(Invalid::one(
-            "filter",
-            format!(
-                "column {column}: {}",
-                posthorn_core::filter::DATA_PREFIX_HINT
-            ),
-        ));
+    if let Some(hint) = compiled.filter.as_ref().and_then(|f| f.data_prefix_hint()) {
+        return Err(Invalid::one("filter", hint));
     }
     compiled
         .target

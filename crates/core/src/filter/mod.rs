@@ -140,6 +140,13 @@ impl Filter {
         self.data_prefix
     }
 
+    /// What a writer of this filter is told when it reads `data.…`: the column and what to
+    /// write instead; `None` for every other filter.
+    pub fn data_prefix_hint(&self) -> Option<String> {
+        self.data_prefix
+            .map(|column| format!("column {column}: {DATA_PREFIX_HINT}"))
+    }
+
     pub fn matches(&self, event: &EventView<'_>) -> bool {
         eval(&self.expr, event)
     }
