@@ -119,6 +119,59 @@ fn basic(encoded: &str) -> Option<Credentials> {
     })
 }
 
+/// What a route asks of its caller. A handler names it in its signature as [`Can<P>`], which is
+/// checked as the request is read (before the handler runs): a handler that has a `Can<P>` has a
+/// caller who may do `P`, and a handler has no other way to get a caller of the `/v1` API.
+pub trait Permission: Send + Sync + 'static {
+    /// `Ok` when `caller` may; a 403 naming what is missing otherwise.
+    fn check(caller: &Caller) -> Result<(), ApiError>;
+}
+
+/// The admin only (applications, event types' writes, the service's own settings).
+pub struct AdminOnly;
+/// The `subscriptions` scope: the caller's own subscriptions, their deliveries and logs.
+pub struct ManageSubscriptions;
+/// The `publish` scope: publishing events.
+pub struct Publish;
+
+impl Permission for AdminOnly {
+    fn check(caller: &Caller) -> Result<(), ApiError> {
+        caller.require_admin()
+    }
+}
+
+impl Permission for ManageSubscriptions {
+    fn check(caller: &Caller) -> Result<(), ApiError> {
+        caller.require(Scope::Subscriptions)
+    }
+}
+
+impl Permission for Publish {
+    fn check(caller: &Caller) -> Result<(), ApiError> {
+        caller.require(Scope::Publish)
+    }
+}
+
+/// A caller who may do `P`, checked when the request was read (the extractor is with the
+/// dashboard's cookie, in the `session` module, which reads both credentials).
+pub struct Can<P: Permission>(Caller, std::marker::PhantomData<P>);
+
+impl<P: Permission> Can<P> {
+    /// `caller`, if it may do `P`.
+    pub(crate) fn check(caller: Caller) -> Result<Self, ApiError> {
+        P::check(&caller)?;
+        Ok(Self(caller, std::marker::PhantomData))
+    }
+}
+
+impl<P: Permission> std::ops::Deref for Can<P> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
 /// Who is calling, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -156,7 +209,7 @@ impl Caller {
     }
 
     /// A 403 naming the scope unless the caller has it.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    fn require(&self, scope: Scope) -> Result<(), ApiError> {
         match &self.scopes {
             None => Ok(()),
             Some(s) if s.contains(&scope) => Ok(()),
@@ -168,7 +221,7 @@ impl Caller {
     }
 
     /// A 403 unless the caller is the admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    fn require_admin(&self) -> Result<(), ApiError> {
         if self.is_admin() {
             Ok(())
         } else {

@@ -198,7 +198,9 @@ pub fn openapi_document() -> &'static serde_json::Value {
 pub struct BodyLimit(pub usize);
 
 pub fn router(state: AppState, config: &ApiConfig) -> Router {
+    // The document describes the routes, so it is served beside them, not from among them.
     routes::routes()
+        .route("/openapi.json", axum::routing::get(openapi::serve))
         .merge(ui::routes())
         .layer(axum::middleware::from_fn(doors::wazo::token_in_query))
         .layer(axum::middleware::from_fn(server::head_limits))

@@ -172,7 +172,7 @@ fn conform(doc: &mut serde_json::Value) {
         ),
         (
             "SubscriptionSpec/properties/rate_limit_per_s",
-            json!({"minimum": 1}),
+            json!({"minimum": 1, "maximum": posthorn_core::subscription::MAX_RATE_LIMIT_PER_S}),
         ),
         (
             "RetrySpec/properties/schedule_s",

@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use posthorn_core::time::now_ms;
 
-use crate::auth::{same, Caller, Credentials};
+use crate::auth::{same, Caller, Can, Credentials, Permission};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -185,23 +185,26 @@ fn own_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
 
 /// The `/v1` API takes `Authorization: Bearer` (section 2 of the contract); a request without
 /// `Authorization` may carry the dashboard's session cookie instead (this module).
-impl FromRequestParts<AppState> for Caller {
+impl<P: Permission> FromRequestParts<AppState> for Can<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match Credentials::from_headers(&parts.headers) {
-            Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
-                .await?
-                .ok_or(ApiError::Unauthorized),
-            Some(_) => Err(ApiError::Unauthorized),
-            None if parts.headers.contains_key(header::AUTHORIZATION) => {
-                Err(ApiError::Unauthorized)
-            }
-            None => match cookie(&parts.headers) {
-                Some(session) => cookie_caller(state, parts, &session).await,
-                None => Err(ApiError::Unauthorized),
-            },
-        }
+        Can::check(caller(parts, state).await?)
+    }
+}
+
+/// The caller of a `/v1` request: its Bearer token, else its cookie.
+async fn caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    match Credentials::from_headers(&parts.headers) {
+        Some(c @ Credentials::Bearer(_)) => Caller::resolve(state, &c)
+            .await?
+            .ok_or(ApiError::Unauthorized),
+        Some(_) => Err(ApiError::Unauthorized),
+        None if parts.headers.contains_key(header::AUTHORIZATION) => Err(ApiError::Unauthorized),
+        None => match cookie(&parts.headers) {
+            Some(session) => cookie_caller(state, parts, &session).await,
+            None => Err(ApiError::Unauthorized),
+        },
     }
 }
 

@@ -75,6 +75,9 @@ pub struct Compiled {
 /// The longest retry schedule accepted, and the longest single wait (one week).
 pub const MAX_SCHEDULE_STEPS: usize = 50;
 pub const MAX_WAIT_S: u32 = 7 * 24 * 3600;
+/// The highest rate limit a subscription may name: above it there is no limit to speak of
+/// (leave `rate_limit_per_s` null).
+pub const MAX_RATE_LIMIT_PER_S: u32 = 1_000_000;
 
 impl SubscriptionSpec {
     /// The fields a subscription has, and those it must have.
@@ -173,8 +176,13 @@ impl SubscriptionSpec {
                 }
             }
         }
-        if self.rate_limit_per_s == Some(0) {
-            errors.add("rate_limit_per_s", "must be at least 1 (or null for none)");
+        if let Some(rate) = self.rate_limit_per_s {
+            if !(1..=MAX_RATE_LIMIT_PER_S).contains(&rate) {
+                errors.add(
+                    "rate_limit_per_s",
+                    "must be 1 to 1000000 per second (or null for none)",
+                );
+            }
         }
         if !(1..=10_000).contains(&self.max_in_flight) {
             errors.add("max_in_flight", "must be 1 to 10000");

@@ -10,7 +10,7 @@ use posthorn_core::validation::Errors;
 use posthorn_core::Owner;
 use posthorn_store::{Application, SubscriptionQuery};
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{AdminOnly, Can, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody, Path};
 use crate::list::{paginate, Page, Query};
@@ -44,10 +44,9 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Application> {
     security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ApplicationView>)> {
-    caller.require_admin()?;
     let req: ApplicationRequest = typed(&body, "")?;
     let mut errors = Errors::default();
     if req.name.trim().is_empty() || req.name.chars().count() > 128 {
@@ -78,10 +77,9 @@ pub(crate) async fn create(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<ApplicationView>>> {
-    caller.require_admin()?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     let rows = state.store.applications_page(q.cursor(), limit + 1).await?;
@@ -100,10 +98,9 @@ pub(crate) async fn list(
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    caller.require_admin()?;
     Ok(Json(view(load(&state, &id).await?, None)))
 }
 
@@ -115,10 +112,9 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require_admin()?;
     load(&state, &id).await?;
     // Tokens first: from here on the application can do nothing.
     state.store.delete_application(&id).await?;
@@ -150,10 +146,9 @@ pub(crate) async fn delete(
     security(("bearer" = [])))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    caller.require_admin()?;
     let secret = state
         .store
         .rotate_application_secret(&id)
@@ -177,10 +172,9 @@ pub struct Revoked {
     security(("bearer" = [])))]
 pub(crate) async fn revoke_tokens(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Revoked>> {
-    caller.require_admin()?;
     load(&state, &id).await?;
     let revoked = state.store.revoke_tokens(&id).await?;
     Ok(Json(Revoked { revoked }))
@@ -204,12 +198,11 @@ pub struct PortalLinkRequest {
     security(("bearer" = [])))]
 pub(crate) async fn portal_link(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<PortalLink>)> {
-    caller.require_admin()?;
     // No body, or `null`: the defaults.
     let req: PortalLinkRequest = if body.trim_ascii().is_empty() || body.trim_ascii() == b"null" {
         PortalLinkRequest::default()

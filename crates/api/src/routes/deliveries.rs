@@ -9,7 +9,7 @@ use posthorn_core::{DeliveryStatus, Invalid};
 use posthorn_store::{DeliveryQuery, DeliveryRow, StoredAttempt};
 use serde_json::Value;
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
@@ -92,11 +92,10 @@ async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -
     security(("bearer" = [])))]
 pub(crate) async fn list_for_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     check_owner(&state, &caller, &id).await?;
@@ -178,10 +177,9 @@ async fn page(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     query.owner = caller.visibility().owner().map(str::to_owned);
@@ -198,11 +196,10 @@ pub(crate) async fn list(
     security(("bearer" = [])))]
 pub(crate) async fn list_for_event(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     let seen = caller.visibility();
@@ -223,10 +220,9 @@ pub(crate) async fn list_for_event(
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryView>> {
-    caller.require(Scope::Subscriptions)?;
     let (delivery, attempts) = state
         .store
         .delivery(&caller.visibility(), &id)
@@ -244,10 +240,9 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
-    caller.require(Scope::Subscriptions)?;
     let seen = caller.visibility();
     let (delivery, _) = state
         .store

@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn the_page_has_every_route_and_schema_and_escapes_text() {
-        let doc = crate::openapi::document();
+        let doc = crate::openapi_document();
         let page = render(doc);
         for (path, ops) in doc["paths"].as_object().unwrap() {
             assert!(

@@ -9,7 +9,7 @@ use posthorn_core::validation::Errors;
 use posthorn_core::EventName;
 use posthorn_store::{compile_schema, schema_errors, EventType};
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{AdminOnly, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
@@ -28,10 +28,6 @@ fn view(t: EventType) -> EventTypeView {
     }
 }
 
-fn admin_only(caller: &Caller) -> ApiResult<()> {
-    caller.require_admin()
-}
-
 /// Create or replace an event type.
 #[utoipa::path(put, operation_id = "putEventType", path = "/v1/event-types/{name}", tag = "event types",
     params(("name" = String, Path)), request_body = EventTypeRequest,
@@ -39,11 +35,10 @@ fn admin_only(caller: &Caller) -> ApiResult<()> {
     security(("bearer" = [])))]
 pub(crate) async fn put(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<EventTypeView>> {
-    admin_only(&caller)?;
     let req: EventTypeRequest = typed(&body, "")?;
     let mut errors = Errors::default();
     if let Err(msg) = EventName::parse(&name) {
@@ -96,10 +91,9 @@ pub(crate) async fn put(
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<ManageSubscriptions>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<EventTypeView>> {
-    caller.require(Scope::Subscriptions)?;
     let t = state
         .store
         .event_type(&name)
@@ -116,10 +110,9 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<ManageSubscriptions>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<EventTypeView>>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     // The catalogue is small: page it in memory, by name; the cursor is the last name shown.
@@ -139,10 +132,9 @@ pub(crate) async fn list(
     security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    admin_only(&caller)?;
     if !state.store.delete_event_type(&name).await? {
         return Err(ApiError::NotFound("event type"));
     }

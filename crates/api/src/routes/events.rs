@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, Can, Publish};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed_text, RawJson};
@@ -84,10 +84,9 @@ fn view(e: StoredEvent, deliveries: Option<Vec<DeliverySummary>>) -> ApiResult<E
     security(("bearer" = [])))]
 pub(crate) async fn publish(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<Publish>,
     RawJson(body): RawJson,
 ) -> ApiResult<Response> {
-    caller.require(Scope::Publish)?;
     // Each event is read from its own text straight into its typed form: no `Value` tree of the
     // whole body is built, copied and dropped on the way.
     let (items, batch): (Vec<&str>, bool) = match body.trim_ascii_start().first() {
@@ -206,11 +205,10 @@ fn malformed(e: serde_json::Error) -> ApiError {
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<Publish>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventView>> {
     // What an application published: its publisher's reads.
-    caller.require(Scope::Publish)?;
     let publisher = caller.visibility().owner().map(str::to_owned);
     let event = state
         .store
@@ -239,10 +237,9 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<Publish>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<EventView>>> {
-    caller.require(Scope::Publish)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     let since = match q.get("since") {

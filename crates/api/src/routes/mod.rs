@@ -21,7 +21,6 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
         .route("/metrics", get(crate::telemetry::metrics))
-        .route("/openapi.json", get(crate::openapi::serve))
         .route("/docs", get(docs::docs))
         .route("/v1/services", get(service::services))
         .route("/v1/sources", get(service::sources))

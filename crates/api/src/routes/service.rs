@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{AdminOnly, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -68,9 +68,8 @@ pub struct SourceList {
     responses((status = 200, body = SourceList), (status = 403, body = crate::error::Problem)), security(("bearer" = [])))]
 pub(crate) async fn sources(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<AdminOnly>,
 ) -> ApiResult<Json<SourceList>> {
-    caller.require_admin()?;
     Ok(Json(SourceList {
         items: state.sources.all(),
     }))
@@ -95,9 +94,8 @@ pub struct ServiceList {
     responses((status = 200, body = ServiceList)), security(("bearer" = [])))]
 pub(crate) async fn services(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Can<ManageSubscriptions>,
 ) -> ApiResult<Json<ServiceList>> {
-    caller.require(crate::auth::Scope::Subscriptions)?;
     Ok(Json(ServiceList {
         items: state
             .services

@@ -7,7 +7,7 @@ use posthorn_core::time::{now_ms, to_rfc3339};
 use posthorn_core::Invalid;
 use posthorn_store::DURATION_BOUNDS_MS;
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{Can, ManageSubscriptions};
 use crate::error::{ApiResult, Problem};
 use crate::list::Query;
 use crate::AppState;
@@ -23,10 +23,9 @@ const CLASSES: usize = DURATION_BOUNDS_MS.len() + 1;
     security(("bearer" = [])))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<DeliveryStats>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let (window, bucket_ms, buckets): (&str, i64, i64) = match q.get("window").unwrap_or("hour") {
         "hour" => ("hour", 60_000, 60),

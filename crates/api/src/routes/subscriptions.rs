@@ -13,7 +13,7 @@ use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
 use posthorn_store::SubscriptionQuery;
 use serde_json::{json, Value};
 
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
@@ -142,10 +142,9 @@ async fn save(state: &AppState, sub: Subscription) -> ApiResult<Subscription> {
     security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
-    caller.require(Scope::Subscriptions)?;
     let owner = match body.get("owner") {
         None | Some(Value::Null) => caller.owner().as_str().to_owned(),
         Some(Value::String(o)) if caller.is_admin() => {
@@ -185,10 +184,9 @@ pub(crate) async fn create(
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<SubscriptionView>>> {
-    caller.require(Scope::Subscriptions)?;
     let q = Query::parse(raw.as_deref());
     let limit = q.limit()?;
     let event = q.get("event");
@@ -267,10 +265,9 @@ pub(crate) async fn list(
     security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     Ok(Json(
         view_one(&state, load(&state, &caller, &id).await?, false).await?,
     ))
@@ -283,11 +280,10 @@ pub(crate) async fn show(
     security(("bearer" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     let mut body = body;
     keep_credentials(&state, &sub, &mut body);
@@ -304,11 +300,10 @@ pub(crate) async fn replace(
     security(("bearer" = [])))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     if !body.is_object() {
         return Err(Invalid::one("", "must be a JSON object").into());
     }
@@ -362,10 +357,9 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Scope::Subscriptions)?;
     load(&state, &caller, &id).await?;
     if !state.subscriptions.delete(&id).await? {
         return Err(ApiError::NotFound("subscription"));
@@ -380,10 +374,9 @@ pub(crate) async fn delete(
     security(("bearer" = [])))]
 pub(crate) async fn enable(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = true;
     // The store wakes the dispatcher for the deliveries held while it was off; a person
@@ -400,10 +393,9 @@ pub(crate) async fn enable(
     security(("bearer" = [])))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = false;
     sub.disabled_reason = Some(DisabledReason::Manual);
@@ -419,10 +411,9 @@ pub(crate) async fn disable(
     security(("bearer" = [])))]
 pub(crate) async fn test(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TestSent>)> {
-    caller.require(Scope::Subscriptions)?;
     let sub = load(&state, &caller, &id).await?;
     if !sub.is_active() {
         return Err(ApiError::Conflict(
@@ -451,10 +442,9 @@ pub(crate) async fn test(
     security(("bearer" = [])))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
-    caller.require(Scope::Subscriptions)?;
     let mut sub = load(&state, &caller, &id).await?;
     let old = std::mem::replace(&mut sub.secret, Secret::generate());
     sub.previous_secret = Some((old, now_ms() + ROTATION_OVERLAP_MS));
@@ -470,11 +460,10 @@ pub(crate) async fn rotate_secret(
     security(("bearer" = [])))]
 pub(crate) async fn recover(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Can<ManageSubscriptions>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Recovered>> {
-    caller.require(Scope::Subscriptions)?;
     let req: RecoverRequest = typed(&body, "")?;
     let since = parse_rfc3339(&req.since)
         .ok_or_else(|| Invalid::one("since", "must be an RFC 3339 time"))?;

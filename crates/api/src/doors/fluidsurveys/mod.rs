@@ -32,7 +32,7 @@ use serde_json::Value;
 use translate::{url_of, webhook, FsWebhook, FsWebhookList, Subscribe, DOOR};
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Credentials, Scope};
+use crate::auth::{Caller, Credentials, ManageSubscriptions, Permission};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::AppState;
@@ -99,7 +99,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, FsError
         _ => None,
     };
     let caller = caller.ok_or_else(unauthorized)?;
-    caller.require(Scope::Subscriptions)?;
+    ManageSubscriptions::check(&caller)?;
     Ok(caller)
 }
 

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::error::{unauthorized, WazoError};
-use crate::auth::{Caller, Credentials, Scope};
+use crate::auth::{Caller, Credentials, ManageSubscriptions, Permission};
 use crate::AppState;
 
 /// The caller, with the `subscriptions` scope every route of the door needs.
@@ -17,7 +17,7 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Call
     let caller = Caller::resolve(state, &credentials)
         .await?
         .ok_or_else(unauthorized)?;
-    caller.require(Scope::Subscriptions)?;
+    ManageSubscriptions::check(&caller)?;
     match headers.get("wazo-tenant").and_then(|v| v.to_str().ok()) {
         Some(tenant) if caller.is_admin() && tenant != "admin" => {
             let app = state

@@ -240,14 +240,21 @@ pub(crate) struct LogsQuery {
     pub ascending: bool,
 }
 
+/// The largest offset the database takes (PostgreSQL's `OFFSET` is a signed 64-bit number).
+const MAX_OFFSET: usize = i64::MAX as usize;
+
 impl LogsQuery {
     /// `from_date`, `limit` (100), `offset`, `order` (`started_at`), `direction` (`desc`).
     pub(crate) fn parse(raw: Option<&str>) -> Result<Self, Invalid> {
         let q = Query::parse(raw);
+        // Any count of digits is an integer (as marshmallow reads it); one past every row is
+        // as good as the largest the database takes: an empty page.
         let number = |key: &str, default: usize| -> Result<usize, Invalid> {
             q.get(key).map_or(Ok(default), |v| {
-                v.parse()
-                    .map_err(|_| Invalid::one(key, "Not a valid integer."))
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Invalid::one(key, "Not a valid integer."));
+                }
+                Ok(v.parse::<usize>().map_or(MAX_OFFSET, |n| n.min(MAX_OFFSET)))
             })
         };
         let from = match q.get("from_date") {
@@ -482,9 +489,14 @@ mod tests {
             ("order=uuid", "order"),
             ("direction=up", "direction"),
             ("from_date=yesterday", "from_date"),
+            ("offset=-1", "offset"),
+            ("offset=", "offset"),
         ] {
             assert_eq!(LogsQuery::parse(Some(raw)).unwrap_err().0[0].field, field);
         }
+        // Past every row: an empty page, never a number the database refuses.
+        let far = LogsQuery::parse(Some("offset=100056935473350805815296")).unwrap();
+        assert_eq!(far.offset, i64::MAX as usize);
         assert_eq!(log_status(AttemptOutcome::Retry), "failure");
         assert_eq!(log_status(AttemptOutcome::Final), "error");
     }
