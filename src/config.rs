@@ -1,7 +1,8 @@
 //! The configuration of `posthorn serve`: one typed struct, resolved once from flags, environment
 //! variables, the config file and defaults, in that order of precedence (figment's layers; clap
 //! reads each flag's environment variable), and passed down. The file's sections for other
-//! crates (`[smtp]`, `[[sources.*]]`, `[[services]]`) are typed in `posthorn_core::config`.
+//! crates are typed by the crate that acts on them: `posthorn_dispatch::config` (`[smtp]`,
+//! `[[services]]`), `posthorn_ingest::config` (`[[sources.*]]`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use clap::{Args, ValueEnum};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
-use posthorn_core::config::{PluginConfig, SmtpConfig, SourcesConfig};
+use posthorn_dispatch::config::{PluginConfig, SmtpConfig};
+use posthorn_ingest::config::SourcesConfig;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8525";
@@ -460,7 +462,7 @@ mod tests {
         assert_eq!((smtp.host.as_str(), smtp.port), ("127.0.0.1", 2525));
         assert_eq!(
             s.sources.amqp[0].exchange_type,
-            posthorn_core::config::ExchangeType::Headers
+            posthorn_ingest::config::ExchangeType::Headers
         );
         assert_eq!(s.sources.nats[0].strip_prefix.as_deref(), Some("events."));
         assert_eq!(s.services[0].command[0], "python3");

@@ -13,8 +13,6 @@ use posthorn_api::{router, AdminAuth, ApiConfig, AppState, Readiness, Shared};
 
 use crate::supervise::Supervisor;
 use posthorn_core::id::new_id;
-use posthorn_core::source::SourceBoard;
-use posthorn_core::tally::SubscriptionTally;
 use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::broker::{AmqpService, NatsService};
@@ -22,6 +20,8 @@ use posthorn_dispatch::service::email::EmailService;
 use posthorn_dispatch::service::http::HttpService;
 use posthorn_dispatch::service::plugin::PluginService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
+use posthorn_ingest::board::SourceBoard;
+use posthorn_store::tally::SubscriptionTally;
 use posthorn_store::{
     sqlite_path, EventTypeCache, Publisher, Sealer, Store, SubscriptionCache, SubscriptionWriter,
 };
@@ -475,7 +475,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         event_types,
         services,
         token_ttl: config.token_ttl,
-        sources: source_board,
+        sources: posthorn_api::Sources::new({
+            let board = source_board.clone();
+            move || board.all()
+        }),
         admin: admin.clone(),
         metrics: Some(Metrics {
             handle: metrics_handle,

@@ -1,6 +1,6 @@
 //! The client commands of `posthorn`: they speak the HTTP API of a running server through
-//! `posthorn_client` (the API's own wire types), print tables for people and JSON for scripts
-//! (`--json`), and exit with a code a script can branch on ([`Exit`]). `listen` and `verify`
+//! `posthorn_client` (in the server's own wire types, `posthorn_wire`), print tables for people
+//! and JSON for scripts (`--json`), and exit with a code a script can branch on ([`Exit`]). `listen` and `verify`
 //! are the receiving side: they check Standard Webhooks signatures with `core::signing::verify`.
 
 pub mod listen;

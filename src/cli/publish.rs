@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use posthorn_client::wire::PublishRequest;
 use posthorn_client::{Client, Error};
+use posthorn_wire::api::PublishRequest;
 use serde_json::value::RawValue;
 use serde_json::Value;
 

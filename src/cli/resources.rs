@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::ProgressBar;
-use posthorn_client::wire::{
+use posthorn_client::Client;
+use posthorn_wire::api::{
     ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest, EventTypeView,
     SubscriptionStatus, SubscriptionView,
 };
-use posthorn_client::Client;
 use serde::Serialize;
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{fixture, verify, Answer, Backend, Receiver, Server};
+use crate::util::{attempt_outcomes, fixture, verify, Answer, Backend, Receiver, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -128,12 +128,7 @@ async fn failures_are_retried_with_the_same_webhook_id_until_success(backend: Ba
     }
     let dlv = hits[0].header("posthorn-delivery");
     let d = api.delivery_with_status(dlv, "succeeded", WAIT).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "retry", "success"]);
     assert_eq!(d["attempt_log"][0]["response"]["status"], 500);
     assert_eq!(d["attempt_log"][0]["error"], "HTTP 500");

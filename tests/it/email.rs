@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::util::{Backend, Server, ServerOptions};
+use crate::util::{attempt_outcomes, Backend, Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -97,24 +97,10 @@ impl Smtp {
 async fn email_is_delivered_retried_and_refused_as_smtp_says(backend: Backend) {
     let smtp = Smtp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("posthorn.toml");
-    std::fs::write(
-        &path,
-        format!("[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Posthorn <posthorn@example.com>\"\n", smtp.port),
-    )
-    .unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(backend)
-    })
-    .await;
+    let config = format!("[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Posthorn <posthorn@example.com>\"\n", smtp.port);
+    let server = Server::start_with(ServerOptions::configured(backend, dir.path(), &config)).await;
     let api = server.api();
-    let names: Vec<String> = api.get("/v1/services").await.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = api.service_names().await;
     assert!(names.contains(&"email".to_owned()), "{names:?}");
     let subscribe = |to: &'static str| {
         let api = api.clone();
@@ -196,12 +182,7 @@ async fn email_is_delivered_retried_and_refused_as_smtp_says(backend: Backend) {
     // 451: retried, then delivered.
     let d = api.first_delivery(&busy, WAIT).await;
     let d = api.delivery_with_status(&d, "succeeded", WAIT).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "success"], "{d}");
     assert!(
         d["attempt_log"][0]["error"]

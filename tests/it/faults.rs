@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{free_port, received, wait_for, Api, Receiver, Server, ServerOptions};
+use crate::util::{free_port, received, wait_for, Api, Backend, Receiver, Server, ServerOptions};
 
 /// A PostgreSQL cluster of this test's own, on its own port, that it may stop and start without
 /// disturbing the other tests' server.
@@ -408,12 +408,11 @@ const WAIT: Duration = Duration::from_secs(60);
 /// to `order.*`, once the source says it is connected (the folder holds the file).
 async fn consuming(config: String) -> (Server, Receiver, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("posthorn.toml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::default()
-    })
+    let server = Server::start_with(ServerOptions::configured(
+        Backend::Sqlite,
+        dir.path(),
+        &config,
+    ))
     .await;
     let api = server.api();
     let receiver = Receiver::start().await;

@@ -5,49 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use prometheus_parse::{Sample, Scrape, Value as Metric};
+use prometheus_parse::{Sample, Value as Metric};
 use serde_json::json;
 
-use crate::util::{wait_for, Answer, Backend, Receiver, Server, ServerOptions, TOKEN};
-
-/// Scrapes `/metrics` and parses it as Prometheus text.
-async fn scrape(base: &str, token: Option<&str>) -> (u16, Option<Scrape>) {
-    let mut req = reqwest::Client::new().get(format!("{base}/metrics"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.expect("scrape");
-    let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let text = res.text().await.unwrap();
-    if status != 200 {
-        return (status, None);
-    }
-    assert!(content_type
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
-    (status, Some(scrape))
-}
-
-/// The value of the one sample of `name` whose labels include `labels` (0 when absent).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<&Sample> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .collect();
-    assert!(found.len() <= 1, "{name} {labels:?}: several samples");
-    match found.first().map(|s| &s.value) {
-        None => 0.0,
-        Some(Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v)) => *v,
-        Some(Metric::Histogram(buckets)) => buckets.last().map_or(0.0, |b| b.count),
-        Some(Metric::Summary(_)) => panic!("{name}: a summary, not a histogram"),
-    }
-}
+use crate::util::{
+    scrape, value, wait_for, Answer, Backend, Receiver, Server, ServerOptions, TOKEN,
+};
 
 async fn metrics_move_with_traffic(backend: Backend) {
     // Per-subscription series (tenants' ids) only when asked for.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{Api, Backend, Server, ServerOptions};
+use crate::util::{attempt_outcomes, Api, Backend, Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -58,13 +58,7 @@ config_schema = {{ type = "object", required = ["mode"], properties = {{ mode = 
         scripted = dir.path().join("scripted.py").display(),
         out = dir.path().display(),
     );
-    let path = dir.path().join("posthorn.toml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(backend)
-    })
-    .await;
+    let server = Server::start_with(ServerOptions::configured(backend, dir.path(), &config)).await;
     (server, dir)
 }
 
@@ -151,12 +145,7 @@ async fn plugins_run_as_their_exit_status_says(backend: Backend) {
     // 75: retried per the schedule, then dead.
     let d = api.first_delivery(&retry, WAIT).await;
     let d = api.delivery_with_status(&d, "dead", WAIT).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "retry", "final"]);
     assert!(
         d["attempt_log"][0]["error"]
@@ -265,13 +254,7 @@ config_schema = {{ type = "object", required = ["mode"], properties = {{ mode = 
         script = dir.path().join("persistent.py").display(),
         out = dir.path().display(),
     );
-    let path = dir.path().join("posthorn.toml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(backend)
-    })
-    .await;
+    let server = Server::start_with(ServerOptions::configured(backend, dir.path(), &config)).await;
     let api = server.api();
     let subscribe = |mode: &'static str, event: &'static str, retry: Value| {
         let api = api.clone();
@@ -347,12 +330,7 @@ config_schema = {{ type = "object", required = ["mode"], properties = {{ mode = 
         }
     };
     let d = dead(retry).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "final"], "{d}");
     assert_eq!(d["attempt_log"][0]["error"], "retry later: busy");
     let d = dead(fail).await;

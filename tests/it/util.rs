@@ -54,6 +54,97 @@ where
     }
 }
 
+/// [`wait_for`], with `explain`'s account of what stood instead (states read from the API, a
+/// log's tail) in the panic when the deadline passes.
+pub async fn wait_for_explained<T, F, Fut, E, EFut>(
+    limit: Duration,
+    what: &str,
+    mut check: F,
+    explain: E,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+    E: FnOnce() -> EFut,
+    EFut: Future<Output = String>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {limit:?} waiting for {what}: {}",
+                explain().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Scrapes `/metrics` and parses it as Prometheus text.
+pub async fn scrape(base: &str, token: Option<&str>) -> (u16, Option<prometheus_parse::Scrape>) {
+    let mut req = reqwest::Client::new().get(format!("{base}/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("scrape");
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = res.text().await.unwrap();
+    if status != 200 {
+        return (status, None);
+    }
+    assert!(content_type
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    (status, Some(scrape))
+}
+
+/// The value of the one sample of `name` whose labels include `labels` (0 when absent).
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&prometheus_parse::Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?}: several samples");
+    match found.first().map(|s| &s.value) {
+        None => 0.0,
+        Some(
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v),
+        ) => *v,
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            buckets.last().map_or(0.0, |b| b.count)
+        }
+        Some(prometheus_parse::Value::Summary(_)) => panic!("{name}: a summary, not a histogram"),
+    }
+}
+
+/// The sum of every sample of `name` whose labels include `labels` (a counter over all its
+/// other labels).
+pub fn total(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
 /// A running `posthorn serve`.
 pub struct Server {
     child: Child,
@@ -91,6 +182,16 @@ impl ServerOptions {
         Self {
             backend,
             ..Self::default()
+        }
+    }
+
+    /// On `backend`, with `toml` written as `dir/posthorn.toml` and passed as `--config`.
+    pub fn configured(backend: Backend, dir: &Path, toml: &str) -> Self {
+        let path = dir.join("posthorn.toml");
+        std::fs::write(&path, toml).expect("write posthorn.toml");
+        Self {
+            extra: vec!["--config".into(), path.display().to_string()],
+            ..Self::on(backend)
         }
     }
 }
@@ -478,6 +579,16 @@ impl Api {
         self.send("GET", path, None).await
     }
 
+    /// The names of the delivery services, as `GET /v1/services` lists them.
+    pub async fn service_names(&self) -> Vec<String> {
+        self.get("/v1/services").await.body["items"]
+            .as_array()
+            .expect("a list of services")
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send("POST", path, Some(&body)).await
     }
@@ -771,6 +882,16 @@ pub async fn token(base: &str, app: &App) -> String {
     .await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The outcomes of a delivery's attempts in order (`retry`, `final`, `success`).
+pub fn attempt_outcomes(delivery: &Value) -> Vec<String> {
+    delivery["attempt_log"]
+        .as_array()
+        .expect("an attempt log")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A sample event of the seed systems, from `tests/fixtures/` (copied from the shared fixtures).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{Backend, Server, ServerOptions};
+use crate::util::{attempt_outcomes, Backend, Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -221,20 +221,9 @@ max_concurrent = 1
 "#,
         runner = runner.display()
     );
-    let path = dir.path().join("posthorn.toml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start_with(ServerOptions {
-        extra: vec!["--config".into(), path.display().to_string()],
-        ..ServerOptions::on(backend)
-    })
-    .await;
+    let server = Server::start_with(ServerOptions::configured(backend, dir.path(), &config)).await;
     let api = server.api();
-    let names: Vec<String> = api.get("/v1/services").await.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect();
+    let names = api.service_names().await;
     assert_eq!(
         names,
         [
@@ -318,12 +307,7 @@ max_concurrent = 1
 
     let d = api.first_delivery(&retried, WAIT).await;
     let d = api.delivery_with_status(&d, "dead", WAIT).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "final"], "{d}");
     assert!(
         d["attempt_log"][0]["response"]["stderr"]
@@ -355,12 +339,7 @@ max_concurrent = 1
     );
     let d = api.first_delivery(&modern_retry, WAIT).await;
     let d = api.delivery_with_status(&d, "dead", WAIT).await;
-    let outcomes: Vec<&str> = d["attempt_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = attempt_outcomes(&d);
     assert_eq!(outcomes, ["retry", "final"], "HookRetry is retried: {d}");
     assert_eq!(stdout(&d, 1)["attempt"], 2, "the task counts retries");
     assert_eq!(stdout(&d, 0)["error"], "the PBX is restarting");

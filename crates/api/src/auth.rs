@@ -196,6 +196,11 @@ impl Caller {
         &self.owner
     }
 
+    /// Who this caller is when it publishes.
+    pub fn principal(&self) -> posthorn_core::Principal {
+        self.owner.clone().into()
+    }
+
     pub fn is_admin(&self) -> bool {
         self.owner == Owner::Admin
     }

@@ -57,7 +57,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-pub use posthorn_client::wire::Problem;
+pub use posthorn_wire::api::Problem;
 
 impl ApiError {
     /// The HTTP status this error answers with (front doors that shape errors their own way use

@@ -58,6 +58,24 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The event sources' state as the API shows it: read from the sources' board, which the binary
+/// hands over as this reading (the API does not know the `ingest` crate).
+#[derive(Clone)]
+pub struct Sources(Arc<dyn Fn() -> Vec<posthorn_wire::api::SourceStatus> + Send + Sync>);
+
+impl Sources {
+    pub fn new(
+        read: impl Fn() -> Vec<posthorn_wire::api::SourceStatus> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(read))
+    }
+
+    /// Every source's state, now.
+    pub fn all(&self) -> Vec<posthorn_wire::api::SourceStatus> {
+        (self.0)()
+    }
+}
+
 /// The parts of [`AppState`].
 pub struct Shared {
     /// Whether this process is fit to serve: `GET /readyz` answers 503 with the reason once a
@@ -76,7 +94,7 @@ pub struct Shared {
     /// How long an application's access token lasts.
     pub token_ttl: std::time::Duration,
     /// The event sources' state (`GET /v1/sources`, `/readyz`).
-    pub sources: posthorn_core::source::SourceBoard,
+    pub sources: Sources,
     /// The admin token in force and the admin sessions signed out: both followed from the
     /// database by every process ([`AdminAuth`]).
     pub admin: AdminAuth,

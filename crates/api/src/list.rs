@@ -1,8 +1,8 @@
 //! Lists: `?limit=N` (default 50, at most 1000) and `?cursor=C`, answered as
 //! `{"items":[…],"next_cursor":C|null}`, newest first.
 
-pub use posthorn_client::wire::Page;
 use posthorn_core::Invalid;
+pub use posthorn_wire::api::Page;
 use serde::Serialize;
 
 pub const DEFAULT_LIMIT: usize = 50;

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use posthorn_core::tally::{Counts, SubscriptionTally};
+use posthorn_store::tally::{Counts, SubscriptionTally};
 
 use crate::auth::Credentials;
 use crate::error::ApiError;

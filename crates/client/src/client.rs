@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::wire::{
+use posthorn_wire::api::{
     Accepted, AcceptedBatch, ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest,
     EventTypeView, EventView, Page, Problem, PublishRequest, RecoverRequest, Recovered,
     SubscriptionView, TestSent,

@@ -120,8 +120,8 @@ pub struct StoredEvent {
     /// Its place in the store (orders deliveries of `ordered` subscriptions, and cursors).
     pub seq: i64,
     pub id: String,
-    /// `admin` or the publishing application: client ids are unique per publisher.
-    pub publisher: String,
+    /// Who published it: client ids are unique per publisher.
+    pub publisher: crate::Principal,
     pub name: String,
     pub origin: Option<String>,
     pub tenant: Option<String>,
@@ -143,14 +143,14 @@ pub const GENERATED_PREFIX: &str = "evt_";
 /// with its publisher in front, `app_…:order-1` or `amqp:queue:42`, so that two applications'
 /// `order-1` reach a shared receiver (or a JetStream stream that drops duplicates) as two events.
 /// The same for every attempt and every subscription.
-pub fn wire_id<'a>(publisher: &str, id: &'a str) -> std::borrow::Cow<'a, str> {
+pub fn wire_id<'a>(publisher: &crate::Principal, id: &'a str) -> std::borrow::Cow<'a, str> {
+    use crate::Principal;
     use std::borrow::Cow;
-    if publisher == crate::owner::ADMIN
-        || publisher == crate::owner::SYSTEM
-        || id.starts_with(GENERATED_PREFIX)
+    if matches!(publisher, Principal::Admin | Principal::System) || id.starts_with(GENERATED_PREFIX)
     {
         return Cow::Borrowed(id);
     }
+    let publisher = publisher.as_str();
     // Long source names are named by a digest, to keep the id within AMQP's 255-byte limit.
     if publisher.len() > 64 {
         use sha2::Digest;
@@ -229,17 +229,31 @@ mod tests {
 
     #[test]
     fn wire_ids_differ_across_publishers() {
-        assert_eq!(wire_id("admin", "order-1"), "order-1");
-        assert_eq!(wire_id("posthorn", "evt_x"), "evt_x");
-        assert_eq!(wire_id("app_1", "evt_abc"), "evt_abc");
-        assert_eq!(wire_id("app_1", "order-1"), "app_1:order-1");
-        assert_ne!(wire_id("app_1", "order-1"), wire_id("app_2", "order-1"));
-        assert_ne!(wire_id("app_1", "order-1"), wire_id("admin", "order-1"));
-        assert_eq!(wire_id("amqp:q", "42"), "amqp:q:42");
+        use crate::Principal;
+        assert_eq!(wire_id(&Principal::parse("admin"), "order-1"), "order-1");
+        assert_eq!(wire_id(&Principal::parse("posthorn"), "evt_x"), "evt_x");
+        assert_eq!(wire_id(&Principal::parse("app_1"), "evt_abc"), "evt_abc");
+        assert_eq!(
+            wire_id(&Principal::parse("app_1"), "order-1"),
+            "app_1:order-1"
+        );
+        assert_ne!(
+            wire_id(&Principal::parse("app_1"), "order-1"),
+            wire_id(&Principal::parse("app_2"), "order-1")
+        );
+        assert_ne!(
+            wire_id(&Principal::parse("app_1"), "order-1"),
+            wire_id(&Principal::parse("admin"), "order-1")
+        );
+        assert_eq!(wire_id(&Principal::parse("amqp:q"), "42"), "amqp:q:42");
         let long = format!("amqp:{}", "q".repeat(250));
         let id = "x".repeat(128);
-        let w = wire_id(&long, &id);
-        assert!(w.len() <= 255 && w.ends_with(&id) && w != wire_id("amqp:other", &id));
+        let w = wire_id(&Principal::parse(&long), &id);
+        assert!(
+            w.len() <= 255
+                && w.ends_with(&id)
+                && w != wire_id(&Principal::parse("amqp:other"), &id)
+        );
     }
 
     #[test]
@@ -247,7 +261,7 @@ mod tests {
         let e = StoredEvent {
             seq: 1,
             id: "evt_1".into(),
-            publisher: "admin".into(),
+            publisher: crate::Principal::Admin,
             name: "a.b".into(),
             origin: Some("o\"x".into()),
             tenant: None,

@@ -178,7 +178,7 @@ pub fn intake(input: &[u8]) {
         let event = StoredEvent {
             seq: 1,
             id: req.id.clone().unwrap_or_else(|| "evt_1".into()),
-            publisher: "admin".into(),
+            publisher: crate::Principal::Admin,
             name: req.name.clone(),
             origin: req.origin.clone(),
             tenant: req.tenant.clone(),

@@ -1,14 +1,12 @@
 //! The domain of Posthorn, with no I/O: what an event, a subscription and a delivery are, how an
 //! event name is matched by a subscription's patterns, how a webhook is signed (Standard Webhooks),
 //! how long to wait before the next attempt, and which network addresses a delivery may reach;
-//! who owns what (`owner`), the typed sections of the config file (`config`), and the seam every
-//! delivery service implements (`service`: `Service`, `Target`, `Verdict`, `Registry`).
+//! who owns and who acts (`owner`), and the seam every delivery service implements (`service`: `Service`, `Target`, `Verdict`, `Registry`).
 //!
 //! Everything here is pure and deterministic given its inputs (randomness is passed in), so it is
 //! tested with plain unit tests. The other crates (`store`, `dispatch`, `api`) depend on this one;
 //! it depends on none of them.
 
-pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod filter;
@@ -26,9 +24,7 @@ pub mod secrets;
 pub mod service;
 pub mod shape;
 pub mod signing;
-pub mod source;
 pub mod subscription;
-pub mod tally;
 pub mod time;
 pub mod validation;
 
@@ -37,7 +33,7 @@ pub use event::{EventName, StoredEvent};
 pub use filter::{EventView, Filter};
 pub use index::SubscriptionIndex;
 pub use network::NetworkPolicy;
-pub use owner::{Owner, Visibility};
+pub use owner::{Owner, Principal, Visibility};
 pub use pattern::EventPattern;
 pub use retry::RetryPolicy;
 pub use service::{Registry, Service, Target, Verdict};

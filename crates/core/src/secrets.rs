@@ -126,6 +126,17 @@ pub fn restore_masked(new: &mut Value, old: &Value, paths: &[String]) {
     }
 }
 
+/// A URL with its password replaced, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

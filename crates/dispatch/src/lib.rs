@@ -8,9 +8,13 @@
 //!   makes one signed HTTP request per attempt, with the SSRF check of every resolved address.
 //!   The dispatcher speaks only to the `Service`/`Target` seam; HTTP is known only there.
 //!
+//! - `config.rs`: the `[smtp]` and `[[services]]` sections of the config file, for the `email`
+//!   service and the plugins.
+//!
 //! Invariant: the dispatcher never writes a delivery it does not hold the lease of; every
 //! outcome goes through `Store::settle`, which checks that.
 
+pub mod config;
 mod dispatcher;
 pub mod fairness;
 pub mod sandbox;

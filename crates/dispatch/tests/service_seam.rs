@@ -176,7 +176,7 @@ impl World {
         let events = (0..n)
             .map(|i| NewEvent {
                 id: new_id("evt"),
-                publisher: "admin".into(),
+                publisher: posthorn_core::Principal::Admin,
                 name: "thing.happened".into(),
                 origin: None,
                 tenant: None,

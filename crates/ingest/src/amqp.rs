@@ -14,8 +14,11 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use posthorn_core::config::{redact_url, AmqpSource, ExchangeType};
-use posthorn_core::source::SourceBoard;
+use posthorn_core::secrets::redact_url;
+
+use crate::board::SourceBoard;
+use crate::config::{AmqpSource, ExchangeType};
+use posthorn_core::Principal;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
@@ -307,10 +310,8 @@ async fn take(
     );
     // Stored, or kept: while the database is away, the message waits here, unacknowledged
     // (within the prefetch window, so the consumer takes no more).
-    let origin = format!("amqp:{}", source.queue);
-    if let Taken::Unusable(why) =
-        store(made, publisher, &origin, "amqp", board, slot, || async {}).await
-    {
+    let origin = Principal::Source(format!("amqp:{}", source.queue));
+    if let Taken::Unusable(why) = store(made, publisher, &origin, board, slot, || async {}).await {
         tracing::warn!(queue = %source.queue, reason = %why, "AMQP message rejected: it cannot be an event");
         let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
         return;

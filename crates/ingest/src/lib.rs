@@ -7,6 +7,7 @@
 //!   second event (on one process or many).
 //! - `amqp.rs`: a RabbitMQ queue, bound to an exchange, consumed with a prefetch window.
 //! - `nats.rs`: a durable JetStream pull consumer on a stream's subjects.
+//! - `config.rs`: the `[sources]` section of the config file; `board.rs`: the sources' state.
 //! - here: [`store`], what both do with a message (check it, store it with a backoff, count it),
 //!   and [`reconnecting`], how both keep their connection.
 //!
@@ -17,14 +18,17 @@
 //! with a backoff capped at 30 s. Each source reports its state on the [`SourceBoard`].
 
 mod amqp;
+pub mod board;
+pub mod config;
 mod message;
 mod nats;
 
 use std::future::Future;
 use std::time::Duration;
 
-use posthorn_core::config::SourcesConfig;
-use posthorn_core::source::SourceBoard;
+use crate::board::SourceBoard;
+use crate::config::SourcesConfig;
+use posthorn_core::Principal;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
@@ -82,12 +86,11 @@ enum Taken {
 /// checked by the publisher for `origin` (`amqp:QUEUE`, `nats:STREAM`), then stored — retried
 /// with a doubling wait, up to [`MAX_BACKOFF`], while the store refuses; `waiting` runs before each
 /// wait (a NATS message asks the server for more time with it) — and counted on the board and in
-/// `posthorn_events_received_total{source=kind}`.
+/// `posthorn_events_received_total{source}` (by the publisher).
 async fn store<W, WF>(
     made: Result<posthorn_core::event::PublishRequest, message::Unusable>,
     publisher: &Publisher,
-    origin: &str,
-    kind: &'static str,
+    origin: &Principal,
     board: &SourceBoard,
     slot: usize,
     mut waiting: W,
@@ -118,7 +121,6 @@ where
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     board.update(slot, |s| s.taken += 1);
-    metrics::counter!(posthorn_core::metric::EVENTS_RECEIVED, "source" => kind).increment(1);
     Taken::Stored
 }
 

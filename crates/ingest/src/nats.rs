@@ -6,8 +6,11 @@
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::StreamExt;
-use posthorn_core::config::{redact_url, NatsSource};
-use posthorn_core::source::SourceBoard;
+use posthorn_core::secrets::redact_url;
+
+use crate::board::SourceBoard;
+use crate::config::NatsSource;
+use posthorn_core::Principal;
 use posthorn_store::Publisher;
 use tokio_util::sync::CancellationToken;
 
@@ -108,15 +111,13 @@ async fn take(
         .filter_map(|(k, v)| Some((k.to_string(), v.first()?.as_str().to_owned())))
         .collect();
     let made = request(&message.payload, None, &name, id, headers);
-    let origin = format!("nats:{}", source.stream);
+    let origin = Principal::Source(format!("nats:{}", source.stream));
     // Still ours while the store refuses it: each wait tells the server, so that it does not
     // redeliver the message meanwhile.
     let progress = || async {
         let _ = message.ack_with(AckKind::Progress).await;
     };
-    if let Taken::Unusable(why) =
-        store(made, publisher, &origin, "nats", board, slot, progress).await
-    {
+    if let Taken::Unusable(why) = store(made, publisher, &origin, board, slot, progress).await {
         tracing::warn!(stream = %source.stream, reason = %why, "NATS message terminated: it cannot be an event");
         let _ = message.ack_with(AckKind::Term).await;
         return;

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use posthorn_core::event::Attributes;
 use posthorn_core::id::new_id;
 use posthorn_core::time::Millis;
-use posthorn_core::StoredEvent;
+use posthorn_core::{Principal, StoredEvent};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -44,8 +44,8 @@ pub(crate) type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: String,
-    /// `admin` or the publishing application: client ids are unique per publisher.
-    pub publisher: String,
+    /// Who published it: client ids are unique per publisher.
+    pub publisher: posthorn_core::Principal,
     pub name: String,
     pub origin: Option<String>,
     pub tenant: Option<String>,
@@ -266,7 +266,7 @@ async fn insert_event_rows(
         for e in chunk {
             q = q
                 .bind(&e.id)
-                .bind(&e.publisher)
+                .bind(e.publisher.as_str())
                 .bind(&e.name)
                 .bind(&e.origin)
                 .bind(&e.tenant)
@@ -325,7 +325,7 @@ async fn duplicate(conn: &mut AnyConnection, e: &NewEvent) -> Result<Published> 
            AS deliveries \
          FROM events e WHERE e.publisher = $1 AND e.id = $2",
     )
-    .bind(&e.publisher)
+    .bind(e.publisher.as_str())
     .bind(&e.id)
     .fetch_one(&mut *conn)
     .await?;
@@ -346,7 +346,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         seq: get(row, "seq")?,
         id: get(row, "id")?,
-        publisher: get(row, "publisher")?,
+        publisher: Principal::parse(&get::<String>(row, "publisher")?),
         name: get(row, "name")?,
         origin: get(row, "origin")?,
         tenant: get(row, "tenant")?,

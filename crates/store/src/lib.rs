@@ -70,6 +70,7 @@ pub mod seal;
 mod stats;
 mod streaks;
 mod subscriptions;
+pub mod tally;
 mod writer;
 
 use std::path::Path;

@@ -8,10 +8,10 @@ use posthorn_core::event::{
     attribute_faults, compact_json, is_valid_token, PublishRequest, GENERATED_PREFIX,
 };
 use posthorn_core::id::new_id;
-use posthorn_core::owner::{ADMIN, SYSTEM};
+use posthorn_core::owner::SYSTEM;
 use posthorn_core::time::{now_ms, parse_rfc3339};
 use posthorn_core::validation::Errors;
-use posthorn_core::{EventName, EventView, Invalid, Subscription};
+use posthorn_core::{EventName, EventView, Invalid, Principal, Subscription};
 use serde_json::Value;
 
 use crate::{schema_errors, EventTypeCache, NewEvent, Published, Result, Store, SubscriptionCache};
@@ -41,12 +41,14 @@ impl Publisher {
         }
     }
 
-    /// Checks one event sent by `publisher` (an owner's name) and finds the subscriptions that
-    /// want it; every fault is named by its path below `prefix` (`[3].data.x` in a batch).
+    /// Checks one event sent by `publisher` and finds the subscriptions that want it; every
+    /// fault is named by its path below `prefix` (`[3].data.x` in a batch). An application
+    /// publishes for itself: its events carry it as their tenant (only its own and the admin's
+    /// subscriptions receive them), and naming another tenant is a fault.
     pub fn prepare(
         &self,
-        publisher: &str,
-        req: PublishRequest,
+        publisher: &Principal,
+        mut req: PublishRequest,
         prefix: &str,
     ) -> std::result::Result<NewEvent, Invalid> {
         let at = |f: &str| {
@@ -57,6 +59,15 @@ impl Publisher {
             }
         };
         let mut errors = Errors::default();
+        if let Principal::Application(app) = publisher {
+            match &req.tenant {
+                Some(t) if t != app => errors.add(
+                    at("tenant"),
+                    "an application publishes for itself only (leave tenant out)",
+                ),
+                _ => req.tenant = Some(app.clone()),
+            }
+        }
         match EventName::parse(&req.name) {
             Ok(n) if n.is_reserved() => errors.add(
                 at("name"),
@@ -91,7 +102,7 @@ impl Publisher {
                     at("id"),
                     "must be 1 to 128 characters of A-Z a-z 0-9 _ . : -",
                 );
-            } else if publisher != ADMIN && id.starts_with(GENERATED_PREFIX) {
+            } else if *publisher != Principal::Admin && id.starts_with(GENERATED_PREFIX) {
                 errors.add(
                     at("id"),
                     "evt_ begins the ids Posthorn generates; choose an id without it, or leave it out",
@@ -135,7 +146,7 @@ impl Publisher {
             return Err(Invalid::one(at("data"), "cannot be read as JSON"));
         }
         Ok(NewEvent {
-            publisher: publisher.to_owned(),
+            publisher: publisher.clone(),
             data: compact_json(req.data.get()).into_owned(),
             id,
             name: req.name,
@@ -171,15 +182,14 @@ impl Publisher {
     /// sharing the worker. Small events (the common case) are prepared in place.
     pub async fn prepare_bounded(
         &self,
-        publisher: &str,
+        publisher: &Principal,
         req: PublishRequest,
         prefix: &str,
     ) -> std::result::Result<NewEvent, Invalid> {
         if req.data.get().len() < OFF_THE_WORKERS_AT {
             return self.prepare(publisher, req, prefix);
         }
-        let (this, publisher, owned_prefix) =
-            (self.clone(), publisher.to_owned(), prefix.to_owned());
+        let (this, publisher, owned_prefix) = (self.clone(), publisher.clone(), prefix.to_owned());
         match tokio::task::spawn_blocking(move || this.prepare(&publisher, req, &owned_prefix))
             .await
         {
@@ -194,10 +204,18 @@ impl Publisher {
         }
     }
 
-    /// Stores prepared events atomically with their deliveries; answers once they are durable.
-    /// This process's dispatcher takes the deliveries from the commit (`Handoff`).
+    /// Stores prepared events atomically with their deliveries; answers once they are durable,
+    /// and counts them in `posthorn_events_received_total{source}` by how they came in. This
+    /// process's dispatcher takes the deliveries from the commit (`Handoff`).
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>> {
-        self.store.publish(events).await
+        let channels: Vec<&'static str> = events.iter().map(|e| e.publisher.channel()).collect();
+        let published = self.store.publish(events).await?;
+        // A call's events come from one front: one run, one counter update.
+        for run in channels.chunk_by(|a, b| a == b) {
+            metrics::counter!(posthorn_core::metric::EVENTS_RECEIVED, "source" => run[0])
+                .increment(run.len() as u64);
+        }
+        Ok(published)
     }
 
     /// One of the service's own events, to `owner`'s subscriptions that name it (never to `*`).
@@ -214,7 +232,9 @@ impl Publisher {
         if subscriptions.is_empty() {
             return Ok(());
         }
-        self.publish(vec![system_event(id, name, owner, &data, subscriptions)])
+        // The service's own events are not counted as received.
+        self.store
+            .publish(vec![system_event(id, name, owner, &data, subscriptions)])
             .await?;
         Ok(())
     }
@@ -229,7 +249,7 @@ impl Publisher {
             &data,
             vec![sub.id.clone()],
         );
-        Ok(self.publish(vec![event]).await?.into_iter().next())
+        Ok(self.store.publish(vec![event]).await?.into_iter().next())
     }
 }
 
@@ -242,7 +262,7 @@ fn system_event(
 ) -> NewEvent {
     NewEvent {
         id,
-        publisher: SYSTEM.into(),
+        publisher: Principal::System,
         name: name.into(),
         origin: Some(SYSTEM.into()),
         tenant: Some(owner.into()),

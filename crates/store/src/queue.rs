@@ -17,7 +17,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{attributes_from, event_from_row, EVENT_COLUMNS};
 use crate::{get, placeholders, value_rows, Backend, Result, Store};
-use posthorn_core::{StoredEvent, Visibility};
+use posthorn_core::{Principal, StoredEvent, Visibility};
 
 /// A delivery taken for an attempt.
 #[derive(Debug, Clone)]
@@ -335,7 +335,7 @@ impl Store {
         let event = StoredEvent {
             seq: get(&row, "seq")?,
             id: delivery.event_id.clone(),
-            publisher: get(&row, "publisher")?,
+            publisher: Principal::parse(&get::<String>(&row, "publisher")?),
             name: delivery.event_name.clone(),
             origin: get(&row, "origin")?,
             tenant: get(&row, "tenant")?,

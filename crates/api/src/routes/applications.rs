@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{typed, JsonBody, Path};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{ApplicationRequest, ApplicationView, PortalLink};
+use posthorn_wire::api::{ApplicationRequest, ApplicationView, PortalLink};
 
 fn view(app: Application, secret: Option<String>) -> ApplicationView {
     ApplicationView {

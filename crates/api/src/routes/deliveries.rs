@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{AttemptView, DeliveryView, Held, HeldReason, LastAttemptView};
+use posthorn_wire::api::{AttemptView, DeliveryView, Held, HeldReason, LastAttemptView};
 
 /// The subscription's open circuit, if any: until when, after how many failures.
 type Circuit = Option<(i64, u32)>;

@@ -15,7 +15,7 @@ use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{EventTypeRequest, EventTypeView};
+use posthorn_wire::api::{EventTypeRequest, EventTypeView};
 
 fn view(t: EventType) -> EventTypeView {
     EventTypeView {

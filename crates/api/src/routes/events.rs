@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Can, Publish};
+use crate::auth::{Can, Publish};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Path;
 use crate::extract::{typed_text, RawJson};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{Accepted, AcceptedBatch, DeliverySummary, EventView};
+use posthorn_wire::api::{Accepted, AcceptedBatch, DeliverySummary, EventView};
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -108,19 +108,18 @@ pub(crate) async fn publish(
     }
     let mut errors = Errors::default();
     let mut events = Vec::with_capacity(items.len());
+    let principal = caller.principal();
     for (i, item) in items.iter().enumerate() {
         let prefix = if batch {
             format!("[{i}]")
         } else {
             String::new()
         };
-        let prepared = match typed_text::<PublishRequest>(item, &prefix)
-            .and_then(|req| for_tenant(&caller, req, &prefix))
-        {
+        let prepared = match typed_text::<PublishRequest>(item, &prefix) {
             Ok(req) => {
                 state
                     .publisher
-                    .prepare_bounded(caller.owner().as_str(), req, &prefix)
+                    .prepare_bounded(&principal, req, &prefix)
                     .await
             }
             Err(invalid) => Err(invalid),
@@ -142,8 +141,6 @@ pub(crate) async fn publish(
         Owner::Admin => None,
     };
     let published = state.publisher.publish(events).await?;
-    metrics::counter!(posthorn_core::metric::EVENTS_RECEIVED, "source" => "http")
-        .increment(published.len() as u64);
     let mut accepted: Vec<Accepted> = published.into_iter().map(accepted).collect();
     if let Some(own) = own {
         for (a, n) in accepted.iter_mut().zip(own) {
@@ -166,32 +163,6 @@ pub(crate) async fn publish(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(one)).into_response())
-}
-
-/// An application publishes for itself: its events carry it as their tenant (only its own and the
-/// admin's subscriptions receive them); naming another tenant is a 422.
-fn for_tenant(
-    caller: &Caller,
-    mut req: PublishRequest,
-    prefix: &str,
-) -> Result<PublishRequest, Invalid> {
-    if let Owner::Application(app) = caller.owner() {
-        match &req.tenant {
-            Some(t) if t != app => {
-                let field = if prefix.is_empty() {
-                    "tenant".to_owned()
-                } else {
-                    format!("{prefix}.tenant")
-                };
-                return Err(Invalid::one(
-                    field,
-                    "an application publishes for itself only (leave tenant out)",
-                ));
-            }
-            _ => req.tenant = Some(app.clone()),
-        }
-    }
-    Ok(req)
 }
 
 fn malformed(e: serde_json::Error) -> ApiError {

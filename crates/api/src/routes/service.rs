@@ -59,7 +59,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceList {
-    pub items: Vec<posthorn_core::source::SourceStatus>,
+    pub items: Vec<posthorn_wire::api::SourceStatus>,
 }
 
 /// The event sources (broker consumers) and their state: connected, last error, messages taken

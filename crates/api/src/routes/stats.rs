@@ -2,10 +2,10 @@
 
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use posthorn_client::wire::{DeliveryStats, OutcomeCounts, Percentiles, StatsBucket};
 use posthorn_core::time::{now_ms, to_rfc3339};
 use posthorn_core::Invalid;
 use posthorn_store::DURATION_BOUNDS_MS;
+use posthorn_wire::api::{DeliveryStats, OutcomeCounts, Percentiles, StatsBucket};
 
 use crate::auth::{Can, ManageSubscriptions};
 use crate::error::{ApiResult, Problem};

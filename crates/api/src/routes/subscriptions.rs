@@ -19,7 +19,7 @@ use crate::extract::Path;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
-use posthorn_client::wire::{
+use posthorn_wire::api::{
     CircuitState, CircuitView, RecoverRequest, Recovered, SubscriptionState, SubscriptionStatus,
     SubscriptionView, TestSent,
 };

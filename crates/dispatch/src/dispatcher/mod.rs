@@ -19,9 +19,9 @@ use futures_util::FutureExt;
 use posthorn_core::index::IndexedSubscription;
 use posthorn_core::service::{Attempt, Report, Verdict};
 use posthorn_core::subscription::Compiled;
-use posthorn_core::tally::SubscriptionTally;
 use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
+use posthorn_store::tally::SubscriptionTally;
 use posthorn_store::{
     AttemptRecord, Claimed, Handoff, Publisher, Store, StoreError, StoredAttempt,
     SubscriptionCache, SubscriptionWriter,

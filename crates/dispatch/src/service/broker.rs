@@ -16,7 +16,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use posthorn_core::config::redact_url;
+use posthorn_core::secrets::redact_url;
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::shape::is_template;
 use posthorn_core::validation::{typed, Errors, Invalid};

@@ -1,5 +1,5 @@
 //! The `email` delivery service: a mail per attempt, through the SMTP server of `[smtp]` in the
-//! config file (`posthorn_core::config::SmtpConfig`), with lettre.
+//! config file (`crate::config::SmtpConfig`), with lettre.
 //!
 //! A subscription's config names the recipients (`to`), a `subject` and a `body` — templates, as
 //! for `http`, rendered in the template sandbox — and whether the body is `text` or `html`. An
@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::{SmtpConfig, SmtpTls};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use posthorn_core::config::{SmtpConfig, SmtpTls};
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::validation::{typed, Errors, Invalid};
 use schemars::JsonSchema;

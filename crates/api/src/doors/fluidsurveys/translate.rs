@@ -5,9 +5,9 @@
 //! `door: fluidsurveys` in its metadata with its `survey` and `collector`. Its integer id is
 //! derived from the subscription's id ([`integer_id`]).
 
-use posthorn_client::http_config::{HttpConfig, FORM};
 use posthorn_core::subscription::SubscriptionSpec;
 use posthorn_core::Subscription;
+use posthorn_wire::http_config::{HttpConfig, FORM};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;

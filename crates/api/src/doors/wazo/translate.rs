@@ -11,13 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use posthorn_client::http_config::{
-    CertificateCheck, HttpConfig, HttpMethod, OnGone, TemplateEvent, JSON,
-};
 use posthorn_core::subscription::SubscriptionSpec;
 use posthorn_core::time::{parse_rfc3339, to_rfc3339, Millis};
 use posthorn_core::{AttemptOutcome, Invalid, Subscription};
 use posthorn_store::{AttemptOrder, SubscriptionAttempt};
+use posthorn_wire::http_config::{
+    CertificateCheck, HttpConfig, HttpMethod, OnGone, TemplateEvent, JSON,
+};
 use serde_json::{json, Map, Value};
 
 use super::wire::{WazoLog, WazoLogDetail, WazoLogEvent, WazoSubscription, WazoSubscriptionList};

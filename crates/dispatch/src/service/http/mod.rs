@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-pub use posthorn_client::http_config::{
+pub use posthorn_wire::http_config::{
     CertificateCheck, HttpConfig, HttpMethod, OnGone, Payload, TemplateEvent, FORM, JSON,
 };
 pub use sender::HttpSender;

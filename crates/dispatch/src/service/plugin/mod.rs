@@ -1,5 +1,5 @@
 //! External plugins: a delivery service in any language, named by a `[[services]]` entry of the
-//! config file (`posthorn_core::config::PluginConfig`).
+//! config file (`crate::config::PluginConfig`).
 //!
 //! Each attempt runs the entry's command with `{"config","event","delivery":{"id","attempt"}}` as
 //! JSON on its stdin (`event` is the envelope every webhook carries). Its exit status is the
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod persistent;
 
-use posthorn_core::config::{PluginConfig, PluginMode};
+use crate::config::{PluginConfig, PluginMode};
 use posthorn_core::service::{Attempt, BoxFuture, Report, Service, Target, Verdict};
 use posthorn_core::validation::{Errors, Invalid};
 use serde_json::{json, Value};

@@ -15,8 +15,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::config::PluginConfig;
 use futures_util::FutureExt;
-use posthorn_core::config::PluginConfig;
 use posthorn_core::service::Verdict;
 use serde::Deserialize;
 use serde_json::{json, Value};

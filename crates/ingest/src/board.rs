@@ -1,26 +1,10 @@
-//! What the event sources (broker consumers, the `ingest` crate) report of themselves, for
-//! `GET /v1/sources` and `/readyz`: one [`SourceStatus`] each, on a shared [`SourceBoard`].
+//! What the event sources report of themselves, for `GET /v1/sources` and `/readyz`: one
+//! [`SourceStatus`] each (a wire type), on a shared [`SourceBoard`] the sources write and the API
+//! reads (through a snapshot function the binary gives it).
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
-/// One source's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct SourceStatus {
-    /// `amqp` or `nats`.
-    pub kind: String,
-    /// The source's name: its queue, or its stream and consumer.
-    pub name: String,
-    /// Connected and consuming.
-    pub connected: bool,
-    /// The last error, while it lasts (cleared once connected again).
-    pub last_error: Option<String>,
-    /// Messages stored as events (a redelivered one counts again; it makes no second event).
-    pub taken: u64,
-    /// Messages refused for good (not JSON, no usable name, failing their event type's schema).
-    pub rejected: u64,
-}
+pub use posthorn_wire::api::SourceStatus;
 
 /// Every source's state, shared between the sources (writers) and the API (reader).
 #[derive(Debug, Clone, Default)]

@@ -406,3 +406,20 @@ pub struct Percentiles {
     pub p90: Option<u64>,
     pub p99: Option<u64>,
 }
+
+/// One source's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceStatus {
+    /// `amqp` or `nats`.
+    pub kind: String,
+    /// The source's name: its queue, or its stream and consumer.
+    pub name: String,
+    /// Connected and consuming.
+    pub connected: bool,
+    /// The last error, while it lasts (cleared once connected again).
+    pub last_error: Option<String>,
+    /// Messages stored as events (a redelivered one counts again; it makes no second event).
+    pub taken: u64,
+    /// Messages refused for good (not JSON, no usable name, failing their event type's schema).
+    pub rejected: u64,
+}
