@@ -176,7 +176,7 @@ fn subscription_rows(subs: &[SubscriptionView]) {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         t.add_row(vec![
-            s.id.clone(),
+            s.id.to_string(),
             cut(&s.name, 30),
             cut(&s.events.join(","), 30),
             s.service.clone(),
@@ -318,7 +318,12 @@ async fn subscription_names(remote: &Remote, c: &Client) -> HashMap<String, Stri
     }
     c.subscriptions(&[limit(1000)])
         .await
-        .map(|p| p.items.into_iter().map(|s| (s.id, s.name)).collect())
+        .map(|p| {
+            p.items
+                .into_iter()
+                .map(|s| (s.id.into_string(), s.name))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -348,11 +353,11 @@ fn delivery_rows(ds: &[DeliveryView], names: &HashMap<String, String>) {
             format!("{answer}, {} ms", l.duration_ms)
         });
         t.add_row(vec![
-            d.id.clone(),
+            d.id.to_string(),
             cut(&d.event_name, 30),
             names
-                .get(&d.subscription_id)
-                .map_or_else(|| d.subscription_id.clone(), |n| cut(n, 30)),
+                .get(d.subscription_id.as_str())
+                .map_or_else(|| d.subscription_id.to_string(), |n| cut(n, 30)),
             status,
             last,
             d.attempts.to_string(),
@@ -516,7 +521,7 @@ pub async fn deliveries(remote: &Remote, cmd: Deliveries) -> Exit {
             let mut names = HashMap::new();
             if !remote.json {
                 if let Ok(s) = c.subscription(&d.subscription_id).await {
-                    names.insert(s.id, s.name);
+                    names.insert(s.id.into_string(), s.name);
                 }
             }
             run(remote, async { Ok(d) }, |d| delivery_detail(d, &names)).await

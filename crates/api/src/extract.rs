@@ -34,6 +34,25 @@ where
     }
 }
 
+/// The `{id}` of a path, as the id of one kind of object (`PathId<Sub>`: a subscription's). An id
+/// that is not of that kind names nothing: 404, as an id of the kind that does not exist.
+pub struct PathId<K>(pub posthorn_core::id::Id<K>);
+
+impl<K, S> FromRequestParts<S> for PathId<K>
+where
+    K: posthorn_core::id::Kind + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        posthorn_core::id::Id::parse(&raw)
+            .map(PathId)
+            .ok_or(ApiError::NotFound(K::NOUN))
+    }
+}
+
 /// A JSON request body, parsed but not yet typed.
 pub struct JsonBody(pub Value);
 

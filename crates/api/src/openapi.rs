@@ -353,18 +353,18 @@ fn conform(doc: &mut serde_json::Value) {
                     {
                         p["schema"] = json!({"type": "string", "pattern": token});
                     }
-                    // The ids Posthorn makes: a prefix and a ULID (an event's may be its
-                    // publisher's).
+                    // The ids Posthorn makes, as their types parse them (an event's may be
+                    // its publisher's).
                     if p["in"] == "path" && p["name"] == "id" {
-                        let made = |prefix: &str| format!("^{prefix}_[0-9a-z]{{26}}$");
+                        use posthorn_core::{ApplicationId, DeliveryId, SubscriptionId};
                         let pattern = if path.starts_with("/v1/subscriptions/")
                             || path.starts_with("/1.0/")
                         {
-                            Some(made("sub"))
+                            Some(SubscriptionId::pattern())
                         } else if path.starts_with("/v1/deliveries/") {
-                            Some(made("dlv"))
+                            Some(DeliveryId::pattern())
                         } else if path.starts_with("/v1/applications/") {
-                            Some(made("app"))
+                            Some(ApplicationId::pattern())
                         } else if path.starts_with("/v1/events/") {
                             Some(token.to_owned())
                         } else {

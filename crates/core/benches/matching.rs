@@ -26,7 +26,7 @@ fn subscriptions(n: usize) -> Vec<Subscription> {
                 _ => None,
             };
             Subscription {
-                id: format!("sub_{i:08}"),
+                id: posthorn_core::SubscriptionId::stored(format!("sub_{i:08}")),
                 owner: "admin".into(),
                 spec: serde_json::from_value(json!({"name": "bench", "service": "test",
                     "config": {"to": "https://example.com/hook"}, "events": [pattern], "filter": filter}))

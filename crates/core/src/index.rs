@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 use std::collections::HashMap;
+
+use crate::id::SubscriptionId;
 use std::sync::Arc;
 
 use crate::filter::{EventView, Filter};
@@ -48,7 +50,7 @@ pub struct WantedNames {
 
 #[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
-    by_id: HashMap<String, Arc<IndexedSubscription>>,
+    by_id: HashMap<SubscriptionId, Arc<IndexedSubscription>>,
     exact: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     prefixes: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     all: Vec<Arc<IndexedSubscription>>,
@@ -63,7 +65,10 @@ pub struct SubscriptionIndex {
 impl SubscriptionIndex {
     /// Indexes `subs`; one that no longer validates (against `services`) is left out and
     /// returned in the second list with why.
-    pub fn build(subs: Vec<Subscription>, services: &Registry) -> (Self, Vec<(String, Invalid)>) {
+    pub fn build(
+        subs: Vec<Subscription>,
+        services: &Registry,
+    ) -> (Self, Vec<(SubscriptionId, Invalid)>) {
         let mut index = Self::default();
         let mut rejected = Vec::new();
         for sub in subs {
@@ -183,7 +188,7 @@ impl SubscriptionIndex {
 
     /// The ids of the active subscriptions that want `event`, each once. With a `tenant`, only
     /// that owner's subscriptions and the admin's.
-    pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
+    pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<SubscriptionId> {
         self.matching_with(
             event.name,
             event.id,
@@ -205,13 +210,13 @@ impl SubscriptionIndex {
         attributes: &crate::event::Attributes,
         tenant: Option<&str>,
         data: impl Fn() -> &'d Value,
-    ) -> Vec<String> {
+    ) -> Vec<SubscriptionId> {
         let mut verdicts: Vec<Option<bool>> = vec![None; self.filters.len()];
         let by_prefix = name
             .match_indices('.')
             .filter_map(|(i, _)| self.prefixes.get(&name[..=i]))
             .flatten();
-        let mut ids: Vec<String> = self
+        let mut ids: Vec<SubscriptionId> = self
             .exact
             .get(name)
             .into_iter()
@@ -252,7 +257,7 @@ mod tests {
 
     fn sub(id: &str, owner: &str, events: &[&str], filter: Option<&str>) -> Subscription {
         Subscription {
-            id: id.into(),
+            id: SubscriptionId::stored(id.into()),
             owner: owner.into(),
             spec: serde_json::from_value(json!({"name": "n", "service": "test",
                 "config": {"to": "https://e.com"}, "events": events, "filter": filter}))
@@ -270,7 +275,7 @@ mod tests {
         name: &str,
         data: &Value,
         tenant: Option<&str>,
-    ) -> Vec<String> {
+    ) -> Vec<SubscriptionId> {
         index.matching(
             &EventView {
                 name,
@@ -319,7 +324,10 @@ mod tests {
             ids(&index, "a.b", &d, Some("app_1")),
             ["s_exact", "s_prefix", "s_twice"]
         );
-        assert_eq!(ids(&index, "posthorn.ping", &d, None), Vec::<String>::new());
+        assert_eq!(
+            ids(&index, "posthorn.ping", &d, None),
+            Vec::<SubscriptionId>::new()
+        );
         assert_eq!(ids(&index, "ab", &d, None), ["s_star", "s_twice"]);
     }
 
@@ -341,21 +349,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ids(&index, "a", &d, None), ["s1"]);
-        assert_eq!(ids(&index, "b.x", &d, None), Vec::<String>::new());
+        assert_eq!(ids(&index, "b.x", &d, None), Vec::<SubscriptionId>::new());
         assert_eq!(ids(&index, "c", &json!({"n": 2}), None), ["s2"]);
         let mut off = sub("s1", "admin", &["a"], None);
         off.spec.enabled = false;
         index
             .upsert(off, &crate::service::testing::registry())
             .unwrap();
-        assert_eq!(ids(&index, "a", &d, None), Vec::<String>::new());
+        assert_eq!(ids(&index, "a", &d, None), Vec::<SubscriptionId>::new());
         assert!(index.get("s1").is_some());
         index.remove("s1");
         index.remove("s2");
         assert!(index.is_empty());
         assert_eq!(
             ids(&index, "c", &json!({"n": 2}), None),
-            Vec::<String>::new()
+            Vec::<SubscriptionId>::new()
         );
         assert!(index
             .upsert(

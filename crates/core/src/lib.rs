@@ -31,6 +31,7 @@ pub mod validation;
 pub use delivery::{AttemptOutcome, DeliveryStatus};
 pub use event::{EventName, StoredEvent};
 pub use filter::{EventView, Filter};
+pub use id::{ApplicationId, DeliveryId, SubscriptionId};
 pub use index::SubscriptionIndex;
 pub use network::NetworkPolicy;
 pub use owner::{Owner, Principal, Visibility};

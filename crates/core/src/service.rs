@@ -176,7 +176,7 @@ impl Registry {
     }
 }
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing {
     //! A service for unit tests and benchmarks that never attempt anything: `"service": "test"`,
     //! config `{"to": STRING}`.

@@ -236,7 +236,7 @@ impl DisabledReason {
 /// A stored subscription.
 #[derive(Debug, Clone)]
 pub struct Subscription {
-    pub id: String,
+    pub id: crate::id::SubscriptionId,
     /// `admin` or an application id.
     pub owner: String,
     pub spec: SubscriptionSpec,
@@ -253,7 +253,7 @@ impl Subscription {
     pub fn new(owner: impl Into<String>, spec: SubscriptionSpec) -> Self {
         let now = crate::time::now_ms();
         Self {
-            id: crate::id::new_id("sub"),
+            id: crate::id::SubscriptionId::new(),
             owner: owner.into(),
             spec,
             disabled_reason: None,
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn rotation_keeps_the_old_secret_until_it_expires() {
         let mut s = Subscription {
-            id: "sub_1".into(),
+            id: crate::SubscriptionId::stored("sub_1".into()),
             owner: "admin".into(),
             spec: spec(json!({"name":"n","service":"test","config":{"to":"x"},"events":["*"]})),
             disabled_reason: None,

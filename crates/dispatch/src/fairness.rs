@@ -32,7 +32,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use posthorn_core::Subscription;
+use posthorn_core::{Subscription, SubscriptionId};
 
 /// Failures in a row that open the circuit.
 pub const TRIP_AFTER: u32 = 3;
@@ -231,7 +231,7 @@ impl<T> Default for Change<T> {
 }
 
 struct Inner<T> {
-    subs: HashMap<String, State<T>>,
+    subs: HashMap<SubscriptionId, State<T>>,
     suspect_in_flight: u32,
     waiting: usize,
 }
@@ -382,10 +382,10 @@ impl<T> Fairness<T> {
     /// Records the end of an admitted attempt: `succeeded`, or failed with an answer from the
     /// receiver (`answered`), or failed without one (a timeout, a refused connection), which
     /// opens the circuit at once: an endpoint that does not answer holds a worker per attempt.
-    pub fn finished(&self, sub_id: &str, succeeded: bool, answered: bool) -> Change<T> {
+    pub fn finished(&self, sub_id: &SubscriptionId, succeeded: bool, answered: bool) -> Change<T> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let s = inner.subs.entry(sub_id.to_owned()).or_default();
+        let s = inner.subs.entry(sub_id.clone()).or_default();
         s.in_flight = s.in_flight.saturating_sub(1);
         if s.suspect_in_flight > 0 {
             s.suspect_in_flight -= 1;
@@ -418,7 +418,7 @@ impl<T> Fairness<T> {
 
     /// A person asked for an attempt now: the circuit closes and the failures are forgotten (the
     /// subscription stays unproven until an attempt succeeds, so one attempt goes first).
-    pub fn reset(&self, sub_id: &str) {
+    pub fn reset(&self, sub_id: &SubscriptionId) {
         let mut inner = self.lock();
         if let Some(s) = inner.subs.get_mut(sub_id) {
             s.breaker.reset();
@@ -428,7 +428,7 @@ impl<T> Fairness<T> {
     /// The next delivery waiting in memory for a slot of this subscription, if a slot is free:
     /// the caller passes it to [`Fairness::admit`] again. Call after every delivery of the
     /// subscription is dealt with (attempted, held or queued), so that nothing waits forever.
-    pub fn next_waiting(&self, sub_id: &str) -> Option<T> {
+    pub fn next_waiting(&self, sub_id: &SubscriptionId) -> Option<T> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let s = inner.subs.get_mut(sub_id)?;
@@ -444,7 +444,7 @@ impl<T> Fairness<T> {
     /// cap with enough waiting in memory, see `State::depth`; with their circuit open; or waiting
     /// on their rate limit): claiming skips their deliveries, which would only wait. At most
     /// `most` of them.
-    pub fn blocked(&self, most: usize) -> Vec<String> {
+    pub fn blocked(&self, most: usize) -> Vec<SubscriptionId> {
         let now = self.clock.now();
         self.lock()
             .subs
@@ -456,7 +456,7 @@ impl<T> Fairness<T> {
     }
 
     /// Whether a delivery of this subscription would be taken now: claims would not skip it.
-    pub fn takes(&self, sub_id: &str) -> bool {
+    pub fn takes(&self, sub_id: &SubscriptionId) -> bool {
         self.lock()
             .subs
             .get(sub_id)
@@ -470,17 +470,17 @@ impl<T> Fairness<T> {
 
     /// The receiver answered 410 Gone: admit nothing more of this subscription. Returns what
     /// waited in memory, to leave pending (the deletion cancels it).
-    pub fn gone(&self, sub_id: &str) -> Vec<T> {
+    pub fn gone(&self, sub_id: &SubscriptionId) -> Vec<T> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let s = inner.subs.entry(sub_id.to_owned()).or_default();
+        let s = inner.subs.entry(sub_id.clone()).or_default();
         s.gone = true;
         inner.waiting -= s.waiting.len();
         s.waiting.drain(..).collect()
     }
 
     /// Forgets a subscription (deleted). Returns what waited in memory.
-    pub fn forget(&self, sub_id: &str) -> Vec<T> {
+    pub fn forget(&self, sub_id: &SubscriptionId) -> Vec<T> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let Some(s) = inner.subs.remove(sub_id) else {
@@ -497,13 +497,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn id(s: &str) -> SubscriptionId {
+        SubscriptionId::stored(s.to_owned())
+    }
+
     fn sub(extra: serde_json::Value) -> Subscription {
         let mut spec = json!({"name": "n", "service": "http", "config": {"url": "https://e.com"}, "events": ["*"]});
         spec.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         Subscription {
-            id: "sub_1".into(),
+            id: id("sub_1"),
             owner: "admin".into(),
             spec: serde_json::from_value(spec).unwrap(),
             disabled_reason: None,
@@ -617,13 +621,13 @@ mod tests {
         }
         assert_eq!(held, 15);
         assert!(
-            f.blocked(10).contains(&"sub_1".to_owned()),
+            f.blocked(10).contains(&id("sub_1")),
             "claims skip it meanwhile"
         );
         // Once the last reserved slot and its interval have passed, the next goes at once.
         clock.pass(Duration::from_millis(1200));
         for _ in 0..5 {
-            f.finished("sub_1", true, true);
+            f.finished(&id("sub_1"), true, true);
         }
         assert!(f.blocked(10).is_empty());
         assert!(go(f.admit(&s, 99)));
@@ -651,9 +655,9 @@ mod tests {
         );
         assert!(matches!(f.admit(&s, 99), Admit::Waiting));
         assert_eq!(f.blocked(10), ["sub_1"]);
-        assert_eq!(f.next_waiting("sub_1"), None, "no slot is free");
-        f.finished("sub_1", true, true);
-        assert_eq!(f.next_waiting("sub_1"), Some(3));
+        assert_eq!(f.next_waiting(&id("sub_1")), None, "no slot is free");
+        f.finished(&id("sub_1"), true, true);
+        assert_eq!(f.next_waiting(&id("sub_1")), Some(3));
         assert_eq!(f.waiting(), 2 * DEPTH - 1);
         assert!(go(f.admit(&s, 3)));
     }
@@ -673,7 +677,7 @@ mod tests {
             matches!(f.admit(&s, 2), Admit::Waiting),
             "what a claim took before waits for the slot"
         );
-        f.finished("sub_1", true, true);
+        f.finished(&id("sub_1"), true, true);
         assert!(f.blocked(10).is_empty());
     }
 
@@ -683,8 +687,8 @@ mod tests {
         let s = sub(json!({}));
         assert!(go(f.admit(&s, 1)));
         assert!(matches!(f.admit(&s, 2), Admit::Waiting));
-        f.finished("sub_1", true, true);
-        assert_eq!(f.next_waiting("sub_1"), Some(2));
+        f.finished(&id("sub_1"), true, true);
+        assert_eq!(f.next_waiting(&id("sub_1")), Some(2));
         for i in 0..10 {
             assert!(go(f.admit(&s, i)), "the full cap of 10 once proven");
         }
@@ -708,7 +712,7 @@ mod tests {
             .filter(|i| {
                 let admitted = go(f.admit(&s, *i));
                 if admitted {
-                    f.finished("sub_1", true, true);
+                    f.finished(&id("sub_1"), true, true);
                 }
                 admitted
             })
@@ -722,7 +726,7 @@ mod tests {
         let subs: Vec<Subscription> = (0..4)
             .map(|i| {
                 let mut s = sub(json!({}));
-                s.id = format!("sub_{i}");
+                s.id = id(&format!("sub_{i}"));
                 s
             })
             .collect();
@@ -736,7 +740,7 @@ mod tests {
             matches!(f.admit(&subs[2], 1), Admit::HoldUntil(1, _)),
             "two of four workers are the failing share"
         );
-        f.finished("sub_0", true, true);
+        f.finished(&id("sub_0"), true, true);
         assert!(go(f.admit(&subs[2], 1)));
     }
 
@@ -752,10 +756,10 @@ mod tests {
             if i > 0 {
                 assert!(go(f.admit(&s, i)));
             }
-            change = f.finished("sub_1", false, true);
+            change = f.finished(&id("sub_1"), false, true);
             if i == 0 {
                 assert_eq!(change.failing, Some(true));
-                assert_eq!(f.next_waiting("sub_1"), Some(99));
+                assert_eq!(f.next_waiting(&id("sub_1")), Some(99));
             }
         }
         assert_eq!(
@@ -775,7 +779,7 @@ mod tests {
             matches!(f.admit(&s, 7), Admit::HoldUntil(7, _)),
             "one probe at a time"
         );
-        let change = f.finished("sub_1", true, true);
+        let change = f.finished(&id("sub_1"), true, true);
         assert!(change.closed);
         assert_eq!(change.failing, Some(false));
         assert!(go(f.admit(&s, 8)));
@@ -786,7 +790,7 @@ mod tests {
         let f = Fairness::new(100);
         let s = sub(json!({}));
         assert!(go(f.admit(&s, 0)));
-        let change = f.finished("sub_1", false, false);
+        let change = f.finished(&id("sub_1"), false, false);
         assert!(change.opened_until.is_some());
         assert_eq!(
             f.blocked(10),
@@ -802,12 +806,12 @@ mod tests {
         let s = sub(json!({}));
         for _ in 0..TRIP_AFTER - 1 {
             assert!(go(f.admit(&s, 0)));
-            f.finished("sub_1", false, true);
+            f.finished(&id("sub_1"), false, true);
         }
         assert!(go(f.admit(&s, 1)));
         assert!(matches!(f.admit(&s, 2), Admit::Waiting));
         assert!(matches!(f.admit(&s, 3), Admit::Waiting));
-        let change = f.finished("sub_1", false, true);
+        let change = f.finished(&id("sub_1"), false, true);
         let until = change.opened_until.unwrap();
         assert_eq!(change.hold, [(2, until), (3, until)]);
         assert_eq!(f.waiting(), 0);

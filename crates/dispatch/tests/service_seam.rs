@@ -154,7 +154,7 @@ impl World {
     async fn subscribe(&self, spec: Value) -> Subscription {
         let now = now_ms();
         let sub = Subscription {
-            id: new_id("sub"),
+            id: posthorn_core::SubscriptionId::new(),
             owner: "admin".into(),
             spec: serde_json::from_value(spec).unwrap(),
             disabled_reason: None,
@@ -172,7 +172,7 @@ impl World {
         sub
     }
 
-    async fn publish(&self, sub: &Subscription, n: usize) -> Vec<String> {
+    async fn publish(&self, sub: &Subscription, n: usize) -> Vec<posthorn_core::DeliveryId> {
         let events = (0..n)
             .map(|i| NewEvent {
                 id: new_id("evt"),
@@ -191,7 +191,11 @@ impl World {
     }
 
     /// Waits until every delivery has left `pending`, for at most `deadline`.
-    async fn settled(&self, ids: &[String], deadline: Duration) -> Vec<DeliveryStatus> {
+    async fn settled(
+        &self,
+        ids: &[posthorn_core::DeliveryId],
+        deadline: Duration,
+    ) -> Vec<DeliveryStatus> {
         let start = Instant::now();
         loop {
             let mut statuses = Vec::new();

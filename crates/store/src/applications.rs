@@ -144,9 +144,12 @@ impl Store {
         Ok((app, secret))
     }
 
-    pub async fn application(&self, id: &str) -> Result<Option<Application>> {
+    pub async fn application(
+        &self,
+        id: &posthorn_core::ApplicationId,
+    ) -> Result<Option<Application>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM applications WHERE id = $1"))
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.0.read)
             .await?;
         row.map(|r| application_from_row(&r)).transpose()
@@ -180,7 +183,10 @@ impl Store {
 
     /// A new client secret for the application; the old one stops working at once. `None` when
     /// there is no such application.
-    pub async fn rotate_application_secret(&self, id: &str) -> Result<Option<String>> {
+    pub async fn rotate_application_secret(
+        &self,
+        id: &posthorn_core::ApplicationId,
+    ) -> Result<Option<String>> {
         let secret = fresh_secret("phs_");
         let hash = blocking_hash(secret.clone()).await?;
         let n = sqlx::query(
@@ -189,7 +195,7 @@ impl Store {
         )
         .bind(&hash)
         .bind(now_ms())
-        .bind(id)
+        .bind(id.as_str())
         .execute(&self.0.write)
         .await?
         .rows_affected();
@@ -198,14 +204,14 @@ impl Store {
 
     /// Deletes the application and revokes its tokens (at once here; within
     /// [`TOKEN_CACHE_TTL`] on other processes). Its subscriptions are the caller's to delete.
-    pub async fn delete_application(&self, id: &str) -> Result<bool> {
+    pub async fn delete_application(&self, id: &posthorn_core::ApplicationId) -> Result<bool> {
         write_tx!(self, |tx| {
             sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
             let n = sqlx::query("DELETE FROM applications WHERE id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -301,9 +307,12 @@ impl Store {
 
     /// Revokes every access token of the application (each process stops accepting them within
     /// [`TOKEN_CACHE_TTL`]); how many there were.
-    pub async fn revoke_tokens(&self, application_id: &str) -> Result<u64> {
+    pub async fn revoke_tokens(
+        &self,
+        application_id: &posthorn_core::ApplicationId,
+    ) -> Result<u64> {
         let done = sqlx::query("DELETE FROM access_tokens WHERE application_id = $1")
-            .bind(application_id)
+            .bind(application_id.as_str())
             .execute(&self.0.write)
             .await?;
         self.0.tokens.forget_application(application_id);

@@ -100,7 +100,11 @@ impl SubscriptionCache {
     }
 
     /// The ids of the active subscriptions that want `event` (see [`SubscriptionIndex::matching`]).
-    pub fn matching(&self, event: &EventView<'_>, tenant: Option<&str>) -> Vec<String> {
+    pub fn matching(
+        &self,
+        event: &EventView<'_>,
+        tenant: Option<&str>,
+    ) -> Vec<posthorn_core::SubscriptionId> {
         self.current().index.matching(event, tenant)
     }
 
@@ -113,7 +117,7 @@ impl SubscriptionCache {
         attributes: &posthorn_core::event::Attributes,
         tenant: Option<&str>,
         data: impl Fn() -> &'d serde_json::Value,
-    ) -> Vec<String> {
+    ) -> Vec<posthorn_core::SubscriptionId> {
         self.current()
             .index
             .matching_with(name, id, origin, attributes, tenant, data)

@@ -10,10 +10,14 @@ impl Store {
     /// circuit is open they are not claimed; and records the open circuit (until then, after how
     /// many failures) for the API. One statement each for many subscriptions. Returns how many
     /// deliveries moved.
-    pub async fn postpone_backlogs(&self, backlogs: &[(String, Millis, u32)]) -> Result<u64> {
+    pub async fn postpone_backlogs(
+        &self,
+        backlogs: &[(posthorn_core::SubscriptionId, Millis, u32)],
+    ) -> Result<u64> {
         // Subscription by subscription in id order, like every writer of many rows (see
         // `settle_in`), so that two processes holding circuits cannot deadlock each other.
-        let mut backlogs: Vec<&(String, Millis, u32)> = backlogs.iter().collect();
+        let mut backlogs: Vec<&(posthorn_core::SubscriptionId, Millis, u32)> =
+            backlogs.iter().collect();
         backlogs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for chunk in self.0.backend.statement_chunks(&backlogs, 3) {
             let sql = self.0.backend.statement("record circuits", chunk.len(), || {
@@ -25,12 +29,14 @@ impl Store {
             });
             let mut q = sqlx::query(&sql);
             for (id, until, failures) in chunk {
-                q = q.bind(id).bind(*until).bind(i64::from(*failures));
+                q = q.bind(id.as_str()).bind(*until).bind(i64::from(*failures));
             }
             q.execute(&self.0.write).await?;
         }
-        let backlogs: Vec<(&String, Millis)> =
-            backlogs.iter().map(|(id, until, _)| (id, *until)).collect();
+        let backlogs: Vec<(&str, Millis)> = backlogs
+            .iter()
+            .map(|(id, until, _)| (id.as_str(), *until))
+            .collect();
         let mut n = 0;
         for chunk in self.0.backend.statement_chunks(&backlogs, 2) {
             let sql = self
@@ -56,13 +62,16 @@ impl Store {
 
     /// Makes a subscription's waiting deliveries due now, and records its circuit closed (it
     /// closed on a success).
-    pub async fn release_backlog(&self, subscription_id: &str) -> Result<u64> {
+    pub async fn release_backlog(
+        &self,
+        subscription_id: &posthorn_core::SubscriptionId,
+    ) -> Result<u64> {
         let now = now_ms();
         write_tx!(self, |tx| {
             sqlx::query(
                 "UPDATE subscriptions SET circuit_until = NULL, circuit_failures = 0 WHERE id = $1",
             )
-            .bind(subscription_id)
+            .bind(subscription_id.as_str())
             .execute(&mut *tx)
             .await?;
             let n = sqlx::query(
@@ -70,7 +79,7 @@ impl Store {
              AND status = 'pending' AND lease IS NULL AND next_attempt_at > $1",
             )
             .bind(now)
-            .bind(subscription_id)
+            .bind(subscription_id.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -85,7 +94,10 @@ impl Store {
     /// Closes a subscription's circuit because a person asked for an attempt now (a retry, a
     /// recover, an enable): its backlog is due at once, and every process's breaker for it is
     /// reset (`NOTIFY` on PostgreSQL; this process's dispatcher directly).
-    pub async fn close_circuit(&self, subscription_id: &str) -> Result<()> {
+    pub async fn close_circuit(
+        &self,
+        subscription_id: &posthorn_core::SubscriptionId,
+    ) -> Result<()> {
         self.release_backlog(subscription_id).await?;
         Store::notify_circuit(self.0.backend, &self.0.write, subscription_id).await?;
         self.signal_circuit_closed(subscription_id);

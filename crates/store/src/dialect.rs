@@ -167,6 +167,14 @@ where
     row.try_get(col).map_err(StoreError::from)
 }
 
+/// An id column: the database holds only ids Posthorn made.
+pub(crate) fn get_id<K: posthorn_core::id::Kind>(
+    row: &AnyRow,
+    col: &str,
+) -> Result<posthorn_core::id::Id<K>> {
+    get::<String>(row, col).map(posthorn_core::id::Id::stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

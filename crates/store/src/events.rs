@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use posthorn_core::event::Attributes;
-use posthorn_core::id::new_id;
 use posthorn_core::time::Millis;
-use posthorn_core::{Principal, StoredEvent};
+use posthorn_core::{DeliveryId, Principal, StoredEvent};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-use crate::{get, value_rows, Backend, Claimed, Result, Store, StoreError};
+use crate::{get, get_id, value_rows, Backend, Claimed, Result, Store, StoreError};
 
 /// Takes the deliveries of a publish straight from the commit that makes them, leased to this
 /// process, so that they need no claim. Implemented by the dispatcher.
@@ -26,7 +25,7 @@ pub trait Handoff: Send + Sync + 'static {
     /// How many deliveries it can start now (0: none; the publish leaves them to the claims).
     fn room(&self) -> usize;
     /// Whether a delivery of this subscription would be attempted now (claims would not skip it).
-    fn takes(&self, subscription_id: &str) -> bool;
+    fn takes(&self, subscription_id: &posthorn_core::SubscriptionId) -> bool;
     /// Deliveries now committed under this process's lease, to attempt. `queued`: others of the
     /// same commit were left due in the queue, for the claims.
     fn take(&self, deliveries: Vec<Claimed>, queued: bool);
@@ -35,7 +34,7 @@ pub trait Handoff: Send + Sync + 'static {
     fn due(&self);
     /// A person closed this subscription's circuit (a retry, a recover, an enable, here or in
     /// another process): forget its failures and let its deliveries go now.
-    fn circuit_closed(&self, subscription_id: &str);
+    fn circuit_closed(&self, subscription_id: &posthorn_core::SubscriptionId);
 }
 
 pub(crate) type HandoffCell = Arc<OnceLock<Arc<dyn Handoff>>>;
@@ -54,7 +53,7 @@ pub struct NewEvent {
     /// The `data` object as JSON text.
     pub data: String,
     pub occurred_at: Millis,
-    pub subscriptions: Vec<String>,
+    pub subscriptions: Vec<posthorn_core::SubscriptionId>,
 }
 
 impl NewEvent {
@@ -85,7 +84,7 @@ pub struct Published {
     /// The publisher had sent an event with this id before; nothing new was stored.
     pub duplicate: bool,
     /// The deliveries made (empty for a duplicate), in the order of `NewEvent::subscriptions`.
-    pub delivery_ids: Vec<String>,
+    pub delivery_ids: Vec<DeliveryId>,
 }
 
 /// Parameters of one event row.
@@ -152,7 +151,8 @@ pub(crate) async fn insert_events(
             out.push(None);
             continue;
         };
-        let delivery_ids: Vec<String> = e.subscriptions.iter().map(|_| new_id("dlv")).collect();
+        let delivery_ids: Vec<DeliveryId> =
+            e.subscriptions.iter().map(|_| DeliveryId::new()).collect();
         let mut stored: Option<Arc<StoredEvent>> = None;
         for (sub, id) in e.subscriptions.iter().zip(&delivery_ids) {
             let leased = room > 0 && handoff.is_some_and(|h| h.takes(sub));
@@ -183,7 +183,7 @@ pub(crate) async fn insert_events(
     let ids = out
         .iter()
         .flatten()
-        .flat_map(|p| p.delivery_ids.iter().map(String::as_str));
+        .flat_map(|p| p.delivery_ids.iter().map(DeliveryId::as_str));
     let rows: Vec<(Row<'_>, &str)> = rows.into_iter().zip(ids).collect();
     for chunk in backend.statement_chunks(&rows, 7) {
         let sql = backend.statement("insert deliveries", chunk.len(), || {
@@ -366,7 +366,7 @@ impl Store {
 
     /// Tells this process's dispatcher that deliveries are due now (other processes hear of it
     /// through `NOTIFY` on PostgreSQL, or at their next poll).
-    pub(crate) fn signal_circuit_closed(&self, subscription_id: &str) {
+    pub(crate) fn signal_circuit_closed(&self, subscription_id: &posthorn_core::SubscriptionId) {
         if let Some(h) = self.0.committer.handoff.get() {
             h.circuit_closed(subscription_id);
         }
@@ -410,7 +410,10 @@ impl Store {
     }
 
     /// `(delivery id, subscription id, status)` of an event's deliveries.
-    pub async fn event_deliveries(&self, seq: i64) -> Result<Vec<(String, String, String)>> {
+    pub async fn event_deliveries(
+        &self,
+        seq: i64,
+    ) -> Result<Vec<(DeliveryId, posthorn_core::SubscriptionId, String)>> {
         let rows = sqlx::query(
             "SELECT id, subscription_id, status FROM deliveries WHERE event_seq = $1 ORDER BY id",
         )
@@ -418,7 +421,13 @@ impl Store {
         .fetch_all(&self.0.read)
         .await?;
         rows.iter()
-            .map(|r| Ok((get(r, "id")?, get(r, "subscription_id")?, get(r, "status")?)))
+            .map(|r| {
+                Ok((
+                    get_id(r, "id")?,
+                    get_id(r, "subscription_id")?,
+                    get(r, "status")?,
+                ))
+            })
             .collect()
     }
 

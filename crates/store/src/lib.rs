@@ -84,7 +84,7 @@ pub use applications::{Application, CredentialsRefused, TokenGrant};
 pub use backlog::QueueDepth;
 pub use cache::SubscriptionCache;
 pub use dialect::Backend;
-pub(crate) use dialect::{get, placeholders, value_rows};
+pub(crate) use dialect::{get, get_id, placeholders, value_rows};
 pub use error::{Result, StoreError};
 pub use event_types::{compile_schema, schema_errors, EventType, EventTypeCache};
 pub use events::{EventQuery, Handoff, NewEvent, Published};

@@ -56,7 +56,12 @@ impl Store {
                                     }
                                     CIRCUIT_CHANNEL => {
                                         if let Some(h) = handoff.get() {
-                                            h.circuit_closed(n.payload());
+                                            // Another process's: only ids it made.
+                                            if let Some(id) =
+                                                posthorn_core::SubscriptionId::parse(n.payload())
+                                            {
+                                                h.circuit_closed(&id);
+                                            }
                                             h.due();
                                         }
                                     }

@@ -161,7 +161,7 @@ impl Publisher {
     /// How many of the subscriptions `ids` (an event's, as prepared) `owner` owns: what an
     /// application is told of an event's deliveries (the admin's subscriptions also receive its
     /// events, but it does not see them).
-    pub fn owned_by(&self, ids: &[String], owner: &str) -> u64 {
+    pub fn owned_by(&self, ids: &[posthorn_core::SubscriptionId], owner: &str) -> u64 {
         ids.iter()
             .filter(|id| {
                 self.subscriptions
@@ -258,7 +258,7 @@ fn system_event(
     name: &str,
     owner: &str,
     data: &Value,
-    subscriptions: Vec<String>,
+    subscriptions: Vec<posthorn_core::SubscriptionId>,
 ) -> NewEvent {
     NewEvent {
         id,

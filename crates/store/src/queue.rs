@@ -16,14 +16,14 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use crate::events::{attributes_from, event_from_row, EVENT_COLUMNS};
-use crate::{get, placeholders, value_rows, Backend, Result, Store};
+use crate::{get, get_id, placeholders, value_rows, Backend, Result, Store};
 use posthorn_core::{Principal, StoredEvent, Visibility};
 
 /// A delivery taken for an attempt.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    pub delivery_id: String,
-    pub subscription_id: String,
+    pub delivery_id: posthorn_core::DeliveryId,
+    pub subscription_id: posthorn_core::SubscriptionId,
     /// Attempts made before this one.
     pub attempts: i64,
     /// Shared by the deliveries of one event claimed together.
@@ -57,7 +57,7 @@ pub enum AttemptOrder {
 /// One attempt of a subscription's log, with its delivery and event.
 #[derive(Debug, Clone)]
 pub struct SubscriptionAttempt {
-    pub delivery_id: String,
+    pub delivery_id: posthorn_core::DeliveryId,
     pub event: StoredEvent,
     pub attempt: StoredAttempt,
 }
@@ -65,7 +65,7 @@ pub struct SubscriptionAttempt {
 /// What to write back for a claimed delivery: its new state, and the attempt made, if one was.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub delivery_id: String,
+    pub delivery_id: posthorn_core::DeliveryId,
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: Millis,
@@ -74,10 +74,10 @@ pub struct AttemptRecord {
 
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
-    pub id: String,
+    pub id: posthorn_core::DeliveryId,
     pub event_id: String,
     pub event_name: String,
-    pub subscription_id: String,
+    pub subscription_id: posthorn_core::SubscriptionId,
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: Millis,
@@ -137,7 +137,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
     Ok(DeliveryRow {
         event_id: get(row, "event_id")?,
         event_name: get(row, "event_name")?,
-        subscription_id: get(row, "subscription_id")?,
+        subscription_id: get_id(row, "subscription_id")?,
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| crate::StoreError::Corrupt(format!("delivery {id}: status {status}")))?,
         attempts: get(row, "attempts")?,
@@ -156,7 +156,7 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
                     .and_then(response_status),
             }),
         },
-        id,
+        id: posthorn_core::DeliveryId::stored(id),
     })
 }
 
@@ -168,7 +168,7 @@ impl Store {
         owner: &str,
         limit: usize,
         lease_ms: i64,
-        skip: &[String],
+        skip: &[posthorn_core::SubscriptionId],
     ) -> Result<Vec<Claimed>> {
         let now = now_ms();
         let lock = match self.0.backend {
@@ -232,8 +232,8 @@ impl Store {
                 continue;
             };
             claimed.push(Claimed {
-                delivery_id: get(row, "id")?,
-                subscription_id: get(row, "subscription_id")?,
+                delivery_id: get_id(row, "id")?,
+                subscription_id: get_id(row, "subscription_id")?,
                 attempts: get(row, "attempts")?,
                 event: event.clone(),
             });
@@ -246,7 +246,12 @@ impl Store {
     /// subscription back) is skipped, not waited for: renewal then never waits on a lock, so it
     /// can be in no deadlock (one was seen under load, "deadlock detected"), and the row is
     /// renewed at the next round, well within the lease.
-    pub async fn renew(&self, owner: &str, ids: &[String], lease_ms: i64) -> Result<()> {
+    pub async fn renew(
+        &self,
+        owner: &str,
+        ids: &[posthorn_core::DeliveryId],
+        lease_ms: i64,
+    ) -> Result<()> {
         let until = now_ms() + lease_ms;
         let backend = self.0.backend;
         for chunk in self.0.backend.statement_chunks(ids, 1) {
@@ -266,7 +271,7 @@ impl Store {
             });
             let mut q = sqlx::query(&sql).bind(until).bind(owner);
             for id in chunk {
-                q = q.bind(id);
+                q = q.bind(id.as_str());
             }
             q.execute(&self.0.write).await?;
         }
@@ -313,7 +318,7 @@ impl Store {
     pub async fn delivery(
         &self,
         seen: &Visibility,
-        id: &str,
+        id: &posthorn_core::DeliveryId,
     ) -> Result<Option<(DeliveryRow, Vec<StoredAttempt>)>> {
         let mut sql = format!(
             "SELECT {DELIVERY_COLUMNS}, e.seq, e.publisher, e.origin, e.tenant, e.data, \
@@ -325,7 +330,7 @@ impl Store {
                 " AND d.subscription_id IN (SELECT id FROM subscriptions WHERE owner = $2)",
             );
         }
-        let mut query = sqlx::query(&sql).bind(id);
+        let mut query = sqlx::query(&sql).bind(id.as_str());
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
@@ -348,7 +353,7 @@ impl Store {
             "SELECT number, started_at, duration_ms, request, response, error, outcome \
              FROM attempts WHERE delivery_id = $1 ORDER BY number",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.0.read)
         .await?;
         let attempts = rows
@@ -413,7 +418,7 @@ impl Store {
             .map(|r| {
                 let event = event_from_row(r)?;
                 Ok(SubscriptionAttempt {
-                    delivery_id: get(r, "delivery_id")?,
+                    delivery_id: get_id(r, "delivery_id")?,
                     attempt: attempt_from_row(r, &event)?,
                     event,
                 })
@@ -479,7 +484,11 @@ impl Store {
 
     /// Makes a delivery due now, whatever its status (`retry`). `Ok(false)` when an attempt of it
     /// is in flight: the caller should let that one finish.
-    pub async fn retry_delivery(&self, seen: &Visibility, id: &str) -> Result<bool> {
+    pub async fn retry_delivery(
+        &self,
+        seen: &Visibility,
+        id: &posthorn_core::DeliveryId,
+    ) -> Result<bool> {
         let mut sql =
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
              WHERE id = $2 AND (lease IS NULL OR status <> 'pending')"
@@ -487,7 +496,7 @@ impl Store {
         if seen.owner().is_some() {
             sql.push_str(" AND subscription_id IN (SELECT id FROM subscriptions WHERE owner = $3)");
         }
-        let mut query = sqlx::query(&sql).bind(now_ms()).bind(id);
+        let mut query = sqlx::query(&sql).bind(now_ms()).bind(id.as_str());
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
@@ -500,13 +509,17 @@ impl Store {
     }
 
     /// Queues again a subscription's dead deliveries created since `since`; returns how many.
-    pub async fn recover(&self, subscription_id: &str, since: Millis) -> Result<u64> {
+    pub async fn recover(
+        &self,
+        subscription_id: &posthorn_core::SubscriptionId,
+        since: Millis,
+    ) -> Result<u64> {
         let n = sqlx::query(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, updated_at = $1 \
              WHERE subscription_id = $2 AND status = 'dead' AND created_at >= $3",
         )
         .bind(now_ms())
-        .bind(subscription_id)
+        .bind(subscription_id.as_str())
         .bind(since)
         .execute(&self.0.write)
         .await?
@@ -584,7 +597,7 @@ pub(crate) async fn settle_in(
         let mut q = sqlx::query(&sql).bind(now);
         for r in chunk {
             q = q
-                .bind(&r.delivery_id)
+                .bind(r.delivery_id.as_str())
                 .bind(r.status.as_str())
                 .bind(r.attempts)
                 .bind(r.next_attempt_at);
@@ -597,7 +610,7 @@ pub(crate) async fn settle_in(
     // The attempts made, for the deliveries written.
     let attempts: Vec<(&str, &StoredAttempt)> = records
         .iter()
-        .filter(|r| written.contains(&r.delivery_id))
+        .filter(|r| written.contains(r.delivery_id.as_str()))
         .filter_map(|r| Some((r.delivery_id.as_str(), r.attempt.as_ref()?)))
         .collect();
     for chunk in backend.statement_chunks(&attempts, 8) {

@@ -3,7 +3,7 @@
 
 use posthorn_core::time::{now_ms, Millis};
 
-use crate::{get, placeholders, Result, Store};
+use crate::{get, get_id, placeholders, Result, Store};
 
 impl Store {
     /// Since when the subscriptions among `ids` that are failing have been (every attempt failed
@@ -32,7 +32,10 @@ impl Store {
 
     /// Notes that these subscriptions' deliveries fail, from now for those that did not already;
     /// returns since when each has been failing.
-    pub async fn mark_failing(&self, ids: &[String]) -> Result<Vec<(String, Millis)>> {
+    pub async fn mark_failing(
+        &self,
+        ids: &[posthorn_core::SubscriptionId],
+    ) -> Result<Vec<(posthorn_core::SubscriptionId, Millis)>> {
         let now = now_ms();
         let mut since = Vec::with_capacity(ids.len());
         for chunk in self.0.backend.statement_chunks(ids, 1) {
@@ -45,17 +48,17 @@ impl Store {
             });
             let mut q = sqlx::query(&sql).bind(now);
             for id in chunk {
-                q = q.bind(id);
+                q = q.bind(id.as_str());
             }
             for row in q.fetch_all(&self.0.write).await? {
-                since.push((get(&row, "id")?, get(&row, "failing_since")?));
+                since.push((get_id(&row, "id")?, get(&row, "failing_since")?));
             }
         }
         Ok(since)
     }
 
     /// Notes that these subscriptions' last deliveries succeeded.
-    pub async fn mark_healthy(&self, ids: &[String]) -> Result<()> {
+    pub async fn mark_healthy(&self, ids: &[posthorn_core::SubscriptionId]) -> Result<()> {
         for chunk in self.0.backend.statement_chunks(ids, 1) {
             let sql = self.0.backend.statement("mark healthy", chunk.len(), || {
                 format!(
@@ -66,7 +69,7 @@ impl Store {
             });
             let mut q = sqlx::query(&sql);
             for id in chunk {
-                q = q.bind(id);
+                q = q.bind(id.as_str());
             }
             q.execute(&self.0.write).await?;
         }

@@ -61,7 +61,7 @@ impl Store {
             None => None,
         };
         Ok(Subscription {
-            id: get(row, "id")?,
+            id: posthorn_core::SubscriptionId::stored(get(row, "id")?),
             owner: get(row, "owner")?,
             spec,
             disabled_reason: get::<Option<String>>(row, "disabled_reason")?
@@ -118,7 +118,7 @@ impl Store {
             sqlx::query(&format!(
                 "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ))
-            .bind(&sub.id)
+            .bind(sub.id.as_str())
             .bind(&sub.owner)
             .bind(&spec)
             .bind(sub.disabled_reason.map(|r| r.as_str()))
@@ -157,7 +157,7 @@ impl Store {
             .bind(&previous)
             .bind(sub.previous_secret.as_ref().map(|(_, until)| *until))
             .bind(sub.updated_at)
-            .bind(&sub.id)
+            .bind(sub.id.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -170,7 +170,7 @@ impl Store {
                      AND status = 'pending' AND lease IS NULL AND next_attempt_at > $1",
                     )
                     .bind(now_ms())
-                    .bind(&sub.id)
+                    .bind(sub.id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -185,13 +185,17 @@ impl Store {
     }
 
     /// A subscription that is not deleted and that `seen` allows.
-    pub async fn subscription(&self, seen: &Visibility, id: &str) -> Result<Option<Subscription>> {
+    pub async fn subscription(
+        &self,
+        seen: &Visibility,
+        id: &posthorn_core::SubscriptionId,
+    ) -> Result<Option<Subscription>> {
         let mut sql =
             format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND deleted_at IS NULL");
         if seen.owner().is_some() {
             sql.push_str(" AND owner = $2");
         }
-        let mut query = sqlx::query(&sql).bind(id);
+        let mut query = sqlx::query(&sql).bind(id.as_str());
         if let Some(owner) = seen.owner() {
             query = query.bind(owner);
         }
@@ -201,9 +205,13 @@ impl Store {
 
     /// Whether a subscription exists, deleted or not, that `seen` allows (delivery logs stay
     /// readable after a delete).
-    pub async fn subscription_seen(&self, seen: &Visibility, id: &str) -> Result<bool> {
+    pub async fn subscription_seen(
+        &self,
+        seen: &Visibility,
+        id: &posthorn_core::SubscriptionId,
+    ) -> Result<bool> {
         let row = sqlx::query("SELECT owner FROM subscriptions WHERE id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.0.read)
             .await?;
         let owner: Option<String> = row.map(|r| get(&r, "owner")).transpose()?;
@@ -276,7 +284,7 @@ impl Store {
         loop {
             let page = self.subscriptions_page(&q).await?;
             let done = page.len() < PAGE;
-            q.before = page.last().map(|s| s.id.clone());
+            q.before = page.last().map(|s| s.id.to_string());
             all.extend(page);
             if done {
                 return Ok(all);
@@ -325,7 +333,10 @@ impl Store {
     /// Marks the subscription deleted and cancels its pending deliveries; its deliveries and
     /// their logs stay readable. Returns the revision this write made, or `None` if there was
     /// no such subscription.
-    pub async fn delete_subscription(&self, id: &str) -> Result<Option<i64>> {
+    pub async fn delete_subscription(
+        &self,
+        id: &posthorn_core::SubscriptionId,
+    ) -> Result<Option<i64>> {
         let now = now_ms();
         write_tx!(self, |tx| {
             let n = sqlx::query(
@@ -333,7 +344,7 @@ impl Store {
              WHERE id = $2 AND deleted_at IS NULL",
             )
             .bind(now)
-            .bind(id)
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -344,7 +355,7 @@ impl Store {
                  WHERE subscription_id = $2 AND status = 'pending'",
                 )
                 .bind(now)
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
                 revision = Some(bump_revision(self.0.backend, &mut tx).await?);

@@ -84,7 +84,7 @@ impl SubscriptionWriter {
 
     /// Deletes a subscription (its pending deliveries are cancelled, its log stays); `false`
     /// when it was already gone.
-    pub async fn delete(&self, id: &str) -> Result<bool> {
+    pub async fn delete(&self, id: &posthorn_core::SubscriptionId) -> Result<bool> {
         let Some(revision) = self.store.delete_subscription(id).await? else {
             return Ok(false);
         };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use posthorn_core::subscription::{DisabledReason, RetrySpec, SubscriptionSpec};
 use posthorn_core::validation::FieldError;
-use posthorn_core::{AttemptOutcome, DeliveryStatus};
+use posthorn_core::{AttemptOutcome, DeliveryId, DeliveryStatus, SubscriptionId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -52,7 +52,7 @@ pub enum SubscriptionStatus {
 /// compile until it is added here.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionView {
-    pub id: String,
+    pub id: SubscriptionId,
     pub owner: String,
     pub name: String,
     pub service: String,
@@ -83,7 +83,7 @@ pub struct SubscriptionView {
 /// What the service keeps of a subscription beside its spec.
 #[derive(Debug)]
 pub struct SubscriptionState {
-    pub id: String,
+    pub id: SubscriptionId,
     pub owner: String,
     pub status: SubscriptionStatus,
     pub disabled_reason: Option<DisabledReason>,
@@ -185,7 +185,7 @@ pub struct CircuitView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TestSent {
     pub event_id: String,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -217,10 +217,10 @@ pub struct AttemptView {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryView {
-    pub id: String,
+    pub id: DeliveryId,
     pub event_id: String,
     pub event_name: String,
-    pub subscription_id: String,
+    pub subscription_id: SubscriptionId,
     pub status: DeliveryStatus,
     pub attempts: i64,
     /// When the next attempt is due; null unless pending.
@@ -283,8 +283,8 @@ pub struct AcceptedBatch {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeliverySummary {
-    pub id: String,
-    pub subscription_id: String,
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
     /// A delivery status (`pending`, `succeeded`, `dead`, `cancelled`).
     pub status: String,
 }

@@ -7,14 +7,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::to_rfc3339;
 use posthorn_core::validation::Errors;
-use posthorn_core::Owner;
+use posthorn_core::{ApplicationId, Owner};
 use posthorn_store::{Application, SubscriptionQuery};
 
 use crate::auth::{AdminOnly, Can, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{typed, JsonBody, Path};
+use crate::extract::{typed, JsonBody, PathId};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
+use posthorn_core::id::App;
 use posthorn_wire::api::{ApplicationRequest, ApplicationView, PortalLink};
 
 fn view(app: Application, secret: Option<String>) -> ApplicationView {
@@ -29,7 +30,7 @@ fn view(app: Application, secret: Option<String>) -> ApplicationView {
     }
 }
 
-async fn load(state: &AppState, id: &str) -> ApiResult<Application> {
+async fn load(state: &AppState, id: &ApplicationId) -> ApiResult<Application> {
     state
         .store
         .application(id)
@@ -99,7 +100,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<AppState>,
     _: Can<AdminOnly>,
-    Path(id): Path<String>,
+    PathId(id): PathId<App>,
 ) -> ApiResult<Json<ApplicationView>> {
     Ok(Json(view(load(&state, &id).await?, None)))
 }
@@ -113,12 +114,12 @@ pub(crate) async fn show(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     _: Can<AdminOnly>,
-    Path(id): Path<String>,
+    PathId(id): PathId<App>,
 ) -> ApiResult<StatusCode> {
     load(&state, &id).await?;
     // Tokens first: from here on the application can do nothing.
     state.store.delete_application(&id).await?;
-    let owner = Owner::Application(id);
+    let owner = Owner::Application(id.into_string());
     loop {
         let page = state
             .store
@@ -147,7 +148,7 @@ pub(crate) async fn delete(
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     _: Can<AdminOnly>,
-    Path(id): Path<String>,
+    PathId(id): PathId<App>,
 ) -> ApiResult<Json<ApplicationView>> {
     let secret = state
         .store
@@ -173,7 +174,7 @@ pub struct Revoked {
 pub(crate) async fn revoke_tokens(
     State(state): State<AppState>,
     _: Can<AdminOnly>,
-    Path(id): Path<String>,
+    PathId(id): PathId<App>,
 ) -> ApiResult<Json<Revoked>> {
     load(&state, &id).await?;
     let revoked = state.store.revoke_tokens(&id).await?;
@@ -199,7 +200,7 @@ pub struct PortalLinkRequest {
 pub(crate) async fn portal_link(
     State(state): State<AppState>,
     _: Can<AdminOnly>,
-    Path(id): Path<String>,
+    PathId(id): PathId<App>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<PortalLink>)> {

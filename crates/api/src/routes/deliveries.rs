@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use crate::auth::{Caller, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::Path;
+use crate::extract::{Path, PathId};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
+use posthorn_core::id::{Dlv, Sub};
 use posthorn_wire::api::{AttemptView, DeliveryView, Held, HeldReason, LastAttemptView};
 
 /// The subscription's open circuit, if any: until when, after how many failures.
@@ -68,7 +69,11 @@ fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> De
 }
 
 /// Whether the caller may see deliveries of this subscription (deleted ones included).
-async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -> ApiResult<()> {
+async fn check_owner(
+    state: &AppState,
+    caller: &Caller,
+    subscription_id: &posthorn_core::SubscriptionId,
+) -> ApiResult<()> {
     if state
         .store
         .subscription_seen(&caller.visibility(), subscription_id)
@@ -93,19 +98,19 @@ async fn check_owner(state: &AppState, caller: &Caller, subscription_id: &str) -
 pub(crate) async fn list_for_subscription(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     check_owner(&state, &caller, &id).await?;
-    let circuit = state.store.open_circuits(&[&id]).await?.remove(&id);
-    query.subscription_id = Some(id);
+    let circuit = state.store.open_circuits(&[&id]).await?.remove(id.as_str());
+    query.subscription_id = Some(id.into_string());
     let rows = state.store.deliveries_page(&query).await?;
     Ok(Json(paginate(
         rows,
         limit,
-        |d| d.id.clone(),
+        |d| d.id.to_string(),
         |d| view(d, None, circuit),
     )))
 }
@@ -156,9 +161,9 @@ async fn page(
     Ok(Json(paginate(
         rows,
         limit,
-        |d| d.id.clone(),
+        |d| d.id.to_string(),
         |d| {
-            let circuit = circuits.get(&d.subscription_id).copied();
+            let circuit = circuits.get(d.subscription_id.as_str()).copied();
             view(d, None, circuit)
         },
     )))
@@ -221,7 +226,7 @@ pub(crate) async fn list_for_event(
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Dlv>,
 ) -> ApiResult<Json<DeliveryView>> {
     let (delivery, attempts) = state
         .store
@@ -229,7 +234,11 @@ pub(crate) async fn show(
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
     let sub = delivery.subscription_id.clone();
-    let circuit = state.store.open_circuits(&[&sub]).await?.remove(&sub);
+    let circuit = state
+        .store
+        .open_circuits(&[&sub])
+        .await?
+        .remove(sub.as_str());
     Ok(Json(view(delivery, Some(attempts), circuit)))
 }
 
@@ -241,7 +250,7 @@ pub(crate) async fn show(
 pub(crate) async fn retry(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Dlv>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     let seen = caller.visibility();
     let (delivery, _) = state

@@ -4,21 +4,22 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_core::event::is_valid_token;
 use posthorn_core::owner::ADMIN;
 use posthorn_core::service::secret_paths;
 use posthorn_core::subscription::{DisabledReason, SubscriptionSpec};
 use posthorn_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use posthorn_core::ApplicationId;
 use posthorn_core::{EventPattern, Invalid, Secret, Subscription};
 use posthorn_store::SubscriptionQuery;
 use serde_json::{json, Value};
 
 use crate::auth::{Caller, Can, ManageSubscriptions};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::Path;
+use crate::extract::PathId;
 use crate::extract::{typed, JsonBody};
 use crate::list::{paginate, Page, Query};
 use crate::AppState;
+use posthorn_core::id::Sub;
 use posthorn_wire::api::{
     CircuitState, CircuitView, RecoverRequest, Recovered, SubscriptionState, SubscriptionStatus,
     SubscriptionView, TestSent,
@@ -52,8 +53,16 @@ async fn view_one(
     sub: Subscription,
     show_secret: bool,
 ) -> ApiResult<SubscriptionView> {
-    let circuit = state.store.open_circuits(&[&sub.id]).await?.remove(&sub.id);
-    let failing = state.store.failing_since(&[&sub.id]).await?.remove(&sub.id);
+    let circuit = state
+        .store
+        .open_circuits(&[&sub.id])
+        .await?
+        .remove(sub.id.as_str());
+    let failing = state
+        .store
+        .failing_since(&[&sub.id])
+        .await?
+        .remove(sub.id.as_str());
     Ok(view(&state.services, sub, show_secret, circuit, failing))
 }
 
@@ -118,7 +127,11 @@ async fn checked_spec(state: &AppState, body: &Value) -> Result<SubscriptionSpec
 }
 
 /// A subscription the caller may see, or 404.
-async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Subscription> {
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    id: &posthorn_core::SubscriptionId,
+) -> ApiResult<Subscription> {
     state
         .store
         .subscription(&caller.visibility(), id)
@@ -148,7 +161,11 @@ pub(crate) async fn create(
     let owner = match body.get("owner") {
         None | Some(Value::Null) => caller.owner().as_str().to_owned(),
         Some(Value::String(o)) if caller.is_admin() => {
-            if o != ADMIN && (!is_valid_token(o) || state.store.application(o).await?.is_none()) {
+            let known = match ApplicationId::parse(o) {
+                Some(app) => state.store.application(&app).await?.is_some(),
+                None => false,
+            };
+            if o != ADMIN && !known {
                 return Err(
                     Invalid::one("owner", "must be admin or the id of an application").into(),
                 );
@@ -230,7 +247,7 @@ pub(crate) async fn list(
             })
             .await?;
         let exhausted = rows.len() < CHUNK;
-        before = rows.last().map(|s| s.id.clone());
+        before = rows.last().map(|s| s.id.to_string());
         for s in rows {
             if keep(&s) {
                 found.push(s);
@@ -249,10 +266,10 @@ pub(crate) async fn list(
     Ok(Json(paginate(
         found,
         limit,
-        |s| s.id.clone(),
+        |s| s.id.to_string(),
         |s| {
-            let circuit = circuits.get(&s.id).copied();
-            let since = failing.get(&s.id).copied();
+            let circuit = circuits.get(s.id.as_str()).copied();
+            let since = failing.get(s.id.as_str()).copied();
             view(&state.services, s, false, circuit, since)
         },
     )))
@@ -266,7 +283,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<Json<SubscriptionView>> {
     Ok(Json(
         view_one(&state, load(&state, &caller, &id).await?, false).await?,
@@ -281,7 +298,7 @@ pub(crate) async fn show(
 pub(crate) async fn replace(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
@@ -301,7 +318,7 @@ pub(crate) async fn replace(
 pub(crate) async fn patch(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<SubscriptionView>> {
     if !body.is_object() {
@@ -358,7 +375,7 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<StatusCode> {
     load(&state, &caller, &id).await?;
     if !state.subscriptions.delete(&id).await? {
@@ -375,7 +392,7 @@ pub(crate) async fn delete(
 pub(crate) async fn enable(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = true;
@@ -394,7 +411,7 @@ pub(crate) async fn enable(
 pub(crate) async fn disable(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     sub.spec.enabled = false;
@@ -412,7 +429,7 @@ pub(crate) async fn disable(
 pub(crate) async fn test(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<(StatusCode, Json<TestSent>)> {
     let sub = load(&state, &caller, &id).await?;
     if !sub.is_active() {
@@ -425,7 +442,11 @@ pub(crate) async fn test(
         .ping(&sub)
         .await?
         .ok_or_else(|| ApiError::BadRequest("nothing was published".into()))?;
-    let delivery_id = p.delivery_ids.into_iter().next().unwrap_or_default();
+    let delivery_id = p
+        .delivery_ids
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::BadRequest("no delivery was made".into()))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(TestSent {
@@ -443,7 +464,7 @@ pub(crate) async fn test(
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let mut sub = load(&state, &caller, &id).await?;
     let old = std::mem::replace(&mut sub.secret, Secret::generate());
@@ -461,7 +482,7 @@ pub(crate) async fn rotate_secret(
 pub(crate) async fn recover(
     State(state): State<AppState>,
     caller: Can<ManageSubscriptions>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Sub>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Recovered>> {
     let req: RecoverRequest = typed(&body, "")?;

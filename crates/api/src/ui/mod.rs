@@ -271,6 +271,7 @@ async fn portal(
     let PortalTicket { ticket } = crate::extract::typed(&body, "")?;
     let app_id = session::open_portal_ticket(&state.admin.token(), &ticket, now_ms())
         .ok_or(ApiError::Unauthorized)?;
+    let app_id = posthorn_core::ApplicationId::parse(&app_id).ok_or(ApiError::Unauthorized)?;
     let app = state
         .store
         .application(&app_id)

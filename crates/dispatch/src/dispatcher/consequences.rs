@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use posthorn_core::subscription::DisabledReason;
 use posthorn_core::time::now_ms;
-use posthorn_core::{Subscription, Visibility};
+use posthorn_core::{DeliveryId, Subscription, SubscriptionId, Visibility};
 use posthorn_store::{AttemptRecord, Claimed, StoreError};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -24,13 +24,13 @@ use crate::fairness::Change;
 pub(super) enum Effect {
     /// The circuit opened: move the backlog out of the queue until then.
     Postpone {
-        sub_id: String,
+        sub_id: SubscriptionId,
         until: i64,
         failures: u32,
     },
     Failing(Subscription),
     Healthy {
-        sub_id: String,
+        sub_id: SubscriptionId,
     },
     OneOff(OneOff),
 }
@@ -41,12 +41,12 @@ pub(super) enum OneOff {
     Gone(Subscription),
     /// The delivery is dead.
     Dead {
-        delivery_id: String,
+        delivery_id: DeliveryId,
         event_name: String,
         sub: Subscription,
     },
     /// The circuit closed: the backlog is due.
-    Release { sub_id: String },
+    Release { sub_id: SubscriptionId },
 }
 
 /// What to write after an attempt: its record, and those of deliveries it sent back to the queue.
@@ -147,7 +147,7 @@ impl Dispatcher {
     async fn apply_all(&self, effects: Vec<Effect>) {
         let mut postpone = Vec::new();
         // The last word on each subscription's streak: failing (with the subscription) or not.
-        let mut streak: HashMap<String, Option<Subscription>> = HashMap::new();
+        let mut streak: HashMap<SubscriptionId, Option<Subscription>> = HashMap::new();
         let mut rest = Vec::new();
         for effect in effects {
             match effect {
@@ -178,7 +178,7 @@ impl Dispatcher {
                 Err(e) => warn(e),
             }
         }
-        let (failing, healthy): (Vec<String>, Vec<String>) =
+        let (failing, healthy): (Vec<SubscriptionId>, Vec<SubscriptionId>) =
             streak.keys().cloned().partition(|id| streak[id].is_some());
         if !healthy.is_empty() {
             if let Err(e) = self.store.mark_healthy(&healthy).await {

@@ -21,6 +21,7 @@ use posthorn_core::service::{Attempt, Report, Verdict};
 use posthorn_core::subscription::Compiled;
 use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
+use posthorn_core::{DeliveryId, SubscriptionId};
 use posthorn_store::tally::SubscriptionTally;
 use posthorn_store::{
     AttemptRecord, Claimed, Handoff, Publisher, Store, StoreError, StoredAttempt,
@@ -95,7 +96,7 @@ pub struct Dispatcher {
     handed_over: Arc<HandedOver>,
     /// The subscriptions the last claim skipped, when it left due deliveries of theirs (empty
     /// otherwise): a slot freed by one of them claims again.
-    skipped_due: Arc<Mutex<HashSet<String>>>,
+    skipped_due: Arc<Mutex<HashSet<SubscriptionId>>>,
     /// This process's attempt metrics, their handles kept.
     meters: Arc<meters::Meters>,
 }
@@ -136,7 +137,7 @@ impl Handoff for Dispatcher {
         free.saturating_sub(lock(&self.handed_over.handed).len())
     }
 
-    fn takes(&self, subscription_id: &str) -> bool {
+    fn takes(&self, subscription_id: &posthorn_core::SubscriptionId) -> bool {
         self.fairness.takes(subscription_id)
     }
 
@@ -173,12 +174,12 @@ impl Handoff for Dispatcher {
         self.wake();
     }
 
-    fn circuit_closed(&self, subscription_id: &str) {
+    fn circuit_closed(&self, subscription_id: &posthorn_core::SubscriptionId) {
         self.fairness.reset(subscription_id);
     }
 }
 
-type ClaimedIds = Arc<Mutex<HashSet<String>>>;
+type ClaimedIds = Arc<Mutex<HashSet<DeliveryId>>>;
 
 impl Dispatcher {
     /// The dispatcher of this process: `writer` carries the consequences of attempts to
@@ -373,7 +374,7 @@ impl Dispatcher {
             let mut next = Some(c);
             while let Some(c) = next.take() {
                 if let Some(outcome) = this.attempt(c).await {
-                    let ids: Vec<String> = outcome
+                    let ids: Vec<DeliveryId> = outcome
                         .records
                         .iter()
                         .map(|r| r.delivery_id.clone())
@@ -580,7 +581,7 @@ impl Dispatcher {
     /// the last refresh.
     async fn load_subscription(
         &self,
-        id: &str,
+        id: &SubscriptionId,
     ) -> Result<Option<Arc<IndexedSubscription>>, StoreError> {
         let Some(sub) = self.store.subscription(&Visibility::Everything, id).await? else {
             return Ok(None);
@@ -617,7 +618,7 @@ async fn renew_loop(store: Store, config: Arc<DispatchConfig>, in_flight: Claime
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let ids: Vec<String> = lock(&in_flight).iter().cloned().collect();
+        let ids: Vec<DeliveryId> = lock(&in_flight).iter().cloned().collect();
         if ids.is_empty() {
             continue;
         }

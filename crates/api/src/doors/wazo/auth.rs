@@ -20,9 +20,10 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Call
     ManageSubscriptions::check(&caller)?;
     match headers.get("wazo-tenant").and_then(|v| v.to_str().ok()) {
         Some(tenant) if caller.is_admin() && tenant != "admin" => {
+            let tenant = posthorn_core::ApplicationId::parse(tenant).ok_or_else(unauthorized)?;
             let app = state
                 .store
-                .application(tenant)
+                .application(&tenant)
                 .await?
                 .ok_or_else(unauthorized)?;
             Ok(Caller::for_application(&app.id, &app.scopes))

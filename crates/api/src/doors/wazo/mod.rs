@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use posthorn_core::subscription::SubscriptionSpec;
-use posthorn_core::Subscription;
+use posthorn_core::{Subscription, SubscriptionId};
 use posthorn_store::SubscriptionQuery;
 use serde_json::{Map, Value};
 
@@ -99,9 +99,10 @@ async fn load(
     id: &str,
     user: bool,
 ) -> Result<Subscription, WazoError> {
+    let id = SubscriptionId::parse(id).ok_or_else(not_found)?;
     let sub = state
         .store
-        .subscription(&caller.visibility(), id)
+        .subscription(&caller.visibility(), &id)
         .await?
         .ok_or_else(not_found)?;
     if user && sub.spec.metadata.get(OWNER_USER_KEY) != Some(&me(caller)) {
@@ -285,10 +286,10 @@ async fn delete_for(
     id: &str,
     user: bool,
 ) -> Result<StatusCode, WazoError> {
-    load(state, caller, id, user).await?;
+    let sub = load(state, caller, id, user).await?;
     if !state
         .subscriptions
-        .delete(id)
+        .delete(&sub.id)
         .await
         .map_err(ApiError::from)?
     {

@@ -66,7 +66,7 @@ pub(crate) fn view(sub: &Subscription) -> WazoSubscription {
 fn shown(sub: &Subscription, config: Map<String, Value>) -> WazoSubscription {
     let meta = &sub.spec.metadata;
     WazoSubscription {
-        uuid: sub.id.clone(),
+        uuid: sub.id.to_string(),
         name: sub.spec.name.clone(),
         service: sub.spec.service.clone(),
         config,
