@@ -66,6 +66,7 @@ mod dashboard;
 mod delivery;
 mod durability;
 mod email;
+mod endpoint_auth;
 mod examples;
 mod faults;
 mod fluidsurveys;

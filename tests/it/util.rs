@@ -634,6 +634,15 @@ impl Api {
     }
 
     /// Waits until the delivery has `status` and returns it with its log.
+    /// The id of the first delivery of the event `event_id` (as `GET /v1/events/{id}` lists them).
+    pub async fn first_delivery_of_event(&self, event_id: &str) -> String {
+        let e = self.get(&format!("/v1/events/{event_id}")).await.body;
+        e["deliveries"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("event {event_id} has no delivery: {e}"))
+            .to_owned()
+    }
+
     pub async fn delivery_with_status(&self, id: &str, status: &str, limit: Duration) -> Value {
         wait_for(limit, &format!("delivery {id} to be {status}"), || async {
             let d = self.get(&format!("/v1/deliveries/{id}")).await.body;

@@ -4,8 +4,12 @@
 //! - `routes/` has one file per resource: events, subscriptions, deliveries, and the service
 //!   routes (health, services, OpenAPI).
 //! - [`auth`] reads credentials and resolves the [`auth::Caller`]: its owner, what it sees, its
-//!   scopes.
-//! - [`error`] is the one place errors become problem+json; [`extract`] reads bodies.
+//!   scopes; a handler takes its caller as `Can<P>` (checked for `P` as the request is read);
+//!   `session.rs` is the dashboard's cookie and that extractor.
+//! - [`error`] is the one place errors become problem+json; [`extract`] reads bodies and typed
+//!   path ids (`PathId<K>`); `list.rs` pages; `openapi.rs` the document; `doors/` the wazo and
+//!   FluidSurveys front doors; `ui/` the dashboard; `server.rs` and `telemetry.rs` the HTTP server,
+//!   its limits, its log and `/metrics`.
 //!
 //! The API knows neither the dispatcher nor any delivery service: it publishes through the
 //! store's `Publisher`, writes subscriptions through its `SubscriptionWriter`, and the store tells

@@ -15,7 +15,9 @@
 //!   circuit breaker, `streaks.rs` failing streaks, `purge.rs` the retention purge,
 //!   `subscriptions.rs` and `event_types.rs` their tables, `seal.rs` secrets at rest.
 //! - `cache.rs` ([`SubscriptionCache`]) and `event_types.rs` ([`EventTypeCache`]) are the
-//!   in-memory views every process keeps.
+//!   in-memory views every process keeps; `tally.rs` the per-subscription counts the dispatcher
+//!   keeps and `/metrics` reads; `applications.rs` OAuth2 clients, their secrets and tokens;
+//!   `stats.rs` the charts' counts; `crash.rs` the crash tests' abort (debug builds only).
 //! - [`Publisher`] (`publisher.rs`) is the one way events get in, [`SubscriptionWriter`]
 //!   (`writer.rs`) the one way subscriptions change.
 //!
@@ -27,7 +29,8 @@
 //!   if the lease is still that process's. A process that dies simply stops renewing, and its
 //!   deliveries fall due again.
 //! - Times are stored as Unix milliseconds, JSON as text; secrets only sealed (see [`seal`]).
-//! - Reads of owned objects take the caller's [`posthorn_core::Visibility`].
+//! - Reads of owned objects take the caller's [`posthorn_core::Visibility`]; objects are looked up
+//!   by typed ids (`SubscriptionId`, `DeliveryId`, `ApplicationId`), bound as text only here.
 //! - The store does not know the dispatcher: it hands deliveries over and says work fell due
 //!   through the [`Handoff`] it was given.
 

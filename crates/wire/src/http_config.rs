@@ -89,6 +89,42 @@ impl Default for CertificateCheck {
     }
 }
 
+/// `oauth2`: the receiver is an OAuth2 resource server. Posthorn gets an access token from
+/// `token_url` with the client credentials grant (RFC 6749 §4.4), keeps it until shortly before
+/// it expires (one fetch shared by the deliveries in flight), sends it as
+/// `Authorization: Bearer`, and fetches a new one once when the receiver answers 401.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    /// The authorization server's token endpoint (http or https).
+    #[schemars(length(min = 1))]
+    pub token_url: String,
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// Sealed at rest, shown as `********`, sent to the token endpoint only.
+    #[schemars(length(min = 1))]
+    pub client_secret: String,
+    /// Space-separated scopes to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The `audience` parameter some servers ask for (Auth0, Okta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// How the client authenticates (RFC 6749 §2.3.1): `basic` (HTTP Basic, the default) or
+    /// `form` (`client_id` and `client_secret` in the body).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// `oauth2.client_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Basic,
+    Form,
+}
+
 pub const JSON: &str = "application/json";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
@@ -140,6 +176,9 @@ pub struct HttpConfig {
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 30000))]
     pub timeout_ms: u32,
+    /// OAuth2 client credentials, when the receiver is an OAuth2 resource server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
 }
 
 fn json() -> String {
@@ -164,6 +203,7 @@ impl Default for HttpConfig {
             template_event: TemplateEvent::default(),
             on_gone: OnGone::default(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            oauth2: None,
         }
     }
 }
@@ -257,6 +297,35 @@ impl HttpConfig {
         }
         if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
             errors.add("timeout_ms", "must be 1 to 30000");
+        }
+        if let Some(oauth) = &config.oauth2 {
+            match url::Url::parse(&oauth.token_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if !u.username().is_empty() || u.password().is_some() {
+                        errors.add(
+                            "oauth2.token_url",
+                            "cannot carry credentials: they go in client_id and client_secret",
+                        );
+                    }
+                }
+                _ => errors.add("oauth2.token_url", "must be an http or https URL"),
+            }
+            if oauth.client_id.is_empty() {
+                errors.add("oauth2.client_id", "must not be empty");
+            }
+            if oauth.client_secret.is_empty() {
+                errors.add("oauth2.client_secret", "must not be empty");
+            }
+            if let Some(name) = config
+                .headers
+                .keys()
+                .find(|n| n.eq_ignore_ascii_case("authorization"))
+            {
+                errors.add(
+                    format!("headers.{name}"),
+                    "is set from the OAuth2 access token; leave it out with oauth2",
+                );
+            }
         }
         if let CertificateCheck::CaBundle(path) = &config.verify_certificate {
             if path.is_empty() {
@@ -355,5 +424,37 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("template"));
+    }
+
+    #[test]
+    fn oauth2_credentials_are_checked() {
+        let c = HttpConfig::from_value(&json!({"url": "https://r.example/hook",
+            "oauth2": {"token_url": "https://auth.example/token", "client_id": "posthorn",
+                       "client_secret": "s3cret", "scope": "webhooks"}}))
+        .unwrap();
+        let o = c.oauth2.unwrap();
+        assert_eq!(
+            (o.client_auth, o.scope.as_deref()),
+            (ClientAuth::Basic, Some("webhooks"))
+        );
+        let e = HttpConfig::from_value(&json!({"url": "https://r.example/hook",
+            "headers": {"Authorization": "Bearer x"},
+            "oauth2": {"token_url": "ftp://auth.example/token", "client_id": "",
+                       "client_secret": "", "client_auth": "form"}}))
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "oauth2.token_url",
+                "oauth2.client_id",
+                "oauth2.client_secret",
+                "headers.Authorization"
+            ]
+        );
+        let e = HttpConfig::from_value(&json!({"url": "https://r.example/hook",
+            "oauth2": {"token_url": "https://a.example/t", "client_id": "c",
+                       "client_secret": "s", "grant": "password"}}))
+        .unwrap_err();
+        assert_eq!(fields(e), ["oauth2.grant"]);
     }
 }

@@ -3,12 +3,15 @@
 //! - `config`: what a subscriber writes ([`HttpConfig`]), checked, its schema generated.
 //! - `sender`: the pooled client that sends a request to a checked address only (SSRF checks
 //!   after DNS resolution, no redirects, no proxies) and keeps the answer for the log.
+//! - `oauth`: a subscription's OAuth2 access token (client credentials), fetched through the
+//!   same sender, kept until it is due, renewed once on a 401.
 //! - here: the [`Service`] and its [`Target`]: shaping the body (the envelope, form fields or a
 //!   template), Posthorn's headers, the Standard Webhooks signature over the exact bytes sent,
 //!   and what an answer means (2xx success, 410 gone, 429/503 with `Retry-After`, else retry).
 //!
 //! This is the only place the dispatcher's side knows HTTP.
 
+mod oauth;
 pub mod sender;
 
 use std::net::IpAddr;
@@ -24,11 +27,13 @@ use serde_json::Value;
 use url::Url;
 
 pub use posthorn_wire::http_config::{
-    CertificateCheck, HttpConfig, HttpMethod, OnGone, Payload, TemplateEvent, FORM, JSON,
+    CertificateCheck, ClientAuth, HttpConfig, HttpMethod, OAuth2, OnGone, Payload, TemplateEvent,
+    FORM, JSON,
 };
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
+use oauth::{Token, TokenSource};
 use sender::{build_request, secret_headers, unsent_log};
 
 /// The longest wait a `Retry-After` may impose.
@@ -84,6 +89,9 @@ impl Service for HttpService {
         if url_has_password(&config.url) {
             paths.push("/url".into());
         }
+        if config.oauth2.is_some() {
+            paths.push("/oauth2/client_secret".into());
+        }
         paths
     }
 
@@ -95,8 +103,18 @@ impl Service for HttpService {
             Some(_) => None,
             None => Url::parse(&config.url).ok(),
         };
+        let oauth = config
+            .oauth2
+            .clone()
+            .and_then(|o| TokenSource::new(o, config.verify_certificate.clone()))
+            .map(Arc::new);
+        let mut masked = secret_headers(&config).to_vec();
+        if oauth.is_some() {
+            masked.push("authorization".into());
+        }
         Ok(Arc::new(HttpTarget {
-            secret_headers: secret_headers(&config),
+            secret_headers: masked.into(),
+            oauth,
             body_template: config.body.clone(),
             url_template,
             sandbox: self.sandbox.clone(),
@@ -113,6 +131,8 @@ pub struct HttpTarget {
     config: HttpConfig,
     /// Its headers that carry credentials (lowercase), masked in every attempt's log.
     secret_headers: Arc<[String]>,
+    /// Its OAuth2 access token, when the receiver asks for one.
+    oauth: Option<Arc<TokenSource>>,
     /// `config.url` parsed, unless it is a template.
     url: Option<Url>,
     /// The URL when it is a template, and the body template: compiled and rendered in the
@@ -160,6 +180,9 @@ impl Target for HttpTarget {
 
 impl HttpTarget {
     fn check_policy(&self) -> Result<(), Invalid> {
+        if let Some(oauth) = &self.oauth {
+            self.check_literal_host(oauth.url(), "oauth2.token_url")?;
+        }
         let Some(url) = &self.url else { return Ok(()) };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Invalid::one(
@@ -168,6 +191,11 @@ impl HttpTarget {
                  e.g. \"headers\": {\"authorization\": \"Basic …\"}",
             ));
         }
+        self.check_literal_host(url, "url")
+    }
+
+    /// A host that is an address (or `localhost`) the network policy refuses, named on `field`.
+    fn check_literal_host(&self, url: &Url, field: &str) -> Result<(), Invalid> {
         let ips: Vec<IpAddr> = match url.host() {
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
@@ -185,7 +213,7 @@ impl HttpTarget {
             .collect();
         match refused.first() {
             Some((ip, range)) if refused.len() == ips_len(url) => Err(Invalid::one(
-                "url",
+                field,
                 format!(
                     "{ip} is in a {range} range, which this server does not deliver to; {}",
                     posthorn_core::network::admit_hint(*ip)
@@ -212,6 +240,23 @@ impl HttpTarget {
                 }
             }
         };
+        // The receiver's access token, before anything is sent to it.
+        let mut token: Option<Token> = None;
+        if let Some(oauth) = &self.oauth {
+            match oauth.token(&self.sender).await {
+                Ok(t) => token = Some(t),
+                Err(e) => {
+                    return Report {
+                        verdict: Verdict::Retry { after_ms: None },
+                        answered: e.answered,
+                        request: unsent_log(&self.config, &self.secret_headers),
+                        response: None,
+                        error: Some(e.message),
+                        duration: std::time::Duration::ZERO,
+                    }
+                }
+            }
+        }
         let wire_id = event.wire_id();
         let mut request = build_request(
             &self.config,
@@ -232,8 +277,44 @@ impl HttpTarget {
         request
             .headers
             .push(("webhook-signature".into(), signature));
+        if let Some(t) = &token {
+            request
+                .headers
+                .push(("authorization".into(), format!("Bearer {}", t.value)));
+        }
 
-        let exchange = self.sender.send(&request).await;
+        let mut exchange = self.sender.send(&request).await;
+        // A refused token (revoked, or expired early): one new token, and the request once more.
+        if let (Some(oauth), Some(stale), Some(401)) = (
+            &self.oauth,
+            &token,
+            exchange.response.as_ref().map(|r| r.status),
+        ) {
+            match oauth.renew(&self.sender, stale).await {
+                Ok(fresh) => {
+                    if let Some(h) = request
+                        .headers
+                        .iter_mut()
+                        .find(|(k, _)| k == "authorization")
+                    {
+                        h.1 = format!("Bearer {}", fresh.value);
+                    }
+                    let first = exchange.duration;
+                    exchange = self.sender.send(&request).await;
+                    exchange.duration += first;
+                }
+                Err(e) => {
+                    return Report {
+                        verdict: Verdict::Retry { after_ms: None },
+                        answered: true,
+                        request: request.log_json(envelope),
+                        response: exchange.response.map(|r| r.log_json()),
+                        error: Some(format!("HTTP 401, and a new token: {}", e.message)),
+                        duration: exchange.duration,
+                    };
+                }
+            }
+        }
         if exchange.refused {
             // A policy refusal is no network failure: waiting will not change it.
             tracing::warn!(subscription = %a.subscription_id, delivery = %a.delivery_id,
