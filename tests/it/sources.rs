@@ -819,11 +819,36 @@ async fn a_real_wazo_bus_reaches_wazo_subscriptions(backend: Backend, processes:
         }
     })
     .await;
-    // The call_ended sent just before the user_created that arrived was not taken.
+    // Once a user_created arrived, the follower that bound it had unbound call_ended first: a
+    // call_ended sent now, before a last user_created that arrives, is not taken.
+    publish_bus(
+        &channel,
+        &exchange,
+        "call_ended",
+        "u-1",
+        json!({"late": "after"}),
+    )
+    .await;
+    publish_bus(
+        &channel,
+        &exchange,
+        "user_created",
+        "u-1",
+        json!({"probe": "last"}),
+    )
+    .await;
+    wait_for(WAIT, "the last user_created", || async {
+        events_named(&api, "user_created")
+            .await
+            .iter()
+            .any(|e| e["data"]["probe"] == "last")
+            .then_some(())
+    })
+    .await;
     let late: Vec<Value> = events_named(&api, "call_ended")
         .await
         .into_iter()
-        .filter(|e| e["data"]["late"] == probe)
+        .filter(|e| e["data"]["late"] == "after")
         .collect();
     assert!(
         late.is_empty(),

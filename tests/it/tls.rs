@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 
-use crate::util::{Api, Backend, Receiver, Server};
+use crate::util::{wait_for, Api, Backend, Receiver, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -111,5 +111,181 @@ async fn certificates_are_checked_as_the_subscription_says() {
 
     for path in ["/default", "/missing", "/unusable"] {
         assert!(receiver.hits_at(path).is_empty(), "{path} got a request");
+    }
+}
+
+/// A receiver that demands a client certificate from the private CA (mutual TLS): the
+/// subscription that has one is delivered, the one without is refused in the handshake, and two
+/// subscriptions with different certificates to the same host each present their own (their
+/// connections are never shared). The private key is write-only; an expired certificate, a key
+/// that is not PEM or that does not fit are refused when written, on the field at fault.
+#[tokio::test]
+async fn client_certificates_are_presented_per_subscription() {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Posthorn test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let issue = |names: Vec<String>, cn: &str, expired: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert, key)
+    };
+    let (server_cert, server_key) = issue(vec!["127.0.0.1".into()], "receiver", false);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        )
+        .unwrap();
+    let receiver = Receiver::start_tls(Arc::new(config)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, ca.pem()).unwrap();
+
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let (alpha, alpha_key) = issue(vec![], "alpha", false);
+    let (beta, beta_key) = issue(vec![], "beta", false);
+    let subscribe = |path: &str, certificate: Option<(String, String)>| {
+        let mut config = json!({"url": receiver.at(path),
+            "verify_certificate": bundle.display().to_string()});
+        if let Some((certificate, private_key)) = certificate {
+            config["client_certificate"] =
+                json!({"certificate": certificate, "private_key": private_key});
+        }
+        let api = api.clone();
+        let event = path.trim_start_matches('/').to_owned();
+        async move {
+            api.post(
+                "/v1/subscriptions",
+                json!({"name": event, "service": "http", "events": [event],
+                    "retry": {"schedule_s": []}, "config": config}),
+            )
+            .await
+        }
+    };
+    let a = subscribe("/alpha", Some((alpha.pem(), alpha_key.serialize_pem()))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(
+        a.body["config"]["client_certificate"]["private_key"],
+        "********"
+    );
+    assert!(a.body["config"]["client_certificate"]["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    let b = subscribe("/beta", Some((beta.pem(), beta_key.serialize_pem()))).await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let none = subscribe("/none", None).await;
+    assert_eq!(none.status, 201, "{}", none.body);
+
+    for round in 0..3 {
+        for event in ["alpha", "beta", "none"] {
+            api.publish(json!({"name": event, "data": {"round": round}}))
+                .await;
+        }
+    }
+    wait_for(WAIT, "the deliveries with certificates", || async {
+        (receiver.hits_at("/alpha").len() == 3 && receiver.hits_at("/beta").len() == 3)
+            .then_some(())
+    })
+    .await;
+    let b64 = |der: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+    for (path, cert) in [("/alpha", &alpha), ("/beta", &beta)] {
+        for hit in receiver.hits_at(path) {
+            assert_eq!(
+                hit.header("x-client-certificate"),
+                b64(cert.der()),
+                "{path} came with another identity"
+            );
+        }
+    }
+    let d = settled(&api, &none.body, "dead").await;
+    let error = d["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(!error.is_empty(), "{d}");
+    assert!(
+        receiver.hits_at("/none").is_empty(),
+        "a request without a certificate got through"
+    );
+
+    // The key is write-only: not in the database file, kept when written back as shown.
+    for entry in std::fs::read_dir(&server.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("posthorn.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            let secret = alpha_key.serialize_pem();
+            let body = secret.lines().nth(1).unwrap();
+            assert!(
+                !bytes.windows(body.len()).any(|w| w == body.as_bytes()),
+                "the private key in {}",
+                path.display()
+            );
+        }
+    }
+    let id = a.body["id"].as_str().unwrap();
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(
+                &json!({"config": {"client_certificate": a.body["config"]["client_certificate"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.publish(json!({"name": "alpha", "data": {"after": "patch"}}))
+        .await;
+    wait_for(WAIT, "a delivery with the kept key", || async {
+        (receiver.hits_at("/alpha").len() == 4).then_some(())
+    })
+    .await;
+
+    // Refused when written, on the field at fault.
+    let (old, old_key) = issue(vec![], "old", true);
+    for (certificate, key, field) in [
+        (
+            old.pem(),
+            old_key.serialize_pem(),
+            "config.client_certificate.certificate",
+        ),
+        (
+            "not a certificate".to_owned(),
+            alpha_key.serialize_pem(),
+            "config.client_certificate.certificate",
+        ),
+        (
+            alpha.pem(),
+            "not a key".to_owned(),
+            "config.client_certificate.private_key",
+        ),
+        (
+            alpha.pem(),
+            beta_key.serialize_pem(),
+            "config.client_certificate",
+        ),
+    ] {
+        let r = subscribe("/refused", Some((certificate, key))).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], field, "{}", r.body);
     }
 }

@@ -786,6 +786,29 @@ impl Receiver {
                     let Ok(stream) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    // The client's certificate (mutual TLS), if it presented one: every request
+                    // of the connection carries it as `x-client-certificate` (base64 DER).
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| {
+                            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c)
+                        });
+                    let app = match peer {
+                        Some(p) => app.layer(axum::middleware::from_fn(
+                            move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+                                let p = p.clone();
+                                async move {
+                                    req.headers_mut()
+                                        .insert("x-client-certificate", p.parse().unwrap());
+                                    next.run(req).await
+                                }
+                            },
+                        )),
+                        None => app,
+                    };
                     let service = hyper_util::service::TowerToHyperService::new(app);
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)

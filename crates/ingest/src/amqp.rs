@@ -192,8 +192,8 @@ struct Follower {
 }
 
 impl Follower {
-    /// Binds what the subscriptions ask for and is not bound, and unbinds what they no longer ask
-    /// for (never a fixed binding).
+    /// Unbinds what the subscriptions no longer ask for (never a fixed binding), then binds what
+    /// they ask for and is not bound.
     async fn follow(
         &mut self,
         channel: &lapin::Channel,
@@ -210,6 +210,21 @@ impl Follower {
         if wanted.by_pattern {
             want.insert(None);
         }
+        // Unbind first: once a new name is bound (and its events seen), the names no subscription
+        // asks for any more are no longer routed to the queue.
+        for b in self.bound.difference(&want).cloned().collect::<Vec<_>>() {
+            channel
+                .queue_unbind(
+                    source.queue.clone().into(),
+                    source.exchange.clone().into(),
+                    "".into(),
+                    name_binding(b.as_ref()),
+                )
+                .await
+                .map_err(|err| format!("unbind the queue from {}: {err}", shown(&b)))?;
+            tracing::info!(queue = %source.queue, name = %shown(&b), "AMQP source unbound");
+            self.bound.remove(&b);
+        }
         for b in want.difference(&self.bound).cloned().collect::<Vec<_>>() {
             channel
                 .queue_bind(
@@ -223,19 +238,6 @@ impl Follower {
                 .map_err(|err| format!("bind the queue to {}: {err}", shown(&b)))?;
             tracing::info!(queue = %source.queue, name = %shown(&b), "AMQP source bound");
             self.bound.insert(b);
-        }
-        for b in self.bound.difference(&want).cloned().collect::<Vec<_>>() {
-            channel
-                .queue_unbind(
-                    source.queue.clone().into(),
-                    source.exchange.clone().into(),
-                    "".into(),
-                    name_binding(b.as_ref()),
-                )
-                .await
-                .map_err(|err| format!("unbind the queue from {}: {err}", shown(&b)))?;
-            tracing::info!(queue = %source.queue, name = %shown(&b), "AMQP source unbound");
-            self.bound.remove(&b);
         }
         Ok(())
     }

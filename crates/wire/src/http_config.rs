@@ -116,6 +116,19 @@ pub struct OAuth2 {
     pub client_auth: ClientAuth,
 }
 
+/// `client_certificate`: what Posthorn presents to receivers that ask for a client certificate
+/// (mutual TLS). Used for this subscription's connections only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// PEM: the certificate, then any intermediates.
+    #[schemars(length(min = 1))]
+    pub certificate: String,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1). Sealed at rest, shown as `********`.
+    #[schemars(length(min = 1))]
+    pub private_key: String,
+}
+
 /// `oauth2.client_auth`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -179,6 +192,9 @@ pub struct HttpConfig {
     /// OAuth2 client credentials, when the receiver is an OAuth2 resource server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
+    /// A client certificate, when the receiver asks for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 fn json() -> String {
@@ -204,6 +220,7 @@ impl Default for HttpConfig {
             on_gone: OnGone::default(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
             oauth2: None,
+            client_certificate: None,
         }
     }
 }

@@ -27,14 +27,18 @@ use serde_json::Value;
 use url::Url;
 
 pub use posthorn_wire::http_config::{
-    CertificateCheck, ClientAuth, HttpConfig, HttpMethod, OAuth2, OnGone, Payload, TemplateEvent,
-    FORM, JSON,
+    CertificateCheck, ClientAuth, ClientCertificate, HttpConfig, HttpMethod, OAuth2, OnGone,
+    Payload, TemplateEvent, FORM, JSON,
 };
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
 use oauth::{Token, TokenSource};
-use sender::{build_request, secret_headers, unsent_log};
+use sender::{build_request, secret_headers, unsent_log, IdentityClient};
+
+/// A client certificate that expires within this many days is warned about when its
+/// subscription is loaded.
+const WARN_EXPIRY_DAYS: i64 = 30;
 
 /// The longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
@@ -92,6 +96,9 @@ impl Service for HttpService {
         if config.oauth2.is_some() {
             paths.push("/oauth2/client_secret".into());
         }
+        if config.client_certificate.is_some() {
+            paths.push("/client_certificate/private_key".into());
+        }
         paths
     }
 
@@ -108,6 +115,10 @@ impl Service for HttpService {
             .clone()
             .and_then(|o| TokenSource::new(o, config.verify_certificate.clone()))
             .map(Arc::new);
+        let identity = match &config.client_certificate {
+            Some(c) => Some(self.identity(c, &config.verify_certificate)?),
+            None => None,
+        };
         let mut masked = secret_headers(&config).to_vec();
         if oauth.is_some() {
             masked.push("authorization".into());
@@ -115,6 +126,7 @@ impl Service for HttpService {
         Ok(Arc::new(HttpTarget {
             secret_headers: masked.into(),
             oauth,
+            identity,
             body_template: config.body.clone(),
             url_template,
             sandbox: self.sandbox.clone(),
@@ -126,6 +138,64 @@ impl Service for HttpService {
     }
 }
 
+/// A subscription's client identity: its own pooled client, and when its certificate expires.
+struct Identity {
+    client: IdentityClient,
+    /// Unix seconds.
+    not_after: i64,
+}
+
+impl HttpService {
+    /// The client identity of a `client_certificate`: both parts parsed, the key fitting the
+    /// certificate; each fault named by its field.
+    fn identity(&self, c: &ClientCertificate, tls: &CertificateCheck) -> Result<Identity, Invalid> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(c.certificate.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    Invalid::one("client_certificate.certificate", format!("is not PEM: {e}"))
+                })?;
+        let Some(leaf) = certificates.first() else {
+            return Err(Invalid::one(
+                "client_certificate.certificate",
+                "holds no certificate (-----BEGIN CERTIFICATE-----)",
+            ));
+        };
+        let not_after = x509_parser::parse_x509_certificate(leaf)
+            .map_err(|e| {
+                Invalid::one(
+                    "client_certificate.certificate",
+                    format!("is not a usable X.509 certificate: {e}"),
+                )
+            })?
+            .1
+            .validity()
+            .not_after
+            .timestamp();
+        let key = PrivateKeyDer::from_pem_slice(c.private_key.as_bytes()).map_err(|_| {
+            Invalid::one(
+                "client_certificate.private_key",
+                "is not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            )
+        })?;
+        let client = self
+            .sender
+            .with_identity(tls, certificates, key)
+            .map_err(|e| Invalid::one("client_certificate", e))?;
+        let days_left = (not_after - posthorn_core::time::now_ms() / 1000) / 86_400;
+        if days_left < WARN_EXPIRY_DAYS {
+            tracing::warn!(
+                expires = %posthorn_core::time::to_rfc3339(not_after * 1000),
+                days_left,
+                "a subscription's client certificate expires soon; receivers that ask for it will refuse the deliveries after that"
+            );
+        }
+        Ok(Identity { client, not_after })
+    }
+}
+
 /// A checked `http` config.
 pub struct HttpTarget {
     config: HttpConfig,
@@ -133,6 +203,8 @@ pub struct HttpTarget {
     secret_headers: Arc<[String]>,
     /// Its OAuth2 access token, when the receiver asks for one.
     oauth: Option<Arc<TokenSource>>,
+    /// Its client certificate and the client that presents it, when it has one.
+    identity: Option<Identity>,
     /// `config.url` parsed, unless it is a template.
     url: Option<Url>,
     /// The URL when it is a template, and the body template: compiled and rendered in the
@@ -163,6 +235,17 @@ impl Target for HttpTarget {
     fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
         Box::pin(async move {
             self.check_policy()?;
+            if let Some(identity) = &self.identity {
+                if identity.not_after * 1000 <= posthorn_core::time::now_ms() {
+                    return Err(Invalid::one(
+                        "client_certificate.certificate",
+                        format!(
+                            "expired on {}",
+                            posthorn_core::time::to_rfc3339(identity.not_after * 1000)
+                        ),
+                    ));
+                }
+            }
             if self.url_template.is_some() || self.body_template.is_some() {
                 self.sandbox
                     .check(self.url_template.as_deref(), self.body_template.as_deref())
@@ -283,7 +366,10 @@ impl HttpTarget {
                 .push(("authorization".into(), format!("Bearer {}", t.value)));
         }
 
-        let mut exchange = self.sender.send(&request).await;
+        let mut exchange = self
+            .sender
+            .send_via(&request, self.identity.as_ref().map(|i| &i.client))
+            .await;
         // A refused token (revoked, or expired early): one new token, and the request once more.
         if let (Some(oauth), Some(stale), Some(401)) = (
             &self.oauth,
@@ -300,7 +386,10 @@ impl HttpTarget {
                         h.1 = format!("Bearer {}", fresh.value);
                     }
                     let first = exchange.duration;
-                    exchange = self.sender.send(&request).await;
+                    exchange = self
+                        .sender
+                        .send_via(&request, self.identity.as_ref().map(|i| &i.client))
+                        .await;
                     exchange.duration += first;
                 }
                 Err(e) => {

@@ -41,6 +41,17 @@ use super::{CertificateCheck, HttpConfig};
 type Client =
     hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
 
+/// A client that presents one subscription's certificate (mutual TLS): its own connection pool,
+/// so that no connection made with one subscription's identity carries another's request.
+#[derive(Clone)]
+pub struct IdentityClient(Client);
+
+impl std::fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityClient(…)")
+    }
+}
+
 /// Response bodies are kept in the log up to this many bytes.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
 
@@ -347,9 +358,40 @@ impl HttpSender {
         })
     }
 
+    /// A client presenting `certificates` (the leaf first) and `key`, checking the receiver's
+    /// certificate as `tls` says. Refused (with why) when the key does not fit the certificate.
+    pub fn with_identity(
+        &self,
+        tls: &CertificateCheck,
+        certificates: Vec<CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<IdentityClient, String> {
+        let builder = tls_builder().map_err(|e| e.to_string())?;
+        let builder = match tls {
+            CertificateCheck::Enabled(true) => builder.with_root_certificates(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            }),
+            CertificateCheck::Enabled(false) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))),
+            CertificateCheck::CaBundle(path) => builder.with_root_certificates(bundle(path)?),
+        };
+        let config = builder
+            .with_client_auth_cert(certificates, key)
+            .map_err(|e| {
+                format!("the certificate and the key do not make a client identity: {e}")
+            })?;
+        Ok(IdentityClient(client(&self.policy, config)))
+    }
+
     pub async fn send(&self, req: &Request) -> Exchange {
+        self.send_via(req, None).await
+    }
+
+    /// [`HttpSender::send`], through `identity`'s own client when there is one.
+    pub async fn send_via(&self, req: &Request, identity: Option<&IdentityClient>) -> Exchange {
         let start = Instant::now();
-        let result = self.try_send(req).await;
+        let result = self.try_send(req, identity).await;
         let duration = start.elapsed();
         match result {
             Ok(response) => Exchange {
@@ -367,12 +409,19 @@ impl HttpSender {
         }
     }
 
-    async fn try_send(&self, req: &Request) -> Result<Response, SendError> {
+    async fn try_send(
+        &self,
+        req: &Request,
+        identity: Option<&IdentityClient>,
+    ) -> Result<Response, SendError> {
         self.check_literal(&req.url).map_err(|message| SendError {
             message,
             refused: true,
         })?;
-        let client = self.client_for(&req.tls)?;
+        let client = match identity {
+            Some(IdentityClient(c)) => c.clone(),
+            None => self.client_for(&req.tls)?,
+        };
         let mut request = http::Request::new(Full::new(req.body.clone()));
         *request.method_mut() =
             Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
