@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// large enough that slow endpoints do not use it up [default: 512 per core]
     #[arg(long, env = "POSTHORN_WORKERS")]
     pub workers: Option<usize>,
+    /// Send HTTP deliveries (and OAuth2 token requests) from this local address, for receivers
+    /// that admit only known addresses, e.g. 203.0.113.7 [default: the system's choice]
+    #[arg(long = "egress-bind", env = "POSTHORN_EGRESS_BIND")]
+    pub egress_bind: Option<std::net::IpAddr>,
     /// Key that encrypts secrets at rest: 32 bytes, base64 [default: generated, kept beside the database]
     #[arg(long, env = "POSTHORN_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
@@ -119,6 +123,9 @@ pub struct Settings {
     pub allow_networks: Vec<String>,
     #[serde(default)]
     pub workers: Option<usize>,
+    /// `--egress-bind`.
+    #[serde(default)]
+    pub egress_bind: Option<String>,
     #[serde(default)]
     pub master_key: Option<String>,
     #[serde(default)]
@@ -186,6 +193,8 @@ struct Overrides {
     allow_networks: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_bind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_key: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -276,6 +285,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub allow_networks: Vec<IpNet>,
     pub workers: usize,
+    /// The local address HTTP deliveries go out from; `None`: the system's choice.
+    pub egress_bind: Option<std::net::IpAddr>,
     pub master_key: Option<String>,
     pub dev: bool,
     pub log_format: LogFormat,
@@ -336,6 +347,7 @@ impl Config {
             allow_networks: (!args.allow_network.is_empty())
                 .then(|| args.allow_network.iter().map(ToString::to_string).collect()),
             workers: args.workers,
+            egress_bind: args.egress_bind.map(|ip| ip.to_string()),
             master_key: args.master_key,
             dev: args.dev,
             log_format: args.log_format,
@@ -372,6 +384,14 @@ impl Config {
         if workers == 0 {
             bail!("--workers must be at least 1");
         }
+        let egress_bind = file
+            .egress_bind
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("egress_bind: {s:?} is not an IP address"))
+            })
+            .transpose()?;
         let days = |name: &str, v: f64| -> anyhow::Result<std::time::Duration> {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} must be a positive number of days");
@@ -395,6 +415,7 @@ impl Config {
             admin_token: file.admin_token,
             allow_networks,
             workers,
+            egress_bind,
             master_key: file.master_key,
             dev: file.dev,
             log_format: file.log_format.unwrap_or(if file.dev {

@@ -399,7 +399,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let sandbox = Arc::new(TemplateSandbox::new(program, cores.max(2)));
     let policy = NetworkPolicy::new(allowed);
-    let http = HttpService::new(policy.clone(), sandbox.clone())
+    let http = HttpService::new(policy.clone(), sandbox.clone(), config.egress_bind)
         .context("cannot build the HTTP client")?;
     let email = EmailService::new(config.smtp.as_ref(), sandbox.clone())?;
     let mut services = Registry::new();

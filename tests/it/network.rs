@@ -164,3 +164,41 @@ both_backends!(
     a_loopback_target_is_refused_when_written,
     a_target_that_resolves_to_loopback_is_final_at_the_attempt,
 );
+
+/// `--egress-bind` sends deliveries from the address it names (a receiver that allow-lists it
+/// sees it); without it, the system chooses.
+#[tokio::test]
+async fn deliveries_go_out_from_the_egress_bind_address() {
+    let receiver = crate::util::Receiver::start().await;
+    for (bind, expected) in [(Some("127.0.0.2"), "127.0.0.2"), (None, "127.0.0.1")] {
+        let server = Server::start_with(ServerOptions {
+            extra: bind
+                .map(|b| vec!["--egress-bind".to_owned(), b.to_owned()])
+                .unwrap_or_default(),
+            ..ServerOptions::default()
+        })
+        .await;
+        let api = server.api();
+        let sub = api
+            .post(
+                "/v1/subscriptions",
+                json!({"name": "n", "service": "http", "events": [expected],
+                    "config": {"url": receiver.url}}),
+            )
+            .await;
+        assert_eq!(sub.status, 201, "{}", sub.body);
+        api.publish(json!({"name": expected, "data": {}})).await;
+        let hit = crate::util::wait_for(Duration::from_secs(10), "the delivery", || async {
+            receiver
+                .hits()
+                .into_iter()
+                .find(|h| h.json()["name"] == expected)
+        })
+        .await;
+        assert_eq!(
+            hit.peer.unwrap().ip().to_string(),
+            expected,
+            "bind {bind:?}"
+        );
+    }
+}

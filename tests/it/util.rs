@@ -688,6 +688,8 @@ pub struct Hit {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The address the request came from (plain-HTTP receivers only).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Hit {
@@ -717,8 +719,15 @@ struct ReceiverState {
 /// Records every request and answers from the script (see [`Receiver`]).
 fn receiver_app(s: Arc<ReceiverState>) -> axum::Router {
     axum::Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        move |method: Method,
+              uri: Uri,
+              headers: HeaderMap,
+              extensions: axum::http::Extensions,
+              body: Bytes| {
             let s = s.clone();
+            let peer = extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
             async move {
                 use std::sync::atomic::Ordering::SeqCst;
                 let by_path = s.by_path.lock().unwrap().get(uri.path()).cloned();
@@ -732,6 +741,7 @@ fn receiver_app(s: Arc<ReceiverState>) -> axum::Router {
                     headers,
                     body,
                     at: Instant::now(),
+                    peer,
                 });
                 let now = s.in_progress.fetch_add(1, SeqCst) + 1;
                 s.most_in_progress.fetch_max(now, SeqCst);
@@ -766,7 +776,13 @@ impl Receiver {
         let app = receiver_app(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
         Self { url, state }
     }
 

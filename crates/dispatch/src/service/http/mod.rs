@@ -54,14 +54,16 @@ pub struct HttpService {
 impl HttpService {
     /// Targets are checked against `policy` at every attempt, after resolution.
     /// `sandbox` compiles and renders the templates.
+    /// `bind`: the local address requests go out from (`--egress-bind`).
     pub fn new(
         policy: NetworkPolicy,
         sandbox: Arc<TemplateSandbox>,
+        bind: Option<IpAddr>,
     ) -> Result<Self, rustls::Error> {
         Ok(Self {
             sandbox,
             policy: Arc::new(policy.clone()),
-            sender: HttpSender::new(policy)?,
+            sender: HttpSender::with_bind(policy, bind)?,
             schema: serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap_or(Value::Null),
         })
     }

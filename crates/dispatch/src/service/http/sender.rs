@@ -292,6 +292,8 @@ impl tower_service::Service<Name> for CheckedResolver {
 #[derive(Clone)]
 pub struct HttpSender {
     policy: Arc<NetworkPolicy>,
+    /// The local address connections go out from (`--egress-bind`).
+    bind: Option<IpAddr>,
     verified: Client,
     unverified: Client,
     with_bundle: Arc<Mutex<HashMap<String, Client>>>,
@@ -299,6 +301,11 @@ pub struct HttpSender {
 
 impl HttpSender {
     pub fn new(policy: NetworkPolicy) -> Result<Self, rustls::Error> {
+        Self::with_bind(policy, None)
+    }
+
+    /// Connections go out from `bind` when given.
+    pub fn with_bind(policy: NetworkPolicy, bind: Option<IpAddr>) -> Result<Self, rustls::Error> {
         let policy = Arc::new(policy);
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -310,13 +317,15 @@ impl HttpSender {
         Ok(Self {
             verified: client(
                 &policy,
+                bind,
                 tls_builder()?
                     .with_root_certificates(roots)
                     .with_no_client_auth(),
             ),
-            unverified: client(&policy, unverified),
+            unverified: client(&policy, bind, unverified),
             with_bundle: Arc::default(),
             policy,
+            bind,
         })
     }
 
@@ -334,7 +343,7 @@ impl HttpSender {
                     .map_err(|e| format!("cannot use the CA bundle {path}: {e}"))?
                     .with_root_certificates(roots)
                     .with_no_client_auth();
-                let c = client(&self.policy, config);
+                let c = client(&self.policy, self.bind, config);
                 cache.insert(path.clone(), c.clone());
                 Ok(c)
             }
@@ -381,7 +390,7 @@ impl HttpSender {
             .map_err(|e| {
                 format!("the certificate and the key do not make a client identity: {e}")
             })?;
-        Ok(IdentityClient(client(&self.policy, config)))
+        Ok(IdentityClient(client(&self.policy, self.bind, config)))
     }
 
     pub async fn send(&self, req: &Request) -> Exchange {
@@ -511,10 +520,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A pooled client over the checking resolver, with this TLS configuration for `https`.
-fn client(policy: &Arc<NetworkPolicy>, tls: ClientConfig) -> Client {
+fn client(policy: &Arc<NetworkPolicy>, bind: Option<IpAddr>, tls: ClientConfig) -> Client {
     let mut http = HttpConnector::new_with_resolver(CheckedResolver {
         policy: policy.clone(),
     });
+    http.set_local_address(bind);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
