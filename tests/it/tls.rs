@@ -198,6 +198,19 @@ async fn client_certificates_are_presented_per_subscription() {
     assert_eq!(b.status, 201, "{}", b.body);
     let none = subscribe("/none", None).await;
     assert_eq!(none.status, 201, "{}", none.body);
+    // The certificate's expiry shows on the subscription (rcgen's default end: 4096).
+    assert!(
+        a.body["credential_expires_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("4096-01-01")),
+        "{}",
+        a.body
+    );
+    assert!(
+        none.body.get("credential_expires_at").is_none(),
+        "{}",
+        none.body
+    );
 
     for round in 0..3 {
         for event in ["alpha", "beta", "none"] {

@@ -39,6 +39,12 @@ pub trait Service: Send + Sync + 'static {
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid>;
     /// Where `config` holds credentials, as JSON pointers (`/headers/authorization`, `/url`):
     /// sealed at rest, masked when shown, kept when written back masked ([`crate::secrets`]).
+    /// When a credential in `config` stops working (a client certificate's expiry), shown on the
+    /// subscription; `None` when it holds none that expires.
+    fn credential_expires_at(&self, _config: &Value) -> Option<crate::time::Millis> {
+        None
+    }
+
     fn secret_paths(&self, _config: &Value) -> Vec<String> {
         Vec::new()
     }

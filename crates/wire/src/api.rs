@@ -78,6 +78,10 @@ pub struct SubscriptionView {
     /// null while it succeeds.
     #[serde(default)]
     pub failing_since: Option<String>,
+    /// When a credential in the config stops working (RFC 3339): a client certificate's expiry.
+    /// Absent when the config holds none that expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_expires_at: Option<String>,
 }
 
 /// What the service keeps of a subscription beside its spec.
@@ -92,6 +96,7 @@ pub struct SubscriptionState {
     pub updated_at: String,
     pub circuit: CircuitView,
     pub failing_since: Option<String>,
+    pub credential_expires_at: Option<String>,
 }
 
 impl SubscriptionView {
@@ -119,6 +124,7 @@ impl SubscriptionView {
             updated_at,
             circuit,
             failing_since,
+            credential_expires_at,
         } = state;
         Self {
             id,
@@ -141,6 +147,7 @@ impl SubscriptionView {
             updated_at,
             circuit,
             failing_since,
+            credential_expires_at,
         }
     }
 

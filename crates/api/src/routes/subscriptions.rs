@@ -74,7 +74,12 @@ fn view(
     failing_since: Option<i64>,
 ) -> SubscriptionView {
     let active = sub.is_active();
+    let credential_expires_at = services
+        .get(&sub.spec.service)
+        .and_then(|s| s.credential_expires_at(&sub.spec.config))
+        .map(to_rfc3339);
     let state = SubscriptionState {
+        credential_expires_at,
         failing_since: failing_since.map(to_rfc3339),
         circuit: circuit_view(circuit),
         status: if active {

@@ -325,7 +325,8 @@ async function subscriptionPage(id, params) {
       h("dt", { text: "Service" }), h("dd", { text: s.service }),
       h("dt", { text: "Config" }), h("dd", {}, pretty(s.config)),
       h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""),
-      h("dt", { text: "Failing since" }), h("dd", { id: "failing-since", text: s.failing_since ? when(s.failing_since) : "—" }))),
+      h("dt", { text: "Failing since" }), h("dd", { id: "failing-since", text: s.failing_since ? when(s.failing_since) : "—" }),
+      ...(s.credential_expires_at ? [h("dt", { text: "Certificate expires" }), h("dd", { id: "credential-expires", text: when(s.credential_expires_at) })] : []))),
     h("div.actions", {},
       s.status === "active"
         ? act("Disable", async () => { await api("POST", path + "/disable"); toast("Disabled"); route(); }, "secondary")

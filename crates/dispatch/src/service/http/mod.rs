@@ -82,6 +82,19 @@ impl Service for HttpService {
         &self.schema
     }
 
+    fn credential_expires_at(&self, config: &Value) -> Option<i64> {
+        use rustls::pki_types::pem::PemObject;
+        let pem = config
+            .get("client_certificate")?
+            .get("certificate")?
+            .as_str()?;
+        let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()?
+            .ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+        Some(cert.validity().not_after.timestamp().saturating_mul(1000))
+    }
+
     fn secret_paths(&self, config: &Value) -> Vec<String> {
         let Ok(config) = HttpConfig::deserialize(config) else {
             return Vec::new();
