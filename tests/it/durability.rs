@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{received, wait_for, Answer, Api, Backend, Receiver, Server, ServerOptions};
+use crate::util::{
+    received, spec_of, wait_for, Answer, Api, Backend, Receiver, Server, ServerOptions,
+};
 
 /// Two workers: most deliveries are still queued when the process dies, two are in flight.
 fn two_workers(backend: Backend) -> ServerOptions {
@@ -298,18 +300,8 @@ async fn secrets_are_not_in_the_database_file() {
         .trim_start_matches("whsec_")
         .to_owned();
     server.terminate().await;
-    for entry in std::fs::read_dir(&server.dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains("posthorn.db") {
-            let bytes = std::fs::read(&path).unwrap();
-            let text = String::from_utf8_lossy(&bytes);
-            assert!(
-                !text.contains(&secret),
-                "{} holds the secret",
-                path.display()
-            );
-        }
-    }
+    let holding = server.database_files_holding(&secret);
+    assert!(holding.is_empty(), "{holding:?} hold the secret");
 }
 
 /// Credentials in a subscription's config — an `Authorization` header, a header named in
@@ -360,20 +352,7 @@ async fn header_credentials_are_sealed_write_only_and_masked() {
     assert_eq!(logged["x-team"], "blue");
     // Written back as shown (PUT of what GET gave, less what the server owns): the credentials
     // stay; a PATCH of something else too; a PATCH of the header itself changes it.
-    let mut spec = shown.clone();
-    for k in [
-        "id",
-        "owner",
-        "status",
-        "disabled_reason",
-        "circuit",
-        "failing_since",
-        "created_at",
-        "updated_at",
-        "secret",
-    ] {
-        spec.as_object_mut().unwrap().remove(k);
-    }
+    let spec = spec_of(&shown);
     let r = api
         .send("PUT", &format!("/v1/subscriptions/{id}"), Some(&spec))
         .await;

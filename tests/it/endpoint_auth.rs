@@ -11,7 +11,7 @@ use axum::routing::post;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::util::{wait_for, Api, Backend, Server};
+use crate::util::{spec_of, wait_for, Api, Backend, Server};
 
 const SECRET: &str = "s3cret-client-secret";
 
@@ -294,33 +294,11 @@ async fn oauth2_tokens_are_fetched_once_renewed_and_kept_secret(backend: Backend
         "the header is logged, masked: {logs}"
     );
     if backend == Backend::Sqlite {
-        for entry in std::fs::read_dir(&server.dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.to_string_lossy().contains("posthorn.db") {
-                let bytes = std::fs::read(&path).unwrap();
-                assert!(
-                    !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
-                    "the client secret in {}",
-                    path.display()
-                );
-            }
-        }
+        let holding = server.database_files_holding(SECRET);
+        assert!(holding.is_empty(), "the client secret in {holding:?}");
     }
     // Written back as shown, the secret is kept.
-    let mut spec = sub.clone();
-    for k in [
-        "id",
-        "secret",
-        "created_at",
-        "updated_at",
-        "status",
-        "owner",
-        "disabled_reason",
-        "circuit",
-        "failing_since",
-    ] {
-        spec.as_object_mut().unwrap().remove(k);
-    }
+    let spec = spec_of(&sub);
     let r = api
         .send("PUT", &format!("/v1/subscriptions/{sub_id}"), Some(&spec))
         .await;

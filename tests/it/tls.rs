@@ -14,15 +14,20 @@ use crate::util::{wait_for, Api, Backend, Receiver, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A private CA (its certificate in PEM) and a server configuration with a certificate it
-/// issued for 127.0.0.1, offering HTTP/2 and HTTP/1.1.
-fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+/// A private CA: its certificate and key.
+fn test_ca() -> (rcgen::Certificate, KeyPair) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
         .push(DnType::CommonName, "Posthorn test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
+    (ca.self_signed(&ca_key).unwrap(), ca_key)
+}
+
+/// A private CA (its certificate in PEM) and a server configuration with a certificate it
+/// issued for 127.0.0.1, offering HTTP/2 and HTTP/1.1.
+fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+    let (ca, ca_key) = test_ca();
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
         .unwrap()
@@ -121,12 +126,7 @@ async fn certificates_are_checked_as_the_subscription_says() {
 /// that is not PEM or that does not fit are refused when written, on the field at fault.
 #[tokio::test]
 async fn client_certificates_are_presented_per_subscription() {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Posthorn test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = test_ca();
     let issue = |names: Vec<String>, cn: &str, expired: bool| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
@@ -242,19 +242,9 @@ async fn client_certificates_are_presented_per_subscription() {
     );
 
     // The key is write-only: not in the database file, kept when written back as shown.
-    for entry in std::fs::read_dir(&server.dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains("posthorn.db") {
-            let bytes = std::fs::read(&path).unwrap();
-            let secret = alpha_key.serialize_pem();
-            let body = secret.lines().nth(1).unwrap();
-            assert!(
-                !bytes.windows(body.len()).any(|w| w == body.as_bytes()),
-                "the private key in {}",
-                path.display()
-            );
-        }
-    }
+    let pem = alpha_key.serialize_pem();
+    let holding = server.database_files_holding(pem.lines().nth(1).unwrap());
+    assert!(holding.is_empty(), "the private key in {holding:?}");
     let id = a.body["id"].as_str().unwrap();
     let r = api
         .send(

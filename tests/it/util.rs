@@ -421,6 +421,20 @@ impl Server {
         Api::new(&self.base, TOKEN)
     }
 
+    /// The SQLite database files (the database, its WAL) in this server's folder that hold
+    /// `needle`: where a secret must never be found.
+    pub fn database_files_holding(&self, needle: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().contains("posthorn.db"))
+            .filter(|path| {
+                let bytes = std::fs::read(path).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         read_log(&self.dir)
     }
@@ -930,6 +944,27 @@ pub async fn token(base: &str, app: &App) -> String {
     .await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A subscription as `GET` shows it, less what the server owns: a body to write it back with
+/// (`PUT`).
+pub fn spec_of(view: &Value) -> Value {
+    let mut spec = view.clone();
+    for k in [
+        "id",
+        "owner",
+        "status",
+        "disabled_reason",
+        "circuit",
+        "failing_since",
+        "credential_expires_at",
+        "created_at",
+        "updated_at",
+        "secret",
+    ] {
+        spec.as_object_mut().expect("a subscription").remove(k);
+    }
+    spec
 }
 
 /// The outcomes of a delivery's attempts in order (`retry`, `final`, `success`).
