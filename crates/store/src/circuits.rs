@@ -5,6 +5,14 @@ use posthorn_core::time::{now_ms, Millis};
 
 use crate::{get, placeholders, value_rows, Result, Store};
 
+/// A subscription's circuit (open until when, after how many failures) and failing streak (since
+/// when every attempt has failed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    pub circuit: Option<(Millis, u32)>,
+    pub failing_since: Option<Millis>,
+}
+
 impl Store {
     /// Moves each subscription's waiting deliveries (not in flight) to its time: while its
     /// circuit is open they are not claimed; and records the open circuit (until then, after how
@@ -103,6 +111,35 @@ impl Store {
         self.signal_circuit_closed(subscription_id);
         self.signal_due();
         Ok(())
+    }
+
+    /// The circuit and the failing streak of each subscription among `ids` that has either, read
+    /// in one query (what a subscription's view shows beside its spec).
+    pub async fn health(&self, ids: &[&str]) -> Result<std::collections::HashMap<String, Health>> {
+        let mut health = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, circuit_until, circuit_failures, failing_since FROM subscriptions \
+                 WHERE (circuit_until IS NOT NULL OR failing_since IS NOT NULL) AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.0.read).await? {
+                let until: Option<Millis> = get(&row, "circuit_until")?;
+                let failures: Option<i64> = get(&row, "circuit_failures")?;
+                health.insert(
+                    get(&row, "id")?,
+                    Health {
+                        circuit: until.map(|u| (u, failures.unwrap_or(0).max(0) as u32)),
+                        failing_since: get(&row, "failing_since")?,
+                    },
+                );
+            }
+        }
+        Ok(health)
     }
 
     /// The circuits recorded open among `ids`: until when, after how many failures.

@@ -86,6 +86,7 @@ use sqlx::{AnyPool, Row};
 pub use applications::{Application, CredentialsRefused, TokenGrant};
 pub use backlog::QueueDepth;
 pub use cache::SubscriptionCache;
+pub use circuits::Health;
 pub use dialect::Backend;
 pub(crate) use dialect::{get, get_id, placeholders, value_rows};
 pub use error::{Result, StoreError};

@@ -57,10 +57,14 @@ impl Store {
                                     CIRCUIT_CHANNEL => {
                                         if let Some(h) = handoff.get() {
                                             // Another process's: only ids it made.
-                                            if let Some(id) =
-                                                posthorn_core::SubscriptionId::parse(n.payload())
-                                            {
-                                                h.circuit_closed(&id);
+                                            match posthorn_core::SubscriptionId::parse(
+                                                n.payload(),
+                                            ) {
+                                                Some(id) => h.circuit_closed(&id),
+                                                None => tracing::warn!(
+                                                    payload = n.payload(),
+                                                    "a closed circuit announced for no subscription id; the deliveries fall due at the next poll"
+                                                ),
                                             }
                                             h.due();
                                         }

@@ -6,30 +6,6 @@ use posthorn_core::time::{now_ms, Millis};
 use crate::{get, get_id, placeholders, Result, Store};
 
 impl Store {
-    /// Since when the subscriptions among `ids` that are failing have been (every attempt failed
-    /// since then: what auto-disable counts from).
-    pub async fn failing_since(
-        &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Millis>> {
-        let mut since = std::collections::HashMap::new();
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT id, failing_since FROM subscriptions \
-                 WHERE failing_since IS NOT NULL AND id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&self.0.read).await? {
-                since.insert(get(&row, "id")?, get(&row, "failing_since")?);
-            }
-        }
-        Ok(since)
-    }
-
     /// Notes that these subscriptions' deliveries fail, from now for those that did not already;
     /// returns since when each has been failing.
     pub async fn mark_failing(

@@ -53,17 +53,19 @@ async fn view_one(
     sub: Subscription,
     show_secret: bool,
 ) -> ApiResult<SubscriptionView> {
-    let circuit = state
+    let health = state
         .store
-        .open_circuits(&[&sub.id])
+        .health(&[&sub.id])
         .await?
-        .remove(sub.id.as_str());
-    let failing = state
-        .store
-        .failing_since(&[&sub.id])
-        .await?
-        .remove(sub.id.as_str());
-    Ok(view(&state.services, sub, show_secret, circuit, failing))
+        .remove(sub.id.as_str())
+        .unwrap_or_default();
+    Ok(view(
+        &state.services,
+        sub,
+        show_secret,
+        health.circuit,
+        health.failing_since,
+    ))
 }
 
 fn view(
@@ -266,16 +268,14 @@ pub(crate) async fn list(
         }
     }
     let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
-    let circuits = state.store.open_circuits(&ids).await?;
-    let failing = state.store.failing_since(&ids).await?;
+    let health = state.store.health(&ids).await?;
     Ok(Json(paginate(
         found,
         limit,
         |s| s.id.to_string(),
         |s| {
-            let circuit = circuits.get(s.id.as_str()).copied();
-            let since = failing.get(s.id.as_str()).copied();
-            view(&state.services, s, false, circuit, since)
+            let h = health.get(s.id.as_str()).copied().unwrap_or_default();
+            view(&state.services, s, false, h.circuit, h.failing_since)
         },
     )))
 }
