@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// that admit only known addresses, e.g. 203.0.113.7 [default: the system's choice]
     #[arg(long = "egress-bind", env = "POSTHORN_EGRESS_BIND")]
     pub egress_bind: Option<std::net::IpAddr>,
+    /// Send HTTP deliveries (and OAuth2 token requests) through this proxy, unless their
+    /// subscription names its own: http://[user:password@]host:port (CONNECT), socks5://… or
+    /// socks5h://… [default: none; proxy environment variables are not read]
+    #[arg(
+        long = "egress-proxy",
+        env = "POSTHORN_EGRESS_PROXY",
+        hide_env_values = true
+    )]
+    pub egress_proxy: Option<String>,
     /// Key that encrypts secrets at rest: 32 bytes, base64 [default: generated, kept beside the database]
     #[arg(long, env = "POSTHORN_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
@@ -126,6 +135,9 @@ pub struct Settings {
     /// `--egress-bind`.
     #[serde(default)]
     pub egress_bind: Option<String>,
+    /// `--egress-proxy`.
+    #[serde(default)]
+    pub egress_proxy: Option<String>,
     #[serde(default)]
     pub master_key: Option<String>,
     #[serde(default)]
@@ -195,6 +207,8 @@ struct Overrides {
     workers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     egress_bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_proxy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     master_key: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -287,6 +301,8 @@ pub struct Config {
     pub workers: usize,
     /// The local address HTTP deliveries go out from; `None`: the system's choice.
     pub egress_bind: Option<std::net::IpAddr>,
+    /// The proxy HTTP deliveries go through (checked: a proxy URL); `None`: none.
+    pub egress_proxy: Option<String>,
     pub master_key: Option<String>,
     pub dev: bool,
     pub log_format: LogFormat,
@@ -348,6 +364,7 @@ impl Config {
                 .then(|| args.allow_network.iter().map(ToString::to_string).collect()),
             workers: args.workers,
             egress_bind: args.egress_bind.map(|ip| ip.to_string()),
+            egress_proxy: args.egress_proxy,
             master_key: args.master_key,
             dev: args.dev,
             log_format: args.log_format,
@@ -392,6 +409,12 @@ impl Config {
                     .with_context(|| format!("egress_bind: {s:?} is not an IP address"))
             })
             .transpose()?;
+        if let Some(proxy) = &file.egress_proxy {
+            if let Some(fault) = posthorn_wire::http_config::proxy_url_fault(proxy) {
+                // Not echoed: it may hold the proxy's password.
+                bail!("egress_proxy (--egress-proxy) {fault}");
+            }
+        }
         let days = |name: &str, v: f64| -> anyhow::Result<std::time::Duration> {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} must be a positive number of days");
@@ -416,6 +439,7 @@ impl Config {
             allow_networks,
             workers,
             egress_bind,
+            egress_proxy: file.egress_proxy,
             master_key: file.master_key,
             dev: file.dev,
             log_format: file.log_format.unwrap_or(if file.dev {

@@ -17,7 +17,7 @@ use posthorn_core::{NetworkPolicy, Registry};
 use posthorn_dispatch::sandbox::TemplateSandbox;
 use posthorn_dispatch::service::broker::{AmqpService, NatsService};
 use posthorn_dispatch::service::email::EmailService;
-use posthorn_dispatch::service::http::HttpService;
+use posthorn_dispatch::service::http::{HttpService, Proxy};
 use posthorn_dispatch::service::plugin::PluginService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
 use posthorn_ingest::board::SourceBoard;
@@ -399,7 +399,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let sandbox = Arc::new(TemplateSandbox::new(program, cores.max(2)));
     let policy = NetworkPolicy::new(allowed);
-    let http = HttpService::new(policy.clone(), sandbox.clone(), config.egress_bind)
+    let proxy = config
+        .egress_proxy
+        .as_deref()
+        .map(|p| Proxy::parse(p, false))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--egress-proxy {e}"))?;
+    if let Some(p) = &proxy {
+        tracing::info!(proxy = %p.shown(), "HTTP deliveries go through an egress proxy");
+    }
+    let http = HttpService::new(policy.clone(), sandbox.clone(), config.egress_bind, proxy)
         .context("cannot build the HTTP client")?;
     let email = EmailService::new(config.smtp.as_ref(), sandbox.clone())?;
     let mut services = Registry::new();

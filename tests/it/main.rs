@@ -73,6 +73,7 @@ mod fluidsurveys;
 mod network;
 mod operating;
 mod plugins;
+mod proxy;
 mod resilience;
 mod scale;
 mod shaping;

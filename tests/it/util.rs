@@ -786,9 +786,14 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// The receiver listening on `ip` (any loopback address: 127.0.0.2 is one).
+    pub async fn start_on(ip: &str) -> Self {
         let state = Arc::new(ReceiverState::default());
         let app = receiver_app(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move {
             axum::serve(

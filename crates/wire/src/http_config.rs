@@ -195,6 +195,42 @@ pub struct HttpConfig {
     /// A client certificate, when the receiver asks for one (mutual TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<ClientCertificate>,
+    /// The proxy this subscription's requests go through, instead of the server's
+    /// `--egress-proxy`: `http://[user:password@]host:port` (HTTP CONNECT),
+    /// `socks5://…` (Posthorn resolves the target's name) or `socks5h://…` (the proxy does).
+    /// Its own address is checked like a target's; credentials in it are sealed at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+}
+
+/// Why `url` is not an egress proxy URL, if it is not one: `http`, `socks5` or `socks5h`, a
+/// host and a port, nothing after them.
+pub fn proxy_url_fault(url: &str) -> Option<String> {
+    let u = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return Some(format!("is not a valid URL: {e}")),
+    };
+    if !matches!(u.scheme(), "http" | "socks5" | "socks5h") {
+        return Some(
+            "must be an http:// (CONNECT), socks5:// or socks5h:// proxy URL (a TLS connection \
+             to the proxy itself is not supported)"
+                .into(),
+        );
+    }
+    if u.host().is_none() {
+        return Some("must name the proxy's host".into());
+    }
+    if u.port().is_none() {
+        return Some(format!(
+            "must name the proxy's port, e.g. {}://proxy.internal:{}",
+            u.scheme(),
+            if u.scheme() == "http" { 3128 } else { 1080 }
+        ));
+    }
+    if u.path() != "/" && !u.path().is_empty() || u.query().is_some() || u.fragment().is_some() {
+        return Some("must be only scheme://[user:password@]host:port".into());
+    }
+    None
 }
 
 fn json() -> String {
@@ -221,6 +257,7 @@ impl Default for HttpConfig {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             oauth2: None,
             client_certificate: None,
+            proxy: None,
         }
     }
 }
@@ -343,6 +380,9 @@ impl HttpConfig {
                     "is set from the OAuth2 access token; leave it out with oauth2",
                 );
             }
+        }
+        if let Some(fault) = config.proxy.as_deref().and_then(proxy_url_fault) {
+            errors.add("proxy", fault);
         }
         if let CertificateCheck::CaBundle(path) = &config.verify_certificate {
             if path.is_empty() {

@@ -2,7 +2,9 @@
 //!
 //! - `config`: what a subscriber writes ([`HttpConfig`]), checked, its schema generated.
 //! - `sender`: the pooled client that sends a request to a checked address only (SSRF checks
-//!   after DNS resolution, no redirects, no proxies) and keeps the answer for the log.
+//!   after DNS resolution, no redirects) and keeps the answer for the log.
+//! - `proxy`: the connector under TLS, straight or through an egress proxy (CONNECT, SOCKS5),
+//!   the target checked before the proxy is asked for it.
 //! - `oauth`: a subscription's OAuth2 access token (client credentials), fetched through the
 //!   same sender, kept until it is due, renewed once on a 401.
 //! - here: the [`Service`] and its [`Target`]: shaping the body (the envelope, form fields or a
@@ -12,6 +14,7 @@
 //! This is the only place the dispatcher's side knows HTTP.
 
 mod oauth;
+mod proxy;
 pub mod sender;
 
 use std::net::IpAddr;
@@ -30,11 +33,12 @@ pub use posthorn_wire::http_config::{
     CertificateCheck, ClientAuth, ClientCertificate, HttpConfig, HttpMethod, OAuth2, OnGone,
     Payload, TemplateEvent, FORM, JSON,
 };
+pub use proxy::Proxy;
 pub use sender::HttpSender;
 
 use crate::sandbox::TemplateSandbox;
 use oauth::{Token, TokenSource};
-use sender::{build_request, secret_headers, unsent_log, IdentityClient};
+use sender::{build_request, secret_headers, unsent_log, OwnClient};
 
 /// A client certificate that expires within this many days is warned about when its
 /// subscription is loaded.
@@ -54,16 +58,18 @@ pub struct HttpService {
 impl HttpService {
     /// Targets are checked against `policy` at every attempt, after resolution.
     /// `sandbox` compiles and renders the templates.
-    /// `bind`: the local address requests go out from (`--egress-bind`).
+    /// `bind`: the local address requests go out from (`--egress-bind`); `proxy`: the proxy
+    /// they go through (`--egress-proxy`) unless their subscription names its own.
     pub fn new(
         policy: NetworkPolicy,
         sandbox: Arc<TemplateSandbox>,
         bind: Option<IpAddr>,
+        proxy: Option<Proxy>,
     ) -> Result<Self, rustls::Error> {
         Ok(Self {
             sandbox,
             policy: Arc::new(policy.clone()),
-            sender: HttpSender::with_bind(policy, bind)?,
+            sender: HttpSender::with_egress(policy, bind, proxy)?,
             schema: serde_json::to_value(schemars::schema_for!(HttpConfig)).unwrap_or(Value::Null),
         })
     }
@@ -108,6 +114,9 @@ impl Service for HttpService {
         if url_has_password(&config.url) {
             paths.push("/url".into());
         }
+        if config.proxy.as_deref().is_some_and(url_has_credentials) {
+            paths.push("/proxy".into());
+        }
         if config.oauth2.is_some() {
             paths.push("/oauth2/client_secret".into());
         }
@@ -131,8 +140,30 @@ impl Service for HttpService {
             .and_then(|o| TokenSource::new(o, config.verify_certificate.clone()))
             .map(Arc::new);
         let identity = match &config.client_certificate {
-            Some(c) => Some(self.identity(c, &config.verify_certificate)?),
+            Some(c) => Some(identity(c)?),
             None => None,
+        };
+        let proxy = config
+            .proxy
+            .as_deref()
+            .map(|p| Proxy::parse(p, true))
+            .transpose()
+            .map_err(|e| Invalid::one("proxy", e))?;
+        let not_after = identity.as_ref().map(|i| i.not_after);
+        let own = if identity.is_some() || proxy.is_some() {
+            let field = if identity.is_some() {
+                "client_certificate"
+            } else {
+                "proxy"
+            };
+            let parts = identity.map(|i| (i.certificates, i.key));
+            Some(
+                self.sender
+                    .own_client(&config.verify_certificate, parts, proxy.as_ref())
+                    .map_err(|e| Invalid::one(field, e))?,
+            )
+        } else {
+            None
         };
         let mut masked = secret_headers(&config).to_vec();
         if oauth.is_some() {
@@ -141,7 +172,9 @@ impl Service for HttpService {
         Ok(Arc::new(HttpTarget {
             secret_headers: masked.into(),
             oauth,
-            identity,
+            own,
+            not_after,
+            proxy_url: config.proxy.as_deref().and_then(|p| Url::parse(p).ok()),
             body_template: config.body.clone(),
             url_template,
             sandbox: self.sandbox.clone(),
@@ -153,17 +186,18 @@ impl Service for HttpService {
     }
 }
 
-/// A subscription's client identity: its own pooled client, and when its certificate expires.
+/// A subscription's client identity: its certificates, their key, and when the leaf expires.
 struct Identity {
-    client: IdentityClient,
+    certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
     /// Unix seconds.
     not_after: i64,
 }
 
-impl HttpService {
-    /// The client identity of a `client_certificate`: both parts parsed, the key fitting the
-    /// certificate; each fault named by its field.
-    fn identity(&self, c: &ClientCertificate, tls: &CertificateCheck) -> Result<Identity, Invalid> {
+/// The client identity of a `client_certificate`: both parts parsed; each fault named by its
+/// field. (Whether the key fits the certificate is found when the client is built.)
+fn identity(c: &ClientCertificate) -> Result<Identity, Invalid> {
+    {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let certificates: Vec<CertificateDer<'static>> =
@@ -195,10 +229,6 @@ impl HttpService {
                 "is not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
             )
         })?;
-        let client = self
-            .sender
-            .with_identity(tls, certificates, key)
-            .map_err(|e| Invalid::one("client_certificate", e))?;
         let days_left = (not_after - posthorn_core::time::now_ms() / 1000) / 86_400;
         if days_left < WARN_EXPIRY_DAYS {
             tracing::warn!(
@@ -207,7 +237,11 @@ impl HttpService {
                 "a subscription's client certificate expires soon; receivers that ask for it will refuse the deliveries after that"
             );
         }
-        Ok(Identity { client, not_after })
+        Ok(Identity {
+            certificates,
+            key,
+            not_after,
+        })
     }
 }
 
@@ -218,8 +252,12 @@ pub struct HttpTarget {
     secret_headers: Arc<[String]>,
     /// Its OAuth2 access token, when the receiver asks for one.
     oauth: Option<Arc<TokenSource>>,
-    /// Its client certificate and the client that presents it, when it has one.
-    identity: Option<Identity>,
+    /// Its own client, when it presents a client certificate or goes through its own proxy.
+    own: Option<OwnClient>,
+    /// When its client certificate expires (Unix seconds), when it has one.
+    not_after: Option<i64>,
+    /// Its own proxy's URL, for the write-time check of its address.
+    proxy_url: Option<Url>,
     /// `config.url` parsed, unless it is a template.
     url: Option<Url>,
     /// The URL when it is a template, and the body template: compiled and rendered in the
@@ -250,13 +288,13 @@ impl Target for HttpTarget {
     fn write_check(&self) -> BoxFuture<'_, Result<(), Invalid>> {
         Box::pin(async move {
             self.check_policy()?;
-            if let Some(identity) = &self.identity {
-                if identity.not_after * 1000 <= posthorn_core::time::now_ms() {
+            if let Some(not_after) = self.not_after {
+                if not_after * 1000 <= posthorn_core::time::now_ms() {
                     return Err(Invalid::one(
                         "client_certificate.certificate",
                         format!(
                             "expired on {}",
-                            posthorn_core::time::to_rfc3339(identity.not_after * 1000)
+                            posthorn_core::time::to_rfc3339(not_after * 1000)
                         ),
                     ));
                 }
@@ -280,6 +318,9 @@ impl HttpTarget {
     fn check_policy(&self) -> Result<(), Invalid> {
         if let Some(oauth) = &self.oauth {
             self.check_literal_host(oauth.url(), "oauth2.token_url")?;
+        }
+        if let Some(proxy) = &self.proxy_url {
+            self.check_literal_host(proxy, "proxy")?;
         }
         let Some(url) = &self.url else { return Ok(()) };
         if !url.username().is_empty() || url.password().is_some() {
@@ -341,7 +382,7 @@ impl HttpTarget {
         // The receiver's access token, before anything is sent to it.
         let mut token: Option<Token> = None;
         if let Some(oauth) = &self.oauth {
-            match oauth.token(&self.sender).await {
+            match oauth.token(&self.sender, self.own.as_ref()).await {
                 Ok(t) => token = Some(t),
                 Err(e) => {
                     return Report {
@@ -381,17 +422,14 @@ impl HttpTarget {
                 .push(("authorization".into(), format!("Bearer {}", t.value)));
         }
 
-        let mut exchange = self
-            .sender
-            .send_via(&request, self.identity.as_ref().map(|i| &i.client))
-            .await;
+        let mut exchange = self.sender.send_via(&request, self.own.as_ref()).await;
         // A refused token (revoked, or expired early): one new token, and the request once more.
         if let (Some(oauth), Some(stale), Some(401)) = (
             &self.oauth,
             &token,
             exchange.response.as_ref().map(|r| r.status),
         ) {
-            match oauth.renew(&self.sender, stale).await {
+            match oauth.renew(&self.sender, self.own.as_ref(), stale).await {
                 Ok(fresh) => {
                     if let Some(h) = request
                         .headers
@@ -401,10 +439,7 @@ impl HttpTarget {
                         h.1 = format!("Bearer {}", fresh.value);
                     }
                     let first = exchange.duration;
-                    exchange = self
-                        .sender
-                        .send_via(&request, self.identity.as_ref().map(|i| &i.client))
-                        .await;
+                    exchange = self.sender.send_via(&request, self.own.as_ref()).await;
                     exchange.duration += first;
                 }
                 Err(e) => {
@@ -527,6 +562,11 @@ fn flat(event: &StoredEvent) -> Result<Vec<u8>, String> {
 /// Whether `url` (not a template) carries a password.
 pub(crate) fn url_has_password(url: &str) -> bool {
     Url::parse(url).is_ok_and(|u| u.password().is_some())
+}
+
+/// Whether a URL carries a username or a password.
+fn url_has_credentials(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 /// How many addresses a URL's literal host stands for (`localhost` is two).

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use url::Url;
 
-use super::sender::{HttpSender, Request};
+use super::sender::{HttpSender, OwnClient, Request};
 use super::{CertificateCheck, ClientAuth, OAuth2};
 
 /// A token is renewed this long before it expires (or at half its life, if that is shorter).
@@ -93,21 +93,30 @@ impl TokenSource {
 
     /// A token to send: the one kept, unless it is due for renewal, else a new one. Deliveries
     /// asking at once wait for the one fetch.
-    pub async fn token(&self, sender: &HttpSender) -> Result<Token, TokenError> {
+    pub async fn token(
+        &self,
+        sender: &HttpSender,
+        own: Option<&OwnClient>,
+    ) -> Result<Token, TokenError> {
         let mut current = self.current.lock().await;
         if let Some(t) = current.as_ref() {
             if t.renew_at.is_none_or(|at| Instant::now() < at) {
                 return Ok(t.clone());
             }
         }
-        let fresh = self.fetch(sender).await?;
+        let fresh = self.fetch(sender, own).await?;
         *current = Some(fresh.clone());
         Ok(fresh)
     }
 
     /// The receiver refused `stale` (401): a new token, unless another delivery already got one
     /// since, which is then the one to use.
-    pub async fn renew(&self, sender: &HttpSender, stale: &Token) -> Result<Token, TokenError> {
+    pub async fn renew(
+        &self,
+        sender: &HttpSender,
+        own: Option<&OwnClient>,
+        stale: &Token,
+    ) -> Result<Token, TokenError> {
         let mut current = self.current.lock().await;
         if let Some(t) = current.as_ref() {
             if t.value != stale.value {
@@ -115,12 +124,16 @@ impl TokenSource {
             }
         }
         *current = None;
-        let fresh = self.fetch(sender).await?;
+        let fresh = self.fetch(sender, own).await?;
         *current = Some(fresh.clone());
         Ok(fresh)
     }
 
-    async fn fetch(&self, sender: &HttpSender) -> Result<Token, TokenError> {
+    async fn fetch(
+        &self,
+        sender: &HttpSender,
+        own: Option<&OwnClient>,
+    ) -> Result<Token, TokenError> {
         let c = &self.config;
         let mut headers = vec![
             (
@@ -170,7 +183,7 @@ impl TokenSource {
             secret_headers: Arc::from(vec!["authorization".to_owned()]),
         };
         let fetched = Instant::now();
-        let exchange = sender.send(&request).await;
+        let exchange = sender.send_via(&request, own).await;
         let where_ = self.url.as_str();
         let Some(response) = exchange.response else {
             return Err(TokenError {

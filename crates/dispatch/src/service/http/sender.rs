@@ -8,7 +8,7 @@
 //! connector, so the address connected to is the address checked (no second lookup to rebind).
 //! IP literals, which skip the resolver, are checked before sending. Redirects are not followed
 //! and proxies from the environment are not used (either would let a request reach an unchecked
-//! address).
+//! address); a configured proxy checks the target before it asks the proxy (`proxy.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -36,19 +36,20 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use serde::Serialize;
 use url::Url;
 
+use super::proxy::{Egress, Proxy};
 use super::{CertificateCheck, HttpConfig};
 
-type Client =
-    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+type Client = hyper_util::client::legacy::Client<HttpsConnector<Egress>, Full<Bytes>>;
 
-/// A client that presents one subscription's certificate (mutual TLS): its own connection pool,
-/// so that no connection made with one subscription's identity carries another's request.
+/// A subscription's own client: it presents the subscription's certificate (mutual TLS), or
+/// goes through its own proxy. Its own connection pool, so that no connection made with one
+/// subscription's identity carries another's request.
 #[derive(Clone)]
-pub struct IdentityClient(Client);
+pub struct OwnClient(Client);
 
-impl std::fmt::Debug for IdentityClient {
+impl std::fmt::Debug for OwnClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdentityClient(…)")
+        f.write_str("OwnClient(…)")
     }
 }
 
@@ -214,14 +215,41 @@ impl From<String> for SendError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("refused target {host}: {reasons}")]
-struct RefusedTarget {
+/// A target not connected to: refused by the network policy, or without an address.
+#[derive(Debug)]
+pub(super) struct RefusedTarget {
     host: String,
     reasons: String,
     /// Refused by the network policy (every address it resolves to is in a refused range), not
     /// merely unresolvable: a policy refusal will not change by waiting.
     by_policy: bool,
+}
+
+impl std::fmt::Display for RefusedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.by_policy {
+            write!(f, "refused target {}: {}", self.host, self.reasons)
+        } else {
+            write!(f, "{}: {}", self.host, self.reasons)
+        }
+    }
+}
+
+impl std::error::Error for RefusedTarget {}
+
+impl RefusedTarget {
+    /// `host` refused because of the addresses `ips` (each with its range).
+    pub(super) fn by_policy(host: String, ips: &[(IpAddr, &'static str)]) -> Self {
+        Self {
+            host,
+            reasons: describe_refusal(ips),
+            by_policy: true,
+        }
+    }
+
+    pub(super) fn is_policy(&self) -> bool {
+        self.by_policy
+    }
 }
 
 fn describe_refusal(ips: &[(IpAddr, &'static str)]) -> String {
@@ -237,12 +265,56 @@ fn describe_refusal(ips: &[(IpAddr, &'static str)]) -> String {
     text
 }
 
-#[derive(Clone)]
-struct CheckedResolver {
-    policy: Arc<NetworkPolicy>,
+/// A name's addresses, sorted by the network policy.
+pub(super) struct Resolved {
+    /// Admitted (never empty).
+    pub allowed: Vec<SocketAddr>,
+    /// Refused, each with its range.
+    pub refused: Vec<(IpAddr, &'static str)>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Resolves `host` and sorts its addresses by `policy`; an error when none is admitted (or it
+/// has none).
+pub(super) async fn resolve_checked(
+    policy: &NetworkPolicy,
+    host: &str,
+) -> Result<Resolved, RefusedTarget> {
+    let unresolvable = |why: String| RefusedTarget {
+        host: host.to_owned(),
+        reasons: why,
+        by_policy: false,
+    };
+    let resolved = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| unresolvable(format!("it does not resolve: {e}")))?;
+    let mut refused = Vec::new();
+    let allowed: Vec<SocketAddr> = resolved
+        .filter(|a| match policy.check(a.ip()) {
+            Ok(()) => true,
+            Err(r) => {
+                refused.push((a.ip(), r.0));
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(if refused.is_empty() {
+            unresolvable("it resolves to no address".to_owned())
+        } else {
+            RefusedTarget::by_policy(host.to_owned(), &refused)
+        });
+    }
+    Ok(Resolved { allowed, refused })
+}
+
+/// The resolver of the connectors: with a policy, only the addresses it admits are connected
+/// to; without (the operator's own proxy), every address.
+#[derive(Clone)]
+pub(super) struct CheckedResolver {
+    policy: Option<Arc<NetworkPolicy>>,
+}
+
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Name> for CheckedResolver {
     type Response = std::vec::IntoIter<SocketAddr>;
@@ -256,34 +328,12 @@ impl tower_service::Service<Name> for CheckedResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = Vec::new();
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(r) => {
-                        refused.push((a.ip(), r.0));
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let by_policy = !refused.is_empty();
-                let reasons = if by_policy {
-                    describe_refusal(&refused)
-                } else {
-                    "it resolves to no address".to_owned()
-                };
-                return Err(Box::new(RefusedTarget {
-                    host,
-                    reasons,
-                    by_policy,
-                }) as BoxError);
-            }
-            Ok(allowed.into_iter())
+            let host = name.as_str();
+            let Some(policy) = policy else {
+                let all: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+                return Ok(all.into_iter());
+            };
+            Ok(resolve_checked(&policy, host).await?.allowed.into_iter())
         })
     }
 }
@@ -294,6 +344,9 @@ pub struct HttpSender {
     policy: Arc<NetworkPolicy>,
     /// The local address connections go out from (`--egress-bind`).
     bind: Option<IpAddr>,
+    /// The proxy every request goes through (`--egress-proxy`), unless its subscription names
+    /// its own.
+    proxy: Option<Proxy>,
     verified: Client,
     unverified: Client,
     with_bundle: Arc<Mutex<HashMap<String, Client>>>,
@@ -301,11 +354,15 @@ pub struct HttpSender {
 
 impl HttpSender {
     pub fn new(policy: NetworkPolicy) -> Result<Self, rustls::Error> {
-        Self::with_bind(policy, None)
+        Self::with_egress(policy, None, None)
     }
 
-    /// Connections go out from `bind` when given.
-    pub fn with_bind(policy: NetworkPolicy, bind: Option<IpAddr>) -> Result<Self, rustls::Error> {
+    /// Connections go out from `bind` when given, through `proxy` when given.
+    pub fn with_egress(
+        policy: NetworkPolicy,
+        bind: Option<IpAddr>,
+        proxy: Option<Proxy>,
+    ) -> Result<Self, rustls::Error> {
         let policy = Arc::new(policy);
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -314,19 +371,22 @@ impl HttpSender {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
             .with_no_client_auth();
+        let verified = tls_builder()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Ok(Self {
-            verified: client(
-                &policy,
-                bind,
-                tls_builder()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            ),
-            unverified: client(&policy, bind, unverified),
+            verified: client(&policy, bind, proxy.as_ref(), verified),
+            unverified: client(&policy, bind, proxy.as_ref(), unverified),
             with_bundle: Arc::default(),
             policy,
             bind,
+            proxy,
         })
+    }
+
+    /// The proxy requests go through when their subscription names none.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
     }
 
     fn client_for(&self, tls: &CertificateCheck) -> Result<Client, String> {
@@ -343,7 +403,7 @@ impl HttpSender {
                     .map_err(|e| format!("cannot use the CA bundle {path}: {e}"))?
                     .with_root_certificates(roots)
                     .with_no_client_auth();
-                let c = client(&self.policy, self.bind, config);
+                let c = client(&self.policy, self.bind, self.proxy.as_ref(), config);
                 cache.insert(path.clone(), c.clone());
                 Ok(c)
             }
@@ -357,24 +417,24 @@ impl HttpSender {
             Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
             _ => return Ok(()),
         };
-        self.policy.check(ip).map_err(|r| {
-            RefusedTarget {
-                host: ip.to_string(),
-                reasons: describe_refusal(&[(ip, r.0)]),
-                by_policy: true,
-            }
-            .to_string()
-        })
+        self.policy
+            .check(ip)
+            .map_err(|r| RefusedTarget::by_policy(ip.to_string(), &[(ip, r.0)]).to_string())
     }
 
-    /// A client presenting `certificates` (the leaf first) and `key`, checking the receiver's
-    /// certificate as `tls` says. Refused (with why) when the key does not fit the certificate.
-    pub fn with_identity(
+    /// A subscription's own client: presenting `identity` (its certificates, the leaf first,
+    /// and their key) when given, going through `proxy` when given (else through the server's
+    /// proxy, if any), checking the receiver's certificate as `tls` says. Refused (with why)
+    /// when the key does not fit the certificate.
+    pub fn own_client(
         &self,
         tls: &CertificateCheck,
-        certificates: Vec<CertificateDer<'static>>,
-        key: rustls::pki_types::PrivateKeyDer<'static>,
-    ) -> Result<IdentityClient, String> {
+        identity: Option<(
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
+        proxy: Option<&Proxy>,
+    ) -> Result<OwnClient, String> {
         let builder = tls_builder().map_err(|e| e.to_string())?;
         let builder = match tls {
             CertificateCheck::Enabled(true) => builder.with_root_certificates(RootCertStore {
@@ -385,22 +445,27 @@ impl HttpSender {
                 .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))),
             CertificateCheck::CaBundle(path) => builder.with_root_certificates(bundle(path)?),
         };
-        let config = builder
-            .with_client_auth_cert(certificates, key)
-            .map_err(|e| {
-                format!("the certificate and the key do not make a client identity: {e}")
-            })?;
-        Ok(IdentityClient(client(&self.policy, self.bind, config)))
+        let config =
+            match identity {
+                Some((certificates, key)) => builder
+                    .with_client_auth_cert(certificates, key)
+                    .map_err(|e| {
+                        format!("the certificate and the key do not make a client identity: {e}")
+                    })?,
+                None => builder.with_no_client_auth(),
+            };
+        let proxy = proxy.or(self.proxy.as_ref());
+        Ok(OwnClient(client(&self.policy, self.bind, proxy, config)))
     }
 
     pub async fn send(&self, req: &Request) -> Exchange {
         self.send_via(req, None).await
     }
 
-    /// [`HttpSender::send`], through `identity`'s own client when there is one.
-    pub async fn send_via(&self, req: &Request, identity: Option<&IdentityClient>) -> Exchange {
+    /// [`HttpSender::send`], through the subscription's own client when it has one.
+    pub async fn send_via(&self, req: &Request, own: Option<&OwnClient>) -> Exchange {
         let start = Instant::now();
-        let result = self.try_send(req, identity).await;
+        let result = self.try_send(req, own).await;
         let duration = start.elapsed();
         match result {
             Ok(response) => Exchange {
@@ -421,14 +486,14 @@ impl HttpSender {
     async fn try_send(
         &self,
         req: &Request,
-        identity: Option<&IdentityClient>,
+        own: Option<&OwnClient>,
     ) -> Result<Response, SendError> {
         self.check_literal(&req.url).map_err(|message| SendError {
             message,
             refused: true,
         })?;
-        let client = match identity {
-            Some(IdentityClient(c)) => c.clone(),
+        let client = match own {
+            Some(OwnClient(c)) => c.clone(),
             None => self.client_for(&req.tls)?,
         };
         let mut request = http::Request::new(Full::new(req.body.clone()));
@@ -519,15 +584,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// A pooled client over the checking resolver, with this TLS configuration for `https`.
-fn client(policy: &Arc<NetworkPolicy>, bind: Option<IpAddr>, tls: ClientConfig) -> Client {
-    let mut http = HttpConnector::new_with_resolver(CheckedResolver {
-        policy: policy.clone(),
-    });
-    http.set_local_address(bind);
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
+/// A pooled client over the checking resolver (straight, or through `proxy`), with this TLS
+/// configuration for `https`.
+fn client(
+    policy: &Arc<NetworkPolicy>,
+    bind: Option<IpAddr>,
+    proxy: Option<&Proxy>,
+    tls: ClientConfig,
+) -> Client {
+    let connector = |policy: Option<Arc<NetworkPolicy>>| {
+        let mut http = HttpConnector::new_with_resolver(CheckedResolver { policy });
+        http.set_local_address(bind);
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http
+    };
+    // The server's own proxy is trusted; a subscription's is checked like a target.
+    let proxy_policy = proxy.filter(|p| p.is_checked()).map(|_| policy.clone());
+    let http = Egress::new(
+        policy.clone(),
+        connector(Some(policy.clone())),
+        connector(proxy_policy),
+        proxy,
+    );
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
