@@ -53,15 +53,7 @@ async fn a_target_that_resolves_to_loopback_is_final_at_the_attempt(backend: Bac
     .await;
     let receiver = Receiver::start().await;
     let api = server.api();
-    let port = receiver
-        .url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let port = receiver.port();
     // The host comes from the event: known only at the attempt. The default schedule would
     // retry a network failure 5 s later; a refusal is final at once.
     let sub = api

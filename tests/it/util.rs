@@ -789,6 +789,14 @@ impl Receiver {
         Self::start_on("127.0.0.1").await
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("a receiver URL has a port")
+    }
+
     /// The receiver listening on `ip` (any loopback address: 127.0.0.2 is one).
     pub async fn start_on(ip: &str) -> Self {
         let state = Arc::new(ReceiverState::default());

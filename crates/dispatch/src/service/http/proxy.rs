@@ -30,7 +30,7 @@ use posthorn_core::NetworkPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::sender::{resolve_checked, BoxError, CheckedResolver, RefusedTarget};
+use super::sender::{error_chain, resolve_checked, BoxError, CheckedResolver, RefusedTarget};
 
 /// How the proxy is spoken to, and who resolves the target's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl tower_service::Service<Uri> for Egress {
             let stream = to_proxy
                 .call(proxy.address.clone())
                 .await
-                .map_err(|e| why(format!("cannot connect to the proxy: {}", chain(&e))))?;
+                .map_err(|e| why(format!("cannot connect to the proxy: {}", error_chain(&e))))?;
             let mut stream = stream.into_inner();
             match proxy.kind {
                 Kind::Connect => connect(&mut stream, &host, port, &proxy).await,
@@ -409,20 +409,6 @@ async fn socks5(
     let mut bound = vec![0u8; rest];
     stream.read_exact(&mut bound).await.map_err(io)?;
     Ok(())
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -570,7 +570,7 @@ fn refused_by_policy(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The whole chain of causes, so that "error sending request" says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
