@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use posthorn_client::Client;
 use posthorn_wire::api::{
@@ -48,15 +48,20 @@ pub enum Subscriptions {
         /// [default: 5 s, 30 s, 2 min, … over about a day]
         #[arg(long = "retry-schedule", value_delimiter = ',')]
         retry_schedule: Vec<u32>,
+        #[command(flatten)]
+        access: EndpointAccess,
     },
     /// Show one subscription
     Show { id: String },
-    /// Change fields: a JSON merge patch (RFC 7396), inline or @FILE
+    /// Change fields: a JSON merge patch (RFC 7396), inline or @FILE, and/or the endpoint's
+    /// access (OAuth2, client certificate, proxy) by its flags
     Update {
         id: String,
         /// e.g. '{"events":["order.*"],"filter":null}'
         #[arg(long)]
-        set: String,
+        set: Option<String>,
+        #[command(flatten)]
+        access: EndpointAccess,
     },
     /// Delete a subscription (its pending deliveries are cancelled)
     Delete { id: String },
@@ -68,6 +73,122 @@ pub enum Subscriptions {
     RotateSecret { id: String },
     /// Send a `posthorn.ping` event to it alone
     Test { id: String },
+}
+
+/// How an `http` subscription gets past a locked-down receiver: what `create` and `update` set
+/// in its `config` (the flags given, merged into it). Secrets are taken inline or from @FILE
+/// (@- for standard input), so that they need not show in the process list; they are write-only.
+#[derive(Debug, Args)]
+pub struct EndpointAccess {
+    /// The receiver's OAuth2 token endpoint (client credentials grant)
+    #[arg(long = "oauth2-token-url", value_name = "URL")]
+    oauth2_token_url: Option<String>,
+    /// The OAuth2 client id the receiver's authorization server issued
+    #[arg(long = "oauth2-client-id", value_name = "ID")]
+    oauth2_client_id: Option<String>,
+    /// Its client secret, inline or @FILE (@- for standard input)
+    #[arg(long = "oauth2-client-secret", value_name = "SECRET")]
+    oauth2_client_secret: Option<String>,
+    /// The scope to ask for
+    #[arg(long = "oauth2-scope")]
+    oauth2_scope: Option<String>,
+    /// The audience to ask for
+    #[arg(long = "oauth2-audience")]
+    oauth2_audience: Option<String>,
+    /// How the client authenticates to the token endpoint [default: basic]
+    #[arg(long = "oauth2-client-auth", value_parser = ["basic", "form"])]
+    oauth2_client_auth: Option<String>,
+    /// PEM file of the client certificate for mutual TLS (the leaf first)
+    #[arg(
+        long = "client-certificate",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    client_certificate: Option<std::path::PathBuf>,
+    /// PEM file of its private key
+    #[arg(
+        long = "client-key",
+        value_name = "FILE",
+        requires = "client_certificate"
+    )]
+    client_key: Option<std::path::PathBuf>,
+    /// The proxy its deliveries go through: http://host:port (CONNECT), socks5:// or socks5h://,
+    /// inline or @FILE when it carries credentials
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+impl EndpointAccess {
+    /// The `config` fields these flags set (empty when none is given).
+    fn config(&self) -> Result<serde_json::Map<String, Value>, Exit> {
+        let mut config = serde_json::Map::new();
+        let mut oauth2 = serde_json::Map::new();
+        for (key, value) in [
+            ("token_url", &self.oauth2_token_url),
+            ("client_id", &self.oauth2_client_id),
+            ("scope", &self.oauth2_scope),
+            ("audience", &self.oauth2_audience),
+            ("client_auth", &self.oauth2_client_auth),
+        ] {
+            if let Some(v) = value {
+                oauth2.insert(key.into(), Value::String(v.clone()));
+            }
+        }
+        if let Some(secret) = &self.oauth2_client_secret {
+            let secret = text_arg(secret, "--oauth2-client-secret")?;
+            oauth2.insert("client_secret".into(), Value::String(secret));
+        }
+        if !oauth2.is_empty() {
+            config.insert("oauth2".into(), Value::Object(oauth2));
+        }
+        if let (Some(certificate), Some(key)) = (&self.client_certificate, &self.client_key) {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| refuse(format!("{what}: cannot read {}: {e}", path.display())))
+            };
+            config.insert(
+                "client_certificate".into(),
+                json!({
+                    "certificate": read(certificate, "--client-certificate")?,
+                    "private_key": read(key, "--client-key")?,
+                }),
+            );
+        }
+        if let Some(proxy) = &self.proxy {
+            let proxy = text_arg(proxy, "--proxy")?;
+            config.insert("proxy".into(), Value::String(proxy));
+        }
+        Ok(config)
+    }
+}
+
+/// A text given inline or as @FILE (@- for standard input), without its final newline.
+fn text_arg(arg: &str, what: &str) -> Result<String, Exit> {
+    let text = match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| refuse(format!("{what}: cannot read standard input: {e}")))?;
+            s
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| refuse(format!("{what}: cannot read {path}: {e}")))?,
+        None => return Ok(arg.to_owned()),
+    };
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `body.config`, with `fields` merged in.
+fn merge_config(body: &mut Value, fields: serde_json::Map<String, Value>) {
+    if fields.is_empty() {
+        return;
+    }
+    if !body["config"].is_object() {
+        body["config"] = json!({});
+    }
+    if let Some(config) = body["config"].as_object_mut() {
+        config.extend(fields);
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +317,22 @@ fn subscription_detail(s: &SubscriptionView) {
         "config:  {}",
         serde_json::to_string(&s.config).unwrap_or_default()
     );
+    if let Some(o) = s.config.get("oauth2") {
+        println!(
+            "oauth2:  client {} at {} (secret write-only)",
+            o["client_id"].as_str().unwrap_or("?"),
+            o["token_url"].as_str().unwrap_or("?")
+        );
+    }
+    if s.config.get("client_certificate").is_some() {
+        println!(
+            "client certificate: expires {}",
+            s.credential_expires_at.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(proxy) = s.config.get("proxy").and_then(Value::as_str) {
+        println!("proxy:   {proxy}");
+    }
     if let Some(secret) = &s.secret {
         println!("secret:  {secret}   (shown once: keep it to verify signatures)");
     }
@@ -222,8 +359,13 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
             filter,
             name,
             retry_schedule,
+            access,
         } => {
-            let body = match (from, target_url) {
+            let access = match access.config() {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            let mut body = match (from, target_url) {
                 (Some(from), _) => match json_arg(&from, "--from") {
                     Ok(v) => v,
                     Err(e) => return e,
@@ -247,14 +389,24 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
                     return refuse("give --from JSON, or --target-url URL --events NAMES")
                 }
             };
+            merge_config(&mut body, access);
             run(remote, c.create_subscription(&body), subscription_detail).await
         }
         Subscriptions::Show { id } => run(remote, c.subscription(&id), subscription_detail).await,
-        Subscriptions::Update { id, set } => {
-            let patch = match json_arg(&set, "--set") {
-                Ok(v) => v,
+        Subscriptions::Update { id, set, access } => {
+            let access = match access.config() {
+                Ok(a) => a,
                 Err(e) => return e,
             };
+            let mut patch = match set.as_deref().map(|s| json_arg(s, "--set")) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return e,
+                None if access.is_empty() => {
+                    return refuse("give --set JSON, or a flag of the endpoint's access (--proxy, --oauth2-…, --client-certificate)")
+                }
+                None => json!({}),
+            };
+            merge_config(&mut patch, access);
             run(
                 remote,
                 c.patch_subscription(&id, &patch),

@@ -721,3 +721,141 @@ both_backends!(
     deliveries_retry_and_recover,
     applications_from_the_command_line
 );
+
+/// The endpoint's access from the command line: `create` with `--proxy`, the OAuth2 flags and a
+/// client certificate, secrets from files; `show` says each, secrets never; `update` changes one
+/// and keeps the rest. The proxy set this way carries the deliveries.
+#[tokio::test]
+async fn endpoint_access_from_the_command_line() {
+    let server = Server::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let proxy =
+        crate::proxy::TestProxy::start(crate::proxy::Kind::Connect, Some(("cli", "pr0xy-pw")))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let identity = rcgen::generate_simple_self_signed(vec!["posthorn-client".into()]).unwrap();
+    let certificate = write("client.pem", &identity.cert.pem());
+    let key = write("client.key", &identity.key_pair.serialize_pem());
+    let secret = write("secret", "cl1ent-s3cret\n");
+    let proxy_url = write(
+        "proxy",
+        &format!("http://cli:pr0xy-pw@127.0.0.1:{}\n", proxy.port),
+    );
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let run = cli(
+        &server,
+        &[
+            "subscriptions",
+            "create",
+            "--target-url",
+            &by_name,
+            "--events",
+            "locked",
+            "--proxy",
+            &format!("@{proxy_url}"),
+            "--client-certificate",
+            &certificate,
+            "--client-key",
+            &key,
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("client certificate: expires "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "proxy:   http://cli:********@127.0.0.1:{}",
+            proxy.port
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("pr0xy-pw") && !run.stdout.contains("PRIVATE KEY"),
+        "{}",
+        run.stdout
+    );
+    let id = run
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sub_"))
+        .unwrap()
+        .to_owned();
+
+    // The deliveries go through the proxy the flag named.
+    server
+        .api()
+        .publish(json!({"name": "locked", "data": {}}))
+        .await;
+    wait_for(Duration::from_secs(15), "the delivery", || async {
+        receiver.hits().into_iter().next()
+    })
+    .await;
+    assert_eq!(proxy.asked(), [format!("localhost:{}", receiver.port())]);
+
+    // OAuth2 added by `update`, the secret from a file; the proxy and the certificate kept.
+    let run = cli(
+        &server,
+        &[
+            "subscriptions",
+            "update",
+            &id,
+            "--oauth2-token-url",
+            "https://sso.example.com/token",
+            "--oauth2-client-id",
+            "posthorn",
+            "--oauth2-client-secret",
+            &format!("@{secret}"),
+            "--oauth2-scope",
+            "webhooks",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "oauth2:  client posthorn at https://sso.example.com/token (secret write-only)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("cl1ent-s3cret"), "{}", run.stdout);
+    let shown = cli(&server, &["subscriptions", "--json", "show", &id])
+        .await
+        .json();
+    let config = &shown["config"];
+    assert_eq!(config["oauth2"]["client_secret"], "********", "{config}");
+    assert_eq!(config["oauth2"]["scope"], "webhooks", "{config}");
+    assert_eq!(
+        config["client_certificate"]["private_key"], "********",
+        "{config}"
+    );
+    assert!(
+        config["proxy"].as_str().unwrap().contains("********"),
+        "{config}"
+    );
+    assert!(shown["credential_expires_at"].is_string(), "{shown}");
+    let holding = server.database_files_holding("cl1ent-s3cret");
+    assert!(holding.is_empty(), "the client secret in {holding:?}");
+
+    // A flag's mistake is the server's answer, on the field.
+    let run = cli(
+        &server,
+        &["subscriptions", "update", &id, "--proxy", "ftp://x:1"],
+    )
+    .await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("config.proxy"), "{}", run.stderr);
+    let run = cli(&server, &["subscriptions", "update", &id]).await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("--set"), "{}", run.stderr);
+}

@@ -16,20 +16,20 @@ use crate::util::{wait_for, Receiver, Server, ServerOptions};
 /// A proxy on loopback that tunnels to whatever it is asked for, recording each ask as
 /// `host:port` (the name, or the address, as the client sent it).
 #[derive(Clone)]
-struct TestProxy {
-    port: u16,
+pub(crate) struct TestProxy {
+    pub port: u16,
     asked: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Connect,
     Socks5,
 }
 
 impl TestProxy {
     /// A proxy of `kind` that demands `credentials` (user, password) when given.
-    async fn start(kind: Kind, credentials: Option<(&'static str, &'static str)>) -> Self {
+    pub async fn start(kind: Kind, credentials: Option<(&'static str, &'static str)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let asked = Arc::new(Mutex::new(Vec::new()));
@@ -51,7 +51,7 @@ impl TestProxy {
         Self { port, asked }
     }
 
-    fn asked(&self) -> Vec<String> {
+    pub fn asked(&self) -> Vec<String> {
         self.asked.lock().unwrap().clone()
     }
 }
