@@ -976,3 +976,130 @@ async fn cookie_sessions_over_http() {
         .log()
         .contains(app["client_secret"].as_str().unwrap()));
 }
+
+/// The endpoint's access in the form: a proxy with credentials and a client certificate set in
+/// fields of their own, not in the JSON; the deliveries go through that proxy; the subscription's
+/// page says what it uses; editing shows the secrets' fields empty ("unchanged") and saving
+/// without touching them keeps them.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn endpoint_access_is_set_in_fields_of_its_own() {
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let receiver = Receiver::start().await;
+    let proxy =
+        crate::proxy::TestProxy::start(crate::proxy::Kind::Connect, Some(("ui", "d4sh-pw"))).await;
+    let identity = rcgen::generate_simple_self_signed(vec!["posthorn-client".into()]).unwrap();
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&server.base).await;
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions/new", server.base))
+        .await
+        .unwrap();
+    b.fill("input[name=name]", "Behind a proxy").await;
+    b.fill("input[name=events]", "locked").await;
+    let config = b
+        .client
+        .find(Locator::Css("textarea[name=config]"))
+        .await
+        .unwrap();
+    config.clear().await.unwrap();
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    config
+        .send_keys(&json!({ "url": by_name }).to_string())
+        .await
+        .unwrap();
+    b.fill(
+        "#endpoint-access input[name=proxy]",
+        &format!("http://ui:d4sh-pw@127.0.0.1:{}", proxy.port),
+    )
+    .await;
+    b.fill(
+        "#endpoint-access textarea[name=client_certificate]",
+        &identity.cert.pem(),
+    )
+    .await;
+    b.fill(
+        "#endpoint-access textarea[name=client_key]",
+        &identity.key_pair.serialize_pem(),
+    )
+    .await;
+    b.screenshot("endpoint-access").await;
+    b.click("form button[type=submit]").await;
+    let summary = b.wait_text("#access-summary", "through the proxy").await;
+    assert!(summary.contains("client certificate"), "{summary}");
+    assert!(!summary.contains("d4sh-pw"), "{summary}");
+    let id = wait_for(Duration::from_secs(5), "the subscription", || async {
+        let list = api.get("/v1/subscriptions?limit=10").await.body;
+        list["items"].as_array()?.iter().find_map(|s| {
+            (s["name"] == "Behind a proxy").then(|| s["id"].as_str().unwrap().to_owned())
+        })
+    })
+    .await;
+    let stored = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+    assert_eq!(
+        stored["config"]["client_certificate"]["private_key"], "********",
+        "{stored}"
+    );
+
+    api.publish(json!({"name": "locked", "data": {"n": 1}}))
+        .await;
+    wait_for(Duration::from_secs(15), "the first delivery", || async {
+        receiver.hits().into_iter().next()
+    })
+    .await;
+    assert_eq!(proxy.asked().len(), 1, "through the proxy");
+
+    // Edit: the secrets' fields are empty and say so; the JSON does not hold them; saved as is,
+    // the proxy's password and the key are kept.
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions/{id}/edit", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#endpoint-access", "Proxy").await;
+    let key = b
+        .client
+        .find(Locator::Css("textarea[name=client_key]"))
+        .await
+        .unwrap();
+    assert_eq!(key.prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(key
+        .attr("placeholder")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .contains("unchanged"));
+    let json_config = b
+        .client
+        .find(Locator::Css("textarea[name=config]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        !json_config.contains("proxy") && !json_config.contains("client_certificate"),
+        "{json_config}"
+    );
+    b.fill("input[name=events]", ", locked.again").await;
+    b.click("form button[type=submit]").await;
+    b.wait_text("main", "locked.again").await;
+    let stored = api.get(&format!("/v1/subscriptions/{id}")).await.body;
+    assert_eq!(
+        stored["config"]["client_certificate"]["private_key"], "********",
+        "{stored}"
+    );
+    api.publish(json!({"name": "locked.again", "data": {"n": 2}}))
+        .await;
+    wait_for(Duration::from_secs(15), "the second delivery", || async {
+        (receiver.hits().len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.asked().len(), 2, "the proxy's password was kept");
+    let holding = server.database_files_holding("d4sh-pw");
+    assert!(holding.is_empty(), "the proxy's password in {holding:?}");
+}

@@ -259,6 +259,57 @@ function firstSteps() {
     h("p", {}, "Then publish an event to it: ", h("code", { text: "POST /v1/events" }), " (", link("/docs", "the API"), ")."));
 }
 
+// The endpoint's access of an `http` subscription (OAuth2, a client certificate, a proxy): fields
+// of their own, kept out of the JSON config and merged back into it on save. Secrets are
+// write-only: their field starts empty, and left empty keeps the one stored (the masked value
+// the server showed goes back, which it reads as "unchanged").
+const ACCESS_KEYS = ["oauth2", "client_certificate", "proxy"];
+
+function accessFields(config) {
+  const o = config.oauth2 || {};
+  const c = config.client_certificate || {};
+  const unchanged = "unchanged (write-only)";
+  const f = {
+    token_url: h("input", { name: "oauth2_token_url", type: "url", value: o.token_url || "", placeholder: "https://sso.example.com/oauth2/token" }),
+    client_id: h("input", { name: "oauth2_client_id", value: o.client_id || "" }),
+    client_secret: h("input", { name: "oauth2_client_secret", type: "password", autocomplete: "new-password", placeholder: o.client_secret ? unchanged : "" }),
+    scope: h("input", { name: "oauth2_scope", value: o.scope || "" }),
+    audience: h("input", { name: "oauth2_audience", value: o.audience || "" }),
+    client_auth: h("select", { name: "oauth2_client_auth" }, [["basic", "HTTP Basic"], ["form", "form fields"]].map(([v, t]) => h("option", { value: v, selected: (o.client_auth || "basic") === v, text: t }))),
+    certificate: h("textarea", { name: "client_certificate", placeholder: "-----BEGIN CERTIFICATE-----" }),
+    private_key: h("textarea", { name: "client_key", placeholder: c.private_key ? unchanged : "-----BEGIN PRIVATE KEY-----" }),
+    proxy: h("input", { name: "proxy", value: config.proxy || "", placeholder: "http://proxy.internal:3128 or socks5://…" }),
+  };
+  f.certificate.value = c.certificate || "";
+  // What goes into the config: each part set, or null to remove one that was there.
+  f.read = () => {
+    const out = {};
+    const v = (el) => el.value.trim();
+    if (v(f.token_url) || v(f.client_id) || v(f.client_secret)) {
+      out.oauth2 = { token_url: v(f.token_url), client_id: v(f.client_id), client_secret: v(f.client_secret) || o.client_secret || "", client_auth: f.client_auth.value };
+      if (v(f.scope)) out.oauth2.scope = v(f.scope);
+      if (v(f.audience)) out.oauth2.audience = v(f.audience);
+    } else if (config.oauth2) out.oauth2 = null;
+    if (v(f.certificate)) out.client_certificate = { certificate: f.certificate.value, private_key: f.private_key.value.trim() ? f.private_key.value : (c.private_key || "") };
+    else if (config.client_certificate) out.client_certificate = null;
+    if (v(f.proxy)) out.proxy = v(f.proxy);
+    else if (config.proxy) out.proxy = null;
+    return out;
+  };
+  f.fieldset = h("fieldset.card", { id: "endpoint-access" },
+    h("legend", { text: "Endpoint access (http)" }),
+    h("p.muted", { text: "For receivers behind OAuth2, mutual TLS or a proxy (docs/delivery.md says how each works). Secrets are write-only: left empty, the stored one is kept." }),
+    h("h3", { text: "OAuth2 client credentials" }),
+    h("label", {}, "Token URL", f.token_url), h("label", {}, "Client id", f.client_id),
+    h("label", {}, "Client secret", f.client_secret), h("label", {}, "Scope (optional)", f.scope),
+    h("label", {}, "Audience (optional)", f.audience), h("label", {}, "Client authentication", f.client_auth),
+    h("h3", { text: "Client certificate (mutual TLS)" }),
+    h("label", {}, "Certificate (PEM, the leaf first)", f.certificate), h("label", {}, "Private key (PEM)", f.private_key),
+    h("h3", { text: "Proxy" }),
+    h("label", {}, "Proxy URL (instead of the server's --egress-proxy)", f.proxy));
+  return f;
+}
+
 async function subscriptionForm(id) {
   const existing = id ? await api("GET", "/v1/subscriptions/" + encodeURIComponent(id)) : null;
   const services = await api("GET", "/v1/services").catch(() => ({ items: [{ name: "http" }] }));
@@ -269,13 +320,25 @@ async function subscriptionForm(id) {
     events: h("input", { name: "events", required: true, value: existing ? existing.events.join(", ") : "", placeholder: "order.paid, invoice.*" }),
     filter: h("input", { name: "filter", value: existing && existing.filter ? existing.filter : "", placeholder: "amount > 100 and currency = \"EUR\"" }),
   };
-  f.config.value = JSON.stringify(existing ? existing.config : { url: "https://" }, null, 2);
+  const stored = existing ? existing.config : {};
+  const shown = existing ? { ...existing.config } : { url: "https://" };
+  for (const k of ACCESS_KEYS) delete shown[k];
+  f.config.value = JSON.stringify(shown, null, 2);
+  const access = accessFields(existing && existing.service === "http" ? stored : {});
+  const showAccess = () => { access.fieldset.hidden = f.service.value !== "http"; };
+  f.service.addEventListener("change", showAccess);
+  showAccess();
   const err = h("div");
   const submit = async (ev) => {
     ev.preventDefault();
     err.replaceChildren();
     let config;
     try { config = JSON.parse(f.config.value); } catch (e) { err.replaceChildren(problem(new ApiError(0, { title: "The config is not JSON", detail: e.message }))); return; }
+    if (f.service.value === "http" && config && typeof config === "object") {
+      for (const [k, v] of Object.entries(access.read())) {
+        if (v === null) { if (existing) config[k] = null; } else config[k] = v;
+      }
+    }
     const body = {
       name: f.name.value, service: f.service.value, config,
       events: f.events.value.split(",").map((s) => s.trim()).filter(Boolean),
@@ -294,9 +357,20 @@ async function subscriptionForm(id) {
       h("label", {}, "Name", f.name),
       h("label", {}, "Service", f.service),
       h("label", {}, "Config (JSON; for http: url, method, headers, content_type, body…)", f.config),
+      access.fieldset,
       h("label", {}, "Events (names or patterns, comma-separated)", f.events),
       h("label", {}, "Filter (optional)", f.filter),
       h("div.actions", {}, h("button", { type: "submit", text: existing ? "Save" : "Create" }), link(existing ? "#/subscriptions/" + encodeURIComponent(id) : "#/subscriptions", "Cancel"))));
+}
+
+// What gets the subscription past a locked-down receiver, in words (secrets never shown).
+function accessSummary(s) {
+  const c = s.config || {};
+  const parts = [];
+  if (c.oauth2) parts.push("OAuth2 client " + c.oauth2.client_id + " at " + c.oauth2.token_url);
+  if (c.client_certificate) parts.push("client certificate" + (s.credential_expires_at ? " (expires " + new Date(s.credential_expires_at).toLocaleDateString() + ")" : ""));
+  if (c.proxy) parts.push("through the proxy " + c.proxy);
+  return parts.join("; ");
 }
 
 async function subscriptionPage(id, params) {
@@ -326,6 +400,7 @@ async function subscriptionPage(id, params) {
       h("dt", { text: "Config" }), h("dd", {}, pretty(s.config)),
       h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""),
       h("dt", { text: "Failing since" }), h("dd", { id: "failing-since", text: s.failing_since ? when(s.failing_since) : "—" }),
+      ...(accessSummary(s) ? [h("dt", { text: "Endpoint access" }), h("dd", { id: "access-summary", text: accessSummary(s) })] : []),
       ...(s.credential_expires_at ? [h("dt", { text: "Certificate expires" }), h("dd", { id: "credential-expires", text: when(s.credential_expires_at) })] : []))),
     h("div.actions", {},
       s.status === "active"
