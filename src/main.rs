@@ -60,7 +60,7 @@ enum Command {
         args: cli::publish::PublishArgs,
     },
     /// Manage subscriptions
-    Subscriptions(ClientCommand<cli::resources::Subscriptions>),
+    Subscriptions(Box<ClientCommand<cli::resources::Subscriptions>>),
     /// Read delivery logs, retry deliveries
     Deliveries(ClientCommand<cli::resources::Deliveries>),
     /// Queue a subscription's dead deliveries again

@@ -100,6 +100,7 @@ fn request(name: String, data: &Value, id: Option<String>) -> Result<PublishRequ
         occurred_at: None,
         tenant: None,
         attributes: Default::default(),
+        ordering_key: None,
     })
 }
 

@@ -72,6 +72,7 @@ mod faults;
 mod fluidsurveys;
 mod network;
 mod operating;
+mod ordering;
 mod plugins;
 mod proxy;
 mod resilience;

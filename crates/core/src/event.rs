@@ -112,7 +112,15 @@ pub struct PublishRequest {
     /// they are not part of the payload.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
+    /// Its ordering key (1–256 characters): subscriptions with `ordered: "key"` (and no
+    /// `order_key` path of their own) deliver the events of one key in publish order, one at a
+    /// time, and different keys in parallel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
+
+/// The longest `ordering_key` a publisher may give, in characters.
+pub const MAX_ORDERING_KEY: usize = 256;
 
 /// An event as stored: what every front published, and what every delivery service sends.
 #[derive(Debug, Clone)]

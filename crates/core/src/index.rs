@@ -60,6 +60,9 @@ pub struct SubscriptionIndex {
     /// subscriptions share it.
     filters: Vec<Filter>,
     filter_slots: HashMap<String, usize>,
+    /// Whether some subscription has been indexed with `ordered: "key"` (then events get their
+    /// ordering keys computed; never reset, like `overlapping`).
+    keyed: bool,
 }
 
 impl SubscriptionIndex {
@@ -156,6 +159,7 @@ impl SubscriptionIndex {
             compiled,
             filter_slot,
         });
+        self.keyed |= entry.sub.spec.ordered == crate::subscription::Order::Key;
         if entry.sub.is_active() {
             self.overlapping |= entry.compiled.patterns.len() > 1;
             for p in &entry.compiled.patterns {
@@ -246,6 +250,45 @@ impl SubscriptionIndex {
             ids.dedup();
         }
         ids
+    }
+
+    /// The ordering key of each of `ids` (subscriptions this event matched) for this event: for
+    /// those with `ordered: "key"`, their `order_key` path's value, else the event's own
+    /// `ordering_key`; `None` for the others, and for an event without a key (it is then not
+    /// held back by any other). Empty when no subscription of the index orders by key, the
+    /// common case, which costs nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn order_keys<'d>(
+        &self,
+        ids: &[SubscriptionId],
+        name: &str,
+        id: &str,
+        origin: Option<&str>,
+        attributes: &crate::event::Attributes,
+        ordering_key: Option<&str>,
+        data: impl Fn() -> &'d Value,
+    ) -> Vec<Option<String>> {
+        if !self.keyed {
+            return Vec::new();
+        }
+        ids.iter()
+            .map(|sid| {
+                let e = self.by_id.get(sid)?;
+                if e.sub.spec.ordered != crate::subscription::Order::Key {
+                    return None;
+                }
+                match &e.compiled.order_key {
+                    Some(path) => path.key(&EventView {
+                        name,
+                        id,
+                        origin,
+                        attributes,
+                        data: data(),
+                    }),
+                    None => ordering_key.map(str::to_owned),
+                }
+            })
+            .collect()
     }
 }
 

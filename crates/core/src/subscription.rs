@@ -43,9 +43,85 @@ pub struct SubscriptionSpec {
     pub rate_limit_per_s: Option<u32>,
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u32,
+    /// `true`: one delivery at a time, in publish order; `"key"`: in publish order per ordering
+    /// key, different keys in parallel; `false` (the default): in parallel.
     #[serde(default)]
-    pub ordered: bool,
+    pub ordered: Order,
+    /// With `ordered: "key"`: the path (filter language) of the event's ordering key, e.g.
+    /// `order.id` or `$event.attributes.customer`; without it, the event's `ordering_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
 }
+
+/// How a subscription orders its deliveries: `false`, `true` or `"key"` in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// In parallel, within `max_in_flight` (`false`).
+    #[default]
+    Unordered,
+    /// One at a time, in publish order (`true`).
+    All,
+    /// In publish order per ordering key, different keys in parallel (`"key"`).
+    Key,
+}
+
+impl Order {
+    pub fn is_unordered(&self) -> bool {
+        *self == Self::Unordered
+    }
+}
+
+impl Serialize for Order {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Unordered => s.serialize_bool(false),
+            Self::All => s.serialize_bool(true),
+            Self::Key => s.serialize_str("key"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Order {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Order;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"key\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Order, E> {
+                Ok(if v { Order::All } else { Order::Unordered })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Order, E> {
+                match v {
+                    "key" => Ok(Order::Key),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl utoipa::PartialSchema for Order {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["key"])),
+            )
+            .description(Some(
+                "`true`: one delivery at a time, in publish order; `\"key\"`: in publish order \
+                 per ordering key, keys in parallel; `false`: in parallel",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Order {}
 
 fn yes() -> bool {
     true
@@ -70,6 +146,8 @@ pub struct Compiled {
     /// The `config`, checked by its service: what attempts go through.
     pub target: Arc<dyn Target>,
     pub retry: RetryPolicy,
+    /// With `ordered: "key"` and an `order_key`: that path, parsed.
+    pub order_key: Option<crate::filter::KeyPath>,
 }
 
 /// The longest retry schedule accepted, and the longest single wait (one week).
@@ -81,7 +159,7 @@ pub const MAX_RATE_LIMIT_PER_S: u32 = 1_000_000;
 
 impl SubscriptionSpec {
     /// The fields a subscription has, and those it must have.
-    pub const FIELDS: [&'static str; 11] = [
+    pub const FIELDS: [&'static str; 12] = [
         "name",
         "service",
         "config",
@@ -93,6 +171,7 @@ impl SubscriptionSpec {
         "rate_limit_per_s",
         "max_in_flight",
         "ordered",
+        "order_key",
     ];
     pub const REQUIRED: [&'static str; 4] = ["name", "service", "config", "events"];
 
@@ -187,6 +266,20 @@ impl SubscriptionSpec {
         if !(1..=10_000).contains(&self.max_in_flight) {
             errors.add("max_in_flight", "must be 1 to 10000");
         }
+        let order_key = match (&self.order_key, self.ordered) {
+            (None, _) => None,
+            (Some(_), Order::Unordered | Order::All) => {
+                errors.add("order_key", "orders by key only with \"ordered\": \"key\"");
+                None
+            }
+            (Some(path), Order::Key) => match crate::filter::KeyPath::parse(path) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    errors.add("order_key", e.to_string());
+                    None
+                }
+            },
+        };
         errors.finish()?;
         let Some(target) = target else {
             // Unreachable: a missing target recorded an error.
@@ -201,6 +294,7 @@ impl SubscriptionSpec {
                 .as_ref()
                 .map(|r| RetryPolicy::new(r.schedule_s.clone()))
                 .unwrap_or_default(),
+            order_key,
         })
     }
 }
@@ -296,8 +390,8 @@ mod tests {
         assert_eq!(
             named,
             [
-                ("confg", "is not a field here; did you mean `config`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`)"),
-                ("event", "is not a field here; did you mean `events`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`)"),
+                ("confg", "is not a field here; did you mean `config`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`, `order_key`)"),
+                ("event", "is not a field here; did you mean `events`? (expected one of `name`, `service`, `config`, `events`, `filter`, `metadata`, `enabled`, `retry`, `rate_limit_per_s`, `max_in_flight`, `ordered`, `order_key`)"),
                 ("config", "missing field `config`"),
                 ("events", "missing field `events`"),
             ]

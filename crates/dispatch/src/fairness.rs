@@ -319,7 +319,7 @@ impl<T> Fairness<T> {
     pub fn admit(&self, sub: &Subscription, item: T) -> Admit<T> {
         let limits = Limits {
             max_in_flight: sub.spec.max_in_flight,
-            ordered: sub.spec.ordered,
+            ordered: sub.spec.ordered == posthorn_core::subscription::Order::All,
             rate: sub.spec.rate_limit_per_s,
         };
         let mut inner = self.lock();

@@ -80,6 +80,8 @@ pub fn request(
         occurred_at: None,
         tenant: None,
         attributes,
+        // A header becomes an attribute: `order_key: "$event.attributes.NAME"` orders by it.
+        ordering_key: None,
     })
 }
 

@@ -43,21 +43,42 @@ impl Store {
         })
     }
 
-    /// For ordered subscriptions: when the earliest pending delivery of an event published before
-    /// `event_seq` is due, if there is one (it must go first).
+    /// For ordered subscriptions: the pending deliveries of events published before
+    /// `event_seq` (of `key` only, when the subscription orders by key), which must go first.
     pub async fn pending_before(
         &self,
         subscription_id: &str,
         event_seq: i64,
-    ) -> Result<Option<Millis>> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) AS due FROM deliveries \
-             WHERE subscription_id = $1 AND status = 'pending' AND event_seq < $2",
-        )
-        .bind(subscription_id)
-        .bind(event_seq)
-        .fetch_one(&self.0.read)
-        .await?;
-        get(&row, "due")
+        key: Option<&str>,
+    ) -> Result<Option<Ahead>> {
+        let by_key = if key.is_some() {
+            " AND order_key = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT MIN(next_attempt_at) AS due, COUNT(lease) AS in_flight FROM deliveries \
+             WHERE subscription_id = $1 AND status = 'pending' AND event_seq < $2{by_key}"
+        );
+        let mut q = sqlx::query(&sql).bind(subscription_id).bind(event_seq);
+        if let Some(key) = key {
+            q = q.bind(key);
+        }
+        let row = q.fetch_one(&self.0.read).await?;
+        let due: Option<Millis> = get(&row, "due")?;
+        let in_flight: i64 = get(&row, "in_flight")?;
+        Ok(due.map(|due| Ahead {
+            due,
+            in_flight: in_flight != 0,
+        }))
     }
+}
+
+/// Deliveries that must go before one of an ordered subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    /// When the earliest of them is due (for one in flight: the end of its lease).
+    pub due: Millis,
+    /// Whether one of them is being attempted (it may end at any moment).
+    pub in_flight: bool,
 }

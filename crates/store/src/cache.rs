@@ -123,6 +123,23 @@ impl SubscriptionCache {
             .matching_with(name, id, origin, attributes, tenant, data)
     }
 
+    /// Each of `ids`' ordering key for this event (see [`SubscriptionIndex::order_keys`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn order_keys<'d>(
+        &self,
+        ids: &[posthorn_core::SubscriptionId],
+        name: &str,
+        id: &str,
+        origin: Option<&str>,
+        attributes: &posthorn_core::event::Attributes,
+        ordering_key: Option<&str>,
+        data: impl Fn() -> &'d serde_json::Value,
+    ) -> Vec<Option<String>> {
+        self.current()
+            .index
+            .order_keys(ids, name, id, origin, attributes, ordering_key, data)
+    }
+
     /// The event names this process's active subscriptions ask for (see
     /// [`SubscriptionIndex::wanted_names`]).
     pub fn wanted_names(&self) -> posthorn_core::index::WantedNames {

@@ -54,6 +54,9 @@ pub struct NewEvent {
     pub data: String,
     pub occurred_at: Millis,
     pub subscriptions: Vec<posthorn_core::SubscriptionId>,
+    /// Each subscription's ordering key for this event, in the order of `subscriptions`; empty
+    /// when no subscription orders by key.
+    pub order_keys: Vec<Option<String>>,
 }
 
 impl NewEvent {
@@ -154,7 +157,8 @@ pub(crate) async fn insert_events(
         let delivery_ids: Vec<DeliveryId> =
             e.subscriptions.iter().map(|_| DeliveryId::new()).collect();
         let mut stored: Option<Arc<StoredEvent>> = None;
-        for (sub, id) in e.subscriptions.iter().zip(&delivery_ids) {
+        for (i, (sub, id)) in e.subscriptions.iter().zip(&delivery_ids).enumerate() {
+            let key = e.order_keys.get(i).and_then(Option::as_deref);
             let leased = room > 0 && handoff.is_some_and(|h| h.takes(sub));
             if leased {
                 room -= 1;
@@ -164,11 +168,17 @@ pub(crate) async fn insert_events(
                     subscription_id: sub.clone(),
                     attempts: 0,
                     event: event.clone(),
+                    order_key: key.map(str::to_owned),
                 });
             } else {
                 queued = true;
             }
-            rows.push(Row { seq, sub, leased });
+            rows.push(Row {
+                seq,
+                sub,
+                key,
+                leased,
+            });
         }
         out.push(Some(Published {
             id: e.id.clone(),
@@ -185,12 +195,12 @@ pub(crate) async fn insert_events(
         .flatten()
         .flat_map(|p| p.delivery_ids.iter().map(DeliveryId::as_str));
     let rows: Vec<(Row<'_>, &str)> = rows.into_iter().zip(ids).collect();
-    for chunk in backend.statement_chunks(&rows, 7) {
+    for chunk in backend.statement_chunks(&rows, 8) {
         let sql = backend.statement("insert deliveries", chunk.len(), || {
-            let values = value_rows(chunk.len(), 7, 1, ", 'pending', 0");
+            let values = value_rows(chunk.len(), 8, 1, ", 'pending', 0");
             format!(
                 "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
-                 created_at, updated_at, status, attempts) VALUES {values}"
+                 created_at, updated_at, order_key, status, attempts) VALUES {values}"
             )
         });
         let mut q = sqlx::query(&sql);
@@ -207,7 +217,8 @@ pub(crate) async fn insert_events(
                 .bind(due)
                 .bind(lease)
                 .bind(now)
-                .bind(now);
+                .bind(now)
+                .bind(r.key);
         }
         q.execute(&mut *conn).await?;
     }
@@ -309,6 +320,8 @@ async fn insert_event_rows(
 struct Row<'a> {
     seq: i64,
     sub: &'a str,
+    /// Its ordering key (`ordered: "key"`).
+    key: Option<&'a str>,
     /// Leased to the handoff, rather than due.
     leased: bool,
 }

@@ -84,7 +84,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
 pub use applications::{Application, CredentialsRefused, TokenGrant};
-pub use backlog::QueueDepth;
+pub use backlog::{Ahead, QueueDepth};
 pub use cache::SubscriptionCache;
 pub use circuits::Health;
 pub use dialect::Backend;

@@ -126,6 +126,12 @@ impl Publisher {
                 errors.add(at("tenant"), "must be an application id");
             }
         }
+        if let Some(key) = &req.ordering_key {
+            let n = key.chars().count();
+            if n == 0 || n > posthorn_core::event::MAX_ORDERING_KEY {
+                errors.add(at("ordering_key"), "must be 1 to 256 characters");
+            }
+        }
         for (field, message) in attribute_faults(&req.attributes) {
             errors.add(format!("{}{field}", at("attributes")), message);
         }
@@ -142,6 +148,15 @@ impl Publisher {
             req.tenant.as_deref(),
             data,
         );
+        let order_keys = self.subscriptions.order_keys(
+            &subscriptions,
+            &req.name,
+            &id,
+            req.origin.as_deref(),
+            &req.attributes,
+            req.ordering_key.as_deref(),
+            data,
+        );
         if unreadable.get() {
             return Err(Invalid::one(at("data"), "cannot be read as JSON"));
         }
@@ -155,6 +170,7 @@ impl Publisher {
             attributes: req.attributes,
             occurred_at,
             subscriptions,
+            order_keys,
         })
     }
 
@@ -270,5 +286,6 @@ fn system_event(
         data: data.to_string(),
         occurred_at: now_ms(),
         subscriptions,
+        order_keys: Vec::new(),
     }
 }

@@ -28,6 +28,8 @@ pub struct Claimed {
     pub attempts: i64,
     /// Shared by the deliveries of one event claimed together.
     pub event: std::sync::Arc<StoredEvent>,
+    /// Its ordering key, when its subscription orders by key and the event has one.
+    pub order_key: Option<String>,
 }
 
 /// One attempt as logged.
@@ -189,7 +191,7 @@ impl Store {
             "UPDATE deliveries SET next_attempt_at = $1, lease = $2 WHERE id IN (\
                SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3\
                {skipping} ORDER BY next_attempt_at LIMIT {limit}{lock}) \
-             RETURNING id, event_seq, subscription_id, attempts"
+             RETURNING id, event_seq, subscription_id, attempts, order_key"
         );
         let mut query = sqlx::query(&sql).bind(now + lease_ms).bind(owner).bind(now);
         if !skip.is_empty() {
@@ -236,6 +238,7 @@ impl Store {
                 subscription_id: get_id(row, "subscription_id")?,
                 attempts: get(row, "attempts")?,
                 event: event.clone(),
+                order_key: get(row, "order_key")?,
             });
         }
         Ok(claimed)

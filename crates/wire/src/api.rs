@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use posthorn_core::subscription::{DisabledReason, RetrySpec, SubscriptionSpec};
+use posthorn_core::subscription::{DisabledReason, Order, RetrySpec, SubscriptionSpec};
 use posthorn_core::validation::FieldError;
 use posthorn_core::{AttemptOutcome, DeliveryId, DeliveryStatus, SubscriptionId};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,11 @@ pub struct SubscriptionView {
     pub retry: Option<RetrySpec>,
     pub rate_limit_per_s: Option<u32>,
     pub max_in_flight: u32,
-    pub ordered: bool,
+    pub ordered: Order,
+    /// With `ordered: "key"`: the path of the event's ordering key (else the event's
+    /// `ordering_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
     pub status: SubscriptionStatus,
     pub disabled_reason: Option<DisabledReason>,
     /// The signing secret: shown on create and on rotation only.
@@ -113,6 +117,7 @@ impl SubscriptionView {
             rate_limit_per_s,
             max_in_flight,
             ordered,
+            order_key,
         } = spec;
         let SubscriptionState {
             id,
@@ -140,6 +145,7 @@ impl SubscriptionView {
             rate_limit_per_s,
             max_in_flight,
             ordered,
+            order_key,
             status,
             disabled_reason,
             secret,
@@ -165,6 +171,7 @@ impl SubscriptionView {
             rate_limit_per_s: self.rate_limit_per_s,
             max_in_flight: self.max_in_flight,
             ordered: self.ordered,
+            order_key: self.order_key.clone(),
         }
     }
 }

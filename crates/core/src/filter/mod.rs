@@ -152,6 +152,63 @@ impl Filter {
     }
 }
 
+/// The longest ordering key kept as it is, in bytes; a longer one is kept as its SHA-256.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A path of the filter language that names an event's ordering key (`order.id`,
+/// `$event.attributes.customer`): what a subscription with `ordered: "key"` orders by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPath(Path);
+
+impl KeyPath {
+    /// Parses a path as the filter language writes one.
+    pub fn parse(src: &str) -> Result<Self, ParseError> {
+        const LEAD: &str = "exists ";
+        let not_a_path = || ParseError {
+            column: 1,
+            message: "must be one path, such as order.id or $event.attributes.customer".into(),
+        };
+        if src.trim().is_empty() {
+            return Err(not_a_path());
+        }
+        let filter = Filter::parse(&format!("{LEAD}{src}")).map_err(|e| ParseError {
+            column: e.column.saturating_sub(LEAD.len()).max(1),
+            message: e.message,
+        })?;
+        match filter.expr {
+            Expr::Exists(path) => Ok(Self(path)),
+            _ => Err(not_a_path()),
+        }
+    }
+
+    /// The key of `event`: a string as it is, any other value as its JSON text; `None` when the
+    /// path is missing or null. A key longer than [`MAX_KEY_BYTES`] is its SHA-256, in hex.
+    pub fn key(&self, event: &EventView<'_>) -> Option<String> {
+        let key = match resolve_path(&self.0, event)? {
+            V::Str(s) => s.to_owned(),
+            V::Json(Value::String(s)) => s.clone(),
+            V::Null | V::Json(Value::Null) => return None,
+            V::Json(other) => other.to_string(),
+        };
+        Some(bounded_key(key))
+    }
+}
+
+/// `key` as kept: itself up to [`MAX_KEY_BYTES`], else `sha256:` and its digest in hex.
+pub fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_KEY_BYTES {
+        return key;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
@@ -591,5 +648,32 @@ mod tests {
         assert!(Filter::parse(&deep).is_err());
         let nots = format!("{}a = 1", "not ".repeat(500));
         assert!(Filter::parse(&nots).is_err());
+    }
+
+    #[test]
+    fn key_paths_read_one_value_as_the_ordering_key() {
+        let data = json!({"order": {"id": 42, "ref": "A-1", "none": null, "tags": ["x"]}});
+        let mut attributes = crate::event::Attributes::new();
+        attributes.insert("customer".into(), "c-7".into());
+        let view = EventView {
+            name: "order.paid",
+            id: "evt_1",
+            origin: None,
+            attributes: &attributes,
+            data: &data,
+        };
+        let key = |p: &str| KeyPath::parse(p).unwrap().key(&view);
+        assert_eq!(key("order.id").as_deref(), Some("42"));
+        assert_eq!(key("order.ref").as_deref(), Some("A-1"));
+        assert_eq!(key("order.tags").as_deref(), Some("[\"x\"]"));
+        assert_eq!(key("$event.attributes.customer").as_deref(), Some("c-7"));
+        assert_eq!(key("order.none"), None);
+        assert_eq!(key("order.missing"), None);
+        for bad in ["", "order.id = 1", "order.id or x", "order..id"] {
+            assert!(KeyPath::parse(bad).is_err(), "{bad}");
+        }
+        let long = bounded_key("k".repeat(MAX_KEY_BYTES + 1));
+        assert!(long.starts_with("sha256:") && long.len() == 71, "{long}");
+        assert_eq!(bounded_key("k".repeat(MAX_KEY_BYTES)).len(), MAX_KEY_BYTES);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use posthorn_core::index::IndexedSubscription;
 use posthorn_core::service::{Attempt, Report, Verdict};
-use posthorn_core::subscription::Compiled;
+use posthorn_core::subscription::{Compiled, Order};
 use posthorn_core::time::now_ms;
 use posthorn_core::{AttemptOutcome, DeliveryStatus, Subscription, Visibility};
 use posthorn_core::{DeliveryId, SubscriptionId};
@@ -431,15 +431,18 @@ impl Dispatcher {
         if !sub.is_active() {
             return Some(hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into());
         }
-        if sub.spec.ordered {
-            // Deliveries of earlier events go first, retries included.
-            match self.store.pending_before(&sub.id, c.event.seq).await {
+        let ahead = match sub.spec.ordered {
+            Order::Unordered => None,
+            Order::All => Some(None),
+            // An event without a key waits for none.
+            Order::Key => c.order_key.as_deref().map(Some),
+        };
+        if let Some(key) = ahead {
+            // Deliveries of earlier events (of the same key) go first, retries included.
+            match self.store.pending_before(&sub.id, c.event.seq, key).await {
                 Ok(None) => {}
-                // Look again when the head is due, or within a second (while the head is in
-                // flight its due time is the end of its lease).
-                Ok(Some(due)) => {
-                    let now = now_ms();
-                    return Some(hold(c, due.clamp(now + 50, now + 1_000)).into());
+                Ok(Some(ahead)) => {
+                    return Some(hold(c, look_again(ahead, now_ms())).into());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot check the order of deliveries; will try again");
@@ -595,6 +598,19 @@ impl Dispatcher {
                 Ok(None)
             }
         }
+    }
+}
+
+/// When a delivery of an ordered subscription that waits behind `ahead` looks again: within a
+/// second while one ahead is in flight (it may end at any moment; its due time is the end of
+/// its lease), else when the earliest ahead is due (nothing ahead can end before), but within
+/// 30 s (a retry made now by hand moves it earlier). So a delivery waiting behind a failing one
+/// costs a claim every 30 s at most, or every second while the one ahead is being attempted.
+fn look_again(ahead: posthorn_store::Ahead, now: i64) -> i64 {
+    if ahead.in_flight {
+        ahead.due.clamp(now + 50, now + 1_000)
+    } else {
+        ahead.due.clamp(now + 50, now + 30_000)
     }
 }
 
