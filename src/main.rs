@@ -81,6 +81,13 @@ enum Command {
     EventTypes(ClientCommand<cli::resources::EventTypes>),
     /// Manage applications (OAuth2 clients; admin)
     Applications(ClientCommand<cli::resources::Applications>),
+    /// Follow a poll subscription's feed: print each event as it comes, and acknowledge it
+    Feed {
+        #[command(flatten)]
+        remote: cli::Remote,
+        #[command(flatten)]
+        args: cli::feed::FeedArgs,
+    },
     /// A local receiver: verifies each webhook's signature, prints it, optionally forwards it
     Listen(cli::listen::ListenArgs),
     /// Verify the signature of a saved request
@@ -168,6 +175,7 @@ fn run() -> anyhow::Result<ExitCode> {
             exit(runtime.block_on(cli::resources::applications(&c.remote, c.command)))
         }
         Command::Listen(args) => exit(runtime.block_on(cli::listen::listen(args))),
+        Command::Feed { remote, args } => exit(runtime.block_on(cli::feed::feed(&remote, args))),
         Command::Verify(_) | Command::Completions { .. } | Command::TemplateWorker => {
             Ok(ExitCode::SUCCESS)
         }

@@ -19,6 +19,7 @@ use posthorn_dispatch::service::broker::{AmqpService, NatsService};
 use posthorn_dispatch::service::email::EmailService;
 use posthorn_dispatch::service::http::{HttpService, Proxy};
 use posthorn_dispatch::service::plugin::PluginService;
+use posthorn_dispatch::service::poll::PollService;
 use posthorn_dispatch::{DispatchConfig, Dispatcher};
 use posthorn_ingest::board::SourceBoard;
 use posthorn_store::tally::SubscriptionTally;
@@ -416,6 +417,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     services.register(Arc::new(email));
     services.register(Arc::new(AmqpService::new(policy.clone(), sandbox.clone())));
     services.register(Arc::new(NatsService::new(policy, sandbox)));
+    services.register(Arc::new(PollService::default()));
     for plugin in &config.services {
         let service = PluginService::new(plugin.clone())?;
         tracing::info!(service = %plugin.name, command = ?plugin.command, "plugin service");

@@ -9,7 +9,9 @@
 //! 5. latency: publish-to-arrival at fixed rates;
 //! 6. failure storm: 1,000 subscriptions whose endpoint hangs, and 10 healthy ones;
 //! 7. memory: the server's resident set idle, with 100,000 pending deliveries, and with a million
-//!    held by open circuits.
+//!    held by open circuits;
+//! 8. order per key: events of many keys, interleaved, to a subscription with `ordered: "key"`,
+//!    against the same to one without order.
 //!
 //! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
 //! subscriptions and periodic SIGKILLs, then every event accounted for.
@@ -56,7 +58,7 @@ struct Args {
     /// Also deliver end to end to a RabbitMQ queue (the `amqp` service) at this broker
     #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
     amqp: Option<String>,
-    /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, memory)
+    /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, memory)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep each server's log in this directory
@@ -626,6 +628,62 @@ impl Bench {
         Ok(())
     }
 
+    /// Order per key: `keys × per_key` events, interleaved (each key's in publish order), in
+    /// batches of 1,000, to a subscription without order, then to one with `ordered: "key"`;
+    /// delivered per second each, from the first publish to the last arrival.
+    async fn keyed(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        let (keys, per_key) = if self.args.quick {
+            (200, 10)
+        } else {
+            (1000, 20)
+        };
+        let n = keys * per_key;
+        let mut rates = Vec::new();
+        for (i, more) in [json!({}), json!({"ordered": "key", "order_key": "k"})]
+            .into_iter()
+            .enumerate()
+        {
+            let path = format!("/keyed{i}-{}", server.run);
+            let name = format!("bench.keyed{i}");
+            let more = {
+                let mut m = more;
+                m["max_in_flight"] = json!(100);
+                m
+            };
+            server.subscribe(&sink.url(&path), &[&name], more).await?;
+            let events: Vec<Value> = (0..per_key)
+                .flat_map(|seq| {
+                    let name = name.clone();
+                    (0..keys).map(move |k| json!({"name": name, "data": {"k": format!("key-{k}"), "seq": seq}}))
+                })
+                .collect();
+            let start = Instant::now();
+            for batch in events.chunks(1000) {
+                server.publish(&Value::Array(batch.to_vec())).await?;
+            }
+            let got = sink
+                .wait_count(&path, n as u64, Duration::from_secs(300))
+                .await;
+            let took = start.elapsed();
+            rates.push((got, took));
+        }
+        let rate = |(got, took): (u64, Duration)| {
+            let note = if got < n as u64 {
+                format!(" ({got} of {n})")
+            } else {
+                String::new()
+            };
+            format!("{:.0}/s{note}", got as f64 / took.as_secs_f64())
+        };
+        self.record(
+            &format!("8. order per key: {n} events over {keys} keys, delivered"),
+            server.backend,
+            format!("{} (without order: {})", rate(rates[1]), rate(rates[0])),
+            None,
+        );
+        Ok(())
+    }
+
     async fn latency(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
         let latency = format!("/latency-{}", server.run);
         server
@@ -914,6 +972,11 @@ async fn main() -> anyhow::Result<()> {
         if bench.args.runs("storm") {
             let s = start("storm").await?;
             bench.storm(&s, &sink).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("keyed") {
+            let s = start("keyed").await?;
+            bench.keyed(&s, &sink).await?;
             s.stop().await;
         }
         if bench.args.runs("memory") {

@@ -3,6 +3,7 @@
 //! and JSON for scripts (`--json`), and exit with a code a script can branch on ([`Exit`]). `listen` and `verify`
 //! are the receiving side: they check Standard Webhooks signatures with `core::signing::verify`.
 
+pub mod feed;
 pub mod listen;
 pub mod publish;
 pub mod resources;

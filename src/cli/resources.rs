@@ -48,6 +48,14 @@ pub enum Subscriptions {
         /// [default: 5 s, 30 s, 2 min, … over about a day]
         #[arg(long = "retry-schedule", value_delimiter = ',')]
         retry_schedule: Vec<u32>,
+        /// Order: `false` (in parallel), `true` (one at a time) or `key` (per key, keys in
+        /// parallel)
+        #[arg(long, value_parser = ["false", "true", "key"])]
+        ordered: Option<String>,
+        /// With `--ordered key`: the path of the ordering key (e.g. `order.id`) [default: the
+        /// event's ordering_key]
+        #[arg(long = "order-key", value_name = "PATH")]
+        order_key: Option<String>,
         #[command(flatten)]
         access: EndpointAccess,
     },
@@ -317,6 +325,14 @@ fn subscription_detail(s: &SubscriptionView) {
         "config:  {}",
         serde_json::to_string(&s.config).unwrap_or_default()
     );
+    match s.ordered {
+        posthorn_core::subscription::Order::Unordered => {}
+        posthorn_core::subscription::Order::All => println!("order:   one at a time"),
+        posthorn_core::subscription::Order::Key => println!(
+            "order:   per key ({})",
+            s.order_key.as_deref().unwrap_or("the event's ordering_key")
+        ),
+    }
     if let Some(o) = s.config.get("oauth2") {
         println!(
             "oauth2:  client {} at {} (secret write-only)",
@@ -359,6 +375,8 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
             filter,
             name,
             retry_schedule,
+            ordered,
+            order_key,
             access,
         } => {
             let access = match access.config() {
@@ -390,6 +408,14 @@ pub async fn subscriptions(remote: &Remote, cmd: Subscriptions) -> Exit {
                 }
             };
             merge_config(&mut body, access);
+            match ordered.as_deref() {
+                Some("key") => body["ordered"] = json!("key"),
+                Some(flag) => body["ordered"] = json!(flag == "true"),
+                None => {}
+            }
+            if let Some(path) = order_key {
+                body["order_key"] = json!(path);
+            }
             run(remote, c.create_subscription(&body), subscription_detail).await
         }
         Subscriptions::Show { id } => run(remote, c.subscription(&id), subscription_detail).await,

@@ -624,6 +624,7 @@ fn required(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/v1/sources") => "admin",
         ("GET", "/1.0/config") => "admin",
         (_, "/v1/events" | "/v1/events/{id}") => "publish",
+        (_, p) if p.starts_with("/v1/subscriptions/{id}/feed") => "consume",
         (_, p)
             if p.starts_with("/v1/subscriptions")
                 || p.starts_with("/v1/deliveries")
@@ -655,7 +656,9 @@ async fn every_route_refuses_an_application_without_its_scope() {
     let publisher = application(&admin, &["publish"]).await;
     let manager = application(&admin, &["subscriptions"]).await;
     let p = Api::new(&server.base, &token(&server.base, &publisher).await);
+    let consumer = application(&admin, &["consume"]).await;
     let m = Api::new(&server.base, &token(&server.base, &manager).await);
+    let c = Api::new(&server.base, &token(&server.base, &consumer).await);
     let doc = admin.get("/openapi.json").await.body;
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -674,6 +677,7 @@ async fn every_route_refuses_an_application_without_its_scope() {
                 "public" => continue,
                 "admin" => (vec![&p, &m], vec![&admin]),
                 "publish" => (vec![&m], vec![&p, &admin]),
+                "consume" => (vec![&p, &m], vec![&c, &admin]),
                 _ => (vec![&p], vec![&m, &admin]),
             };
             for caller in lacking {

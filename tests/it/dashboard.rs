@@ -1103,3 +1103,58 @@ async fn endpoint_access_is_set_in_fields_of_its_own() {
     let holding = server.database_files_holding("d4sh-pw");
     assert!(holding.is_empty(), "the proxy's password in {holding:?}");
 }
+
+/// Order and pull in the form: a `poll` subscription (its config becomes `{}`) ordered per key;
+/// its page says how it orders and where its feed is read.
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn order_and_pull_are_set_in_the_form() {
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&server.base).await;
+    b.client
+        .goto(&format!("{}/ui/#/subscriptions/new", server.base))
+        .await
+        .unwrap();
+    b.fill("input[name=name]", "Laptop consumer").await;
+    b.fill("input[name=events]", "order.*").await;
+    b.client
+        .find(Locator::Css("select[name=service] option[value=poll]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let config = b
+        .client
+        .find(Locator::Css("textarea[name=config]"))
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the config to become {}",
+        || async { (config.prop("value").await.ok()??.trim() == "{}").then_some(()) },
+    )
+    .await;
+    b.client
+        .find(Locator::Css("select[name=ordered] option[value=key]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("input[name=order_key]", "order.id").await;
+    b.click("form button[type=submit]").await;
+    let order = b.wait_text("#order", "per key").await;
+    assert!(order.contains("order.id"), "{order}");
+    b.wait_text("#feed", "/feed").await;
+    let listed = api.get("/v1/subscriptions?limit=10").await.body;
+    let sub = &listed["items"][0];
+    assert_eq!(sub["service"], "poll", "{sub}");
+    assert_eq!(sub["ordered"], "key", "{sub}");
+    assert_eq!(sub["order_key"], "order.id", "{sub}");
+}

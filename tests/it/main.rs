@@ -69,6 +69,7 @@ mod email;
 mod endpoint_auth;
 mod examples;
 mod faults;
+mod feed;
 mod fluidsurveys;
 mod network;
 mod operating;

@@ -535,6 +535,11 @@ impl Api {
         }
     }
 
+    /// The bearer token it sends.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn with_token(&self, token: &str) -> Self {
         Self {
             token: Some(token.to_owned()),

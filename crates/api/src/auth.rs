@@ -25,6 +25,8 @@ pub enum Scope {
     Subscriptions,
     /// Publish events (`POST /v1/events`).
     Publish,
+    /// Read and acknowledge its own poll subscriptions' feeds.
+    Consume,
 }
 
 impl Scope {
@@ -32,6 +34,7 @@ impl Scope {
         match s {
             "subscriptions" => Some(Scope::Subscriptions),
             "publish" => Some(Scope::Publish),
+            "consume" => Some(Scope::Consume),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ impl Scope {
         match self {
             Scope::Subscriptions => "subscriptions",
             Scope::Publish => "publish",
+            Scope::Consume => "consume",
         }
     }
 }
@@ -133,6 +137,8 @@ pub struct AdminOnly;
 pub struct ManageSubscriptions;
 /// The `publish` scope: publishing events.
 pub struct Publish;
+/// The `consume` scope: reading and acknowledging its own poll subscriptions' feeds.
+pub struct Consume;
 
 impl Permission for AdminOnly {
     fn check(caller: &Caller) -> Result<(), ApiError> {
@@ -149,6 +155,12 @@ impl Permission for ManageSubscriptions {
 impl Permission for Publish {
     fn check(caller: &Caller) -> Result<(), ApiError> {
         caller.require(Scope::Publish)
+    }
+}
+
+impl Permission for Consume {
+    fn check(caller: &Caller) -> Result<(), ApiError> {
+        caller.require(Scope::Consume)
     }
 }
 

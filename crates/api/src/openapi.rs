@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::doors::{fluidsurveys, wazo};
 use crate::routes::{
-    applications, deliveries, event_types, events, filters, oauth, service, stats, subscriptions,
+    applications, deliveries, event_types, events, feed, filters, oauth, service, stats,
+    subscriptions,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +23,7 @@ use crate::routes::{
         subscriptions::create, subscriptions::list, subscriptions::show, subscriptions::replace,
         subscriptions::patch, subscriptions::delete, subscriptions::enable, subscriptions::disable,
         subscriptions::test, subscriptions::rotate_secret, subscriptions::recover,
+        feed::read, feed::acknowledge, feed::stream,
         filters::evaluate, deliveries::list, deliveries::list_for_subscription,
         deliveries::list_for_event, deliveries::show, deliveries::retry, stats::deliveries,
         applications::create, applications::list, applications::show, applications::delete,
@@ -78,6 +80,7 @@ impl Modify for Bearer {
                     Scopes::from_iter([
                         ("subscriptions", "manage its own subscriptions, read their deliveries, event types and services"),
                         ("publish", "publish events (for itself as tenant)"),
+                        ("consume", "read and acknowledge its own poll subscriptions' feeds"),
                     ]),
                 ),
             )])),

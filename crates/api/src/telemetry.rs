@@ -73,6 +73,16 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             metrics::gauge!(posthorn_core::metric::STORE_UP).set(0.0);
         }
     }
+    match state.store.feed_lag().await {
+        Ok(lag) => {
+            metrics::gauge!(posthorn_core::metric::FEED_WAITING).set(lag.waiting as f64);
+            let age = lag.oldest.map_or(0.0, |t| {
+                (posthorn_core::time::now_ms() - t).max(0) as f64 / 1000.0
+            });
+            metrics::gauge!(posthorn_core::metric::FEED_OLDEST_WAITING).set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: the feeds cannot be read"),
+    }
     let mut body = m.handle.render();
     per_subscription(&mut body, &m.tally, m.top_subscriptions);
     (

@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use posthorn_wire::api::{
-    Accepted, AcceptedBatch, ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest,
-    EventTypeView, EventView, Page, Problem, PublishRequest, RecoverRequest, Recovered,
-    SubscriptionView, TestSent,
+    Accepted, AcceptedBatch, AckRequest, Acknowledged, ApplicationRequest, ApplicationView,
+    DeliveryView, EventTypeRequest, EventTypeView, EventView, Feed, Page, Problem, PublishRequest,
+    RecoverRequest, Recovered, SubscriptionView, TestSent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +201,35 @@ impl Client {
     pub async fn test_subscription(&self, id: &str) -> Result<TestSent, Error> {
         self.post(&format!("/v1/subscriptions/{}/test", seg(id)), None::<&()>)
             .await
+    }
+
+    /// A poll subscription's feed: the entries not acknowledged after `after` (from the first
+    /// without it), waiting up to `wait_s` seconds for one.
+    pub async fn feed(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: usize,
+        wait_s: u64,
+    ) -> Result<Feed, Error> {
+        let mut q = vec![("limit", limit.to_string()), ("wait", wait_s.to_string())];
+        if let Some(a) = after {
+            q.push(("after", a.to_owned()));
+        }
+        self.get(&format!("/v1/subscriptions/{}/feed", seg(id)), &q)
+            .await
+    }
+
+    /// Acknowledges a poll subscription's feed up to `cursor`.
+    pub async fn acknowledge(&self, id: &str, cursor: &str) -> Result<Acknowledged, Error> {
+        let body = AckRequest {
+            cursor: cursor.to_owned(),
+        };
+        self.post(
+            &format!("/v1/subscriptions/{}/feed/ack", seg(id)),
+            Some(&body),
+        )
+        .await
     }
 
     pub async fn recover(&self, id: &str, since: &str) -> Result<Recovered, Error> {

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The due time of a pulled delivery (the `poll` service): 9999-12-31T23:59:59Z, which no claim
+/// reaches. It waits there, pending, until its consumer acknowledges it.
+pub const PARKED: crate::time::Millis = 253_402_300_799_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {

@@ -48,6 +48,15 @@ pub struct WantedNames {
     pub by_pattern: bool,
 }
 
+/// Where the delivery of one event to one subscription goes in the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Its ordering key (`ordered: "key"`).
+    pub order_key: Option<String>,
+    /// Pulled by the consumer (never attempted): parked until acknowledged.
+    pub pulled: bool,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
     by_id: HashMap<SubscriptionId, Arc<IndexedSubscription>>,
@@ -60,9 +69,9 @@ pub struct SubscriptionIndex {
     /// subscriptions share it.
     filters: Vec<Filter>,
     filter_slots: HashMap<String, usize>,
-    /// Whether some subscription has been indexed with `ordered: "key"` (then events get their
-    /// ordering keys computed; never reset, like `overlapping`).
-    keyed: bool,
+    /// Whether some subscription has been indexed with `ordered: "key"` or a pulled service
+    /// (then events get their [`Placement`]s worked out; never reset, like `overlapping`).
+    placed: bool,
 }
 
 impl SubscriptionIndex {
@@ -159,7 +168,8 @@ impl SubscriptionIndex {
             compiled,
             filter_slot,
         });
-        self.keyed |= entry.sub.spec.ordered == crate::subscription::Order::Key;
+        self.placed |= entry.sub.spec.ordered == crate::subscription::Order::Key
+            || entry.compiled.target.pulled();
         if entry.sub.is_active() {
             self.overlapping |= entry.compiled.patterns.len() > 1;
             for p in &entry.compiled.patterns {
@@ -252,13 +262,14 @@ impl SubscriptionIndex {
         ids
     }
 
-    /// The ordering key of each of `ids` (subscriptions this event matched) for this event: for
-    /// those with `ordered: "key"`, their `order_key` path's value, else the event's own
-    /// `ordering_key`; `None` for the others, and for an event without a key (it is then not
-    /// held back by any other). Empty when no subscription of the index orders by key, the
-    /// common case, which costs nothing.
+    /// Where the delivery of this event to each of `ids` (subscriptions it matched) goes: its
+    /// ordering key — for subscriptions with `ordered: "key"`, their `order_key` path's value,
+    /// else the event's own `ordering_key`; `None` for the others, and for an event without a
+    /// key (it is then not held back by any other) — and whether it is pulled. Empty when no
+    /// subscription of the index orders by key or is pulled, the common case, which costs
+    /// nothing.
     #[allow(clippy::too_many_arguments)]
-    pub fn order_keys<'d>(
+    pub fn placements<'d>(
         &self,
         ids: &[SubscriptionId],
         name: &str,
@@ -267,25 +278,32 @@ impl SubscriptionIndex {
         attributes: &crate::event::Attributes,
         ordering_key: Option<&str>,
         data: impl Fn() -> &'d Value,
-    ) -> Vec<Option<String>> {
-        if !self.keyed {
+    ) -> Vec<Placement> {
+        if !self.placed {
             return Vec::new();
         }
         ids.iter()
             .map(|sid| {
-                let e = self.by_id.get(sid)?;
-                if e.sub.spec.ordered != crate::subscription::Order::Key {
-                    return None;
-                }
-                match &e.compiled.order_key {
-                    Some(path) => path.key(&EventView {
-                        name,
-                        id,
-                        origin,
-                        attributes,
-                        data: data(),
-                    }),
-                    None => ordering_key.map(str::to_owned),
+                let Some(e) = self.by_id.get(sid) else {
+                    return Placement::default();
+                };
+                let order_key = if e.sub.spec.ordered != crate::subscription::Order::Key {
+                    None
+                } else {
+                    match &e.compiled.order_key {
+                        Some(path) => path.key(&EventView {
+                            name,
+                            id,
+                            origin,
+                            attributes,
+                            data: data(),
+                        }),
+                        None => ordering_key.map(str::to_owned),
+                    }
+                };
+                Placement {
+                    order_key,
+                    pulled: e.compiled.target.pulled(),
                 }
             })
             .collect()

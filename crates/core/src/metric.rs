@@ -21,6 +21,8 @@ pub const QUEUE_DUE: &str = "posthorn_queue_due";
 pub const QUEUE_LEASE_EXPIRED: &str = "posthorn_queue_lease_expired";
 pub const QUEUE_HELD: &str = "posthorn_queue_held";
 pub const QUEUE_WAITING_IN_MEMORY: &str = "posthorn_queue_waiting_in_memory";
+pub const FEED_WAITING: &str = "posthorn_feed_waiting";
+pub const FEED_OLDEST_WAITING: &str = "posthorn_feed_oldest_waiting_seconds";
 pub const LEASES_LOST: &str = "posthorn_leases_lost_total";
 pub const GROUP_COMMIT_DURATION: &str = "posthorn_group_commit_seconds";
 pub const GROUP_COMMIT_ROWS: &str = "posthorn_group_commit_rows";
@@ -54,7 +56,7 @@ pub const ALL: &[(&str, Kind, &str)] = &[
     (
         QUEUE_PENDING,
         Kind::Gauge,
-        "Deliveries waiting for an attempt (in flight included), all processes",
+        "Deliveries waiting for an attempt (in flight included; poll subscriptions' feeds apart), all processes",
     ),
     (
         QUEUE_DUE,
@@ -75,6 +77,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         QUEUE_WAITING_IN_MEMORY,
         Kind::Gauge,
         "Deliveries this process holds in memory for a slot of their subscription (in-flight cap, rate limit)",
+    ),
+    (
+        FEED_WAITING,
+        Kind::Gauge,
+        "Entries of poll subscriptions' feeds not yet acknowledged by their consumers, all processes",
+    ),
+    (
+        FEED_OLDEST_WAITING,
+        Kind::Gauge,
+        "Age of the oldest entry of a feed not yet acknowledged (0 when none waits)",
     ),
     (
         LEASES_LOST,

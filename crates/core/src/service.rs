@@ -74,6 +74,13 @@ pub trait Target: Send + Sync + fmt::Debug {
         Box::pin(async { Ok(()) })
     }
 
+    /// Whether deliveries are not pushed at all but pulled by the consumer from the
+    /// subscription's feed (the `poll` service): they wait in the store, never attempted, until
+    /// the consumer acknowledges them.
+    fn pulled(&self) -> bool {
+        false
+    }
+
     /// Makes one attempt. A target never panics on what a subscriber or publisher wrote: a
     /// template that fails, an unreachable destination, a refusal are all reports.
     fn attempt<'a>(&'a self, attempt: Attempt<'a>) -> BoxFuture<'a, Report>;

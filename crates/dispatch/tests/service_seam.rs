@@ -184,7 +184,7 @@ impl World {
                 data: json!({ "i": i }).to_string(),
                 occurred_at: now_ms(),
                 subscriptions: vec![sub.id.clone()],
-                order_keys: Vec::new(),
+                placements: Vec::new(),
             })
             .collect();
         let published = self.store.publish(events).await.unwrap();

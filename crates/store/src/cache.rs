@@ -123,9 +123,10 @@ impl SubscriptionCache {
             .matching_with(name, id, origin, attributes, tenant, data)
     }
 
-    /// Each of `ids`' ordering key for this event (see [`SubscriptionIndex::order_keys`]).
+    /// Where this event's delivery to each of `ids` goes (see
+    /// [`SubscriptionIndex::placements`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn order_keys<'d>(
+    pub fn placements<'d>(
         &self,
         ids: &[posthorn_core::SubscriptionId],
         name: &str,
@@ -134,10 +135,10 @@ impl SubscriptionCache {
         attributes: &posthorn_core::event::Attributes,
         ordering_key: Option<&str>,
         data: impl Fn() -> &'d serde_json::Value,
-    ) -> Vec<Option<String>> {
+    ) -> Vec<posthorn_core::index::Placement> {
         self.current()
             .index
-            .order_keys(ids, name, id, origin, attributes, ordering_key, data)
+            .placements(ids, name, id, origin, attributes, ordering_key, data)
     }
 
     /// The event names this process's active subscriptions ask for (see

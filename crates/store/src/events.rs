@@ -54,9 +54,9 @@ pub struct NewEvent {
     pub data: String,
     pub occurred_at: Millis,
     pub subscriptions: Vec<posthorn_core::SubscriptionId>,
-    /// Each subscription's ordering key for this event, in the order of `subscriptions`; empty
-    /// when no subscription orders by key.
-    pub order_keys: Vec<Option<String>>,
+    /// Where each subscription's delivery goes (its ordering key, whether it is pulled), in the
+    /// order of `subscriptions`; empty when every one is pushed without a key.
+    pub placements: Vec<posthorn_core::index::Placement>,
 }
 
 impl NewEvent {
@@ -158,8 +158,10 @@ pub(crate) async fn insert_events(
             e.subscriptions.iter().map(|_| DeliveryId::new()).collect();
         let mut stored: Option<Arc<StoredEvent>> = None;
         for (i, (sub, id)) in e.subscriptions.iter().zip(&delivery_ids).enumerate() {
-            let key = e.order_keys.get(i).and_then(Option::as_deref);
-            let leased = room > 0 && handoff.is_some_and(|h| h.takes(sub));
+            let placement = e.placements.get(i);
+            let key = placement.and_then(|p| p.order_key.as_deref());
+            let pulled = placement.is_some_and(|p| p.pulled);
+            let leased = !pulled && room > 0 && handoff.is_some_and(|h| h.takes(sub));
             if leased {
                 room -= 1;
                 let event = stored.get_or_insert_with(|| Arc::new(e.stored(seq, now)));
@@ -170,7 +172,7 @@ pub(crate) async fn insert_events(
                     event: event.clone(),
                     order_key: key.map(str::to_owned),
                 });
-            } else {
+            } else if !pulled {
                 queued = true;
             }
             rows.push(Row {
@@ -178,6 +180,7 @@ pub(crate) async fn insert_events(
                 sub,
                 key,
                 leased,
+                pulled,
             });
         }
         out.push(Some(Published {
@@ -207,6 +210,8 @@ pub(crate) async fn insert_events(
         for (r, id) in chunk {
             let (due, lease) = if r.leased {
                 (lease_until, Some(owner))
+            } else if r.pulled {
+                (posthorn_core::delivery::PARKED, None)
             } else {
                 (now, None)
             };
@@ -324,6 +329,8 @@ struct Row<'a> {
     key: Option<&'a str>,
     /// Leased to the handoff, rather than due.
     leased: bool,
+    /// Pulled by its consumer: parked, never due.
+    pulled: bool,
 }
 
 /// The answer for an event id its publisher used before: the first event.

@@ -148,7 +148,7 @@ impl Publisher {
             req.tenant.as_deref(),
             data,
         );
-        let order_keys = self.subscriptions.order_keys(
+        let placements = self.subscriptions.placements(
             &subscriptions,
             &req.name,
             &id,
@@ -170,7 +170,7 @@ impl Publisher {
             attributes: req.attributes,
             occurred_at,
             subscriptions,
-            order_keys,
+            placements,
         })
     }
 
@@ -286,6 +286,6 @@ fn system_event(
         data: data.to_string(),
         occurred_at: now_ms(),
         subscriptions,
-        order_keys: Vec::new(),
+        placements: Vec::new(),
     }
 }

@@ -176,6 +176,44 @@ impl SubscriptionView {
     }
 }
 
+/// A read of a poll subscription's feed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Feed {
+    /// The entries not yet acknowledged after the cursor asked for, in publish order.
+    pub items: Vec<FeedItem>,
+    /// The cursor after the last entry (what to acknowledge, or to read `after`); the one asked
+    /// for when there is none; null when neither.
+    pub cursor: Option<String>,
+}
+
+/// One entry of a feed: the webhook that would have been pushed, signed per Standard Webhooks
+/// when read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeedItem {
+    /// This entry's place: acknowledge up to it, or read after it.
+    pub cursor: String,
+    pub delivery_id: DeliveryId,
+    pub event_name: String,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`: verify `body` with them.
+    pub headers: BTreeMap<String, String>,
+    /// The event's envelope, the exact bytes signed.
+    pub body: String,
+}
+
+/// `POST /v1/subscriptions/{id}/feed/ack`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Every entry up to this cursor is acknowledged.
+    pub cursor: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Acknowledged {
+    /// How many entries this acknowledged (those acknowledged before are not counted again).
+    pub acknowledged: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CircuitState {

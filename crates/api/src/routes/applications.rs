@@ -63,7 +63,10 @@ pub(crate) async fn create(
                 scopes.push(scope.as_str().to_owned())
             }
             Some(_) => {}
-            None => errors.add(format!("scopes[{i}]"), "must be subscriptions or publish"),
+            None => errors.add(
+                format!("scopes[{i}]"),
+                "must be subscriptions, publish or consume",
+            ),
         }
     }
     errors.finish()?;

@@ -5,6 +5,7 @@ pub(crate) mod deliveries;
 pub(crate) mod docs;
 pub(crate) mod event_types;
 pub(crate) mod events;
+pub(crate) mod feed;
 pub(crate) mod filters;
 pub(crate) mod oauth;
 pub(crate) mod service;
@@ -75,6 +76,9 @@ pub fn routes() -> Router<AppState> {
             post(subscriptions::disable),
         )
         .route("/v1/subscriptions/{id}/test", post(subscriptions::test))
+        .route("/v1/subscriptions/{id}/feed", get(feed::read))
+        .route("/v1/subscriptions/{id}/feed/ack", post(feed::acknowledge))
+        .route("/v1/subscriptions/{id}/feed/stream", get(feed::stream))
         .route(
             "/v1/subscriptions/{id}/rotate-secret",
             post(subscriptions::rotate_secret),

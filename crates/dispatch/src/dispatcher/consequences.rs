@@ -32,6 +32,11 @@ pub(super) enum Effect {
     Healthy {
         sub_id: SubscriptionId,
     },
+    /// A delivery of this key (`ordered: "key"`) is done: the next of the key may go now.
+    NextOfKey {
+        sub_id: SubscriptionId,
+        key: String,
+    },
     OneOff(OneOff),
 }
 
@@ -149,8 +154,10 @@ impl Dispatcher {
         // The last word on each subscription's streak: failing (with the subscription) or not.
         let mut streak: HashMap<SubscriptionId, Option<Subscription>> = HashMap::new();
         let mut rest = Vec::new();
+        let mut next_of_key = Vec::new();
         for effect in effects {
             match effect {
+                Effect::NextOfKey { sub_id, key } => next_of_key.push((sub_id, key)),
                 Effect::Postpone {
                     sub_id,
                     until,
@@ -168,6 +175,13 @@ impl Dispatcher {
         let warn = |e: StoreError| {
             tracing::warn!(error = %e, "a consequence of an attempt could not be written");
         };
+        if !next_of_key.is_empty() {
+            match self.store.release_next(&next_of_key).await {
+                Ok(n) if n > 0 => self.wake(),
+                Ok(_) => {}
+                Err(e) => warn(e),
+            }
+        }
         if !postpone.is_empty() {
             match self.store.postpone_backlogs(&postpone).await {
                 Ok(n) => tracing::info!(

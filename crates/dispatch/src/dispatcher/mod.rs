@@ -428,6 +428,10 @@ impl Dispatcher {
             }
         };
         let (sub, compiled) = (&entry.sub, &entry.compiled);
+        if compiled.target.pulled() {
+            // Never pushed: back to wait for its consumer (a retry or a recover made it due).
+            return Some(hold(c, posthorn_core::delivery::PARKED).into());
+        }
         if !sub.is_active() {
             return Some(hold(c, now_ms() + HOLD_WHILE_DISABLED_MS).into());
         }
@@ -555,6 +559,14 @@ impl Dispatcher {
                 }
             }
         };
+        if status_after != DeliveryStatus::Pending && sub.spec.ordered == Order::Key {
+            if let Some(key) = &c.order_key {
+                effects.push(Effect::NextOfKey {
+                    sub_id: sub.id.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
         tracing::debug!(delivery = %c.delivery_id, attempt = number, outcome = outcome.as_str(), "attempted");
         self.meters
             .record(&sub.spec.service, outcome, report.duration);

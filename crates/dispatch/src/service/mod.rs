@@ -5,11 +5,13 @@
 //! - [`email`]: a mail per attempt, through the SMTP server of `[smtp]`.
 //! - [`broker`]: a message per attempt to the subscriber's own queue (`amqp`, `nats`).
 //! - [`plugin`]: an external command per attempt, configured in `[[services]]`.
+//! - [`poll`]: nothing pushed: the consumer pulls the subscription's feed.
 
 pub mod broker;
 pub mod email;
 pub mod http;
 pub mod plugin;
+pub mod poll;
 
 /// A section of the configuration a service cannot be built from (`[smtp]`, a `[[services]]`
 /// entry): which, and why.

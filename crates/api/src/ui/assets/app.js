@@ -319,13 +319,25 @@ async function subscriptionForm(id) {
     config: h("textarea", { name: "config" }),
     events: h("input", { name: "events", required: true, value: existing ? existing.events.join(", ") : "", placeholder: "order.paid, invoice.*" }),
     filter: h("input", { name: "filter", value: existing && existing.filter ? existing.filter : "", placeholder: "amount > 100 and currency = \"EUR\"" }),
+    ordered: h("select", { name: "ordered" }, [["false", "in parallel"], ["true", "one at a time, in publish order"], ["key", "in publish order per key, keys in parallel"]]
+      .map(([v, t]) => h("option", { value: v, selected: String(existing ? existing.ordered : false) === v, text: t }))),
+    order_key: h("input", { name: "order_key", value: existing && existing.order_key ? existing.order_key : "", placeholder: "order.id (empty: the event's ordering_key)" }),
   };
+  const keyLabel = h("label", {}, "Order key (a path of the filter language)", f.order_key);
+  const showKey = () => { keyLabel.hidden = f.ordered.value !== "key"; };
+  f.ordered.addEventListener("change", showKey);
+  showKey();
   const stored = existing ? existing.config : {};
   const shown = existing ? { ...existing.config } : { url: "https://" };
   for (const k of ACCESS_KEYS) delete shown[k];
   f.config.value = JSON.stringify(shown, null, 2);
   const access = accessFields(existing && existing.service === "http" ? stored : {});
-  const showAccess = () => { access.fieldset.hidden = f.service.value !== "http"; };
+  const fresh = f.config.value;
+  const showAccess = () => {
+    access.fieldset.hidden = f.service.value !== "http";
+    // A poll subscription takes no config: the untouched default becomes {}.
+    if (f.service.value === "poll" && f.config.value === fresh && !existing) f.config.value = "{}";
+  };
   f.service.addEventListener("change", showAccess);
   showAccess();
   const err = h("div");
@@ -343,6 +355,8 @@ async function subscriptionForm(id) {
       name: f.name.value, service: f.service.value, config,
       events: f.events.value.split(",").map((s) => s.trim()).filter(Boolean),
       filter: f.filter.value.trim() || null,
+      ordered: f.ordered.value === "key" ? "key" : f.ordered.value === "true",
+      order_key: f.ordered.value === "key" && f.order_key.value.trim() ? f.order_key.value.trim() : null,
     };
     try {
       const saved = existing
@@ -360,6 +374,7 @@ async function subscriptionForm(id) {
       access.fieldset,
       h("label", {}, "Events (names or patterns, comma-separated)", f.events),
       h("label", {}, "Filter (optional)", f.filter),
+      h("label", {}, "Order", f.ordered), keyLabel,
       h("div.actions", {}, h("button", { type: "submit", text: existing ? "Save" : "Create" }), link(existing ? "#/subscriptions/" + encodeURIComponent(id) : "#/subscriptions", "Cancel"))));
 }
 
@@ -400,6 +415,8 @@ async function subscriptionPage(id, params) {
       h("dt", { text: "Config" }), h("dd", {}, pretty(s.config)),
       h("dt", { text: "Circuit" }), h("dd", {}, badge(s.circuit.state), s.circuit.state !== "closed" ? " " + s.circuit.failures + " failed in a row; next probe " + when(s.circuit.until) : ""),
       h("dt", { text: "Failing since" }), h("dd", { id: "failing-since", text: s.failing_since ? when(s.failing_since) : "—" }),
+      h("dt", { text: "Order" }), h("dd", { id: "order", text: s.ordered === "key" ? "per key (" + (s.order_key || "the event's ordering_key") + ")" : s.ordered ? "one at a time" : "in parallel" }),
+      ...(s.service === "poll" ? [h("dt", { text: "Feed" }), h("dd", { id: "feed" }, "Pulled by its consumer: ", h("code", { text: "GET /v1/subscriptions/" + s.id + "/feed" }), " (scope consume) or ", h("code", { text: "posthorn feed " + s.id }), "; its pending deliveries are what waits to be acknowledged.")] : []),
       ...(accessSummary(s) ? [h("dt", { text: "Endpoint access" }), h("dd", { id: "access-summary", text: accessSummary(s) })] : []),
       ...(s.credential_expires_at ? [h("dt", { text: "Certificate expires" }), h("dd", { id: "credential-expires", text: when(s.credential_expires_at) })] : []))),
     h("div.actions", {},
