@@ -11,7 +11,8 @@
 //! 7. memory: the server's resident set idle, with 100,000 pending deliveries, and with a million
 //!    held by open circuits;
 //! 8. order per key: events of many keys, interleaved, to a subscription with `ordered: "key"`,
-//!    against the same to one without order.
+//!    against the same to one without order;
+//! 9. pull: events to a `poll` subscription, read from its feed and acknowledged by a consumer.
 //!
 //! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
 //! subscriptions and periodic SIGKILLs, then every event accounted for.
@@ -58,7 +59,8 @@ struct Args {
     /// Also deliver end to end to a RabbitMQ queue (the `amqp` service) at this broker
     #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
     amqp: Option<String>,
-    /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, memory)
+    /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, pull,
+    /// memory)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep each server's log in this directory
@@ -684,6 +686,72 @@ impl Bench {
         Ok(())
     }
 
+    /// Pull delivery: `n` events (batches of 1,000) to a `poll` subscription, then a consumer that
+    /// reads the feed 1,000 at a time (each entry signed as it is read) and acknowledges each
+    /// page: entries consumed per second, from the first read to the last acknowledgement.
+    async fn pull(&mut self, server: &Server) -> anyhow::Result<()> {
+        let n = if self.args.quick { 10_000 } else { 50_000 };
+        let name = "bench.pull";
+        let created: Value = serde_json::from_str(
+            &self
+                .client
+                .post(server.url("/v1/subscriptions"))
+                .bearer_auth(&server.token)
+                .json(&json!({"name": "pull", "service": "poll", "config": {}, "events": [name]}))
+                .send()
+                .await?
+                .text()
+                .await?,
+        )?;
+        let id = created["id"]
+            .as_str()
+            .context("a subscription id")?
+            .to_owned();
+        let events: Vec<Value> = (0..n).map(|_| event(name, None)).collect();
+        for batch in events.chunks(1000) {
+            server.publish(&Value::Array(batch.to_vec())).await?;
+        }
+        let feed = server.url(&format!("/v1/subscriptions/{id}/feed?limit=1000"));
+        let ack = server.url(&format!("/v1/subscriptions/{id}/feed/ack"));
+        let start = Instant::now();
+        let mut got = 0usize;
+        while got < n {
+            let page: Value = self
+                .client
+                .get(&feed)
+                .bearer_auth(&server.token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let items = page["items"].as_array().map_or(0, Vec::len);
+            if items == 0 {
+                break;
+            }
+            got += items;
+            self.client
+                .post(&ack)
+                .bearer_auth(&server.token)
+                .json(&json!({"cursor": page["cursor"]}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let took = start.elapsed();
+        let note = if got < n {
+            format!(" ({got} of {n})")
+        } else {
+            String::new()
+        };
+        self.record(
+            &format!("9. pull: {n} entries read and acknowledged, 1,000 a page"),
+            server.backend,
+            format!("{:.0}/s{note}", got as f64 / took.as_secs_f64()),
+            None,
+        );
+        Ok(())
+    }
+
     async fn latency(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
         let latency = format!("/latency-{}", server.run);
         server
@@ -977,6 +1045,11 @@ async fn main() -> anyhow::Result<()> {
         if bench.args.runs("keyed") {
             let s = start("keyed").await?;
             bench.keyed(&s, &sink).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("pull") {
+            let s = start("pull").await?;
+            bench.pull(&s).await?;
             s.stop().await;
         }
         if bench.args.runs("memory") {

@@ -859,3 +859,68 @@ async fn endpoint_access_from_the_command_line() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("--set"), "{}", run.stderr);
 }
+
+/// `posthorn feed`: prints what waits in a poll subscription's feed, verifies each entry with
+/// `--secret`, acknowledges what it printed; a wrong secret stops it, nothing acknowledged.
+#[tokio::test]
+async fn feed_from_the_command_line() {
+    let server = Server::start(Backend::Sqlite).await;
+    let api = server.api();
+    let sub = api
+        .post(
+            "/v1/subscriptions",
+            json!({"name": "pulled", "service": "poll", "config": {}, "events": ["order.*"]}),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    let id = sub.body["id"].as_str().unwrap().to_owned();
+    let secret = sub.body["secret"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        api.publish(json!({"name": "order.paid", "data": {"n": n}}))
+            .await;
+    }
+    // A wrong secret: refused, exit 1, nothing acknowledged.
+    let wrong = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let run = cli(&server, &["feed", &id, "--once", "--secret", wrong]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("does not verify"), "{}", run.stderr);
+    // The right one: three lines, in order, then acknowledged.
+    let run = cli(
+        &server,
+        &["feed", &id, "--once", "--json", "--secret", &secret],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let ns: Vec<i64> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["data"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ns, [0, 1, 2]);
+    let left = api.get(&format!("/v1/subscriptions/{id}/feed")).await.body;
+    assert_eq!(left["items"], json!([]), "acknowledged");
+    // Following: an event published while it waits is printed as it comes.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .args(["feed", &id])
+        .env("POSTHORN_URL", &server.base)
+        .env("POSTHORN_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    api.publish(json!({"name": "order.shipped", "data": {"n": 3}}))
+        .await;
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("printed as it comes")
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("order.shipped"), "{line}");
+    let _ = follow.kill().await;
+}

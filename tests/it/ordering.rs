@@ -193,6 +193,18 @@ async fn ordering_keys_are_checked(backend: Backend) {
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.body["errors"][0]["field"], "ordering_key", "{}", r.body);
 
+    // Set by a merge patch too.
+    let sub = api.subscribe(&receiver.url, &["p"], json!({})).await;
+    let r = api
+        .send(
+            "PATCH",
+            &format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap()),
+            Some(&json!({"ordered": "key", "order_key": "$event.attributes.customer"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["order_key"], "$event.attributes.customer");
+
     // The publisher's key: a subscription without `order_key` orders by it.
     receiver.answer_by_default(Answer::status(204).after(Duration::from_millis(300)));
     api.subscribe(&receiver.url, &["e"], json!({"ordered": "key"}))

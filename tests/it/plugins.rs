@@ -85,12 +85,15 @@ async fn plugins_run_as_their_exit_status_says(backend: Backend) {
         .collect();
     assert_eq!(
         names,
-        ["http", "email", "amqp", "nats", "example", "scripted"]
+        ["http", "email", "amqp", "nats", "poll", "example", "scripted"]
     );
-    assert_eq!(
-        services["items"][4]["config_schema"]["required"],
-        json!(["sleep_time"])
-    );
+    let example = services["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "example")
+        .unwrap();
+    assert_eq!(example["config_schema"]["required"], json!(["sleep_time"]));
     // The schema of the entry is enforced.
     let r = api
         .post("/v1/subscriptions", json!({"name": "x", "service": "example", "config": {"sleep_time": "long"}, "events": ["e"]}))

@@ -231,6 +231,7 @@ max_concurrent = 1
             "email",
             "amqp",
             "nats",
+            "poll",
             "example",
             "flaky",
             "modern",

@@ -49,7 +49,7 @@ pub struct SubscriptionSpec {
     pub ordered: Order,
     /// With `ordered: "key"`: the path (filter language) of the event's ordering key, e.g.
     /// `order.id` or `$event.attributes.customer`; without it, the event's `ordering_key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub order_key: Option<String>,
 }
 

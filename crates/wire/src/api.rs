@@ -68,7 +68,7 @@ pub struct SubscriptionView {
     pub ordered: Order,
     /// With `ordered: "key"`: the path of the event's ordering key (else the event's
     /// `ordering_key`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub order_key: Option<String>,
     pub status: SubscriptionStatus,
     pub disabled_reason: Option<DisabledReason>,
