@@ -239,6 +239,11 @@ fn conform(doc: &mut serde_json::Value) {
                 json!({"type": "string", "pattern": "^[0-9]{0,18}$"})
             }
             "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+            // A feed's cursor: an event's sequence number, as the feed gave it.
+            "after" if path.ends_with("/feed") => {
+                json!({"type": "string", "pattern": "^[0-9]{1,18}$"})
+            }
+            "wait" => json!({"type": "integer", "minimum": 0, "maximum": 30}),
             _ => return None,
         })
     };
@@ -386,6 +391,9 @@ fn conform(doc: &mut serde_json::Value) {
                             _ => json!({"type": "integer", "minimum": 0}),
                         };
                         p["schema"] = schema;
+                    }
+                    if p["in"] == "header" && p["name"] == "Last-Event-ID" {
+                        p["schema"] = json!({"type": "string", "pattern": "^[0-9]{1,18}$"});
                     }
                     if p["in"] != "query" || !path.starts_with("/v1/") {
                         continue;

@@ -205,6 +205,7 @@ pub struct FeedItem {
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// Every entry up to this cursor is acknowledged.
+    #[schema(pattern = "^[0-9]{1,18}$")]
     pub cursor: String,
 }
 
