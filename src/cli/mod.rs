@@ -135,18 +135,23 @@ pub fn table(header: &[&str]) -> Table {
 
 /// Reads a JSON argument: inline, or `@PATH` for a file's content (`@-` for standard input).
 pub fn json_arg(arg: &str, what: &str) -> Result<serde_json::Value, Exit> {
-    let text = match arg.strip_prefix('@') {
+    let text = text_arg(arg, what)?;
+    serde_json::from_str(&text).map_err(|e| refuse(format!("{what} is not JSON: {e}")))
+}
+
+/// Reads an argument: inline, or `@PATH` for a file's content (`@-` for standard input).
+pub fn text_arg(arg: &str, what: &str) -> Result<String, Exit> {
+    match arg.strip_prefix('@') {
         Some("-") => {
             let mut s = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
                 .map_err(|e| refuse(format!("{what}: cannot read standard input: {e}")))?;
-            s
+            Ok(s)
         }
         Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| refuse(format!("{what}: cannot read {path}: {e}")))?,
-        None => arg.to_owned(),
-    };
-    serde_json::from_str(&text).map_err(|e| refuse(format!("{what} is not JSON: {e}")))
+            .map_err(|e| refuse(format!("{what}: cannot read {path}: {e}"))),
+        None => Ok(arg.to_owned()),
+    }
 }
 
 /// Short for tables: the first `n` characters, with an ellipsis when cut.

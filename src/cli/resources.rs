@@ -170,20 +170,14 @@ impl EndpointAccess {
     }
 }
 
-/// A text given inline or as @FILE (@- for standard input), without its final newline.
+/// A secret given inline or as @FILE (@- for standard input), without a file's final newline.
 fn text_arg(arg: &str, what: &str) -> Result<String, Exit> {
-    let text = match arg.strip_prefix('@') {
-        Some("-") => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                .map_err(|e| refuse(format!("{what}: cannot read standard input: {e}")))?;
-            s
-        }
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| refuse(format!("{what}: cannot read {path}: {e}")))?,
-        None => return Ok(arg.to_owned()),
-    };
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+    let text = super::text_arg(arg, what)?;
+    Ok(if arg.starts_with('@') {
+        text.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        text
+    })
 }
 
 /// `body.config`, with `fields` merged in.

@@ -1039,18 +1039,7 @@ async fn endpoint_access_is_set_in_fields_of_its_own() {
         })
     })
     .await;
-    let stored = api.get(&format!("/v1/subscriptions/{id}")).await.body;
-    assert_eq!(
-        stored["config"]["client_certificate"]["private_key"], "********",
-        "{stored}"
-    );
-
-    api.publish(json!({"name": "locked", "data": {"n": 1}}))
-        .await;
-    wait_for(Duration::from_secs(15), "the first delivery", || async {
-        receiver.hits().into_iter().next()
-    })
-    .await;
+    kept_and_delivered(&api, &id, &receiver, "locked", 1).await;
     assert_eq!(proxy.asked().len(), 1, "through the proxy");
 
     // Edit: the secrets' fields are empty and say so; the JSON does not hold them; saved as is,
@@ -1088,20 +1077,31 @@ async fn endpoint_access_is_set_in_fields_of_its_own() {
     b.fill("input[name=events]", ", locked.again").await;
     b.click("form button[type=submit]").await;
     b.wait_text("main", "locked.again").await;
+    kept_and_delivered(&api, &id, &receiver, "locked.again", 2).await;
+    assert_eq!(proxy.asked().len(), 2, "the proxy's password was kept");
+    let holding = server.database_files_holding("d4sh-pw");
+    assert!(holding.is_empty(), "the proxy's password in {holding:?}");
+}
+
+/// The subscription's private key is stored (shown masked), and an event named `name` reaches
+/// the receiver, its `hits`th request.
+async fn kept_and_delivered(
+    api: &crate::util::Api,
+    id: &str,
+    receiver: &Receiver,
+    name: &str,
+    hits: usize,
+) {
     let stored = api.get(&format!("/v1/subscriptions/{id}")).await.body;
     assert_eq!(
         stored["config"]["client_certificate"]["private_key"], "********",
         "{stored}"
     );
-    api.publish(json!({"name": "locked.again", "data": {"n": 2}}))
-        .await;
-    wait_for(Duration::from_secs(15), "the second delivery", || async {
-        (receiver.hits().len() == 2).then_some(())
+    api.publish(json!({"name": name, "data": {}})).await;
+    wait_for(Duration::from_secs(15), name, || async {
+        (receiver.hits().len() == hits).then_some(())
     })
     .await;
-    assert_eq!(proxy.asked().len(), 2, "the proxy's password was kept");
-    let holding = server.database_files_holding("d4sh-pw");
-    assert!(holding.is_empty(), "the proxy's password in {holding:?}");
 }
 
 /// Order and pull in the form: a `poll` subscription (its config becomes `{}`) ordered per key;

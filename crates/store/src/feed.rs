@@ -10,8 +10,7 @@ use posthorn_core::event::StoredEvent;
 use posthorn_core::time::{now_ms, Millis};
 use posthorn_core::{DeliveryId, SubscriptionId};
 
-use crate::dialect::{get_id, placeholders};
-use crate::events::{event_from_row, EVENT_COLUMNS};
+use crate::dialect::get_id;
 use crate::{get, Result, Store};
 
 /// One entry of a feed.
@@ -59,21 +58,7 @@ impl Store {
             .iter()
             .map(|r| get(r, "event_seq"))
             .collect::<Result<_>>()?;
-        let mut events = std::collections::HashMap::with_capacity(seqs.len());
-        for chunk in self.0.backend.statement_chunks(&seqs, 1) {
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for seq in chunk {
-                q = q.bind(*seq);
-            }
-            for row in q.fetch_all(&self.0.read).await? {
-                let event = event_from_row(&row)?;
-                events.insert(event.seq, Arc::new(event));
-            }
-        }
+        let events = self.events_by_seq(&seqs).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = get(row, "event_seq")?;

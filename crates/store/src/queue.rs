@@ -209,23 +209,7 @@ impl Store {
             .collect::<Result<_>>()?;
         seqs.sort_unstable();
         seqs.dedup();
-        let mut events = std::collections::HashMap::with_capacity(seqs.len());
-        for chunk in self.0.backend.statement_chunks(&seqs, 1) {
-            let sql = self.0.backend.statement("claimed events", chunk.len(), || {
-                format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({})",
-                    placeholders(1, chunk.len())
-                )
-            });
-            let mut q = sqlx::query(&sql);
-            for seq in chunk {
-                q = q.bind(*seq);
-            }
-            for row in q.fetch_all(&self.0.read).await? {
-                let event = event_from_row(&row)?;
-                events.insert(event.seq, std::sync::Arc::new(event));
-            }
-        }
+        let events = self.events_by_seq(&seqs).await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = get(row, "event_seq")?;
@@ -242,6 +226,32 @@ impl Store {
             });
         }
         Ok(claimed)
+    }
+
+    /// The events of these sequence numbers (distinct), shared by the deliveries that carry
+    /// them; a purged one is missing.
+    pub(crate) async fn events_by_seq(
+        &self,
+        seqs: &[i64],
+    ) -> Result<std::collections::HashMap<i64, std::sync::Arc<StoredEvent>>> {
+        let mut events = std::collections::HashMap::with_capacity(seqs.len());
+        for chunk in self.0.backend.statement_chunks(seqs, 1) {
+            let sql = self.0.backend.statement("events by seq", chunk.len(), || {
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN ({})",
+                    placeholders(1, chunk.len())
+                )
+            });
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&self.0.read).await? {
+                let event = event_from_row(&row)?;
+                events.insert(event.seq, std::sync::Arc::new(event));
+            }
+        }
+        Ok(events)
     }
 
     /// Extends `owner`'s lease on the deliveries it still has in flight. On PostgreSQL a row
