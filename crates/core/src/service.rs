@@ -48,6 +48,13 @@ pub trait Service: Send + Sync + 'static {
     fn secret_paths(&self, _config: &Value) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether its deliveries are pulled by the consumer from the subscription's feed (the
+    /// `poll` service) rather than pushed: what the API asks of a service, as the dispatcher
+    /// asks its targets ([`Target::pulled`]).
+    fn pulled(&self) -> bool {
+        false
+    }
 }
 
 /// The credentials' places in `config` of the service `service` (none for an unknown one).

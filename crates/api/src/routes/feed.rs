@@ -13,6 +13,7 @@
 //! verifies it with any Standard Webhooks library. The caller needs the `consume` scope (or is
 //! the admin) and sees only its own subscriptions' feeds.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -55,8 +56,7 @@ async fn feed_of(
     let pulled = state
         .services
         .get(&sub.spec.service)
-        .and_then(|s| s.check(&sub.spec.config).ok())
-        .is_some_and(|t| t.pulled());
+        .is_some_and(|s| s.pulled());
     if !pulled {
         return Err(ApiError::Conflict(format!(
             "subscription {} is pushed by its {} service; only a poll subscription has a feed",
@@ -66,26 +66,33 @@ async fn feed_of(
     Ok(sub)
 }
 
-/// An entry as the consumer gets it: the body and the headers that sign it now.
-fn item(sub: &Subscription, entry: &FeedEntry) -> FeedItem {
-    let body = entry.event.envelope();
-    let wire_id = entry.event.wire_id().into_owned();
+/// Entries as the consumer gets them: each body and the headers that sign it, now (one time and
+/// one set of secrets for the page).
+fn items(sub: &Subscription, entries: &[FeedEntry]) -> Vec<FeedItem> {
     let now = now_ms();
     let timestamp = now / 1000;
-    let signature = signature_header(sub.signing_secrets(now), &wire_id, timestamp, &body);
-    FeedItem {
-        cursor: entry.cursor.to_string(),
-        delivery_id: entry.delivery_id.clone(),
-        event_name: entry.event.name.clone(),
-        headers: [
-            ("webhook-id".to_owned(), wire_id),
-            ("webhook-timestamp".to_owned(), timestamp.to_string()),
-            ("webhook-signature".to_owned(), signature),
-        ]
-        .into_iter()
-        .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    let secrets = sub.signing_secrets(now);
+    entries
+        .iter()
+        .map(|entry| {
+            let body = entry.event.envelope();
+            let wire_id = entry.event.wire_id().into_owned();
+            let signature = signature_header(secrets.iter().copied(), &wire_id, timestamp, &body);
+            FeedItem {
+                cursor: entry.cursor.to_string(),
+                delivery_id: entry.delivery_id.clone(),
+                event_name: entry.event.name.clone(),
+                headers: [
+                    ("webhook-id".to_owned(), wire_id),
+                    ("webhook-timestamp".to_owned(), timestamp.to_string()),
+                    ("webhook-signature".to_owned(), signature),
+                ]
+                .into_iter()
+                .collect(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+        })
+        .collect()
 }
 
 fn cursor(text: &str, field: &str) -> Result<i64, Invalid> {
@@ -135,7 +142,7 @@ pub(crate) async fn read(
         }
         tokio::time::sleep(LOOK_EVERY).await;
     };
-    let items: Vec<FeedItem> = entries.iter().map(|e| item(&sub, e)).collect();
+    let items = items(&sub, &entries);
     let cursor = items
         .last()
         .map(|i| i.cursor.clone())
@@ -190,32 +197,31 @@ pub(crate) async fn stream(
         state.store.acknowledge(&sub.id, upto).await?;
     }
     let store = state.store.clone();
-    let stream = async_stream(store, sub, last);
+    let stream = follow(store, sub, last);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// The entries after `after`, as they come, until the client goes away.
-fn async_stream(
+/// The entries after `after`, as they come, until the client goes away. If the store cannot be
+/// read, the stream says so in a last `error` event (and the log), then ends: the client
+/// reconnects with its `Last-Event-ID`.
+fn follow(
     store: posthorn_store::Store,
     sub: Subscription,
     after: Option<i64>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     futures_util::stream::unfold(
-        (
-            store,
-            sub,
-            after,
-            std::collections::VecDeque::<SseEvent>::new(),
-        ),
-        |(store, sub, mut after, mut ready)| async move {
+        (store, sub, after, VecDeque::<SseEvent>::new(), false),
+        |(store, sub, mut after, mut ready, mut ended)| async move {
             loop {
                 if let Some(event) = ready.pop_front() {
-                    return Some((Ok(event), (store, sub, after, ready)));
+                    return Some((Ok(event), (store, sub, after, ready, ended)));
+                }
+                if ended {
+                    return None;
                 }
                 match store.feed(&sub.id, after, DEFAULT_LIMIT).await {
                     Ok(entries) if !entries.is_empty() => {
-                        for e in &entries {
-                            let item = item(&sub, e);
+                        for item in items(&sub, &entries) {
                             let data = serde_json::to_string(&item).unwrap_or_default();
                             ready.push_back(
                                 SseEvent::default()
@@ -223,13 +229,16 @@ fn async_stream(
                                     .event(item.event_name.clone())
                                     .data(data),
                             );
-                            after = Some(e.cursor);
                         }
+                        after = entries.last().map(|e| e.cursor);
                     }
                     Ok(_) => tokio::time::sleep(LOOK_EVERY).await,
                     Err(e) => {
                         tracing::warn!(error = %e, subscription = %sub.id, "a feed stream cannot read the store; it ends");
-                        return None;
+                        ready.push_back(SseEvent::default().event("error").data(format!(
+                            "the feed cannot be read now ({e}); reconnect with Last-Event-ID"
+                        )));
+                        ended = true;
                     }
                 }
             }

@@ -43,6 +43,10 @@ impl Service for PollService {
         &self.schema
     }
 
+    fn pulled(&self) -> bool {
+        true
+    }
+
     fn check(&self, config: &Value) -> Result<Arc<dyn Target>, Invalid> {
         match config.as_object() {
             Some(o) if o.is_empty() => Ok(Arc::new(PollTarget)),

@@ -97,8 +97,7 @@ impl Service for HttpService {
         let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
             .next()?
             .ok()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
-        Some(cert.validity().not_after.timestamp().saturating_mul(1000))
+        Some(not_after(&leaf).ok()?.saturating_mul(1000))
     }
 
     fn secret_paths(&self, config: &Value) -> Vec<String> {
@@ -197,52 +196,56 @@ struct Identity {
 /// The client identity of a `client_certificate`: both parts parsed; each fault named by its
 /// field. (Whether the key fits the certificate is found when the client is built.)
 fn identity(c: &ClientCertificate) -> Result<Identity, Invalid> {
-    {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certificates: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(c.certificate.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    Invalid::one("client_certificate.certificate", format!("is not PEM: {e}"))
-                })?;
-        let Some(leaf) = certificates.first() else {
-            return Err(Invalid::one(
-                "client_certificate.certificate",
-                "holds no certificate (-----BEGIN CERTIFICATE-----)",
-            ));
-        };
-        let not_after = x509_parser::parse_x509_certificate(leaf)
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(c.certificate.as_bytes())
+            .collect::<Result<_, _>>()
             .map_err(|e| {
-                Invalid::one(
-                    "client_certificate.certificate",
-                    format!("is not a usable X.509 certificate: {e}"),
-                )
-            })?
-            .1
-            .validity()
-            .not_after
-            .timestamp();
-        let key = PrivateKeyDer::from_pem_slice(c.private_key.as_bytes()).map_err(|_| {
-            Invalid::one(
-                "client_certificate.private_key",
-                "is not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
-            )
-        })?;
-        let days_left = (not_after - posthorn_core::time::now_ms() / 1000) / 86_400;
-        if days_left < WARN_EXPIRY_DAYS {
-            tracing::warn!(
-                expires = %posthorn_core::time::to_rfc3339(not_after * 1000),
-                days_left,
-                "a subscription's client certificate expires soon; receivers that ask for it will refuse the deliveries after that"
-            );
-        }
-        Ok(Identity {
-            certificates,
-            key,
-            not_after,
-        })
+                Invalid::one("client_certificate.certificate", format!("is not PEM: {e}"))
+            })?;
+    let Some(leaf) = certificates.first() else {
+        return Err(Invalid::one(
+            "client_certificate.certificate",
+            "holds no certificate (-----BEGIN CERTIFICATE-----)",
+        ));
+    };
+    let not_after = not_after(leaf).map_err(|e| {
+        Invalid::one(
+            "client_certificate.certificate",
+            format!("is not a usable X.509 certificate: {e}"),
+        )
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(c.private_key.as_bytes()).map_err(|_| {
+        Invalid::one(
+            "client_certificate.private_key",
+            "is not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+        )
+    })?;
+    let days_left = (not_after - posthorn_core::time::now_ms() / 1000) / 86_400;
+    if days_left < WARN_EXPIRY_DAYS {
+        tracing::warn!(
+            expires = %posthorn_core::time::to_rfc3339(not_after * 1000),
+            days_left,
+            "a subscription's client certificate expires soon; receivers that ask for it will refuse the deliveries after that"
+        );
     }
+    Ok(Identity {
+        certificates,
+        key,
+        not_after,
+    })
+}
+
+/// When a certificate (DER) stops being valid, in Unix seconds.
+fn not_after(
+    certificate: &rustls::pki_types::CertificateDer<'_>,
+) -> Result<i64, x509_parser::nom::Err<x509_parser::error::X509Error>> {
+    Ok(x509_parser::parse_x509_certificate(certificate)?
+        .1
+        .validity()
+        .not_after
+        .timestamp())
 }
 
 /// A checked `http` config.

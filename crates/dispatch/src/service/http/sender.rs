@@ -364,16 +364,12 @@ impl HttpSender {
         proxy: Option<Proxy>,
     ) -> Result<Self, rustls::Error> {
         let policy = Arc::new(policy);
-        let roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        let tls = |check: bool| -> Result<ClientConfig, rustls::Error> {
+            Ok(verifier(&CertificateCheck::Enabled(check))
+                .map_err(rustls::Error::General)?
+                .with_no_client_auth())
         };
-        let unverified = tls_builder()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-            .with_no_client_auth();
-        let verified = tls_builder()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let (verified, unverified) = (tls(true)?, tls(false)?);
         Ok(Self {
             verified: client(&policy, bind, proxy.as_ref(), verified),
             unverified: client(&policy, bind, proxy.as_ref(), unverified),
@@ -382,11 +378,6 @@ impl HttpSender {
             bind,
             proxy,
         })
-    }
-
-    /// The proxy requests go through when their subscription names none.
-    pub fn proxy(&self) -> Option<&Proxy> {
-        self.proxy.as_ref()
     }
 
     fn client_for(&self, tls: &CertificateCheck) -> Result<Client, String> {
@@ -398,11 +389,7 @@ impl HttpSender {
                 if let Some(c) = cache.get(path) {
                     return Ok(c.clone());
                 }
-                let roots = bundle(path)?;
-                let config = tls_builder()
-                    .map_err(|e| format!("cannot use the CA bundle {path}: {e}"))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                let config = verifier(tls)?.with_no_client_auth();
                 let c = client(&self.policy, self.bind, self.proxy.as_ref(), config);
                 cache.insert(path.clone(), c.clone());
                 Ok(c)
@@ -435,16 +422,7 @@ impl HttpSender {
         )>,
         proxy: Option<&Proxy>,
     ) -> Result<OwnClient, String> {
-        let builder = tls_builder().map_err(|e| e.to_string())?;
-        let builder = match tls {
-            CertificateCheck::Enabled(true) => builder.with_root_certificates(RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            }),
-            CertificateCheck::Enabled(false) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))),
-            CertificateCheck::CaBundle(path) => builder.with_root_certificates(bundle(path)?),
-        };
+        let builder = verifier(tls)?;
         let config =
             match identity {
                 Some((certificates, key)) => builder
@@ -628,6 +606,23 @@ fn provider() -> Arc<CryptoProvider> {
 fn tls_builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, rustls::Error>
 {
     ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()
+}
+
+/// A TLS configuration that checks the receiver's certificate as `tls` says (the webpki roots,
+/// a CA bundle's, or any certificate), its client authentication still to choose.
+fn verifier(
+    tls: &CertificateCheck,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, String> {
+    let builder = tls_builder().map_err(|e| format!("cannot set TLS up: {e}"))?;
+    Ok(match tls {
+        CertificateCheck::Enabled(true) => builder.with_root_certificates(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
+        CertificateCheck::Enabled(false) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider()))),
+        CertificateCheck::CaBundle(path) => builder.with_root_certificates(bundle(path)?),
+    })
 }
 
 /// The roots of a CA bundle (PEM): only these are trusted for its subscriptions.
