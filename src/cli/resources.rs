@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use posthorn_client::Client;
 use posthorn_wire::api::{
-    ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest, EventTypeView,
-    SubscriptionStatus, SubscriptionView,
+    ApplicationRequest, ApplicationView, DeliveryView, EventTypeRequest, EventTypeView, Held,
+    HeldReason, SubscriptionStatus, SubscriptionView,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -499,6 +499,19 @@ async fn subscription_names(remote: &Remote, c: &Client) -> HashMap<String, Stri
         .unwrap_or_default()
 }
 
+/// Why a delivery is held, in a few words.
+fn held_reason(held: &Held) -> String {
+    match held.reason {
+        HeldReason::CircuitOpen => "circuit open".to_owned(),
+        HeldReason::Ordered => match &held.behind {
+            Some(behind) => format!("ordered, behind {behind}"),
+            None => "ordered".to_owned(),
+        },
+        HeldReason::SubscriptionDisabled => "subscription disabled".to_owned(),
+        HeldReason::Pulled => "in its feed, for its consumer".to_owned(),
+    }
+}
+
 fn delivery_rows(ds: &[DeliveryView], names: &HashMap<String, String>) {
     if ds.is_empty() {
         println!("no deliveries here");
@@ -515,8 +528,8 @@ fn delivery_rows(ds: &[DeliveryView], names: &HashMap<String, String>) {
     ]);
     for d in ds {
         let mut status = d.status.as_str().to_owned();
-        if d.held.is_some() {
-            status.push_str(" (held: circuit open)");
+        if let Some(held) = &d.held {
+            status.push_str(&format!(" (held: {})", held_reason(held)));
         }
         let last = d.last_attempt.as_ref().map_or_else(String::new, |l| {
             let answer = l
@@ -542,6 +555,12 @@ fn delivery_rows(ds: &[DeliveryView], names: &HashMap<String, String>) {
 /// A delivery and its attempts, each request and response pretty-printed.
 fn delivery_detail(d: &DeliveryView, names: &HashMap<String, String>) {
     delivery_rows(std::slice::from_ref(d), names);
+    if let Some(key) = &d.order_key {
+        println!("ordering key: {key}");
+    }
+    if let Some(until) = d.held.as_ref().and_then(|h| h.until.as_deref()) {
+        println!("held until {until}");
+    }
     for a in d.attempt_log.iter().flatten() {
         println!();
         println!(

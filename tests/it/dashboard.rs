@@ -1157,4 +1157,24 @@ async fn order_and_pull_are_set_in_the_form() {
     assert_eq!(sub["service"], "poll", "{sub}");
     assert_eq!(sub["ordered"], "key", "{sub}");
     assert_eq!(sub["order_key"], "order.id", "{sub}");
+
+    // Its delivery's page says that it waits in the feed and what its key is; there is no
+    // retry to press.
+    api.publish(json!({"name": "order.created", "data": {"order": {"id": "o-1"}}}))
+        .await;
+    let id = api
+        .first_delivery(sub["id"].as_str().unwrap(), Duration::from_secs(10))
+        .await;
+    b.client
+        .goto(&format!("{}/ui/#/deliveries/{id}", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#delivery-status", "waits for its consumer")
+        .await;
+    b.wait_text("#order-key", "o-1").await;
+    let retry = b.client.find(Locator::Css("#retry")).await.unwrap();
+    assert!(
+        retry.attr("disabled").await.unwrap().is_some(),
+        "retry is disabled"
+    );
 }

@@ -149,6 +149,32 @@ async fn a_consumer_pulls_its_feed_and_resumes_where_it_acknowledged(backend: Ba
         0.0
     );
 
+    // In the log, what waits in a feed says so; it is never pushed, so a retry is refused.
+    let waiting = manage
+        .get(&format!(
+            "/v1/subscriptions/{id}/deliveries?status=pending&limit=100"
+        ))
+        .await
+        .body;
+    let waiting = waiting["items"].as_array().unwrap().clone();
+    assert_eq!(waiting.len(), 10);
+    for d in &waiting {
+        assert_eq!(d["held"], json!({"reason": "pulled"}), "{d}");
+        assert_eq!(d["next_attempt_at"], Value::Null, "{d}");
+    }
+    let one = waiting[0]["id"].as_str().unwrap();
+    let r = manage
+        .post(&format!("/v1/deliveries/{one}/retry"), json!({}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("feed"),
+        "{}",
+        r.body
+    );
+    let shown = manage.get(&format!("/v1/deliveries/{one}")).await.body;
+    assert_eq!(shown["held"]["reason"], "pulled", "{shown}");
+
     // Four read and acknowledged.
     let first = consumer.get(&format!("{feed}?limit=4")).await.body;
     assert_eq!(ns(&first, &secret), [0, 1, 2, 3]);

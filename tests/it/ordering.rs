@@ -222,7 +222,121 @@ async fn ordering_keys_are_checked(backend: Backend) {
     assert_eq!(receiver.most_in_progress(), 1, "one key: one at a time");
 }
 
+/// A delivery that waits for an earlier one of its line says so, and names it; each delivery
+/// shows the key it was given, so that a path that finds none is seen rather than silently
+/// unordered.
+async fn a_waiting_delivery_says_what_it_waits_behind(backend: Backend) {
+    let server = Server::start(backend).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_at("/k/a", Answer::status(500));
+    receiver.answer_at("/all", Answer::status(500));
+    let api = server.api();
+    // One failed attempt, then a retry a minute later: the first of each line stays pending.
+    let retry = json!({"schedule_s": [60]});
+    let keyed = api
+        .subscribe(
+            &receiver.at("/k/{{ event.data.order.id }}"),
+            &["order.*"],
+            json!({"ordered": "key", "order_key": "order.id", "retry": retry}),
+        )
+        .await;
+    let all = api
+        .subscribe(
+            &receiver.at("/all"),
+            &["all.*"],
+            json!({"ordered": true, "retry": retry}),
+        )
+        .await;
+    for (key, n) in [("a", 0), ("b", 0), ("a", 1), ("a", 2)] {
+        api.publish(json!({"name": "order.updated", "data": {"order": {"id": key}, "n": n}}))
+            .await;
+    }
+    // The key's path finds nothing here (`order.number`): this one has no key and waits for
+    // none.
+    api.publish(json!({"name": "order.updated", "data": {"order": {"number": "a"}, "n": 9}}))
+        .await;
+    for n in 0..2 {
+        api.publish(json!({"name": "all.updated", "data": {"n": n}}))
+            .await;
+    }
+    wait_for(Duration::from_secs(20), "the first attempts", || async {
+        (receiver.hits_at("/k/a").len() == 1
+            && receiver.hits_at("/k/b").len() == 1
+            && receiver.hits_at("/k/").len() == 1
+            && receiver.hits_at("/all").len() == 1)
+            .then_some(())
+    })
+    .await;
+    let sub_id = |s: &serde_json::Value| s["id"].as_str().unwrap().to_owned();
+    // Oldest first: a0, b0, a1, a2, the one without a key.
+    let mut ds = api.deliveries(&sub_id(&keyed)).await;
+    ds.reverse();
+    assert_eq!(ds.len(), 5, "{ds:?}");
+    let keys: Vec<&serde_json::Value> = ds.iter().map(|d| &d["order_key"]).collect();
+    assert_eq!(
+        keys,
+        [
+            &json!("a"),
+            &json!("b"),
+            &json!("a"),
+            &json!("a"),
+            &json!(null)
+        ]
+    );
+    let (a0, b0, a1, a2, none) = (&ds[0], &ds[1], &ds[2], &ds[3], &ds[4]);
+    assert_eq!(a0["status"], "pending", "{a0}");
+    assert_eq!(a0["attempts"], 1, "{a0}");
+    assert!(a0.get("held").is_none(), "the first of its key: {a0}");
+    for later in [a1, a2] {
+        assert_eq!(later["status"], "pending", "{later}");
+        assert_eq!(later["attempts"], 0, "{later}");
+        assert_eq!(later["held"]["reason"], "ordered", "{later}");
+        assert_eq!(later["held"]["behind"], a0["id"], "{later}");
+        assert_eq!(later["held"]["until"], a0["next_attempt_at"], "{later}");
+    }
+    assert_eq!(b0["status"], "succeeded", "{b0}");
+    assert!(b0.get("held").is_none(), "{b0}");
+    assert_eq!(none["status"], "succeeded", "{none}");
+    // One delivery, shown alone, says the same.
+    let shown = api
+        .get(&format!("/v1/deliveries/{}", a2["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(shown["held"]["behind"], a0["id"], "{shown}");
+    assert_eq!(shown["order_key"], "a", "{shown}");
+
+    // `ordered: true`: one line for the whole subscription, with no key.
+    let mut ds = api.deliveries(&sub_id(&all)).await;
+    ds.reverse();
+    assert_eq!(ds.len(), 2, "{ds:?}");
+    assert!(ds[0].get("held").is_none(), "{}", ds[0]);
+    assert!(ds[1].get("order_key").is_none(), "{}", ds[1]);
+    assert_eq!(ds[1]["held"]["reason"], "ordered", "{}", ds[1]);
+    assert_eq!(ds[1]["held"]["behind"], ds[0]["id"], "{}", ds[1]);
+
+    // A retry of the first by hand lets the line move: once it succeeds, the next goes.
+    receiver.answer_at("/k/a", Answer::status(204));
+    let r = api
+        .post(
+            &format!("/v1/deliveries/{}/retry", a0["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let hits = wait_for(Duration::from_secs(20), "key a", || async {
+        let hits = receiver.hits_at("/k/a");
+        (hits.len() == 4).then_some(hits)
+    })
+    .await;
+    let order: Vec<i64> = hits
+        .iter()
+        .map(|h| h.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, [0, 0, 1, 2]);
+}
+
 both_backends!(
     events_of_one_key_arrive_in_order_and_keys_in_parallel,
-    ordering_keys_are_checked
+    ordering_keys_are_checked,
+    a_waiting_delivery_says_what_it_waits_behind
 );

@@ -1,7 +1,10 @@
-//! The queue's depth (for `/metrics`) and ordered subscriptions' earlier pending deliveries.
+//! The queue's depth (for `/metrics`), and ordered subscriptions' earlier pending deliveries: what
+//! the dispatcher checks before an attempt, and what a delivery waits behind.
 
 use posthorn_core::delivery::PARKED;
 use posthorn_core::time::{now_ms, Millis};
+
+use std::collections::HashMap;
 
 use posthorn_core::SubscriptionId;
 
@@ -101,6 +104,55 @@ impl Store {
         }
         Ok(released)
     }
+}
+
+impl Store {
+    /// The first pending delivery of each ordered line (a subscription, and a key when it orders
+    /// by key): the one that goes next, which every later one of the line waits behind. Lines
+    /// with no pending delivery are left out. One indexed lookup per line.
+    pub async fn line_heads(
+        &self,
+        lines: &[(SubscriptionId, Option<String>)],
+    ) -> Result<HashMap<(SubscriptionId, Option<String>), LineHead>> {
+        let mut heads = HashMap::new();
+        for (sub, key) in lines {
+            let by_key = if key.is_some() {
+                " AND order_key = $2"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT id, event_seq, next_attempt_at FROM deliveries \
+                 WHERE subscription_id = $1 AND status = 'pending'{by_key} \
+                 ORDER BY event_seq LIMIT 1"
+            );
+            let mut q = sqlx::query(&sql).bind(sub.as_str());
+            if let Some(key) = key {
+                q = q.bind(key.as_str());
+            }
+            if let Some(row) = q.fetch_optional(&self.0.read).await? {
+                heads.insert(
+                    (sub.clone(), key.clone()),
+                    LineHead {
+                        id: posthorn_core::DeliveryId::stored(get::<String>(&row, "id")?),
+                        event_seq: get(&row, "event_seq")?,
+                        due: get(&row, "next_attempt_at")?,
+                    },
+                );
+            }
+        }
+        Ok(heads)
+    }
+}
+
+/// The delivery an ordered line delivers next.
+#[derive(Debug, Clone)]
+pub struct LineHead {
+    pub id: posthorn_core::DeliveryId,
+    /// Its event's place in publish order: the line's later deliveries wait behind it.
+    pub event_seq: i64,
+    /// When it is next attempted (for one in flight: when its lease ends).
+    pub due: Millis,
 }
 
 /// Deliveries that must go before one of an ordered subscription.

@@ -85,7 +85,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
 pub use applications::{Application, CredentialsRefused, TokenGrant};
-pub use backlog::{Ahead, QueueDepth};
+pub use backlog::{Ahead, LineHead, QueueDepth};
 pub use cache::SubscriptionCache;
 pub use circuits::Health;
 pub use dialect::Backend;

@@ -87,6 +87,10 @@ pub struct DeliveryRow {
     pub updated_at: Millis,
     /// Its latest attempt, in brief (none before the first).
     pub last: Option<LastAttempt>,
+    /// Its event's place in publish order.
+    pub event_seq: i64,
+    /// Its ordering key, when its subscription orders by key and the event has one.
+    pub order_key: Option<String>,
 }
 
 /// A delivery's latest attempt, for lists: how it ended, how long it took, and the HTTP status
@@ -119,7 +123,7 @@ pub struct DeliveryQuery {
 /// The latest attempt's outcome, duration and response are read by the attempts' primary key
 /// (`delivery_id`, `number`): one index probe each, a row of a list at a time.
 const DELIVERY_COLUMNS: &str = "d.id, e.id AS event_id, e.name AS event_name, d.subscription_id, \
-    d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, \
+    d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.event_seq, d.order_key, \
     (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id \
      ORDER BY a.number DESC LIMIT 1) AS last_outcome, \
     (SELECT a.duration_ms FROM attempts a WHERE a.delivery_id = d.id \
@@ -158,6 +162,8 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow> {
                     .and_then(response_status),
             }),
         },
+        event_seq: get(row, "event_seq")?,
+        order_key: get(row, "order_key")?,
         id: posthorn_core::DeliveryId::stored(id),
     })
 }

@@ -276,12 +276,20 @@ pub struct DeliveryView {
     pub subscription_id: SubscriptionId,
     pub status: DeliveryStatus,
     pub attempts: i64,
-    /// When the next attempt is due; null unless pending.
+    /// When the next attempt is due; null unless pending, and for a pulled delivery (it is
+    /// never attempted: its consumer reads it).
     pub next_attempt_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-    /// Why a pending delivery waits past its schedule, and until when: present while its
-    /// subscription's circuit holds it back (a retry, recover or enable sends it now).
+    /// Its ordering key, when its subscription orders by key (`ordered: "key"`): read from the
+    /// event at the subscription's `order_key` path, or the publisher's `ordering_key`; a key
+    /// longer than 256 bytes is shown as `sha256:` and its digest. Absent when the event had
+    /// none: such a delivery waits for no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
+    /// Why a pending delivery waits past its schedule: its subscription's open circuit (a
+    /// retry, recover or enable sends it now), an earlier delivery of its ordered line, its
+    /// subscription being disabled, or a consumer that has yet to pull it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
     /// Its latest attempt in brief: how it ended, how long it took, the HTTP status of the
@@ -308,12 +316,27 @@ pub enum HeldReason {
     /// The subscription's circuit opened after failed attempts in a row; one probe goes at
     /// `until`.
     CircuitOpen,
+    /// The subscription is ordered (`ordered: true`, or `"key"` and this delivery has a key): it
+    /// waits behind `behind`, the first pending delivery of its line, next attempted at `until`.
+    Ordered,
+    /// The subscription is disabled: it goes when the subscription is enabled.
+    SubscriptionDisabled,
+    /// The subscription is pulled (the `poll` service): it waits in the feed until its consumer
+    /// acknowledges it.
+    Pulled,
 }
 
+/// Why a pending delivery is not attempted at its schedule.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Held {
     pub reason: HeldReason,
-    pub until: String,
+    /// Until when, where that is known: when the circuit's probe goes (`circuit_open`), when
+    /// the delivery ahead is next attempted (`ordered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The delivery it waits behind (`ordered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<DeliveryId>,
 }
 
 /// What `POST /v1/events` answers for one event.

@@ -6,7 +6,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use posthorn_core::time::{parse_rfc3339, to_rfc3339};
 use posthorn_core::{DeliveryStatus, Invalid};
-use posthorn_store::{DeliveryQuery, DeliveryRow, StoredAttempt};
+use std::collections::HashMap;
+
+use posthorn_core::subscription::Order;
+use posthorn_core::{SubscriptionId, Visibility};
+use posthorn_store::{DeliveryQuery, DeliveryRow, LineHead, StoredAttempt};
 use serde_json::Value;
 
 use crate::auth::{Caller, Can, ManageSubscriptions};
@@ -17,27 +21,129 @@ use crate::AppState;
 use posthorn_core::id::{Dlv, Sub};
 use posthorn_wire::api::{AttemptView, DeliveryView, Held, HeldReason, LastAttemptView};
 
-/// The subscription's open circuit, if any: until when, after how many failures.
-type Circuit = Option<(i64, u32)>;
-
-fn held(d: &DeliveryRow, circuit: Circuit) -> Option<Held> {
-    let (until, _) = circuit?;
-    let now = posthorn_core::time::now_ms();
-    // Due before the circuit closes: it is the circuit that holds it (one due later waits for
-    // its own schedule).
-    (d.status == DeliveryStatus::Pending && until > now && d.next_attempt_at <= until).then(|| {
-        Held {
-            reason: HeldReason::CircuitOpen,
-            until: to_rfc3339(until),
-        }
-    })
+/// What holds a page's pending deliveries back: their subscriptions' open circuits and states,
+/// and for ordered subscriptions the first pending delivery of each line (read once per line).
+#[derive(Default)]
+struct Holds {
+    /// Open circuits: until when, after how many failures.
+    circuits: HashMap<String, (i64, u32)>,
+    /// The subscriptions of the page's pending deliveries, by id (deleted ones absent).
+    subs: HashMap<SubscriptionId, Lines>,
+    heads: HashMap<(SubscriptionId, Option<String>), LineHead>,
 }
 
-fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, circuit: Circuit) -> DeliveryView {
+/// How a subscription's pending deliveries move.
+#[derive(Clone, Copy)]
+struct Lines {
+    pulled: bool,
+    active: bool,
+    ordered: Order,
+}
+
+impl Holds {
+    async fn of(state: &AppState, rows: &[DeliveryRow]) -> ApiResult<Self> {
+        let pending: Vec<&DeliveryRow> = rows
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .collect();
+        let mut holds = Holds::default();
+        if pending.is_empty() {
+            return Ok(holds);
+        }
+        let mut ids: Vec<&SubscriptionId> = pending.iter().map(|d| &d.subscription_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let names: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        holds.circuits = state.store.open_circuits(&names).await?;
+        for id in ids {
+            if let Some(sub) = state
+                .store
+                .subscription(&Visibility::Everything, id)
+                .await?
+            {
+                let pulled = state
+                    .services
+                    .get(&sub.spec.service)
+                    .is_some_and(|s| s.pulled());
+                holds.subs.insert(
+                    id.clone(),
+                    Lines {
+                        pulled,
+                        active: sub.is_active(),
+                        ordered: sub.spec.ordered,
+                    },
+                );
+            }
+        }
+        let mut lines: Vec<(SubscriptionId, Option<String>)> = pending
+            .iter()
+            .filter_map(|d| Some((d.subscription_id.clone(), holds.line(d)?)))
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        holds.heads = state.store.line_heads(&lines).await?;
+        Ok(holds)
+    }
+
+    /// The ordered line a pending delivery is in (its key, or none for `ordered: true`), if any.
+    fn line(&self, d: &DeliveryRow) -> Option<Option<String>> {
+        let lines = self.subs.get(&d.subscription_id)?;
+        if lines.pulled {
+            return None;
+        }
+        match lines.ordered {
+            Order::Unordered => None,
+            Order::All => Some(None),
+            Order::Key => d.order_key.clone().map(Some),
+        }
+    }
+
+    fn held(&self, d: &DeliveryRow) -> Option<Held> {
+        if d.status != DeliveryStatus::Pending {
+            return None;
+        }
+        let held = |reason, until: Option<i64>, behind| Held {
+            reason,
+            until: until.map(to_rfc3339),
+            behind,
+        };
+        let lines = self.subs.get(&d.subscription_id)?;
+        if lines.pulled {
+            return Some(held(HeldReason::Pulled, None, None));
+        }
+        if !lines.active {
+            return Some(held(HeldReason::SubscriptionDisabled, None, None));
+        }
+        let now = posthorn_core::time::now_ms();
+        if let Some(&(until, _)) = self.circuits.get(d.subscription_id.as_str()) {
+            // Due before the circuit closes: it is the circuit that holds it (one due later
+            // waits for its own schedule).
+            if until > now && d.next_attempt_at <= until {
+                return Some(held(HeldReason::CircuitOpen, Some(until), None));
+            }
+        }
+        let line = self.line(d)?;
+        let head = self.heads.get(&(d.subscription_id.clone(), line))?;
+        (head.event_seq < d.event_seq).then(|| {
+            held(
+                HeldReason::Ordered,
+                Some(head.due.max(now)),
+                Some(head.id.clone()),
+            )
+        })
+    }
+}
+
+fn view(d: DeliveryRow, log: Option<Vec<StoredAttempt>>, holds: &Holds) -> DeliveryView {
+    let held = holds.held(&d);
     DeliveryView {
-        held: held(&d, circuit),
-        next_attempt_at: (d.status == DeliveryStatus::Pending)
-            .then(|| to_rfc3339(d.next_attempt_at)),
+        next_attempt_at: (d.status == DeliveryStatus::Pending
+            && !held
+                .as_ref()
+                .is_some_and(|h| h.reason == HeldReason::Pulled))
+        .then(|| to_rfc3339(d.next_attempt_at)),
+        held,
+        order_key: d.order_key,
         id: d.id,
         event_id: d.event_id,
         event_name: d.event_name,
@@ -104,15 +210,8 @@ pub(crate) async fn list_for_subscription(
     let q = Query::parse(raw.as_deref());
     let (limit, mut query) = filters(&q)?;
     check_owner(&state, &caller, &id).await?;
-    let circuit = state.store.open_circuits(&[&id]).await?.remove(id.as_str());
     query.subscription_id = Some(id.into_string());
-    let rows = state.store.deliveries_page(&query).await?;
-    Ok(Json(paginate(
-        rows,
-        limit,
-        |d| d.id.to_string(),
-        |d| view(d, None, circuit),
-    )))
+    page(&state, &query, limit).await
 }
 
 /// The filters every delivery list takes: `status`, `event_name`, `since`, `until`, `limit`,
@@ -149,23 +248,20 @@ fn filters(q: &Query) -> ApiResult<(usize, DeliveryQuery)> {
     ))
 }
 
-/// A page of the deliveries `query` selects, each showing its subscription's circuit.
+/// A page of the deliveries `query` selects, each pending one saying what holds it back.
 async fn page(
     state: &AppState,
     query: &DeliveryQuery,
     limit: usize,
 ) -> ApiResult<Json<Page<DeliveryView>>> {
     let rows = state.store.deliveries_page(query).await?;
-    let ids: Vec<&str> = rows.iter().map(|d| d.subscription_id.as_str()).collect();
-    let circuits = state.store.open_circuits(&ids).await?;
+    // The row beyond the page only tells that there is a next page.
+    let holds = Holds::of(state, &rows[..rows.len().min(limit)]).await?;
     Ok(Json(paginate(
         rows,
         limit,
         |d| d.id.to_string(),
-        |d| {
-            let circuit = circuits.get(d.subscription_id.as_str()).copied();
-            view(d, None, circuit)
-        },
+        |d| view(d, None, &holds),
     )))
 }
 
@@ -233,13 +329,8 @@ pub(crate) async fn show(
         .delivery(&caller.visibility(), &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    let sub = delivery.subscription_id.clone();
-    let circuit = state
-        .store
-        .open_circuits(&[&sub])
-        .await?
-        .remove(sub.as_str());
-    Ok(Json(view(delivery, Some(attempts), circuit)))
+    let holds = Holds::of(&state, std::slice::from_ref(&delivery)).await?;
+    Ok(Json(view(delivery, Some(attempts), &holds)))
 }
 
 /// One more attempt now, whatever the delivery's status.
@@ -258,15 +349,26 @@ pub(crate) async fn retry(
         .delivery(&seen, &id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    if state
+    let Some(sub) = state
         .store
         .subscription(&seen, &delivery.subscription_id)
         .await?
-        .is_none()
-    {
+    else {
         return Err(ApiError::Conflict(
             "the subscription of this delivery was deleted".into(),
         ));
+    };
+    if state
+        .services
+        .get(&sub.spec.service)
+        .is_some_and(|s| s.pulled())
+    {
+        // Made due, it would only be parked again: a pulled delivery waits for its consumer.
+        return Err(ApiError::Conflict(format!(
+            "subscription {} is pulled ({} service): its consumer reads this delivery from the \
+             feed and acknowledges it; there is nothing to retry",
+            sub.id, sub.spec.service
+        )));
     }
     // The store wakes the dispatcher.
     if !state.store.retry_delivery(&seen, &id).await? {
@@ -281,5 +383,8 @@ pub(crate) async fn retry(
     let mut delivery = delivery;
     delivery.status = DeliveryStatus::Pending;
     delivery.next_attempt_at = posthorn_core::time::now_ms();
-    Ok((StatusCode::ACCEPTED, Json(view(delivery, None, None))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view(delivery, None, &Holds::default())),
+    ))
 }

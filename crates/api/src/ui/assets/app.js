@@ -453,6 +453,19 @@ async function subscriptionPage(id, params) {
     } }, h("label", {}, "Recover dead deliveries since", since), h("button.secondary", { type: "submit", text: "Recover" })));
 }
 
+// Why a pending delivery waits, in a few words (`long`: with until when and behind what).
+function heldText(held, long) {
+  const why = {
+    circuit_open: "circuit open", ordered: "ordered", subscription_disabled: "subscription disabled",
+    pulled: "waits for its consumer to pull it",
+  }[held.reason] || held.reason;
+  if (!long) return " held: " + why;
+  let text = " held (" + why + ")";
+  if (held.behind) text += " behind " + held.behind;
+  if (held.until) text += ", until " + when(held.until);
+  return text;
+}
+
 function deliveryTable(items, names) {
   if (!items.length) return h("p.muted", { text: "No deliveries." });
   // The event first (its name links to the delivery), then how it went; ids last.
@@ -464,7 +477,7 @@ function deliveryTable(items, names) {
     h("thead", {}, h("tr", {}, cols.map((c) => h("th" + (narrow.includes(c) ? ".hide-narrow" : ""), { text: c })))),
     h("tbody", {}, items.map((d) => h("tr", { "data-id": d.id },
       h("td", {}, link("#/deliveries/" + encodeURIComponent(d.id), d.event_name)),
-      h("td", {}, badge(d.status), d.held ? h("span.muted", { text: " held: circuit open" }) : null),
+      h("td", {}, badge(d.status), d.held ? h("span.muted.held", { text: heldText(d.held, false) }) : null),
       h("td.last-answer", { text: last(d) }),
       h("td.hide-narrow", { text: took(d) }),
       h("td.hide-narrow", { text: d.attempts }),
@@ -544,7 +557,10 @@ function exchange(req, resp) {
 
 async function deliveryPage(id) {
   const d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id));
-  const retry = h("button", { type: "button", id: "retry", text: "Retry now", onclick: async () => {
+  // A pulled delivery is never pushed: its consumer reads it from the feed.
+  const pulled = d.held && d.held.reason === "pulled";
+  const retry = h("button", { type: "button", id: "retry", text: "Retry now", disabled: pulled,
+    title: pulled ? "Its consumer pulls it from the subscription's feed" : undefined, onclick: async () => {
     retry.disabled = true;
     try { await api("POST", "/v1/deliveries/" + encodeURIComponent(id) + "/retry"); toast("Retrying"); setTimeout(route, 1000); }
     catch (e) { $main().prepend(problem(e)); retry.disabled = false; }
@@ -556,9 +572,10 @@ async function deliveryPage(id) {
     exchange(a.request, a.response)));
   page("Delivery " + d.id,
     h("div.card", {}, h("dl", {},
-      h("dt", { text: "Status" }), h("dd", { id: "delivery-status" }, badge(d.status), d.held ? " held until " + when(d.held.until) + " (circuit open)" : ""),
+      h("dt", { text: "Status" }), h("dd", { id: "delivery-status" }, badge(d.status), d.held ? heldText(d.held, true) : ""),
       h("dt", { text: "Event" }), h("dd", {}, link("#/events/" + encodeURIComponent(d.event_id), d.event_name + " · " + d.event_id)),
       h("dt", { text: "Subscription" }), h("dd", {}, link("#/subscriptions/" + encodeURIComponent(d.subscription_id), d.subscription_id)),
+      d.order_key ? h("dt", { text: "Ordering key" }) : null, d.order_key ? h("dd.mono", { id: "order-key", text: d.order_key }) : null,
       h("dt", { text: "Attempts" }), h("dd", { text: d.attempts }),
       h("dt", { text: "Next attempt" }), h("dd", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }))),
     h("div.actions", {}, retry),
