@@ -12,7 +12,9 @@
 //!    held by open circuits;
 //! 8. order per key: events of many keys, interleaved, to a subscription with `ordered: "key"`,
 //!    against the same to one without order;
-//! 9. pull: events to a `poll` subscription, read from its feed and acknowledged by a consumer.
+//! 9. pull: events to a `poll` subscription, read from its feed and acknowledged by a consumer;
+//! 10. backlog: a burst to 20 subscriptions drained, the drain rate at its start and end, and on
+//!     PostgreSQL the `deliveries` table's dead tuples and autovacuum runs meanwhile.
 //!
 //! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
 //! subscriptions and periodic SIGKILLs, then every event accounted for.
@@ -60,7 +62,7 @@ struct Args {
     #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
     amqp: Option<String>,
     /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, pull,
-    /// memory)
+    /// backlog, memory)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep each server's log in this directory
@@ -686,6 +688,100 @@ impl Bench {
         Ok(())
     }
 
+    /// A backlog drained: `n` events (batches of 1,000) to 20 subscriptions, published faster
+    /// than they can be delivered, then delivered. The figures: deliveries per second overall,
+    /// in the first and the last 10 s window (a queue that slows as it churns shows here), and
+    /// on PostgreSQL the `deliveries` table's most dead tuples and the autovacuum runs on it
+    /// during the drain (`pg_stat_user_tables`; this depends on the server's `autovacuum`).
+    async fn backlog(&mut self, server: &Server, sink: &Sink) -> anyhow::Result<()> {
+        const SUBSCRIPTIONS: usize = 20;
+        let n = if self.args.quick { 20_000 } else { 150_000 };
+        let total = (n * SUBSCRIPTIONS) as u64;
+        let name = "bench.backlog";
+        let path = format!("/backlog-{}", server.run);
+        server
+            .subscribe_many(&sink.url(&path), name, SUBSCRIPTIONS)
+            .await?;
+        let pg = if server.backend == "PostgreSQL" {
+            use sqlx::Connection;
+            Some(sqlx::PgConnection::connect(&server.database).await?)
+        } else {
+            None
+        };
+        let mut pg = pg;
+        let start = Instant::now();
+        let publish = {
+            let events: Vec<Value> = (0..n).map(|_| event(name, None)).collect();
+            let server_url = server.url("/v1/events");
+            let token = server.token.clone();
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                for batch in events.chunks(1000) {
+                    client
+                        .post(&server_url)
+                        .bearer_auth(&token)
+                        .json(&Value::Array(batch.to_vec()))
+                        .send()
+                        .await?
+                        .error_for_status()?;
+                }
+                anyhow::Ok(())
+            })
+        };
+        let window = Duration::from_secs(10);
+        let mut rates: Vec<f64> = Vec::new();
+        let (mut most_dead, mut vacuums, mut last) = (0i64, 0i64, 0u64);
+        let deadline = start + Duration::from_secs(if self.args.quick { 300 } else { 1800 });
+        while last < total && Instant::now() < deadline {
+            let tick = Instant::now();
+            tokio::time::sleep(window).await;
+            let now = sink.count(&path);
+            rates.push((now - last) as f64 / tick.elapsed().as_secs_f64());
+            last = now;
+            if let Some(conn) = pg.as_mut() {
+                let (dead, runs): (i64, i64) = sqlx::query_as(
+                    "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables \
+                     WHERE relname = 'deliveries'",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                most_dead = most_dead.max(dead);
+                vacuums = runs;
+            }
+        }
+        publish.await??;
+        let took = start.elapsed();
+        let got = sink.count(&path);
+        let note = if got < total {
+            format!(" ({got} of {total})")
+        } else {
+            String::new()
+        };
+        // The last window is partly idle once the backlog is out: the one before it.
+        let first = rates.first().copied().unwrap_or(0.0);
+        let end = if rates.len() > 2 {
+            rates[rates.len() - 2]
+        } else {
+            rates.last().copied().unwrap_or(0.0)
+        };
+        let mut figure = format!(
+            "{:.0}/s{note}; first 10 s {first:.0}/s, last {end:.0}/s",
+            got as f64 / took.as_secs_f64()
+        );
+        if pg.is_some() {
+            figure.push_str(&format!(
+                "; dead tuples at most {most_dead}, autovacuum runs {vacuums}"
+            ));
+        }
+        self.record(
+            &format!("10. backlog: {n} events to {SUBSCRIPTIONS} subscriptions, drained"),
+            server.backend,
+            figure,
+            None,
+        );
+        Ok(())
+    }
+
     /// Pull delivery: `n` events (batches of 1,000) to a `poll` subscription, then a consumer that
     /// reads the feed 1,000 at a time (each entry signed as it is read) and acknowledges each
     /// page: entries consumed per second, from the first read to the last acknowledgement.
@@ -1050,6 +1146,11 @@ async fn main() -> anyhow::Result<()> {
         if bench.args.runs("pull") {
             let s = start("pull").await?;
             bench.pull(&s).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("backlog") {
+            let s = start("backlog").await?;
+            bench.backlog(&s, &sink).await?;
             s.stop().await;
         }
         if bench.args.runs("memory") {
