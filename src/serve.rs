@@ -457,6 +457,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "purge",
         purge_loop(store.clone(), config.retention, config.purge_every),
     );
+    let tender = supervisor.spawn("queue upkeep", tend_loop(store.clone()));
     let stop = CancellationToken::new();
     let dispatching = supervisor.spawn("dispatcher", dispatcher.clone().run(stop.clone()));
     // Broker sources: messages into events through the same publisher as the API.
@@ -558,6 +559,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     watcher.abort();
     purger.abort();
+    tender.abort();
     if let Some(t) = listener_task {
         t.abort();
     }
@@ -634,6 +636,42 @@ async fn purge_loop(store: Store, retention: Duration, every: Duration) {
         }
         if purged > 0 {
             tracing::info!(events = purged, "purged events past the retention");
+        }
+    }
+}
+
+/// How often the queue's statistics and dead tuples are looked at (PostgreSQL).
+const TEND_EVERY: Duration = Duration::from_secs(30);
+
+/// On PostgreSQL, keeps the planner's statistics of the queue current and its dead tuples in
+/// check when autovacuum does not ([`Store::tend_queue`]); says once, at the start, when
+/// autovacuum is off. Failures are logged and tried again: delivery goes on without it.
+async fn tend_loop(store: Store) {
+    match store.autovacuum_off().await {
+        Ok(None) => return std::future::pending().await,
+        Ok(Some(true)) => tracing::warn!(
+            "PostgreSQL's autovacuum is off: Posthorn analyzes and vacuums its queue table itself \
+             when it falls behind, but the other tables grow unvacuumed; turn autovacuum on \
+             (docs/operating.md)"
+        ),
+        Ok(Some(false)) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read PostgreSQL's autovacuum setting"),
+    }
+    let mut tick = tokio::time::interval(TEND_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.tend_queue().await {
+            Ok(t) => {
+                if let Some(dead) = t.vacuumed {
+                    tracing::info!(dead_tuples = dead, "vacuumed the deliveries table");
+                } else if let Some(changed) = t.analyzed {
+                    tracing::info!(changed_rows = changed, "analyzed the deliveries table");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot analyze or vacuum the deliveries table; will try again");
+            }
         }
     }
 }

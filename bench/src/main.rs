@@ -59,6 +59,9 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Also deliver end to end to a RabbitMQ queue (the `amqp` service) at this broker
+    /// With `--postgres`: PostgreSQL's figures only, not SQLite's
+    #[arg(long)]
+    postgres_only: bool,
     #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
     amqp: Option<String>,
     /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, pull,
@@ -1095,6 +1098,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut backends = vec![None];
     if let Some(url) = bench.args.postgres.clone() {
+        if bench.args.postgres_only {
+            backends.clear();
+        }
         backends.push(Some(url));
     }
     for pg in backends {

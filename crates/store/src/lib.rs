@@ -75,6 +75,7 @@ mod stats;
 mod streaks;
 mod subscriptions;
 pub mod tally;
+mod tend;
 mod writer;
 
 use std::path::Path;
@@ -104,6 +105,7 @@ pub use queue::{
 pub use seal::Sealer;
 pub use stats::{AttemptCount, DURATION_BOUNDS_MS};
 pub use subscriptions::SubscriptionQuery;
+pub use tend::Tended;
 pub use writer::SubscriptionWriter;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
