@@ -268,8 +268,18 @@ async fn a_waiting_delivery_says_what_it_waits_behind(backend: Backend) {
     })
     .await;
     let sub_id = |s: &serde_json::Value| s["id"].as_str().unwrap().to_owned();
+    // The receiver answers before the outcome is recorded: wait for the records.
+    let mut ds = wait_for(Duration::from_secs(20), "the attempts recorded", || async {
+        let ds = api.deliveries(&sub_id(&keyed)).await;
+        let settled = ds.iter().filter(|d| d["status"] == "succeeded").count();
+        let failed = ds
+            .iter()
+            .filter(|d| d["attempts"] == 1 && d["status"] == "pending")
+            .count();
+        (settled == 2 && failed == 1).then_some(ds)
+    })
+    .await;
     // Oldest first: a0, b0, a1, a2, the one without a key.
-    let mut ds = api.deliveries(&sub_id(&keyed)).await;
     ds.reverse();
     assert_eq!(ds.len(), 5, "{ds:?}");
     let keys: Vec<&serde_json::Value> = ds.iter().map(|d| &d["order_key"]).collect();
@@ -306,7 +316,15 @@ async fn a_waiting_delivery_says_what_it_waits_behind(backend: Backend) {
     assert_eq!(shown["order_key"], "a", "{shown}");
 
     // `ordered: true`: one line for the whole subscription, with no key.
-    let mut ds = api.deliveries(&sub_id(&all)).await;
+    let mut ds = wait_for(
+        Duration::from_secs(20),
+        "the first attempt recorded",
+        || async {
+            let ds = api.deliveries(&sub_id(&all)).await;
+            ds.iter().any(|d| d["attempts"] == 1).then_some(ds)
+        },
+    )
+    .await;
     ds.reverse();
     assert_eq!(ds.len(), 2, "{ds:?}");
     assert!(ds[0].get("held").is_none(), "{}", ds[0]);
