@@ -108,6 +108,13 @@ pub struct Shared {
     pub ui: ui::UiConfig,
 }
 
+impl Shared {
+    /// Whether subscriptions of this service are pulled by their consumer (`poll`), never pushed.
+    pub(crate) fn pulled(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|s| s.pulled())
+    }
+}
+
 /// Whether the process is fit to serve: set once, by the supervisor, when a background task it
 /// cannot do without has ended (the process then stops, non-zero, for its orchestrator to
 /// restart it).

@@ -61,10 +61,7 @@ impl Holds {
                 .subscription(&Visibility::Everything, id)
                 .await?
             {
-                let pulled = state
-                    .services
-                    .get(&sub.spec.service)
-                    .is_some_and(|s| s.pulled());
+                let pulled = state.pulled(&sub.spec.service);
                 holds.subs.insert(
                     id.clone(),
                     Lines {
@@ -358,11 +355,7 @@ pub(crate) async fn retry(
             "the subscription of this delivery was deleted".into(),
         ));
     };
-    if state
-        .services
-        .get(&sub.spec.service)
-        .is_some_and(|s| s.pulled())
-    {
+    if state.pulled(&sub.spec.service) {
         // Made due, it would only be parked again: a pulled delivery waits for its consumer.
         return Err(ApiError::Conflict(format!(
             "subscription {} is pulled ({} service): its consumer reads this delivery from the \

@@ -53,10 +53,7 @@ async fn feed_of(
         .subscription(&caller.visibility(), id)
         .await?
         .ok_or(ApiError::NotFound("subscription"))?;
-    let pulled = state
-        .services
-        .get(&sub.spec.service)
-        .is_some_and(|s| s.pulled());
+    let pulled = state.pulled(&sub.spec.service);
     if !pulled {
         return Err(ApiError::Conflict(format!(
             "subscription {} is pushed by its {} service; only a poll subscription has a feed",
