@@ -14,7 +14,13 @@
 //!    against the same to one without order;
 //! 9. pull: events to a `poll` subscription, read from its feed and acknowledged by a consumer;
 //! 10. backlog: a burst to 20 subscriptions drained, the drain rate at its start and end, and on
-//!     PostgreSQL the `deliveries` table's dead tuples and autovacuum runs meanwhile.
+//!     PostgreSQL the `deliveries` table's dead tuples and autovacuum runs meanwhile;
+//! 11. scale-out (with `--postgres`): 1, 2 and 3 processes on one PostgreSQL database
+//!     (`scale.rs`).
+//!
+//! Beside HTTP (`paths.rs`), each against a baseline of its own kind: events from RabbitMQ
+//! (`--amqp`) and NATS JetStream (`--nats`) and deliveries to them, by email (`email`), and
+//! through plugins (`plugins`).
 //!
 //! `--soak MINUTES` runs the soak instead (`soak.rs`): steady publishing with failing and hanging
 //! subscriptions and periodic SIGKILLs, then every event accounted for.
@@ -25,6 +31,8 @@
 //! baseline measured again just before it, not by the one at the start of the run.
 
 mod machine;
+mod paths;
+mod scale;
 mod server;
 mod sink;
 mod soak;
@@ -64,8 +72,11 @@ struct Args {
     postgres_only: bool,
     #[arg(long, env = "POSTHORN_BENCH_AMQP_URL")]
     amqp: Option<String>,
+    /// Also take events from a JetStream stream (2d) and deliver to one (3d), at this server
+    #[arg(long, env = "POSTHORN_BENCH_NATS_URL")]
+    nats: Option<String>,
     /// Only these scenarios (comma-separated: ingest, e2e, latency, fanout, storm, keyed, pull,
-    /// backlog, memory)
+    /// backlog, email, plugins, memory, scale)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep each server's log in this directory
@@ -156,8 +167,9 @@ struct Row {
     backend: &'static str,
     figure: String,
     ratio: Option<f64>,
-    /// The baseline the ratio was taken against (req/s).
+    /// The baseline the ratio was taken against, and its unit (`req/s` for the HTTP one).
     baseline: f64,
+    unit: &'static str,
 }
 
 struct Bench {
@@ -255,6 +267,32 @@ impl Bench {
             figure,
             ratio,
             baseline: self.baseline,
+            unit: "req/s",
+        });
+    }
+
+    /// Records a figure against a baseline of its own kind (a bare broker client, lettre, the
+    /// plugin's command run by the harness), not the HTTP one.
+    fn record_against(
+        &mut self,
+        scenario: &str,
+        backend: &'static str,
+        figure: String,
+        per_s: f64,
+        (baseline, unit): (f64, &'static str),
+    ) {
+        let ratio = per_s / baseline.max(1e-9);
+        println!(
+            "{scenario:<44} {backend:<10} {figure:>22}   {:>5.1} % of baseline ({baseline:.0} {unit})",
+            ratio * 100.0
+        );
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            backend,
+            figure,
+            ratio: Some(ratio),
+            baseline,
+            unit,
         });
     }
 
@@ -464,6 +502,7 @@ impl Bench {
         for c in confirms {
             c.await?;
         }
+        let base = self.amqp_consumer_baseline(url, n).await?;
         let config = format!(
             "[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"\"\nqueue = \"{queue}\"\nprefetch = 500\n"
         );
@@ -492,12 +531,14 @@ impl Bench {
         } else {
             format!(" ({n} messages, prefetch 500)")
         };
-        self.record(
+        self.record_against(
             "2c. ingest from a RabbitMQ queue (a backlog, acked once stored)",
             server.backend,
             format!("{rate:.0} messages/s{note}{cpu}{machine}"),
-            None,
+            rate,
+            (base, "msgs/s, a bare consumer acking each"),
         );
+        server.stop().await;
         let _ = channel.queue_delete(queue.into(), Default::default()).await;
         Ok(())
     }
@@ -541,6 +582,7 @@ impl Bench {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
+        let base = self.amqp_publisher_baseline(url, max_in_flight).await?;
         let name = "bench.amqp";
         server
             .subscribe(
@@ -583,11 +625,12 @@ impl Bench {
         if got < total {
             note += &format!(" ({got} of {total} by the deadline)");
         }
-        self.record(
+        self.record_against(
             &format!("3c. end to end to a RabbitMQ queue (amqp), max_in_flight {max_in_flight}"),
             server.backend,
             format!("{rate:.0} deliveries/s{note}{cpu}{machine}"),
-            Some(rate),
+            rate,
+            (base, "msgs/s, a bare publisher awaiting each confirm"),
         );
         counting.abort();
         channel
@@ -856,7 +899,7 @@ impl Bench {
         server
             .subscribe(&sink.url(&latency), &["bench.latency"], json!({}))
             .await?;
-        for rate in [100u64, 1000] {
+        for rate in [100u64, 200, 1000] {
             let n = rate * self.seconds().as_secs();
             sink.start_recording();
             let before = sink.count(&latency);
@@ -1064,6 +1107,25 @@ fn fails(n: u64) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    sqlx::any::install_default_drivers();
+    // Interrupted, take the servers down too (they are not dropped when the process exits).
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        server::kill_all();
+        std::process::exit(130);
+    });
     let sink = Sink::start()?;
     if let Some(minutes) = args.soak {
         let soak = soak::Soak {
@@ -1119,6 +1181,9 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(url) = bench.args.amqp.clone() {
                     bench.ingest_amqp(&url, pg.as_deref()).await?;
                 }
+                if let Some(url) = bench.args.nats.clone() {
+                    bench.ingest_nats(&url, pg.as_deref()).await?;
+                }
             }
             if bench.args.runs("e2e") {
                 // With the load generator's concurrency (the baseline's), then the default.
@@ -1127,6 +1192,9 @@ async fn main() -> anyhow::Result<()> {
                 bench.end_to_end(&s, &sink, None).await?;
                 if let Some(url) = bench.args.amqp.clone() {
                     bench.end_to_end_amqp(&s, &url, concurrency).await?;
+                }
+                if let Some(url) = bench.args.nats.clone() {
+                    bench.end_to_end_nats(&s, &url).await?;
                 }
             }
             if bench.args.runs("latency") {
@@ -1159,6 +1227,21 @@ async fn main() -> anyhow::Result<()> {
             bench.backlog(&s, &sink).await?;
             s.stop().await;
         }
+        if bench.args.runs("email") {
+            let smtp = paths::SmtpSink::start().await?;
+            let config = paths::smtp_config(smtp.port);
+            let logs = bench.args.logs.clone().map(|d| d.join("email"));
+            let s = Server::start_with(pg.as_deref(), logs, Some(&config)).await?;
+            bench.end_to_end_email(&s, &smtp).await?;
+            s.stop().await;
+        }
+        if bench.args.runs("plugins") {
+            let logs = bench.args.logs.clone().map(|d| d.join("plugins"));
+            let config = paths::plugin_config();
+            let s = Server::start_with(pg.as_deref(), logs, Some(&config)).await?;
+            bench.end_to_end_plugins(&s).await?;
+            s.stop().await;
+        }
         if bench.args.runs("memory") {
             let s = start("memory").await?;
             bench.memory(&s, &sink).await?;
@@ -1166,12 +1249,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if let (true, Some(url)) = (bench.args.runs("scale"), bench.args.postgres.clone()) {
+        bench.scale(&url, &sink).await?;
+    }
+
     let mut table =
         String::from("| scenario | backend | figure | of baseline |\n| --- | --- | --- | --- |\n");
     for r in &bench.rows {
         let ratio = r
             .ratio
-            .map(|x| format!("{:.1} % of {:.0} req/s", x * 100.0, r.baseline))
+            .map(|x| format!("{:.1} % of {:.0} {}", x * 100.0, r.baseline, r.unit))
             .unwrap_or_default();
         table.push_str(&format!(
             "| {} | {} | {} | {} |\n",

@@ -26,6 +26,31 @@ pub struct Server {
     keep_log: Option<PathBuf>,
 }
 
+/// The servers this harness has started and not yet seen exit, so that an interrupted run
+/// (Ctrl-C, `kill`) takes them down with it: left running, a server draining a backlog loads the
+/// machine for whatever runs next.
+static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn live(pid: Option<u32>, add: bool) {
+    if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
+        live.retain(|p| *p != pid);
+        if add {
+            live.push(pid);
+        }
+    }
+}
+
+/// SIGKILLs every server still running (the harness is being interrupted).
+pub fn kill_all() {
+    if let Ok(live) = LIVE.lock() {
+        for pid in live.iter() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 fn posthorn_binary() -> anyhow::Result<std::path::PathBuf> {
     if let Ok(p) = std::env::var("POSTHORN_BIN") {
         return Ok(p.into());
@@ -79,6 +104,7 @@ async fn spawn(args: &[String], dir: &std::path::Path) -> anyhow::Result<(Child,
         .kill_on_drop(true)
         .spawn()
         .context("starting posthorn")?;
+    live(child.id(), true);
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let base = tokio::time::timeout(Duration::from_secs(30), async {
@@ -101,6 +127,7 @@ impl Server {
     /// Kills the process (SIGKILL: no shutdown at all) and starts a new one the same way, on the
     /// same database and address.
     pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        live(self.child.id(), false);
         let _ = self.child.kill().await;
         let (child, base) = spawn(&self.args, self._dir.path()).await?;
         self.child = child;
@@ -343,7 +370,9 @@ impl Server {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
+        let pid = self.child.id();
         let _ = tokio::time::timeout(Duration::from_secs(35), self.child.wait()).await;
+        live(pid, false);
         if let Some(to) = &self.keep_log {
             if let Some(dir) = to.parent() {
                 let _ = std::fs::create_dir_all(dir);

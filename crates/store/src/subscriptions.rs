@@ -203,6 +203,26 @@ impl Store {
         row.map(|r| self.subscription_from_row(&r)).transpose()
     }
 
+    /// The subscriptions of these ids that are not deleted, read together (a page of deliveries
+    /// names at most a few hundred); any owner: the caller has checked what it may see.
+    pub async fn subscriptions_in(&self, ids: &[&str]) -> Result<Vec<Subscription>> {
+        let mut subs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE deleted_at IS NULL AND id IN ({})",
+                crate::dialect::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.0.read).await? {
+                subs.push(self.subscription_from_row(&row)?);
+            }
+        }
+        Ok(subs)
+    }
+
     /// Whether a subscription exists, deleted or not, that `seen` allows (delivery logs stay
     /// readable after a delete).
     pub async fn subscription_seen(

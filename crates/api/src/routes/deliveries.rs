@@ -9,7 +9,7 @@ use posthorn_core::{DeliveryStatus, Invalid};
 use std::collections::HashMap;
 
 use posthorn_core::subscription::Order;
-use posthorn_core::{SubscriptionId, Visibility};
+use posthorn_core::SubscriptionId;
 use posthorn_store::{DeliveryQuery, DeliveryRow, LineHead, StoredAttempt};
 use serde_json::Value;
 
@@ -55,22 +55,18 @@ impl Holds {
         ids.dedup();
         let names: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
         holds.circuits = state.store.open_circuits(&names).await?;
-        for id in ids {
-            if let Some(sub) = state
-                .store
-                .subscription(&Visibility::Everything, id)
-                .await?
-            {
-                let pulled = state.pulled(&sub.spec.service);
-                holds.subs.insert(
-                    id.clone(),
-                    Lines {
-                        pulled,
-                        active: sub.is_active(),
-                        ordered: sub.spec.ordered,
-                    },
-                );
-            }
+        // The page's deliveries were read with the caller's visibility: their subscriptions are
+        // the caller's to see.
+        for sub in state.store.subscriptions_in(&names).await? {
+            let pulled = state.pulled(&sub.spec.service);
+            holds.subs.insert(
+                sub.id.clone(),
+                Lines {
+                    pulled,
+                    active: sub.is_active(),
+                    ordered: sub.spec.ordered,
+                },
+            );
         }
         let mut lines: Vec<(SubscriptionId, Option<String>)> = pending
             .iter()

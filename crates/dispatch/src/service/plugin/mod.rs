@@ -283,23 +283,28 @@ impl PluginTarget {
 
 /// The plugin's command, in a process group of its own, with a minimal environment and its pipes.
 fn command(plugin: &PluginConfig) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(&plugin.command[0]);
+    let kept: Vec<(&str, String)> = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v)))
+    .collect();
+    let path = plugin.env.get("PATH").map(String::as_str).or_else(|| {
+        kept.iter()
+            .find(|(k, _)| *k == "PATH")
+            .map(|(_, v)| v.as_str())
+    });
+    let mut command = tokio::process::Command::new(resolve(&plugin.command[0], path));
     command
         .args(&plugin.command[1..])
         .env_clear()
-        .envs(
-            [
-                "PATH",
-                "HOME",
-                "LANG",
-                "LC_ALL",
-                "TMPDIR",
-                "VIRTUAL_ENV",
-                "PYTHONPATH",
-            ]
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-        )
+        .envs(kept)
         .envs(&plugin.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -307,6 +312,29 @@ fn command(plugin: &PluginConfig) -> tokio::process::Command {
         .process_group(0)
         .kill_on_drop(true);
     command
+}
+
+/// The program's path, looked up in the `PATH` the plugin is given when it has no `/`.
+///
+/// The standard library starts a program with `posix_spawn` (a `vfork`: nothing of this
+/// process is copied) unless it must search a `PATH` that differs from this process's own, as
+/// it does here (the environment is rebuilt); then it falls back to `fork`, which copies the
+/// page tables of this whole process for every attempt (measured: 2.2 ms of the server's CPU per
+/// run of `sh -c 'cat >/dev/null'`). Looking the program up here keeps every start a spawn. A
+/// name found nowhere is left as it is, so that the start fails as it would have.
+fn resolve(program: &str, path: Option<&str>) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return program.into();
+    }
+    path.into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| program.into())
 }
 
 /// Reads a stream to its end, keeping its first [`MAX_OUTPUT`] bytes.
@@ -340,5 +368,27 @@ fn report(
         response,
         error,
         duration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn a_bare_program_name_is_looked_up_in_the_plugins_path() {
+        let found = resolve("sh", Some("/nonexistent:/usr/bin:/bin"));
+        assert!(found.is_absolute(), "{found:?}");
+        assert!(found.ends_with("sh"));
+        // Not found, or a path already: left as given, so that starting it fails as before.
+        assert_eq!(
+            resolve("no-such-plugin-program", Some("/usr/bin:/bin")),
+            std::path::PathBuf::from("no-such-plugin-program")
+        );
+        assert_eq!(
+            resolve("examples/plugins/sleep.py", Some("/bin")),
+            std::path::PathBuf::from("examples/plugins/sleep.py")
+        );
+        assert_eq!(resolve("sh", None), std::path::PathBuf::from("sh"));
     }
 }
