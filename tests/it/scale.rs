@@ -403,6 +403,23 @@ async fn a_churning_queue_keeps_its_statistics_current() {
         },
     )
     .await;
+    // What an operator watches: the table's live and dead rows, on /metrics.
+    wait_for(
+        Duration::from_secs(30),
+        "the deliveries table's rows on /metrics",
+        || async {
+            let (status, scrape) = crate::util::scrape(&server.base, None).await;
+            assert_eq!(status, 200);
+            let scrape = scrape?;
+            let live =
+                crate::util::value(&scrape, "posthorn_queue_table_tuples", &[("state", "live")]);
+            let dead = scrape.samples.iter().any(|s| {
+                s.metric == "posthorn_queue_table_tuples" && s.labels.get("state") == Some("dead")
+            });
+            (live >= 12_000.0 && dead).then_some(())
+        },
+    )
+    .await;
     if autovacuum == "off" {
         assert!(
             server.log().contains("autovacuum is off"),

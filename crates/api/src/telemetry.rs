@@ -73,6 +73,17 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             metrics::gauge!(posthorn_core::metric::STORE_UP).set(0.0);
         }
     }
+    match state.store.queue_table().await {
+        Ok(Some(t)) => {
+            let name = posthorn_core::metric::QUEUE_TABLE_TUPLES;
+            metrics::gauge!(name, "state" => "live").set(t.live as f64);
+            metrics::gauge!(name, "state" => "dead").set(t.dead as f64);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the deliveries table's counts cannot be read")
+        }
+    }
     match state.store.feed_lag().await {
         Ok(lag) => {
             metrics::gauge!(posthorn_core::metric::FEED_WAITING).set(lag.waiting as f64);

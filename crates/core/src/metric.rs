@@ -29,6 +29,7 @@ pub const GROUP_COMMIT_ROWS: &str = "posthorn_group_commit_rows";
 pub const HTTP_REQUESTS: &str = "posthorn_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "posthorn_http_request_duration_seconds";
 pub const STORE_UP: &str = "posthorn_store_up";
+pub const QUEUE_TABLE_TUPLES: &str = "posthorn_queue_table_tuples";
 pub const STORED_DATA_UNREADABLE: &str = "posthorn_stored_data_unreadable_total";
 
 /// Every series: its name, kind and help text.
@@ -117,6 +118,11 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         STORE_UP,
         Kind::Gauge,
         "1 when the last scrape could read the database",
+    ),
+    (
+        QUEUE_TABLE_TUPLES,
+        Kind::Gauge,
+        "PostgreSQL only: rows of the deliveries table by state (live, dead: left by updates and deletes until vacuum), from pg_stat_user_tables",
     ),
     (
         STORED_DATA_UNREADABLE,

@@ -105,7 +105,7 @@ pub use queue::{
 pub use seal::Sealer;
 pub use stats::{AttemptCount, DURATION_BOUNDS_MS};
 pub use subscriptions::SubscriptionQuery;
-pub use tend::Tended;
+pub use tend::{QueueTable, Tended};
 pub use writer::SubscriptionWriter;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

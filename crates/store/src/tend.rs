@@ -18,6 +18,14 @@ const TEND_LOCK: i64 = 0x706f_7374_686f_726e;
 /// How long after an analyze or a vacuum (by anyone) another is not started.
 const QUIET_S: f64 = 60.0;
 
+/// The deliveries table as PostgreSQL counts it (`pg_stat_user_tables`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueTable {
+    pub live: i64,
+    /// Left by updates and deletes until a vacuum: each delivery leaves one to three.
+    pub dead: i64,
+}
+
 /// What [`Store::tend_queue`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tended {
@@ -38,6 +46,27 @@ impl Store {
             .await?;
         let on_off: String = row.try_get("on_off")?;
         Ok(Some(on_off == "off"))
+    }
+
+    /// On PostgreSQL, the live and dead rows of `deliveries` (`None` on SQLite, or before
+    /// PostgreSQL has counted any).
+    pub async fn queue_table(&self) -> Result<Option<QueueTable>> {
+        if self.0.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables \
+             WHERE relid = 'deliveries'::regclass",
+        )
+        .fetch_optional(&self.0.read)
+        .await?;
+        row.map(|r| {
+            Ok(QueueTable {
+                live: r.try_get("n_live_tup")?,
+                dead: r.try_get("n_dead_tup")?,
+            })
+        })
+        .transpose()
     }
 
     /// On PostgreSQL: analyzes `deliveries` when more than max(10,000, 5 %) of its rows changed
