@@ -460,54 +460,13 @@ impl Bench {
     /// A backlog of messages in a RabbitMQ queue taken by an `[[sources.amqp]]` source, until
     /// every one is a stored event: messages/s from the broker into the database.
     async fn ingest_amqp(&mut self, url: &str, postgres: Option<&str>) -> anyhow::Result<()> {
-        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-        use lapin::types::FieldTable;
         let n: usize = if self.args.quick { 20_000 } else { 100_000 };
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        let queue = format!("posthorn-bench-source-{run}");
-        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
-        let channel = conn.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channel
-            .queue_declare(
-                queue.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let body = serde_json::to_vec(&event("bench.source", None)["data"])?;
-        let mut confirms = Vec::with_capacity(n);
-        for i in 0..n {
-            confirms.push(
-                channel
-                    .basic_publish(
-                        "".into(),
-                        queue.clone().into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        lapin::BasicProperties::default()
-                            .with_message_id(format!("m-{i}").into())
-                            .with_delivery_mode(2),
-                    )
-                    .await?,
-            );
-        }
-        for c in confirms {
-            c.await?;
-        }
+        let (_conn, channel, queue) = paths::filled_amqp_queue(url, "source", n).await?;
         let base = self.amqp_consumer_baseline(url, n).await?;
         let config = format!(
             "[[sources.amqp]]\nurl = \"{url}\"\nexchange = \"\"\nqueue = \"{queue}\"\nprefetch = 500\n"
         );
         let server = Server::start_with(postgres, None, Some(&config)).await?;
-        sqlx::any::install_default_drivers();
         let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
         let db = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)

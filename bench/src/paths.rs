@@ -134,6 +134,55 @@ pub fn smtp_config(port: u16) -> String {
     )
 }
 
+/// A durable queue of its own at `url`, holding `n` persistent messages (each an event's data,
+/// `message_id` `m-<i>`) that the broker has confirmed: the connection, its channel (in confirm
+/// mode) and the queue's name.
+pub async fn filled_amqp_queue(
+    url: &str,
+    kind: &str,
+    n: usize,
+) -> anyhow::Result<(lapin::Connection, lapin::Channel, String)> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    let queue = format!("posthorn-bench-{kind}-{}", run_id());
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .queue_declare(
+            queue.clone().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let body = serde_json::to_vec(&event("bench.source", None)["data"])?;
+    let mut confirms = Vec::with_capacity(n);
+    for i in 0..n {
+        confirms.push(
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.clone().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default()
+                        .with_message_id(format!("m-{i}").into())
+                        .with_delivery_mode(2),
+                )
+                .await?,
+        );
+    }
+    for c in confirms {
+        c.await?;
+    }
+    Ok((conn, channel, queue))
+}
+
 impl Bench {
     fn deliveries(&self) -> u64 {
         if self.args.quick {
@@ -219,46 +268,10 @@ impl Bench {
     pub async fn amqp_consumer_baseline(&self, url: &str, n: usize) -> anyhow::Result<f64> {
         use futures_util::StreamExt;
         use lapin::options::{
-            BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-            ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+            BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions,
         };
         use lapin::types::FieldTable;
-        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
-        let channel = conn.create_channel().await?;
-        let queue = format!("posthorn-bench-baseline-{}", run_id());
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channel
-            .queue_declare(
-                queue.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let body = serde_json::to_vec(&event("bench.source", None)["data"])?;
-        let mut confirms = Vec::with_capacity(n);
-        for i in 0..n {
-            confirms.push(
-                channel
-                    .basic_publish(
-                        "".into(),
-                        queue.clone().into(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        lapin::BasicProperties::default()
-                            .with_message_id(format!("m-{i}").into())
-                            .with_delivery_mode(2),
-                    )
-                    .await?,
-            );
-        }
-        for c in confirms {
-            c.await?;
-        }
+        let (conn, channel, queue) = filled_amqp_queue(url, "baseline", n).await?;
         let consume = conn.create_channel().await?;
         consume.basic_qos(500, BasicQosOptions::default()).await?;
         let start = Instant::now();
