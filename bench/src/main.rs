@@ -468,19 +468,7 @@ impl Bench {
         );
         let server = Server::start_with(postgres, None, Some(&config)).await?;
         let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
-        let db = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&server.database)
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut stored = 0i64;
-        while (stored as usize) < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-                .fetch_one(&db)
-                .await
-                .unwrap_or(0);
-        }
+        let stored = paths::stored_events(&server, n).await?;
         let secs = start.elapsed().as_secs_f64();
         let rate = stored as f64 / secs;
         let cpu = cpu_per(server.cpu() - cpu, stored as f64);

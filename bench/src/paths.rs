@@ -134,6 +134,28 @@ pub fn smtp_config(port: u16) -> String {
     )
 }
 
+/// Waits (up to 10 minutes) until the server has stored `n` events, as a source takes a
+/// backlog in; returns how many it had by then.
+pub async fn stored_events(server: &Server, n: usize) -> anyhow::Result<i64> {
+    let db = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&server.database)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut stored = 0i64;
+    while (stored as usize) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A count that fails is tried again at the next poll.
+        if let Ok(count) = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&db)
+            .await
+        {
+            stored = count;
+        }
+    }
+    Ok(stored)
+}
+
 /// A durable queue of its own at `url`, holding `n` persistent messages (each an event's data,
 /// `message_id` `m-<i>`) that the broker has confirmed: the connection, its channel (in confirm
 /// mode) and the queue's name.
@@ -370,19 +392,7 @@ impl Bench {
         );
         let server = Server::start_with(postgres, None, Some(&config)).await?;
         let (cpu, start, machine) = (server.cpu(), Instant::now(), Machine::now());
-        let db = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&server.database)
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut stored = 0i64;
-        while (stored as usize) < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-                .fetch_one(&db)
-                .await
-                .unwrap_or(0);
-        }
+        let stored = stored_events(&server, n).await?;
         let rate = stored as f64 / start.elapsed().as_secs_f64();
         let cpu = cpu_per(server.cpu() - cpu, stored as f64);
         let note = if (stored as usize) < n {

@@ -199,10 +199,20 @@ impl Bench {
                     loop {
                         let i = batches.fetch_add(1, Ordering::Relaxed);
                         if i >= events / 1000 {
-                            return;
+                            return Ok::<_, anyhow::Error>(());
                         }
                         let post = &posts[i as usize % posts.len()];
-                        while post.send().await != 202 {
+                        // A refused batch is sent again for a minute at most, then the run fails
+                        // saying so (never a hang, never a batch silently missing).
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        loop {
+                            let status = post.send().await;
+                            if status == 202 {
+                                break;
+                            }
+                            if Instant::now() > deadline {
+                                anyhow::bail!("a batch was refused for a minute (HTTP {status})");
+                            }
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
@@ -210,7 +220,7 @@ impl Bench {
             })
             .collect();
         for t in tasks {
-            let _ = t.await;
+            t.await??;
         }
         let published = start.elapsed();
         let drained = sink
