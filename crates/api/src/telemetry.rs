@@ -5,7 +5,7 @@
 //! delivery queue from the database, and the per-subscription attempt counts with a bounded label
 //! set (the subscriptions with the most failures by id, the rest as one series).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Instant;

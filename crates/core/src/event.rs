@@ -294,33 +294,45 @@ mod tests {
 /// being parsed into a tree and printed again.
 pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
     let bytes = text.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
+    let spacing = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    // The text is copied only once spacing is found, a run between two spacings at a time; a
+    // string is skipped to its closing quote by `memchr`, not byte by byte.
     let mut out: Option<Vec<u8>> = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        let keep = if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut kept_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            i += 1;
+            loop {
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    // An escape: the escaped byte is skipped with it.
+                    Some(k) if bytes[i + k] == b'\\' => i += k + 2,
+                    Some(k) => {
+                        i += k + 1;
+                        break;
+                    }
+                    None => {
+                        i = bytes.len();
+                        break;
+                    }
+                }
             }
-            true
+        } else if spacing(b) {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+            o.extend_from_slice(&bytes[kept_from..i]);
+            while i < bytes.len() && spacing(bytes[i]) {
+                i += 1;
+            }
+            kept_from = i;
         } else {
-            if b == b'"' {
-                in_string = true;
-            }
-            !matches!(b, b' ' | b'\n' | b'\r' | b'\t')
-        };
-        match (&mut out, keep) {
-            (Some(o), true) => o.push(b),
-            (None, false) => out = Some(bytes[..i].to_vec()),
-            _ => {}
+            i += 1;
         }
     }
     match out {
         // Only ASCII whitespace between tokens was dropped: still UTF-8.
-        Some(o) => {
+        Some(mut o) => {
+            o.extend_from_slice(&bytes[kept_from.min(bytes.len())..]);
             std::borrow::Cow::Owned(String::from_utf8(o).unwrap_or_else(|_| text.to_owned()))
         }
         None => std::borrow::Cow::Borrowed(text),
@@ -343,5 +355,38 @@ mod compact_tests {
             compact_json(r#"{"a":"x y"}"#),
             std::borrow::Cow::Borrowed(_)
         ));
+        // An escaped backslash ends a string's escapes; spacing at either end goes.
+        assert_eq!(
+            compact_json(" [\"a\\\\\", \"\\\\\\\" \"] \n"),
+            r#"["a\\","\\\" "]"#
+        );
+        assert_eq!(compact_json("\t"), "");
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON is printed with spacing, compacting it gives serde's own compact print.
+        #[test]
+        fn is_serdes_compact_print(value in any_json()) {
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let compact = serde_json::to_string(&value).unwrap();
+            proptest::prop_assert_eq!(compact_json(&pretty), compact.as_str());
+        }
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ a\"\\\\\n\té\u{1F600}]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(("[ a\"\\\\]{0,4}", inner), 0..4)
+                    .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
     }
 }

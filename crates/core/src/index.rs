@@ -7,8 +7,8 @@
 //! per event (patterns, filter, HTTP config, retry policy) is compiled once, when the index is
 //! built.
 
+use foldhash::HashMap;
 use serde_json::Value;
-use std::collections::HashMap;
 
 use crate::id::SubscriptionId;
 use std::sync::Arc;

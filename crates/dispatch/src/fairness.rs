@@ -27,7 +27,9 @@
 //! This state is per process. The postponed backlog is in the database, so while one process has a
 //! subscription's circuit open, the others do not attempt its deliveries either.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -298,7 +300,7 @@ impl<T> Fairness<T> {
         Self {
             clock,
             inner: Mutex::new(Inner {
-                subs: HashMap::new(),
+                subs: HashMap::default(),
                 suspect_in_flight: 0,
                 waiting: 0,
             }),

@@ -3,7 +3,7 @@
 //! under their own label and the rest summed under one, so that 100,000 subscriptions make at
 //! most `top + 1` series per outcome, not 100,000.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Attempts that succeeded and failed, since the process started.

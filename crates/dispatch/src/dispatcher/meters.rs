@@ -2,7 +2,7 @@
 //! recorder hashes its name and labels and copies the service's name, on every attempt; a handle
 //! is one atomic add.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! the earliest pending delivery falls due (at most a second, so deliveries made due by another
 //! process are seen), or until a publish or a freed slot wakes it.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
