@@ -24,6 +24,36 @@ pub struct Server {
     client: reqwest::Client,
     _dir: tempfile::TempDir,
     keep_log: Option<PathBuf>,
+    /// The PostgreSQL database made for it, shared with the processes `another` started on it.
+    scratch: Option<std::sync::Arc<Scratch>>,
+}
+
+/// A PostgreSQL database the harness made for a server, dropped once the last process on it has
+/// stopped (a quick run makes about 40: left behind, they piled up run after run).
+struct Scratch {
+    /// The URL the harness was given, to connect to while this one is dropped.
+    admin: String,
+    name: String,
+}
+
+impl Scratch {
+    async fn drop_database(self) {
+        use sqlx::Connection;
+        let dropped = async {
+            let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+            // Every Posthorn process on it has exited; `FORCE` (PostgreSQL 13) ends what the
+            // harness itself may still hold open on it.
+            let force = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            if sqlx::query(&force).execute(&mut conn).await.is_err() {
+                let plain = format!("DROP DATABASE IF EXISTS \"{}\"", self.name);
+                sqlx::query(&plain).execute(&mut conn).await?;
+            }
+            anyhow::Ok(())
+        };
+        if let Err(e) = dropped.await {
+            eprintln!("the bench database {} is left behind: {e:#}", self.name);
+        }
+    }
 }
 
 /// The servers this harness has started and not yet seen exit, so that an interrupted run
@@ -66,7 +96,7 @@ fn posthorn_binary() -> anyhow::Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
+async fn fresh_postgres(url: &str) -> anyhow::Result<(String, Scratch)> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url)
         .await
@@ -82,7 +112,11 @@ async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
         .await?;
     let mut u = url::Url::parse(url)?;
     u.set_path(&format!("/{name}"));
-    Ok(u.to_string())
+    let scratch = Scratch {
+        admin: url.to_owned(),
+        name,
+    };
+    Ok((u.to_string(), scratch))
 }
 
 /// Starts `posthorn ARGS` in `dir` (its log appended to `server.log` there); returns the process
@@ -154,6 +188,7 @@ impl Server {
             client: reqwest::Client::new(),
             _dir: dir,
             keep_log: None,
+            scratch: self.scratch.clone(),
         })
     }
 
@@ -175,11 +210,15 @@ impl Server {
             std::fs::write(&path, text)?;
             extra.extend(["--config".to_owned(), path.display().to_string()]);
         }
-        let (database, backend) = match postgres {
-            Some(url) => (fresh_postgres(url).await?, "PostgreSQL"),
+        let (database, backend, scratch) = match postgres {
+            Some(url) => {
+                let (database, scratch) = fresh_postgres(url).await?;
+                (database, "PostgreSQL", Some(std::sync::Arc::new(scratch)))
+            }
             None => (
                 format!("sqlite://{}/posthorn.db", dir.path().display()),
                 "SQLite",
+                None,
             ),
         };
         let token = "bench-admin-token-0123456789".to_owned();
@@ -222,6 +261,7 @@ impl Server {
                     "sqlite.log"
                 })
             }),
+            scratch,
         })
     }
 
@@ -378,6 +418,12 @@ impl Server {
                 let _ = std::fs::create_dir_all(dir);
             }
             let _ = std::fs::copy(self._dir.path().join("server.log"), to);
+        }
+        // The last process on its database drops it.
+        if let Some(scratch) = self.scratch.take() {
+            if let Ok(scratch) = std::sync::Arc::try_unwrap(scratch) {
+                scratch.drop_database().await;
+            }
         }
     }
 }
