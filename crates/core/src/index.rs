@@ -7,8 +7,8 @@
 //! per event (patterns, filter, HTTP config, retry policy) is compiled once, when the index is
 //! built.
 
-use foldhash::HashMap;
 use serde_json::Value;
+use std::collections::HashMap;
 
 use crate::id::SubscriptionId;
 use std::sync::Arc;
@@ -59,7 +59,10 @@ pub struct Placement {
 
 #[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
-    by_id: HashMap<SubscriptionId, Arc<IndexedSubscription>>,
+    /// By id: ids are this server's own, so the faster `foldhash` (seeded per process, but
+    /// "minimally" resistant to chosen collisions); the maps below are keyed by what tenants
+    /// write (patterns, filters) and keep std's SipHash.
+    by_id: foldhash::HashMap<SubscriptionId, Arc<IndexedSubscription>>,
     exact: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     prefixes: HashMap<String, Vec<Arc<IndexedSubscription>>>,
     all: Vec<Arc<IndexedSubscription>>,

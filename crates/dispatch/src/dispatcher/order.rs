@@ -2,13 +2,13 @@
 //! early, so that the many subscriptions of one endpoint (which may hang) do not all go before
 //! the few of another.
 
-use foldhash::HashMap;
+use std::collections::HashMap;
 
 /// The order in which to start deliveries to these URLs (`None`: not known yet, a first): by
 /// how many earlier ones went to the same URL, then to the same host, then as given.
 pub(super) fn destination_order(urls: &[Option<&str>]) -> Vec<usize> {
-    let mut per_url = HashMap::default();
-    let mut per_host = HashMap::default();
+    let mut per_url = HashMap::new();
+    let mut per_host = HashMap::new();
     let mut keys: Vec<(usize, usize, usize)> = urls
         .iter()
         .enumerate()
