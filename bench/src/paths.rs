@@ -135,25 +135,23 @@ pub fn smtp_config(port: u16) -> String {
 }
 
 /// Waits (up to 10 minutes) until the server has stored `n` events, as a source takes a
-/// backlog in; returns how many it had by then.
+/// backlog in; returns how many it had by then. A count that fails is tried again at the next
+/// poll; if the last one failed when time is up, its error is returned, not a count of 0.
 pub async fn stored_events(server: &Server, n: usize) -> anyhow::Result<i64> {
     let db = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
         .connect(&server.database)
         .await?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut stored = 0i64;
-    while (stored as usize) < n && Instant::now() < deadline {
+    let mut stored = Ok(0i64);
+    while stored.as_ref().map_or(true, |&s| (s as usize) < n) && Instant::now() < deadline {
+        // The poll interval of a loop that ends at a deadline.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // A count that fails is tried again at the next poll.
-        if let Ok(count) = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(&db)
-            .await
-        {
-            stored = count;
-        }
+            .await;
     }
-    Ok(stored)
+    stored.context("counting the stored events")
 }
 
 /// A durable queue of its own at `url`, holding `n` persistent messages (each an event's data,

@@ -332,7 +332,7 @@ pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
     match out {
         // Only ASCII whitespace between tokens was dropped: still UTF-8.
         Some(mut o) => {
-            o.extend_from_slice(&bytes[kept_from.min(bytes.len())..]);
+            o.extend_from_slice(&bytes[kept_from..]);
             std::borrow::Cow::Owned(String::from_utf8(o).unwrap_or_else(|_| text.to_owned()))
         }
         None => std::borrow::Cow::Borrowed(text),
@@ -361,6 +361,44 @@ mod compact_tests {
             r#"["a\\","\\\" "]"#
         );
         assert_eq!(compact_json("\t"), "");
+    }
+
+    /// The reference systems' sample events (`tests/fixtures`, printed with spacing as they were
+    /// captured) compact to the same values, with no spacing left between tokens.
+    #[test]
+    fn compacts_the_reference_systems_events() {
+        for (name, text) in [
+            (
+                "fluidsurveys",
+                include_str!("../../../tests/fixtures/fluidsurveys-response-complete.json"),
+            ),
+            (
+                "ftrack",
+                include_str!("../../../tests/fixtures/ftrack-assetversion-status.json"),
+            ),
+            (
+                "ftrack task",
+                include_str!("../../../tests/fixtures/ftrack-task-create.json"),
+            ),
+            (
+                "phraseanet",
+                include_str!("../../../tests/fixtures/phraseanet-new-feed-entry.json"),
+            ),
+            (
+                "wazo",
+                include_str!("../../../tests/fixtures/wazo-user-created.json"),
+            ),
+        ] {
+            let compact = compact_json(text);
+            assert!(compact.len() < text.len(), "{name}: nothing dropped");
+            let a: serde_json::Value = serde_json::from_str(text).unwrap();
+            let b: serde_json::Value = serde_json::from_str(&compact).unwrap();
+            assert_eq!(a, b, "{name}");
+            assert!(
+                matches!(compact_json(&compact), std::borrow::Cow::Borrowed(_)),
+                "{name}: spacing left in {compact}"
+            );
+        }
     }
 
     proptest::proptest! {
