@@ -548,6 +548,46 @@ async fn a_new_server_shows_the_first_steps() {
     b.client.close().await.unwrap();
 }
 
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn a_pending_deliverys_page_follows_it() {
+    let server = Server::start(Backend::Sqlite).await;
+    let b = Browser::start(1280, 900).await;
+    b.sign_in(&server.base).await;
+    // The receiver holds its answer for 5 s: the delivery stays pending, its attempt in flight.
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::status(200).after(Duration::from_secs(5))]);
+    let api = server.api();
+    let sub = api.subscribe(&receiver.url, &["e"], json!({})).await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "e", "data": {}})).await;
+    let delivery = api.first_delivery(&sub, Duration::from_secs(10)).await;
+    b.client
+        .goto(&format!("{}/ui/#/deliveries/{delivery}", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#delivery-status", "pending").await;
+    b.wait_text("#main", "No attempt yet.").await;
+    // A mark on the page: gone if the page were loaded again.
+    b.client
+        .execute("window.stillHere = true;", vec![])
+        .await
+        .unwrap();
+    // Without a reload, the page shows the attempt once it is made.
+    b.wait_text("#delivery-status", "succeeded").await;
+    b.wait_text("section.attempt", "Attempt 1").await;
+    let kept = b
+        .client
+        .execute("return window.stillHere === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, json!(true), "the page was loaded again");
+    b.client.close().await.unwrap();
+}
+
 /// An application's access token, through its client credentials.
 async fn app_with_subscription(server: &Server, name: &str, url: &str) -> (String, String) {
     let api = server.api();

@@ -107,12 +107,21 @@ function headersTable(headers) {
 }
 
 function page(title, ...children) {
-  const m = $main();
-  m.replaceChildren(h("h1", { text: title }), ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
-  document.title = title + " · Posthorn";
+  const m = draw(title, children);
   // Focus for screen readers and the keyboard, without scrolling the header away.
   m.focus({ preventScroll: true });
   window.scrollTo(0, 0);
+}
+
+// The page drawn again where the reader is (a page that follows what it shows): no scroll, no
+// focus moved.
+function redraw(title, ...children) { draw(title, children); }
+
+function draw(title, children) {
+  const m = $main();
+  m.replaceChildren(h("h1", { text: title }), ...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  document.title = title + " · Posthorn";
+  return m;
 }
 
 // ---- sign-in ---------------------------------------------------------------------------------
@@ -555,8 +564,34 @@ function exchange(req, resp) {
   return [h("h3", { text: "Message" }), pretty(to), pretty(body), h("h3", { text: "Confirmation" }), resp ? pretty(resp) : h("p.muted", { text: "No confirmation." })];
 }
 
+// A pending delivery's page follows it: read again every 2 s while it is shown (and the tab is
+// seen), and drawn again in place when an attempt was made or its status changed. A failed read
+// is tried again at the next turn; leaving the page ends it.
+const FOLLOW_MS = 2000;
+let following = null;
+
+function followDelivery(id, shown) {
+  clearTimeout(following);
+  const here = location.hash;
+  following = setTimeout(async () => {
+    if (location.hash !== here) return;
+    if (document.hidden) return followDelivery(id, shown);
+    let d;
+    try { d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id)); }
+    catch (_) { return followDelivery(id, shown); }
+    if (location.hash !== here) return;
+    if (d.status !== shown.status || d.attempts !== shown.attempts) drawDelivery(d, redraw);
+    else followDelivery(id, shown);
+  }, FOLLOW_MS);
+}
+
 async function deliveryPage(id) {
-  const d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id));
+  drawDelivery(await api("GET", "/v1/deliveries/" + encodeURIComponent(id)), page);
+}
+
+function drawDelivery(d, show) {
+  const id = d.id;
+  if (d.status === "pending") followDelivery(id, d);
   // A pulled delivery is never pushed: its consumer reads it from the feed.
   const pulled = d.held && d.held.reason === "pulled";
   const retry = h("button", { type: "button", id: "retry", text: "Retry now", disabled: pulled,
@@ -570,7 +605,7 @@ async function deliveryPage(id) {
     h("p.muted", { text: when(a.started_at) + " · " + a.duration_ms + " ms" }),
     a.error ? h("p.error", { text: a.error }) : null,
     exchange(a.request, a.response)));
-  page("Delivery " + d.id,
+  show("Delivery " + d.id,
     h("div.card", {}, h("dl", {},
       h("dt", { text: "Status" }), h("dd", { id: "delivery-status" }, badge(d.status), d.held ? heldText(d.held, true) : ""),
       h("dt", { text: "Event" }), h("dd", {}, link("#/events/" + encodeURIComponent(d.event_id), d.event_name + " · " + d.event_id)),
