@@ -74,6 +74,22 @@ impl Backend {
             .clone()
     }
 
+    /// The conflict clause of a multi-row `INSERT` or `UPDATE` inside a group's transaction: `OR
+    /// FAIL` on SQLite, nothing on PostgreSQL (which has no such clause).
+    ///
+    /// A multi-row write that may abort on a constraint (`NOT NULL`, a key) makes SQLite open a
+    /// statement journal inside a transaction: before the statement first changes a page, it
+    /// copies the whole page aside, so that an abort can undo that statement alone. That copying
+    /// was about 9,000 instructions a delivery end to end (docs/benchmarks.md). `FAIL` stops at the
+    /// failing row and keeps the rows before it instead, so no journal is kept, and the group
+    /// never goes on after an error: its transaction is rolled back whole (`commit::write_group`).
+    pub(crate) fn or_fail(self) -> &'static str {
+        match self {
+            Backend::Sqlite => " OR FAIL",
+            Backend::Postgres => "",
+        }
+    }
+
     /// The statement as this backend should run it. On SQLite, `$1, $2, …` written once each in
     /// order become anonymous `?`: sqlx asks SQLite the name of every parameter it binds, and
     /// SQLite finds a named parameter's name by walking the list of all of them, so binding a

@@ -201,8 +201,9 @@ pub(crate) async fn insert_events(
     for chunk in backend.statement_chunks(&rows, 8) {
         let sql = backend.statement("insert deliveries", chunk.len(), || {
             let values = value_rows(chunk.len(), 8, 1, ", 'pending', 0");
+            let or_fail = backend.or_fail();
             format!(
-                "INSERT INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
+                "INSERT{or_fail} INTO deliveries (id, event_seq, subscription_id, next_attempt_at, lease, \
                  created_at, updated_at, order_key, status, attempts) VALUES {values}"
             )
         });
@@ -273,8 +274,9 @@ async fn insert_event_rows(
     for chunk in backend.statement_chunks(events, EVENT_PARAMS) {
         let sql = backend.statement("insert events", chunk.len(), || {
             let values = value_rows(chunk.len(), EVENT_PARAMS, 1, "");
+            let or_fail = backend.or_fail();
             format!(
-                "INSERT INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
+                "INSERT{or_fail} INTO events (id, publisher, name, origin, tenant, data, occurred_at, \
                  received_at, attributes) VALUES {values} ON CONFLICT (publisher, id) DO NOTHING{returning}"
             )
         });

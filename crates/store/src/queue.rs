@@ -605,8 +605,9 @@ pub(crate) async fn settle_in(
         let sql = backend.statement("settle", chunk.len(), || {
             let values = value_rows(chunk.len(), 4, 2, "");
             let owner_at = 2 + 4 * chunk.len();
+            let or_fail = backend.or_fail();
             format!(
-                "UPDATE deliveries SET status = v.column2, attempts = v.column3, \
+                "UPDATE{or_fail} deliveries SET status = v.column2, attempts = v.column3, \
                  next_attempt_at = v.column4, lease = NULL, updated_at = $1 \
                  FROM (VALUES {values}) AS v \
                  WHERE deliveries.id = v.column1 AND deliveries.lease = ${owner_at} \
@@ -635,8 +636,9 @@ pub(crate) async fn settle_in(
     for chunk in backend.statement_chunks(&attempts, 8) {
         let sql = backend.statement("insert attempts", chunk.len(), || {
             let values = value_rows(chunk.len(), 8, 1, "");
+            let or_fail = backend.or_fail();
             format!(
-                "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, request, \
+                "INSERT{or_fail} INTO attempts (delivery_id, number, started_at, duration_ms, request, \
                  response, error, outcome) VALUES {values} \
                  ON CONFLICT (delivery_id, number) DO NOTHING"
             )
