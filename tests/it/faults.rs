@@ -346,6 +346,19 @@ async fn sqlite_on_a_full_disk() {
             "{id}"
         );
     }
+    // Nothing half-written: a group that failed on the full disk left no event without its
+    // delivery (which would never arrive), whether or not its publish was answered.
+    let stored = stored_ids(&api, "tick").await;
+    assert!(stored.len() >= accepted.len());
+    wait_for(
+        Duration::from_secs(60),
+        "every stored event at the receiver",
+        || async {
+            let got = received(&receiver);
+            stored.iter().all(|id| got.contains(id)).then_some(())
+        },
+    )
+    .await;
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("{database}?mode=ro"))
         .await
