@@ -224,12 +224,23 @@ async fn postgresql_stops_and_comes_back() {
         i += 1;
     }
     assert_eq!(api.get("/readyz").await.status, 200);
+    all_arrive(&receiver, "every accepted event", &accepted).await;
+}
+
+/// Waits (up to a minute) until every one of `ids` has arrived at `receiver`, `what` naming them
+/// if they do not.
+async fn all_arrive<'a>(
+    receiver: &Receiver,
+    what: &str,
+    ids: impl IntoIterator<Item = &'a String>,
+) {
+    let ids: Vec<&String> = ids.into_iter().collect();
     wait_for(
         Duration::from_secs(60),
-        "every accepted event at the receiver",
+        &format!("{what} at the receiver"),
         || async {
-            let got = received(&receiver);
-            accepted.iter().all(|id| got.contains(id)).then_some(())
+            let got = received(receiver);
+            ids.iter().all(|id| got.contains(*id)).then_some(())
         },
     )
     .await;
@@ -329,15 +340,7 @@ async fn sqlite_on_a_full_disk() {
                 .expect("accepted with room again"),
         );
     }
-    wait_for(
-        Duration::from_secs(60),
-        "every accepted event at the receiver",
-        || async {
-            let got = received(&receiver);
-            accepted.iter().all(|id| got.contains(id)).then_some(())
-        },
-    )
-    .await;
+    all_arrive(&receiver, "every accepted event", &accepted).await;
     // Every accepted event is there, and the file is sound.
     for id in &accepted {
         assert_eq!(
@@ -350,15 +353,7 @@ async fn sqlite_on_a_full_disk() {
     // delivery (which would never arrive), whether or not its publish was answered.
     let stored = stored_ids(&api, "tick").await;
     assert!(stored.len() >= accepted.len());
-    wait_for(
-        Duration::from_secs(60),
-        "every stored event at the receiver",
-        || async {
-            let got = received(&receiver);
-            stored.iter().all(|id| got.contains(id)).then_some(())
-        },
-    )
-    .await;
+    all_arrive(&receiver, "every stored event", &stored).await;
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("{database}?mode=ro"))
         .await
