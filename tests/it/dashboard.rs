@@ -588,6 +588,34 @@ async fn a_pending_deliverys_page_follows_it() {
     b.client.close().await.unwrap();
 }
 
+#[tokio::test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "POSTHORN_TEST_CHROMEDRIVER is not set: the browser tests are skipped"
+)]
+async fn a_followed_delivery_page_says_when_it_cannot_read_again() {
+    let mut server = Server::start(Backend::Sqlite).await;
+    let b = Browser::start(1280, 900).await;
+    b.sign_in(&server.base).await;
+    // The attempt is held past the test: the delivery stays pending.
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::status(200).after(Duration::from_secs(60))]);
+    let api = server.api();
+    let sub = api.subscribe(&receiver.url, &["e"], json!({})).await;
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    api.publish(json!({"name": "e", "data": {}})).await;
+    let delivery = api.first_delivery(&sub, Duration::from_secs(10)).await;
+    b.client
+        .goto(&format!("{}/ui/#/deliveries/{delivery}", server.base))
+        .await
+        .unwrap();
+    b.wait_text("#delivery-status", "pending").await;
+    // The server goes away: the page says that what it shows is not up to date.
+    server.kill().await;
+    b.wait_text("#following", "Not up to date").await;
+    b.client.close().await.unwrap();
+}
+
 /// An application's access token, through its client credentials.
 async fn app_with_subscription(server: &Server, name: &str, url: &str) -> (String, String) {
     let api = server.api();

@@ -566,7 +566,8 @@ function exchange(req, resp) {
 
 // A pending delivery's page follows it: read again every 2 s while it is shown (and the tab is
 // seen), and drawn again in place when an attempt was made or its status changed. A failed read
-// is tried again at the next turn; leaving the page ends it.
+// is said on the page (what is shown may be stale) and tried again at the next turn; leaving the
+// page ends it.
 const FOLLOW_MS = 2000;
 let following = null;
 
@@ -576,9 +577,16 @@ function followDelivery(id, shown) {
   following = setTimeout(async () => {
     if (location.hash !== here) return;
     if (document.hidden) return followDelivery(id, shown);
+    const note = document.getElementById("following");
     let d;
     try { d = await api("GET", "/v1/deliveries/" + encodeURIComponent(id)); }
-    catch (_) { return followDelivery(id, shown); }
+    catch (e) {
+      if (note && location.hash === here) {
+        note.textContent = "Not up to date: reading it again failed (" + (e.message || e) + "); trying again.";
+      }
+      return followDelivery(id, shown);
+    }
+    if (note) note.textContent = "";
     if (location.hash !== here) return;
     if (d.status !== shown.status || d.attempts !== shown.attempts) drawDelivery(d, redraw);
     else followDelivery(id, shown);
@@ -614,6 +622,7 @@ function drawDelivery(d, show) {
       h("dt", { text: "Attempts" }), h("dd", { text: d.attempts }),
       h("dt", { text: "Next attempt" }), h("dd", { text: d.next_attempt_at ? when(d.next_attempt_at) : "—" }))),
     h("div.actions", {}, retry),
+    d.status === "pending" ? h("p.error", { id: "following", role: "status" }) : null,
     attempts.length ? attempts : h("p.muted", { text: "No attempt yet." }));
 }
 
