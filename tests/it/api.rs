@@ -195,6 +195,42 @@ async fn subscriptions_are_read_replaced_patched_disabled_and_deleted(backend: B
         let bad = api.send("PATCH", &path, Some(&patch)).await;
         assert_eq!(bad.status, 422, "{patch}: {}", bad.body);
     }
+    // `null` removes a key: an optional one takes its default; a required one cannot go. The
+    // document says both (`null` is a value of each optional key of the patch's schema).
+    let reset = api
+        .send(
+            "PATCH",
+            &path,
+            Some(&json!({"ordered": null, "enabled": null, "max_in_flight": null, "metadata": null,
+                         "retry": null, "filter": null, "rate_limit_per_s": null, "order_key": null})),
+        )
+        .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_eq!(reset.body["ordered"], json!(false), "{}", reset.body);
+    assert_eq!(reset.body["metadata"], json!({}), "{}", reset.body);
+    for key in ["name", "service", "config", "events"] {
+        let bad = api.send("PATCH", &path, Some(&json!({ key: null }))).await;
+        assert_eq!(bad.status, 422, "{key}: {}", bad.body);
+    }
+    let doc = api.without_token().get("/openapi.json").await.body;
+    let schema = &doc["paths"]["/v1/subscriptions/{id}"]["patch"]["requestBody"]["content"]
+        ["application/json"]["schema"]["properties"];
+    for key in [
+        "ordered",
+        "enabled",
+        "max_in_flight",
+        "metadata",
+        "retry",
+        "filter",
+    ] {
+        let text = schema[key].to_string();
+        assert!(text.contains("null"), "{key}: {text}");
+    }
+    assert!(
+        !schema["name"].to_string().contains("null"),
+        "{}",
+        schema["name"]
+    );
 
     let replaced = api
         .send("PUT", &path, Some(&json!({"name": "r", "service": "http", "config": {"url": receiver.url}, "events": ["b"]})))

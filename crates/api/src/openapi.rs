@@ -301,11 +301,26 @@ fn conform(doc: &mut serde_json::Value) {
     } else {
         debug_assert!(false, "conform: no /oauth/token form");
     }
-    // A patch is any part of a subscription's spec.
+    // A patch is any part of a subscription's spec, where `null` removes a key (RFC 7396): an
+    // optional one then takes its default, so `null` is a value of each optional key; a required
+    // one cannot be removed (422), so its schema stays as it is.
+    let required: Vec<Value> = doc
+        .pointer("/components/schemas/SubscriptionSpec/required")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let patch = doc
         .pointer("/components/schemas/SubscriptionSpec/properties")
+        .and_then(Value::as_object)
         .cloned()
-        .map(|properties| json!({"type": "object", "additionalProperties": false, "properties": properties}));
+        .map(|mut properties| {
+            for (name, property) in properties.iter_mut() {
+                if !required.contains(&Value::String(name.clone())) {
+                    or_null(property);
+                }
+            }
+            json!({"type": "object", "additionalProperties": false, "properties": properties})
+        });
     let bodies = bodies
         .into_iter()
         .chain(patch.map(|p| ("/v1/subscriptions/{id}", "patch", p)));
@@ -535,6 +550,40 @@ pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::
         }
     }
     doc
+}
+
+/// Lets `schema` also be `null`, unless it already may be.
+fn or_null(schema: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let null = json!({"type": "null"});
+    let nullable = match schema.get("type") {
+        Some(Value::String(t)) => t == "null",
+        Some(Value::Array(types)) => types.contains(&json!("null")),
+        _ => ["oneOf", "anyOf"].iter().any(|k| {
+            schema
+                .get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|alternatives| alternatives.contains(&null))
+        }),
+    };
+    if nullable {
+        return;
+    }
+    if let Some(Value::String(t)) = schema.get("type").cloned() {
+        schema["type"] = json!([t, "null"]);
+        return;
+    }
+    // A reference or a combination: one alternative more, its description kept beside them.
+    let Some(inner) = schema.as_object_mut() else {
+        return;
+    };
+    let mut inner = std::mem::take(inner);
+    let mut outer = serde_json::Map::new();
+    if let Some(description) = inner.remove("description") {
+        outer.insert("description".into(), description);
+    }
+    outer.insert("anyOf".into(), json!([inner, null]));
+    *schema = Value::Object(outer);
 }
 
 /// An object schema that names no property (an event's data, a config, metadata) takes any: JSON
