@@ -555,7 +555,7 @@ pub fn document_for(services: &posthorn_core::service::Registry) -> serde_json::
 /// Lets `schema` also be `null`, unless it already may be.
 fn or_null(schema: &mut serde_json::Value) {
     use serde_json::{json, Value};
-    let null = json!({"type": "null"});
+    let null_type = json!({"type": "null"});
     let nullable = match schema.get("type") {
         Some(Value::String(t)) => t == "null",
         Some(Value::Array(types)) => types.contains(&json!("null")),
@@ -563,7 +563,7 @@ fn or_null(schema: &mut serde_json::Value) {
             schema
                 .get(*k)
                 .and_then(Value::as_array)
-                .is_some_and(|alternatives| alternatives.contains(&null))
+                .is_some_and(|alternatives| alternatives.contains(&null_type))
         }),
     };
     if nullable {
@@ -582,7 +582,10 @@ fn or_null(schema: &mut serde_json::Value) {
     if let Some(description) = inner.remove("description") {
         outer.insert("description".into(), description);
     }
-    outer.insert("anyOf".into(), json!([inner, null]));
+    outer.insert(
+        "anyOf".into(),
+        Value::Array(vec![Value::Object(inner), null_type]),
+    );
     *schema = Value::Object(outer);
 }
 
